@@ -1,0 +1,68 @@
+# hpsteer: `make demo` runs the main job locally, `make test` sets up and runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+# Stand-ins for the Google services without an official emulator. Each lives in a venv of its
+# own: they pin protobuf and duckdb versions that clash with the project's.
+TASKS_EMULATOR := gcloud-tasks-emulator==0.6.2
+BQ_EMULATOR := bqemulator==1.4.0 duckdb-extension-spatial==1.5.5
+
+.PHONY: help install tools lint typecheck test test-fast demo benchmark clean
+
+help:
+	@echo "make demo       set up and run the main job on the local runtime (no cloud account)"
+	@echo "make test       set up everything and run lint, type checks and all tests (emulators included)"
+	@echo "make test-fast  unit, service and local-backend tests only (no emulators)"
+	@echo "make benchmark  run the benchmarks in benchmarks/"
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(TOOLS)/%/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)/$*
+	$(TOOLS)/$*/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(TOOLS)/tasks/.installed: Makefile $(TOOLS)/tasks/bin/uv
+	$(TOOLS)/tasks/bin/uv pip install --quiet --python $(TOOLS)/tasks/bin/python $(TASKS_EMULATOR)
+	touch $@
+
+$(TOOLS)/bq/.installed: Makefile $(TOOLS)/bq/bin/uv
+	$(TOOLS)/bq/bin/uv pip install --quiet --python $(TOOLS)/bq/bin/python $(BQ_EMULATOR)
+	touch $@
+
+tools: $(TOOLS)/tasks/.installed $(TOOLS)/bq/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy shared $(wildcard functions/*/main.py)
+
+test: install tools lint typecheck
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not emulator"
+
+demo: install
+	$(BIN)/hpsteer demo
+
+benchmark: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,149 @@
+"""Errors of hpsteer, split by what the caller should do about them.
+
+::
+
+    HpsteerError
+    ├── TransientError            try again later: the same input may succeed
+    │   ├── StoreUnavailable          the document store did not answer
+    │   ├── BusUnavailable            the message bus did not answer
+    │   ├── TaskQueueUnavailable      the task queue did not answer
+    │   ├── AnalyticsUnavailable      the analytics store did not answer
+    │   ├── SecretsUnavailable        the secret store did not answer
+    │   ├── ConcurrencyConflict       someone else wrote first; re-read and decide again
+    │   │   └── PreconditionFailed    an update's precondition no longer holds
+    │   ├── OemUnavailable            a manufacturer's API failed or timed out
+    │   └── CircuitOpen               a manufacturer's circuit breaker is open
+    └── PermanentError            the same input will fail again: record why, do not retry
+        ├── InvalidInput              malformed data from outside
+        │   ├── MalformedMessage          not JSON, wrong schema version, missing fields
+        │   ├── InvalidDocumentPath       a path that is not collection/doc[/collection/doc…]
+        │   ├── NaiveDatetime             a datetime without a time zone
+        │   └── InvalidPayload            a command or payload that breaks a rule
+        ├── NotFound                  the thing named does not exist
+        │   ├── DocumentNotFound
+        │   ├── UnknownDevice
+        │   ├── SecretNotFound
+        │   └── UnknownQueue
+        ├── AlreadyExists             a create() of something that exists
+        │   ├── DocumentAlreadyExists
+        │   └── TaskAlreadyExists         Cloud Tasks' ALREADY_EXISTS for a named task
+        ├── IllegalTransition         a command lifecycle transition the table forbids
+        └── InfeasiblePlan            no plan satisfies the hard constraints
+
+Function entry points map the two branches: a ``PermanentError`` is logged once and the message
+acknowledged (redelivery cannot help), a ``TransientError`` escapes so that Pub/Sub or Cloud Tasks
+deliver again. Backends translate their client libraries' exceptions into these at the boundary
+(``raise StoreUnavailable(...) from err``); nothing above the backends sees ``google.*`` errors.
+
+Messages never contain secrets: callers pass names, ids and reasons, not credentials.
+"""
+
+from __future__ import annotations
+
+
+class HpsteerError(Exception):
+    """Base of every error hpsteer raises on purpose."""
+
+
+class TransientError(HpsteerError):
+    """The operation may succeed if repeated later."""
+
+
+class PermanentError(HpsteerError):
+    """The operation will fail again with the same input."""
+
+
+class StoreUnavailable(TransientError):
+    pass
+
+
+class BusUnavailable(TransientError):
+    pass
+
+
+class TaskQueueUnavailable(TransientError):
+    pass
+
+
+class AnalyticsUnavailable(TransientError):
+    pass
+
+
+class SecretsUnavailable(TransientError):
+    pass
+
+
+class ConcurrencyConflict(TransientError):
+    pass
+
+
+class PreconditionFailed(ConcurrencyConflict):
+    pass
+
+
+class OemUnavailable(TransientError):
+    pass
+
+
+class CircuitOpen(TransientError):
+    pass
+
+
+class InvalidInput(PermanentError):
+    pass
+
+
+class MalformedMessage(InvalidInput):
+    pass
+
+
+class InvalidDocumentPath(InvalidInput):
+    pass
+
+
+class NaiveDatetime(InvalidInput):
+    pass
+
+
+class InvalidPayload(InvalidInput):
+    pass
+
+
+class NotFound(PermanentError):
+    pass
+
+
+class DocumentNotFound(NotFound):
+    pass
+
+
+class UnknownDevice(NotFound):
+    pass
+
+
+class SecretNotFound(NotFound):
+    pass
+
+
+class UnknownQueue(NotFound):
+    pass
+
+
+class AlreadyExists(PermanentError):
+    pass
+
+
+class DocumentAlreadyExists(AlreadyExists):
+    pass
+
+
+class TaskAlreadyExists(AlreadyExists):
+    pass
+
+
+class IllegalTransition(PermanentError):
+    pass
+
+
+class InfeasiblePlan(PermanentError):
+    pass
