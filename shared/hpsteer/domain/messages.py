@@ -1,0 +1,110 @@
+"""Messages on the Pub/Sub topics of the data flow (see DESIGN.md).
+
+Each topic carries one message type, JSON-encoded, with ``schema_version``. Producers choose the
+ids that make handling idempotent: a price update names area, day and content hash; a request
+from Cloud Scheduler carries the scheduled time (``X-CloudScheduler-ScheduleTime``, stable across
+its retries).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import Field
+
+from hpsteer.domain.base import Record, UtcDatetime
+from hpsteer.domain.market import PriceArea, Resolution
+
+__all__ = [
+    "Alert",
+    "AlertSeverity",
+    "OptimizeRequest",
+    "PriceIngestRequest",
+    "ReconcileRequest",
+    "ReplanRequest",
+    "SpotPricesUpdated",
+    "Topic",
+    "WeatherIngestRequest",
+    "WeatherUpdated",
+]
+
+
+class Topic(StrEnum):
+    PRICE_INGEST_REQUESTS = "price-ingest-requests"
+    SPOT_PRICE_UPDATES = "spot-price-updates"
+    WEATHER_INGEST_REQUESTS = "weather-ingest-requests"
+    WEATHER_UPDATES = "weather-updates"
+    OPTIMIZE_REQUESTS = "optimize-requests"
+    REPLAN_REQUESTS = "replan-requests"
+    RECONCILE_REQUESTS = "reconcile-requests"
+    DEVICE_TELEMETRY = "device-telemetry"
+    COMMAND_EVENTS = "command-events"
+    ALERTS = "alerts"
+
+
+class PriceIngestRequest(Record):
+    """Fetch the day-ahead prices of ``market_date`` (default: the next delivery day)."""
+
+    areas: tuple[PriceArea, ...] = Field(min_length=1)
+    market_date: date | None = None
+    scheduled_at: UtcDatetime
+
+
+class SpotPricesUpdated(Record):
+    area: PriceArea
+    market_date: date
+    resolution: Resolution
+    content_hash: str = Field(min_length=64, max_length=64)
+    source: str
+
+
+class WeatherIngestRequest(Record):
+    location_ids: tuple[str, ...] = ()
+    """Empty means every location with a steered device."""
+    scheduled_at: UtcDatetime
+
+
+class WeatherUpdated(Record):
+    location_id: str
+    issued_at: UtcDatetime
+
+
+class OptimizeRequest(Record):
+    """One shard of an area's re-planning: at most a few hundred devices."""
+
+    area: PriceArea
+    device_ids: tuple[str, ...] = Field(min_length=1, max_length=500)
+    trigger: str = Field(min_length=1, max_length=300)
+    """Why and from what (e.g. ``prices:SE3:2024-01-15:<hash>``): part of the idempotency key."""
+    requested_at: UtcDatetime
+
+
+class ReplanRequest(Record):
+    area: PriceArea | None = None
+    device_id: str | None = None
+    reason: str = Field(min_length=1, max_length=300)
+    requested_at: UtcDatetime
+
+
+class ReconcileRequest(Record):
+    scheduled_at: UtcDatetime
+    shard_cursor: str | None = None
+    shard_size: int = Field(default=200, ge=1, le=1000)
+
+
+class AlertSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Alert(Record):
+    alert_id: str = Field(min_length=1, max_length=200)
+    severity: AlertSeverity
+    kind: str = Field(min_length=1, max_length=100)
+    message: str = Field(min_length=1, max_length=2000)
+    raised_at: UtcDatetime
+    device_id: str | None = None
+    manufacturer: str | None = None
+    command_id: str | None = None

@@ -1,0 +1,129 @@
+"""The command state machine: one table of legal transitions and one pure fold."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hpsteer.domain.actions import GenericAction
+from hpsteer.domain.commands import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    CommandEvent,
+    CommandEventType,
+    CommandState,
+    fold,
+    next_state,
+)
+from hpsteer.errors import IllegalTransition
+
+T0 = datetime(2024, 1, 15, 6, tzinfo=UTC)
+E = CommandEventType
+S = CommandState
+
+
+def created(command_id: str = "c1") -> CommandEvent:
+    return CommandEvent(
+        command_id=command_id,
+        seq=1,
+        type=E.CREATED,
+        at=T0,
+        detail={
+            "device_id": "d1",
+            "manufacturer": "viessmann",
+            "generic_action": "set_mode_max",
+            "manufacturer_payload": {"shift": 2},
+            "plan_id": "p1",
+            "slot_start_at": "2024-01-15T06:00:00Z",
+            "correlation_id": "trace-1",
+        },
+    )
+
+
+def history(*types: CommandEventType, **kwargs: object) -> list[CommandEvent]:
+    events = [created()]
+    for offset, event_type in enumerate(types, start=2):
+        events.append(
+            CommandEvent(
+                command_id="c1",
+                seq=offset,
+                type=event_type,
+                at=T0 + timedelta(minutes=offset),
+                attempt=1,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        )
+    return events
+
+
+def test_the_happy_path_folds_to_completed_with_a_timestamp_per_state():
+    command = fold(history(E.SENT, E.ACKNOWLEDGED, E.VERIFIED, E.COMPLETED))
+    assert command.state is S.COMPLETED
+    assert command.generic_action is GenericAction.SET_MODE_MAX
+    assert command.created_at == T0
+    assert command.sent_at == T0 + timedelta(minutes=2)
+    assert command.acknowledged_at == T0 + timedelta(minutes=3)
+    assert command.verified_at == T0 + timedelta(minutes=4)
+    assert command.completed_at == T0 + timedelta(minutes=5)
+    assert command.last_seq == 5
+    assert command.correlation_id == "trace-1"
+
+
+def test_a_retry_returns_to_sent_and_counts():
+    command = fold(history(E.RETRY_SCHEDULED, E.SENT, E.RETRY_SCHEDULED, E.SENT, E.ACKNOWLEDGED))
+    assert command.state is S.ACKNOWLEDGED
+    assert command.retry_count == 2
+
+
+def test_the_fold_does_not_depend_on_the_order_events_arrive_in():
+    events = history(E.SENT, E.ACKNOWLEDGED)
+    assert fold(reversed(events)) == fold(events)
+
+
+def test_a_failure_keeps_its_reason():
+    events = history(E.SENT)
+    events.append(
+        CommandEvent(command_id="c1", seq=3, type=E.FAILED, at=T0, attempt=5, error="offline")
+    )
+    command = fold(events)
+    assert command.state is S.FAILED
+    assert command.last_error == "offline"
+    assert command.failed_at == T0
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATES))
+def test_terminal_states_accept_no_event(terminal):
+    for event_type in E:
+        with pytest.raises(IllegalTransition, match="terminal"):
+            next_state(terminal, event_type)
+
+
+def test_superseding_is_only_for_commands_not_yet_sent():
+    assert next_state(S.PENDING, E.SUPERSEDED) is S.SUPERSEDED
+    assert next_state(S.RETRYING, E.SUPERSEDED) is S.SUPERSEDED
+    with pytest.raises(IllegalTransition, match="a sent command cannot take 'superseded'"):
+        next_state(S.SENT, E.SUPERSEDED)
+
+
+def test_every_state_but_the_terminal_ones_has_a_way_forward():
+    sources = {state for state, _ in TRANSITIONS}
+    assert sources == set(S) - TERMINAL_STATES
+
+
+def test_a_gap_or_a_repeat_in_the_sequence_is_refused():
+    events = history(E.SENT, E.ACKNOWLEDGED)
+    with pytest.raises(IllegalTransition, match="seq 3 does not follow 1"):
+        fold([events[0], events[2]])
+    with pytest.raises(IllegalTransition, match="seq 2 does not follow 2"):
+        fold([events[0], events[1], events[1]])
+
+
+def test_history_must_start_with_created():
+    with pytest.raises(IllegalTransition, match="must start with 'created'"):
+        fold(history(E.SENT)[1:])
+    with pytest.raises(IllegalTransition, match="at least"):
+        fold([])
+
+
+def test_skipping_a_state_is_illegal():
+    with pytest.raises(IllegalTransition, match="a pending command cannot take 'verified'"):
+        fold(history(E.VERIFIED))
