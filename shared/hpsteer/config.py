@@ -1,0 +1,73 @@
+"""Settings from the environment (``HPSTEER_*``), validated once at start.
+
+``HPSTEER_BACKEND=local`` (the default) wires the in-process backends: no cloud account needed.
+``HPSTEER_BACKEND=gcp`` wires Firestore, Pub/Sub, Cloud Tasks, BigQuery and Secret Manager in
+``HPSTEER_PROJECT``. The Google clients honour the official emulator variables
+(``FIRESTORE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``); the stand-ins for Cloud Tasks, BigQuery
+and Secret Manager are reached through ``HPSTEER_*_EMULATOR_HOST``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+LOCAL_PROJECT = "hpsteer-local"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HPSTEER_", extra="ignore", frozen=True)
+
+    backend: Literal["local", "gcp"] = "local"
+    project: str = Field(default=LOCAL_PROJECT, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    region: str = "europe-west1"
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    firestore_database: str = "(default)"
+    bigquery_dataset: str = Field(default="hpsteer", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+    bigquery_location: str = "EU"
+    tasks_location: str | None = None
+    """Cloud Tasks location; the region when unset."""
+    dispatch_url: str = "http://127.0.0.1:8080/dispatch"
+    """The URL Cloud Tasks calls for a command (the dispatch function's URL in the cloud)."""
+    tasks_service_account: str | None = None
+    """Service account whose OIDC token Cloud Tasks attaches to dispatch calls."""
+    local_state_dir: Path | None = None
+    """Where the local backends persist (SQLite files, secrets); in memory when unset."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    firestore_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST")
+    )
+    pubsub_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("PUBSUB_EMULATOR_HOST")
+    )
+    tasks_emulator_host: str | None = None
+    bigquery_emulator_host: str | None = None
+    secret_manager_emulator_host: str | None = None
+
+    @model_validator(mode="after")
+    def _cloud_needs_a_project(self) -> Self:
+        if self.backend == "gcp" and self.project == LOCAL_PROJECT and not self.uses_emulators:
+            raise ValueError("HPSTEER_BACKEND=gcp needs HPSTEER_PROJECT set to a real project id")
+        return self
+
+    @property
+    def uses_emulators(self) -> bool:
+        return any(
+            (
+                self.firestore_emulator_host,
+                self.pubsub_emulator_host,
+                self.tasks_emulator_host,
+                self.bigquery_emulator_host,
+                self.secret_manager_emulator_host,
+            )
+        )
+
+    @property
+    def effective_tasks_location(self) -> str:
+        return self.tasks_location or self.region

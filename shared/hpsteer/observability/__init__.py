@@ -1,0 +1,1 @@
+"""Logs for Cloud Logging, tracing and metrics."""
