@@ -103,6 +103,8 @@ class CommandEvent(Record):
     error: str | None = Field(default=None, max_length=2000)
     detail: dict[str, Any] = Field(default_factory=dict)
     """Facts of the event: for ``created`` the command's fields, else e.g. the response id."""
+    dedup_key: str | None = Field(default=None, max_length=600)
+    """The delivery that caused the event (e.g. task name and retry count), for idempotency."""
 
 
 class Command(Record):
@@ -128,6 +130,7 @@ class Command(Record):
     attempt: int = Field(default=0, ge=0)
     last_error: str | None = None
     last_seq: int = Field(default=1, ge=1)
+    last_dedup_key: str | None = None
 
 
 def next_state(state: CommandState, event: CommandEventType) -> CommandState:
@@ -174,7 +177,12 @@ def apply(command: Command, event: CommandEvent) -> Command:
             f"{command.last_seq}"
         )
     state = next_state(command.state, event.type)
-    changes: dict[str, Any] = {"state": state, "last_seq": event.seq, "attempt": event.attempt}
+    changes: dict[str, Any] = {
+        "state": state,
+        "last_seq": event.seq,
+        "attempt": event.attempt,
+        "last_dedup_key": event.dedup_key,
+    }
     if state in _TIMESTAMP_FIELD:
         changes[_TIMESTAMP_FIELD[state]] = event.at
     if event.type is CommandEventType.RETRY_SCHEDULED:

@@ -14,12 +14,21 @@ Promises every backend keeps (checked by ``tests/contract/test_store_contract.py
   raises :class:`~hpsteer.errors.DocumentNotFound` if it is missing, and
   :class:`~hpsteer.errors.PreconditionFailed` if ``if_update_time`` is given and the document
   was written since.
-- Every write moves ``update_time`` forward; ``create_time`` stays.
+- Every write that changes a document moves ``update_time`` forward; ``create_time`` stays.
+  A write that leaves the document exactly as it was keeps its ``update_time`` (Firestore does).
 - ``run_transaction(fn)`` runs ``fn(tx)`` so that its reads and writes are atomic: all writes
   commit together or none do; if a document read in it changed before commit, ``fn`` runs again
   (so ``fn`` must have no side effects outside ``tx``). Reads come before writes, as in Firestore.
 - ``query`` over one collection and ``collection_group`` over every collection with that id
   filter by fields, order (ties broken by document path) and page with an opaque cursor.
+  As in Firestore: a document missing a filtered or ordered field does not match; fields under
+  an inequality filter that are not ordered explicitly are ordered after the explicit orders
+  (by field path), and the document path breaks ties last, all in the last order's direction
+  (ascending when there is none); a read after a write in a transaction raises
+  :class:`~hpsteer.errors.InvalidInput`.
+
+Values are checked (and copied, datetimes converted to UTC) by :func:`normalize_data` before any
+backend writes them, so bad input fails the same way everywhere and nothing is written partly.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from hpsteer.errors import InvalidDocumentPath
+from hpsteer.domain.instants import ensure_utc
+from hpsteer.errors import InvalidDocumentPath, InvalidInput
 
 __all__ = [
     "Direction",
@@ -40,7 +50,10 @@ __all__ = [
     "Order",
     "Page",
     "Transaction",
+    "normalize_data",
+    "normalize_value",
     "split_document_path",
+    "split_field_path",
     "validate_collection_path",
     "validate_document_path",
 ]
@@ -175,3 +188,55 @@ def split_document_path(path: str) -> tuple[str, str]:
     validate_document_path(path)
     parent, _, doc_id = path.rpartition("/")
     return parent, doc_id
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_key(key: object, where: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidInput(f"{where}: map keys must be strings, got {key!r}")
+    if not key or "." in key or "`" in key or (key.startswith("__") and key.endswith("__")):
+        raise InvalidInput(
+            f"{where}: map key {key!r} is empty, contains '.' or '`', or is reserved (__x__)"
+        )
+    return key
+
+
+def normalize_value(value: Any, where: str = "value", *, in_array: bool = False) -> Any:
+    """A deep copy of a document value, datetimes in UTC; anything else raises ``InvalidInput``.
+
+    Arrays may not hold arrays (as in Firestore); ints must fit in 64 bits.
+    """
+    if value is None or isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise InvalidInput(f"{where}: integer {value} does not fit in 64 bits")
+        return value
+    if isinstance(value, datetime):
+        return ensure_utc(value, field=where)
+    if isinstance(value, list):
+        if in_array:
+            raise InvalidInput(f"{where}: an array cannot hold another array")
+        return [normalize_value(v, f"{where}[{i}]", in_array=True) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {_check_key(k, where): normalize_value(v, f"{where}.{k}") for k, v in value.items()}
+    raise InvalidInput(f"{where}: unsupported value type {type(value).__name__}")
+
+
+def normalize_data(data: Mapping[str, Any], where: str = "data") -> dict[str, Any]:
+    """A deep, checked copy of a document's fields (see :func:`normalize_value`)."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"{where} must be a mapping of field names, got {type(data).__name__}")
+    return {_check_key(k, where): normalize_value(v, f"{where}.{k}") for k, v in data.items()}
+
+
+def split_field_path(path: str) -> tuple[str, ...]:
+    """``'a.b.c'`` → ``('a', 'b', 'c')``: a path into maps; bad paths raise ``InvalidInput``."""
+    if not isinstance(path, str) or not path:
+        raise InvalidInput(f"field path must be a non-empty string, got {path!r}")
+    segments = tuple(path.split("."))
+    for segment in segments:
+        _check_key(segment, f"field path {path!r}")
+    return segments

@@ -4,25 +4,34 @@ A task is an HTTP request that the queue delivers at or after ``schedule_at``. O
 is success; anything else is retried after a backoff computed from the queue's
 :class:`RetryConfig` by :func:`backoff_delay` (Cloud Tasks' arithmetic: ``min_backoff`` doubled
 ``max_doublings`` times, then growing linearly by the last doubled interval, capped at
-``max_backoff``). Retrying stops once *both* ``max_attempts`` and ``max_retry_duration`` are spent
-(either set to "unlimited" keeps retrying). A task name is unique in its queue: creating a name
-that exists, or existed until about an hour ago, raises :class:`~hpsteer.errors.TaskAlreadyExists`.
+``max_backoff``). Retrying stops only when every limit that is set is spent: with both set, once
+the task was attempted ``max_attempts`` times *and* ``max_retry_duration`` has passed since its
+first attempt; a limit set to "unlimited" (``-1`` / ``None``) does not hold the task back, so
+only both unlimited retry forever (Cloud Tasks' RetryConfig: "if you want your task to retry
+infinitely, you must set max_attempts to -1 and max_retry_duration to 0"). A task name is unique
+in its queue: creating a name that exists, or existed until about an hour ago, raises
+:class:`~hpsteer.errors.TaskAlreadyExists`.
 
-Every delivery carries the ``X-CloudTasks-*`` headers: ``QueueName``, ``TaskName``,
-``TaskRetryCount`` (retries so far), ``TaskExecutionCount`` (dispatches that got a response),
-``TaskETA`` (schedule time, seconds since the epoch).
+Every delivery carries the ``X-CloudTasks-*`` headers: ``QueueName`` (the queue's short id),
+``TaskName`` (the task's short id), ``TaskRetryCount`` (retries so far), ``TaskExecutionCount``
+(dispatches that got a response other than 5xx), ``TaskETA`` (schedule time, seconds since the
+epoch). :func:`validate_task_request` is what both backends check before creating a task.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from hpsteer.domain.instants import ensure_utc
+from hpsteer.errors import InvalidInput
 
 __all__ = [
+    "HTTP_METHODS",
     "QueueConfig",
     "RateLimits",
     "RetryConfig",
@@ -30,6 +39,10 @@ __all__ = [
     "TaskRef",
     "TaskRequest",
     "backoff_delay",
+    "validate_queue_config",
+    "validate_queue_name",
+    "validate_task_name",
+    "validate_task_request",
 ]
 
 
@@ -123,3 +136,43 @@ def backoff_delay(retry: RetryConfig, retries_so_far: int) -> timedelta:
         last_doubled = min_s * 2**retry.max_doublings
         delay = last_doubled * (1 + retries_so_far - retry.max_doublings)
     return timedelta(seconds=min(delay, max_s))
+
+
+_QUEUE_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,500}")
+HTTP_METHODS = frozenset({"POST", "GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def validate_queue_name(queue: str) -> None:
+    """Raise InvalidInput unless ``queue`` is a Cloud Tasks queue id (letters, digits, hyphens)."""
+    if not _QUEUE_ID.fullmatch(queue):
+        raise InvalidInput(f"queue id must be 1-100 letters, digits or hyphens, got {queue!r}")
+
+
+def validate_task_name(name: str) -> None:
+    """Raise InvalidInput unless ``name`` is a Cloud Tasks task id."""
+    if not _TASK_ID.fullmatch(name):
+        raise InvalidInput(
+            f"task id must be 1-500 letters, digits, hyphens or underscores, got {name!r}"
+        )
+
+
+def validate_task_request(task: TaskRequest) -> None:
+    """Raise InvalidInput for a task Cloud Tasks would refuse: bad ids, URL or method."""
+    validate_queue_name(task.queue)
+    validate_task_name(task.name)
+    parts = urlsplit(task.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"task url must be an absolute http(s) URL, got {task.url!r}")
+    if task.http_method not in HTTP_METHODS:
+        raise InvalidInput(f"http_method must be one of {sorted(HTTP_METHODS)}")
+
+
+def validate_queue_config(config: QueueConfig) -> None:
+    """Raise InvalidInput for a queue configuration Cloud Tasks would refuse."""
+    validate_queue_name(config.name)
+    limits = config.rate_limits
+    if not limits.max_dispatches_per_second > 0:
+        raise InvalidInput("max_dispatches_per_second must be > 0")
+    if limits.max_concurrent_dispatches < 1 or limits.max_burst_size < 1:
+        raise InvalidInput("max_concurrent_dispatches and max_burst_size must be >= 1")
