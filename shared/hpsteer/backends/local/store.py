@@ -456,6 +456,10 @@ class LocalDocumentStore:
                 )
             else:
                 self._db = sqlite3.connect(path, check_same_thread=False)
+                # The file mirrors the store for inspection: write-ahead logging with syncs only
+                # at checkpoints keeps every commit atomic at a tenth of the cost of a full sync.
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 with self._db:
                     self._db.execute(
                         "CREATE TABLE IF NOT EXISTS documents (path TEXT PRIMARY KEY, "
