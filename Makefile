@@ -11,7 +11,8 @@ TOOLS := .tools
 # Stand-ins for the Google services without an official emulator. Each lives in a venv of its
 # own: they pin protobuf and duckdb versions that clash with the project's.
 TASKS_EMULATOR := gcloud-tasks-emulator==0.6.2
-BQ_EMULATOR := bqemulator==1.4.0 duckdb-extension-spatial==1.5.5
+# bqemulator needs numpy at start but does not declare it.
+BQ_EMULATOR := bqemulator==1.4.0 duckdb-extension-spatial==1.5.5 numpy==2.4.6
 
 .PHONY: help install tools lint typecheck test test-fast demo benchmark clean
 

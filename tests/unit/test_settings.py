@@ -5,9 +5,23 @@ import pytest
 
 from hpsteer.config import Settings
 
+EMULATOR_VARIABLES = (
+    "FIRESTORE_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "HPSTEER_TASKS_EMULATOR_HOST",
+    "HPSTEER_BIGQUERY_EMULATOR_HOST",
+    "HPSTEER_SECRET_MANAGER_EMULATOR_HOST",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_emulators(monkeypatch):
+    for name in EMULATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
 
 def test_the_default_is_the_local_backend(monkeypatch):
-    for name in ("HPSTEER_BACKEND", "HPSTEER_PROJECT", "FIRESTORE_EMULATOR_HOST"):
+    for name in ("HPSTEER_BACKEND", "HPSTEER_PROJECT"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.backend == "local"
@@ -18,8 +32,6 @@ def test_the_default_is_the_local_backend(monkeypatch):
 def test_the_cloud_backend_needs_a_real_project(monkeypatch):
     monkeypatch.setenv("HPSTEER_BACKEND", "gcp")
     monkeypatch.delenv("HPSTEER_PROJECT", raising=False)
-    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     with pytest.raises(pydantic.ValidationError, match="needs HPSTEER_PROJECT"):
         Settings()
     monkeypatch.setenv("HPSTEER_PROJECT", "acme-energy-prod")

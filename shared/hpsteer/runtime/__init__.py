@@ -1,0 +1,1 @@
+"""Wiring: bootstrap (production vs local dependencies) and the ``hpsteer`` command line."""
