@@ -26,7 +26,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from hpsteer.backends.local.store import decode_value, encode_value
+from hpsteer.backends.value_codec import decode_value, encode_value
 from hpsteer.domain.instants import ensure_utc
 from hpsteer.errors import (
     ConcurrencyConflict,

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from hpsteer.backends.value_codec import decode_value, encode_value
 from hpsteer.domain.instants import ensure_utc, format_instant, parse_instant
 from hpsteer.errors import (
     ConcurrencyConflict,
@@ -50,7 +51,7 @@ from hpsteer.ports.store import (
     validate_document_path,
 )
 
-__all__ = ["LocalDocumentStore", "decode_value", "encode_value"]
+__all__ = ["LocalDocumentStore"]
 
 T = TypeVar("T")
 _TICK = timedelta(microseconds=1)
@@ -68,31 +69,6 @@ _MISSING = _Missing()
 
 
 # -- values: encoding for SQLite and cursors, Firestore's ordering -------------------------------
-
-
-def encode_value(value: Any) -> Any:
-    """JSON-ready form: datetimes become ``{"$dt": iso}``; maps with ``$`` keys are wrapped."""
-    if isinstance(value, datetime):
-        return {"$dt": format_instant(value)}
-    if isinstance(value, list):
-        return [encode_value(v) for v in value]
-    if isinstance(value, dict):
-        encoded = {k: encode_value(v) for k, v in value.items()}
-        return {"$map": encoded} if any(k.startswith("$") for k in value) else encoded
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    """The inverse of :func:`encode_value`."""
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) == 1 and "$dt" in value:
-            return parse_instant(value["$dt"])
-        if len(value) == 1 and "$map" in value:
-            value = value["$map"]
-        return {k: decode_value(v) for k, v in value.items()}
-    return value
 
 
 def _type_rank(value: Any) -> int:
