@@ -11,12 +11,14 @@
     │   ├── SecretsUnavailable        the secret store did not answer
     │   ├── ConcurrencyConflict       someone else wrote first; re-read and decide again
     │   │   └── PreconditionFailed    an update's precondition no longer holds
+    │   ├── ProviderUnavailable       a price or weather provider failed, timed out or throttled
     │   ├── OemUnavailable            a manufacturer's API failed or timed out
     │   └── CircuitOpen               a manufacturer's circuit breaker is open
     └── PermanentError            the same input will fail again: record why, do not retry
         ├── InvalidInput              malformed data from outside
         │   ├── MalformedMessage          not JSON, wrong schema version, missing fields
         │   ├── InvalidDocumentPath       a path that is not collection/doc[/collection/doc…]
+    │   ├── FeedRejected              a provider's payload that is malformed or fails validation
         │   ├── NaiveDatetime             a datetime without a time zone
         │   └── InvalidPayload            a command or payload that breaks a rule
         ├── NotFound                  the thing named does not exist
@@ -81,6 +83,10 @@ class PreconditionFailed(ConcurrencyConflict):
     pass
 
 
+class ProviderUnavailable(TransientError):
+    pass
+
+
 class OemUnavailable(TransientError):
     pass
 
@@ -103,6 +109,10 @@ class InvalidDocumentPath(InvalidInput):
 
 class NaiveDatetime(InvalidInput):
     pass
+
+
+class FeedRejected(InvalidInput):
+    """A provider's feed refused as a whole; the message names the slot (if any) and the reason."""
 
 
 class InvalidPayload(InvalidInput):
