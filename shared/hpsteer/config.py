@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     """Where the local backends persist (SQLite files, secrets); in memory when unset."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    price_feed: Literal["live", "replay"] = "live"
+    """``live`` asks the providers; ``replay`` serves the bundled historical files."""
+    weather_feed: Literal["live", "replay"] = "live"
+    """``live`` asks Open-Meteo; ``replay`` serves the bundled historical weather files."""
+    price_source_order: dict[str, list[str]] = Field(default_factory=dict)
+    """Per-area order of price sources, overriding the defaults, e.g.
+    ``HPSTEER_PRICE_SOURCE_ORDER='{"SE3": ["entsoe", "energycharts"]}'``."""
+    entsoe_token_secret: str = "entsoe-api-token"
+    """Name of the secret holding the ENTSO-E security token."""
+    price_request_max_age_minutes: int = Field(default=180, ge=1)
+    """A price ingest request older than this is dropped (the scheduler asks again)."""
+
     firestore_emulator_host: str | None = Field(
         default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST")
     )

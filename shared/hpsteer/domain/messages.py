@@ -52,11 +52,14 @@ class PriceIngestRequest(Record):
 
 
 class SpotPricesUpdated(Record):
+    """A delivery day's prices were stored for the first time (version 1) or corrected."""
+
     area: PriceArea
     market_date: date
     resolution: Resolution
     content_hash: str = Field(min_length=64, max_length=64)
     source: str
+    version: int = Field(default=1, ge=1)
 
 
 class WeatherIngestRequest(Record):

@@ -81,14 +81,21 @@ class Dependencies:
     def secrets(self) -> SecretStore:
         return self._get("secrets", self._secrets_factory)
 
+    def singleton(self, name: str, factory: Callable[[], T]) -> T:
+        """A value built once for these dependencies (e.g. a provider client), then reused."""
+        return self._get(f"singleton:{name}", factory)
+
     def built(self) -> frozenset[str]:
         """Names of the ports built so far (cold-start tests check what a function touched)."""
         with self._lock:
             return frozenset(self._built)
 
 
-def production(settings: Settings) -> Dependencies:
-    """Google Cloud backends in ``settings.project`` (emulators when their hosts are set)."""
+def production(settings: Settings, *, clock: Clock | None = None) -> Dependencies:
+    """Google Cloud backends in ``settings.project`` (emulators when their hosts are set).
+
+    ``clock`` is the system clock unless given (tests replaying a past day pass a simulated one).
+    """
 
     def store() -> DocumentStore:
         from hpsteer.backends.gcp.firestore_store import FirestoreDocumentStore
@@ -120,7 +127,7 @@ def production(settings: Settings) -> Dependencies:
 
     return Dependencies(
         settings,
-        SystemClock(),
+        clock or SystemClock(),
         store=store,
         bus=bus,
         tasks=tasks,

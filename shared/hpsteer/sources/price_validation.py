@@ -47,7 +47,7 @@ class PriceLimits:
 
 def _where(index: int, start: datetime, series: RawPriceSeries) -> str:
     local = start.astimezone(series.area.timezone)
-    return f"slot {index} ({start:%Y-%m-%dT%H:%MZ}, {local:%H:%M} local)"
+    return f"slot {index} ({start:%Y-%m-%dT%H:%MZ}, {local:%H:%M %Z})"
 
 
 def normalize_day(
