@@ -816,7 +816,7 @@ MALFORMED: list[tuple[str, Answer, PriceArea, date, type[Exception], str]] = [
         PriceArea.BE,
         BE_DAY,
         ProviderUnavailable,
-        r"rate limited \(HTTP 429\); Retry-After 600",
+        r"rate limited \(HTTP 429, Retry-After 600 s\)",
     ),
     (
         "http-503",
@@ -824,7 +824,7 @@ MALFORMED: list[tuple[str, Answer, PriceArea, date, type[Exception], str]] = [
         PriceArea.BE,
         BE_DAY,
         ProviderUnavailable,
-        r"ENTSO-E answered HTTP 503",
+        r"entsoe BE 2024-10-08: HTTP 503",
     ),
     (
         "read-timeout",

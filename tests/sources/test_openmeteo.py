@@ -386,7 +386,7 @@ MALFORMED: list[Any] = [
             {"Retry-After": "60"},
         ),
         ProviderUnavailable,
-        r"rate limited \(HTTP 429; Retry-After 60\)",
+        r"rate limited \(HTTP 429, Retry-After 60 s\)",
         id="rate-limited-429",
     ),
     pytest.param(

@@ -40,8 +40,9 @@ import httpx
 from hpsteer.domain.instants import UTC
 from hpsteer.domain.market import PriceArea, Resolution, delivery_day_bounds
 from hpsteer.domain.prices import MarketDayPrices
-from hpsteer.errors import FeedRejected, InvalidInput, ProviderUnavailable
+from hpsteer.errors import FeedRejected, InvalidInput
 from hpsteer.ports.clock import Clock, SystemClock
+from hpsteer.sources import http
 from hpsteer.sources.price_validation import normalize_day
 from hpsteer.sources.prices import RawPriceSeries
 
@@ -188,7 +189,7 @@ def _decode(body: bytes | str, label: str) -> Any:
     if not stripped:
         raise FeedRejected(f"{label}: empty body")
     if stripped.startswith("<"):
-        raise FeedRejected(f"{label}: body is an HTML/XML page, not JSON: {_snippet(stripped)}")
+        raise FeedRejected(f"{label}: body is an HTML/XML page, not JSON: {http.snippet(stripped)}")
     try:
         return json.loads(stripped)
     except json.JSONDecodeError as err:
@@ -252,24 +253,6 @@ def _check_dkk_per_eur(eur: float, dkk: float | None, where: str, label: str) ->
         )
 
 
-def _snippet(text: str, limit: int = 80) -> str:
-    one_line = " ".join(text.split())
-    return repr(one_line[:limit] + ("…" if len(one_line) > limit else ""))
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """A short, one-line reason from an error body (JSON ``message``/``error`` if present)."""
-    try:
-        document = response.json()
-    except ValueError:
-        return _snippet(response.text) if response.text.strip() else "no body"
-    if isinstance(document, dict):
-        for key in ("message", "error", "title", "detail"):
-            if isinstance(document.get(key), str):
-                return _snippet(document[key], 160)
-    return _snippet(response.text)
-
-
 class EnergiDataServicePriceSource:
     """A :class:`~hpsteer.sources.prices.PriceSource` over Energi Data Service."""
 
@@ -315,22 +298,12 @@ class EnergiDataServicePriceSource:
         return normalize_day(read.series, market_date, fetched_at=self._clock.now())
 
     def _get(self, url: str, params: Mapping[str, str], label: str) -> httpx.Response:
-        try:
-            response = self._client.get(url, params=params, timeout=_TIMEOUT)
-        except httpx.TimeoutException as err:
-            raise ProviderUnavailable(f"{label}: timed out ({type(err).__name__})") from err
-        except httpx.TransportError as err:
-            raise ProviderUnavailable(f"{label}: connection failed ({type(err).__name__})") from err
+        response = http.get(self._client, url, params, label, _TIMEOUT)
         status = response.status_code
-        if status == httpx.codes.TOO_MANY_REQUESTS:
-            retry_after = response.headers.get("Retry-After")
-            hint = f", Retry-After {retry_after} s" if retry_after else ""
-            raise ProviderUnavailable(f"{label}: rate limited (HTTP 429{hint})")
-        if status >= 500:
-            raise ProviderUnavailable(f"{label}: HTTP {status} {_error_detail(response)}")
         if 400 <= status < 500:
-            # 400 (bad parameters), 403, 411 and other refusals: the same request fails again.
-            raise InvalidInput(f"{label}: request refused, HTTP {status} {_error_detail(response)}")
+            # Bad parameters, 403, 411 and other refusals: the same request fails again.
+            refusal = f"request refused, HTTP {status} {http.error_detail(response)}"
+            raise InvalidInput(f"{label}: {refusal}")
         if status != httpx.codes.OK:
             raise FeedRejected(f"{label}: unexpected HTTP {status}")
         return response

@@ -46,6 +46,7 @@ from hpsteer.domain.prices import MarketDayPrices
 from hpsteer.errors import FeedRejected, InvalidInput, ProviderUnavailable
 from hpsteer.ports.clock import Clock, SystemClock
 from hpsteer.ports.secrets import SecretStore
+from hpsteer.sources import http
 from hpsteer.sources.price_validation import normalize_day
 from hpsteer.sources.prices import RawPriceSeries
 
@@ -490,12 +491,7 @@ class EntsoePriceSource:
         status = response.status_code
         if status == 401:
             raise InvalidInput(f"ENTSO-E refused the security token (HTTP 401) for {where}")
-        if status == 429:
-            retry_after = response.headers.get("Retry-After")
-            hint = f"; Retry-After {retry_after}" if retry_after else ""
-            raise ProviderUnavailable(f"{where}: rate limited (HTTP 429){hint}")
-        if status == 408 or status >= 500:
-            raise ProviderUnavailable(f"{where}: ENTSO-E answered HTTP {status}")
+        http.raise_if_unavailable(response, where)
         return response
 
     @staticmethod

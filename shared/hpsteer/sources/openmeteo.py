@@ -47,8 +47,9 @@ from pydantic import ValidationError
 from hpsteer.domain.base import describe_validation_error
 from hpsteer.domain.devices import Location
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
-from hpsteer.errors import FeedRejected, ProviderUnavailable
+from hpsteer.errors import FeedRejected
 from hpsteer.ports.clock import Clock, SystemClock
+from hpsteer.sources import http
 
 __all__ = ["OpenMeteoWeatherSource", "parse_forecast"]
 
@@ -293,21 +294,8 @@ class OpenMeteoWeatherSource:
     def forecast(self, location: Location) -> WeatherSeries:
         issued_at = self._clock.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         what = f"Open-Meteo forecast for {location.location_id}"
-        try:
-            response = self._client.get(
-                self._url, params=self._params(location), timeout=self._timeout
-            )
-        except httpx.TimeoutException as err:
-            raise ProviderUnavailable(f"{what}: timed out ({type(err).__name__})") from err
-        except httpx.TransportError as err:
-            raise ProviderUnavailable(f"{what}: connection failed ({type(err).__name__})") from err
+        response = http.get(self._client, self._url, self._params(location), what, self._timeout)
         status = response.status_code
-        if status == 429:
-            retry_after = response.headers.get("Retry-After")
-            hint = f"; Retry-After {retry_after}" if retry_after else ""
-            raise ProviderUnavailable(f"{what}: rate limited (HTTP 429{hint})")
-        if status >= 500:
-            raise ProviderUnavailable(f"{what}: HTTP {status}")
         if status != 200:
             raise FeedRejected(f"{what}: HTTP {status}: {_reason(response)}")
         return parse_forecast(response.content, location, issued_at=issued_at)
