@@ -13,6 +13,9 @@
     │   │   └── PreconditionFailed    an update's precondition no longer holds
     │   ├── ProviderUnavailable       a price or weather provider failed, timed out or throttled
     │   ├── OemUnavailable            a manufacturer's API failed or timed out
+    │   │   └── OemRateLimited        a manufacturer limit or our budget: not before retry_at
+    │   ├── DeviceOffline             one device or its gateway is offline (a device fault: it
+    │   │                             never trips the manufacturer's circuit breaker)
     │   └── CircuitOpen               a manufacturer's circuit breaker is open
     └── PermanentError            the same input will fail again: record why, do not retry
         ├── InvalidInput              malformed data from outside
@@ -29,6 +32,8 @@
         ├── AlreadyExists             a create() of something that exists
         │   ├── DocumentAlreadyExists
         │   └── TaskAlreadyExists         Cloud Tasks' ALREADY_EXISTS for a named task
+        ├── CommandRejected           the manufacturer refused a command as invalid for the device
+        ├── CredentialsInvalid        the manufacturer refused our credentials; a person must act
         ├── IllegalTransition         a command lifecycle transition the table forbids
         └── InfeasiblePlan            no plan satisfies the hard constraints
 
@@ -41,6 +46,8 @@ Messages never contain secrets: callers pass names, ids and reasons, not credent
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class HpsteerError(Exception):
@@ -91,8 +98,24 @@ class OemUnavailable(TransientError):
     pass
 
 
+class OemRateLimited(OemUnavailable):
+    """A manufacturer's limit (or our budget for it) is spent; ``retry_at`` says when to try."""
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class DeviceOffline(TransientError):
+    """One device (or its gateway) does not answer; the manufacturer's cloud does."""
+
+
 class CircuitOpen(TransientError):
-    pass
+    """A manufacturer's breaker is open; ``retry_at`` says when it will half-open."""
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class InvalidInput(PermanentError):
@@ -148,6 +171,14 @@ class DocumentAlreadyExists(AlreadyExists):
 
 
 class TaskAlreadyExists(AlreadyExists):
+    pass
+
+
+class CommandRejected(PermanentError):
+    pass
+
+
+class CredentialsInvalid(PermanentError):
     pass
 
 

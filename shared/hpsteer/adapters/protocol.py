@@ -1,0 +1,157 @@
+"""The manufacturer adapter protocol (the architecture document's OEMAdapter, made concrete).
+
+An adapter speaks one manufacturer's cloud API for the devices of one or more accounts. It
+translates hpsteer's :class:`~hpsteer.domain.actions.GenericAction` into the manufacturer's
+payload, validates it against what the device declares, sends it, and reads the device's state
+back in hpsteer's terms. Errors are translated at this boundary, never leaked as httpx errors:
+
+- :class:`~hpsteer.errors.OemUnavailable` — the manufacturer's cloud failed (5xx, timeout,
+  non-JSON gateway page): counts against the manufacturer's circuit breaker;
+- :class:`~hpsteer.errors.OemRateLimited` — a limit is spent, with ``retry_at`` when known;
+- :class:`~hpsteer.errors.DeviceOffline` — this device or its gateway is offline: a device
+  fault, which must never trip the breaker;
+- :class:`~hpsteer.errors.CommandRejected` — the manufacturer refused the command as invalid;
+- :class:`~hpsteer.errors.CredentialsInvalid` — the account's credentials were refused.
+
+Adapters are synchronous (httpx.Client): Cloud Functions run one request per instance at a time,
+and the local runtime drives them from its own loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from hpsteer.domain.actions import GenericAction, Mode
+from hpsteer.ports.clock import Clock
+from hpsteer.ports.secrets import SecretStore
+
+__all__ = [
+    "AdapterContext",
+    "AdapterFactory",
+    "Capabilities",
+    "CommandResult",
+    "DeviceRef",
+    "DeviceState",
+    "ManufacturerAdapter",
+    "RateLimitConfig",
+    "RateWindow",
+    "ValidationResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """A heat pump as its manufacturer knows it, and whose credentials reach it."""
+
+    manufacturer: str
+    external_id: str
+    """The manufacturer's id; composite ids (ViCare installation/gateway/device) joined by '/'."""
+    account_id: str
+    device_id: str = ""
+    """hpsteer's own device id, for logs (empty when unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    model: str
+    actions: frozenset[GenericAction]
+    setpoint_offset_range_k: tuple[float, float] = (-2.0, 2.0)
+    """The room-setpoint shift the device accepts (its own steps may be coarser)."""
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """At most ``limit`` calls per ``window``; exceeding it blocks for ``block_for`` if set."""
+
+    limit: int
+    window: timedelta
+    block_for: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Every window the manufacturer imposes at once, per account, and the share of each
+    window reserved for reads (polling) so that commands never starve them (and vice versa)."""
+
+    windows: tuple[RateWindow, ...]
+    read_share: float = 0.3
+    per: str = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    valid: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The manufacturer accepted the request (not: the device applied it; that is verified)."""
+
+    accepted_at: datetime
+    manufacturer_reference: str | None = None
+    response: Mapping[str, Any] = field(default_factory=dict)
+    """A small, secret-free excerpt of the response, for the command's event detail."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """What the manufacturer reports now, in hpsteer's terms (None: not reported)."""
+
+    device: DeviceRef
+    observed_at: datetime
+    online: bool
+    mode: Mode | None = None
+    setpoint_offset_k: float | None = None
+    room_setpoint_c: float | None = None
+    indoor_temp_c: float | None = None
+    outdoor_temp_c: float | None = None
+    supply_temp_c: float | None = None
+    dhw_temp_c: float | None = None
+    power_kw: float | None = None
+    changed_by_user: bool | None = None
+    """True when the manufacturer shows the last change came from the household (if it can)."""
+
+
+@runtime_checkable
+class ManufacturerAdapter(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def rate_limits(self) -> RateLimitConfig: ...
+
+    def capabilities(self, device: DeviceRef) -> Capabilities: ...
+
+    def translate_generic_command(
+        self, action: GenericAction, device: DeviceRef
+    ) -> dict[str, Any]: ...
+
+    def validate_command(
+        self, action: GenericAction, payload: Mapping[str, Any], device: DeviceRef
+    ) -> ValidationResult: ...
+
+    def send_command(
+        self, action: GenericAction, payload: Mapping[str, Any], device: DeviceRef
+    ) -> CommandResult: ...
+
+    def get_device_state(self, device: DeviceRef) -> DeviceState: ...
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What a factory needs to build an adapter: credentials, time, and where the API is."""
+
+    secrets: SecretStore
+    clock: Clock
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    """Overrides per API (e.g. the simulated fleet's address); empty: the real endpoints."""
+    transport: Any = None
+    """An httpx transport to use (tests: MockTransport; the local runtime: the fleet's ASGI app)."""
+
+
+AdapterFactory = Callable[[AdapterContext], ManufacturerAdapter]
