@@ -1,8 +1,8 @@
 """The ``hpsteer`` command line.
 
 Subcommands arrive with the issues that build them (``prices``, ``backtest``, ``simulate``,
-``inspect``, ``sim serve``). Today: ``demo``, a tour of the foundation on the local backends, and
-``version``.
+``inspect``, ``sim serve``). Today: ``demo``, a tour of the foundation on the local backends,
+``prices parse``, ``backtest`` (a simulated house on real prices and weather) and ``version``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,37 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("--area", help="price area (required for energycharts), e.g. SE3, DE-LU")
     parse.add_argument("file", type=Path, metavar="FILE")
 
+    _add_backtest(sub)
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Values are checked by the backtest, not by argparse, so bad input is one line and exit 1.
+    backtest = sub.add_parser(
+        "backtest",
+        help="simulate a house on real prices and weather against its own control",
+        description="Simulate a house (a perturbed 2R2C model) on bundled real prices and weather "
+        "with the planner re-planning as in production, and report cost, comfort and wear "
+        "against the heat pump's own control. Exit 1 with a one-line error on bad input.",
+    )
+    backtest.add_argument("--area", required=True, help="price area: SE3, SE4, DK1 or DK2")
+    backtest.add_argument("--start", required=True, help="first local delivery day, YYYY-MM-DD")
+    backtest.add_argument("--days", default="7", help="number of days (default 7)")
+    backtest.add_argument(
+        "--archetype",
+        default="renovated_radiators",
+        metavar="{old_radiators,renovated_radiators,new_floor_heating,all}",
+        help="house type (aliases old, renovated, new; default renovated_radiators)",
+    )
+    backtest.add_argument(
+        "--planner",
+        default="ortools",
+        metavar="{ortools,cheapest_hours,own_control}",
+        help="planner to run (default ortools)",
+    )
+    backtest.add_argument("--seed", default="0", help="seed of house and forecast noise (0)")
+    backtest.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _prices_parse(args: argparse.Namespace) -> int:
@@ -96,6 +125,41 @@ def _prices_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    import json
+    from datetime import date
+
+    from hpsteer.domain.market import PriceArea
+    from hpsteer.errors import HpsteerError
+    from hpsteer.optimizer.backtest import BacktestScenario, format_table, run_backtest
+
+    try:
+        start = date.fromisoformat(args.start)
+    except ValueError:
+        print(f"error: --start {args.start!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+        return 1
+    try:
+        days, seed = int(args.days), int(args.seed)
+    except ValueError:
+        print("error: --days and --seed must be whole numbers", file=sys.stderr)
+        return 1
+    try:
+        scenario = BacktestScenario(
+            area=PriceArea.parse(args.area),
+            start=start,
+            days=days,
+            archetype=args.archetype,
+            planner=args.planner,
+            seed=seed,
+        )
+        result = run_backtest(scenario)
+    except HpsteerError as err:
+        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_table(result))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -103,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "prices" and args.prices_command == "parse":
         return _prices_parse(args)
+    if args.command == "backtest":
+        return _backtest(args)
     if args.command == "demo":
         from hpsteer.runtime.tour import run_tour
 
