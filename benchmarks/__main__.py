@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import command_log, planner
+from benchmarks import bookkeeping, command_log, planner
 
 
 def main() -> int:
     command_log.main()
+    bookkeeping.main([])
     planner.main([])
     return 0
 
