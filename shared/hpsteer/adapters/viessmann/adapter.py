@@ -33,10 +33,11 @@ import math
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import httpx
 
+from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
 from hpsteer.adapters.protocol import (
     AdapterContext,
     Capabilities,
@@ -80,38 +81,6 @@ RATE_LIMITS: Final = RateLimitConfig(
 """ViCare's basic plan (reference/manufacturer-apis.md §1.5); paid plans allow 3,000 a day."""
 
 _TOKEN_PATH: Final = "/idp/v3/token"
-
-
-class BaselineBook(Protocol):
-    """Where the household's own value of a lever is kept while hpsteer steers it."""
-
-    def get(self, key: str) -> Mapping[str, float] | None: ...
-
-    def put(self, key: str, values: Mapping[str, float]) -> None: ...
-
-    def forget(self, key_prefix: str) -> None: ...
-
-
-class MemoryBaselineBook:
-    """A :class:`BaselineBook` in a dict (one process)."""
-
-    def __init__(self) -> None:
-        self._values: dict[str, dict[str, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> Mapping[str, float] | None:
-        with self._lock:
-            found = self._values.get(key)
-            return dict(found) if found is not None else None
-
-    def put(self, key: str, values: Mapping[str, float]) -> None:
-        with self._lock:
-            self._values[key] = dict(values)
-
-    def forget(self, key_prefix: str) -> None:
-        with self._lock:
-            for key in [k for k in self._values if k.startswith(key_prefix)]:
-                del self._values[key]
 
 
 class ViessmannAdapter:

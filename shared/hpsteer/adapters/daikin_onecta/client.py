@@ -1,0 +1,404 @@
+"""The Daikin Onecta cloud API over HTTP: OAuth2 token refresh, reading gateway devices, PATCHing
+characteristics of their management points.
+
+Promises:
+
+- **Credentials come from the secrets port only**, per account: ``onecta-{account_id}-client-id``
+  and ``onecta-{account_id}-client-secret`` (Daikin's developer portal registers a confidential
+  client) and ``onecta-{account_id}-refresh-token`` (from the authorization-code consent a person
+  gives once at onboarding, scope ``openid onecta:basic.integration offline_access``). Only the
+  refresh grant runs here: ``POST {token_url}`` form ``grant_type=refresh_token, client_id,
+  client_secret, refresh_token``. A refresh token in the answer that differs from the one sent is
+  stored at once as a new secret version (whether Daikin rotates is **unconfirmed**; storing
+  whenever it does is safe either way). When a refresh is refused and a newer refresh-token
+  version exists (another instance rotated it meanwhile), the refresh is tried once more with it.
+- The access token is kept in memory until 60 s before it expires. A 401 answer refreshes and
+  retries the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+- Endpoints (reference/manufacturer-apis.md §3): ``GET /v1/gateway-devices`` (every unit of the
+  account, a JSON list), ``GET /v1/gateway-devices/{id}`` (one unit; that it answers the list's
+  element shape is **unconfirmed**: the recorded bodies are all of the list endpoint), and
+  ``PATCH /v1/gateway-devices/{id}/management-points/{embeddedId}/characteristics/{name}`` with
+  ``{"value": V}`` or ``{"value": V, "path": "/operationModes/heating/setpoints/…"}`` → 204 (body
+  shape as jwillemsen/daikin_onecta ``device.py`` ``set_path`` sends it).
+- Failures become hpsteer errors:
+
+  ======================================================  ====================================
+  429                                                     OemRateLimited; ``retry_at`` from
+                                                          ``Retry-After`` (seconds), else
+                                                          ``RateLimit-Reset`` (seconds), else
+                                                          one minute when
+                                                          ``X-RateLimit-Remaining-minute`` is 0
+  5xx, 408, a non-JSON body on a read (gateway HTML       OemUnavailable
+  page), timeouts, connection errors
+  401 after a refresh, a refused refresh, a missing       CredentialsInvalid
+  credential secret, 403
+  a PATCH refused with 400/404/409/422 (e.g. ``{"code":   CommandRejected
+  "READ_ONLY_CHARACTERISTIC", "message": …}``)
+  a read refused with 400/404                             UnknownDevice
+  ======================================================  ====================================
+
+  A unit whose ``isCloudConnectionUp`` is false is not an HTTP failure: the adapter decides
+  (:class:`~hpsteer.errors.DeviceOffline` for commands, ``online=False`` for state).
+- **No secret leaves this module**: no client id or secret, refresh or access token appears in a
+  log line, an exception message or a ``repr``; httpx errors are never chained (their request
+  carries the ``Authorization`` header); messages name the method and the URL path only.
+
+Unconfirmed: token lifetimes and rotation, whether the token endpoint accepts HTTP Basic client
+authentication instead of the form fields (we send the form fields, OAuth2
+``client_secret_post``), the status and body of a PATCH to a unit that is offline, the body of a
+429, and the unit of ``RateLimit-Reset`` (read as seconds, as in the IETF RateLimit header draft).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from hpsteer.errors import (
+    CommandRejected,
+    CredentialsInvalid,
+    OemRateLimited,
+    OemUnavailable,
+    SecretNotFound,
+    UnknownDevice,
+)
+from hpsteer.ports.clock import Clock
+from hpsteer.ports.secrets import SecretStore, SecretValue
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOKEN_URL",
+    "OnectaClient",
+    "client_id_secret_name",
+    "client_secret_secret_name",
+    "refresh_token_secret_name",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.onecta.daikineurope.com"
+DEFAULT_TOKEN_URL: Final = "https://idp.onecta.daikineurope.com/v1/oidc/token"
+_DEVICES_PATH: Final = "/v1/gateway-devices"
+_CHARACTERISTIC_PATH: Final = (
+    "/v1/gateway-devices/{device}/management-points/{point}/characteristics/{name}"
+)
+_TOKEN_MARGIN: Final = timedelta(seconds=60)
+_DEFAULT_TOKEN_LIFETIME_S: Final = 3600
+_REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
+_MINUTE: Final = timedelta(minutes=1)
+
+_log = logging.getLogger(__name__)
+
+
+def refresh_token_secret_name(account_id: str) -> str:
+    """The secret holding an account's current OAuth2 refresh token."""
+    return f"onecta-{account_id}-refresh-token"
+
+
+def client_id_secret_name(account_id: str) -> str:
+    """The secret holding the developer portal's client id the account consented to."""
+    return f"onecta-{account_id}-client-id"
+
+
+def client_secret_secret_name(account_id: str) -> str:
+    """The secret holding that client's secret (Daikin's clients are confidential)."""
+    return f"onecta-{account_id}-client-secret"
+
+
+class _Unauthorized(Exception):
+    """Internal: a 401, answered by one refresh and retry."""
+
+
+class OnectaClient:
+    """One Onecta account's API access (its tokens, its quota)."""
+
+    def __init__(
+        self,
+        account_id: str,
+        secrets: SecretStore,
+        clock: Clock,
+        *,
+        http: httpx.Client,
+        base_url: str = DEFAULT_BASE_URL,
+        token_url: str = DEFAULT_TOKEN_URL,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self.account_id = account_id
+        self._secrets = secrets
+        self._clock = clock
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._token_url = token_url
+        self._timeout = httpx.Timeout(timeout_s)
+        self._access_token: str | None = None
+        self._access_expires_at = datetime.min.replace(tzinfo=UTC)
+
+    def __repr__(self) -> str:
+        return f"OnectaClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
+
+    # -- the API --------------------------------------------------------------------------
+
+    def gateway_devices(self) -> list[dict[str, Any]]:
+        """``GET /v1/gateway-devices``: every unit of the account (discovery)."""
+        document = self._call("GET", _DEVICES_PATH)
+        if not isinstance(document, list):
+            raise OemUnavailable(f"Onecta GET {_DEVICES_PATH}: answer is not a list of devices")
+        return [device for device in document if isinstance(device, dict)]
+
+    def gateway_device(self, device_id: str) -> dict[str, Any]:
+        """``GET /v1/gateway-devices/{id}``: one unit, with its management points."""
+        path = f"{_DEVICES_PATH}/{quote(device_id, safe='')}"
+        document = self._call("GET", path)
+        if not isinstance(document, dict) or not isinstance(document.get("managementPoints"), list):
+            raise OemUnavailable(f"Onecta GET {path}: answer is not a device with managementPoints")
+        return document
+
+    def patch_characteristic(
+        self, device_id: str, embedded_id: str, characteristic: str, body: Mapping[str, Any]
+    ) -> int:
+        """PATCH one characteristic; returns the HTTP status (204 when accepted)."""
+        path = _CHARACTERISTIC_PATH.format(
+            device=quote(device_id, safe=""),
+            point=quote(embedded_id, safe=""),
+            name=quote(characteristic, safe=""),
+        )
+        status: int = self._call("PATCH", path, json_body=dict(body), is_command=True)
+        return status
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        is_command: bool = False,
+    ) -> Any:
+        try:
+            return self._attempt(method, path, json_body, is_command, refresh=False)
+        except _Unauthorized:
+            _log.debug("Onecta access token refused; refreshing once", extra=_extra(method, path))
+        try:
+            return self._attempt(method, path, json_body, is_command, refresh=True)
+        except _Unauthorized:
+            raise CredentialsInvalid(
+                f"Onecta {method} {path}: HTTP 401 after a token refresh; "
+                f"account {self.account_id} needs a new consent"
+            ) from None
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        json_body: Mapping[str, Any] | None,
+        is_command: bool,
+        *,
+        refresh: bool,
+    ) -> Any:
+        token = self._token(force_refresh=refresh)
+        try:
+            response = self._http.request(
+                method,
+                self._base_url + path,
+                json=json_body,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as err:
+            raise OemUnavailable(
+                f"Onecta {method} {path}: timed out ({type(err).__name__})"
+            ) from None
+        except httpx.TransportError as err:
+            raise OemUnavailable(
+                f"Onecta {method} {path}: connection failed ({type(err).__name__})"
+            ) from None
+        _log.debug(
+            "Onecta answered",
+            extra={
+                **_extra(method, path),
+                "status": response.status_code,
+                "remaining_minute": response.headers.get("X-RateLimit-Remaining-minute"),
+                "remaining_day": response.headers.get("X-RateLimit-Remaining-day"),
+            },
+        )
+        if response.status_code == 401:
+            raise _Unauthorized
+        return _translate(response, method, path, is_command=is_command, now=self._clock.now())
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def _token(self, *, force_refresh: bool) -> str:
+        now = self._clock.now()
+        if (
+            not force_refresh
+            and self._access_token is not None
+            and now < self._access_expires_at - _TOKEN_MARGIN
+        ):
+            return self._access_token
+        return self._refresh()
+
+    def _refresh(self) -> str:
+        client_id = self._secret(client_id_secret_name(self.account_id)).reveal_text().strip()
+        client_secret = (
+            self._secret(client_secret_secret_name(self.account_id)).reveal_text().strip()
+        )
+        refresh_name = refresh_token_secret_name(self.account_id)
+        current = self._secret(refresh_name)
+        try:
+            document = self._token_request(client_id, client_secret, current.reveal_text().strip())
+        except CredentialsInvalid:
+            latest = self._secret(refresh_name)
+            if latest.version == current.version:
+                raise
+            _log.debug(
+                "Onecta refresh refused; a newer refresh token exists, trying it",
+                extra={"oem": "daikin_onecta", "account_id": self.account_id},
+            )
+            current = latest
+            document = self._token_request(client_id, client_secret, current.reveal_text().strip())
+        access = document.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise OemUnavailable("Onecta token endpoint: answer without access_token")
+        lifetime = document.get("expires_in", _DEFAULT_TOKEN_LIFETIME_S)
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool):
+            lifetime = _DEFAULT_TOKEN_LIFETIME_S
+        rotated = document.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != current.reveal_text().strip():
+            version = self._secrets.add_version(refresh_name, rotated.encode("utf-8"))
+            _log.debug(
+                "Onecta refresh token rotated and stored",
+                extra={
+                    "oem": "daikin_onecta",
+                    "account_id": self.account_id,
+                    "stored_version": version,
+                },
+            )
+        self._access_token = access
+        self._access_expires_at = self._clock.now() + timedelta(seconds=float(lifetime))
+        return access
+
+    def _token_request(
+        self, client_id: str, client_secret: str, refresh_token: str
+    ) -> dict[str, Any]:
+        try:
+            response = self._http.post(
+                self._token_url,
+                data={
+                    "grant_type": "refresh_token",
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                    "refresh_token": refresh_token,
+                },
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as err:
+            raise OemUnavailable(
+                f"Onecta token endpoint: timed out ({type(err).__name__})"
+            ) from None
+        except httpx.TransportError as err:
+            raise OemUnavailable(
+                f"Onecta token endpoint: connection failed ({type(err).__name__})"
+            ) from None
+        status = response.status_code
+        _log.debug(
+            "Onecta token endpoint answered",
+            extra={"oem": "daikin_onecta", "account_id": self.account_id, "status": status},
+        )
+        document = _json_or_none(response)
+        if status == 429:
+            raise OemRateLimited(
+                "Onecta token endpoint: rate limited (HTTP 429)",
+                retry_at=_retry_at(response, self._clock.now()),
+            )
+        if status >= 500 or status == 408:
+            raise OemUnavailable(f"Onecta token endpoint: HTTP {status}")
+        if status >= 400:
+            error = document.get("error") if isinstance(document, dict) else None
+            raise CredentialsInvalid(
+                f"Onecta token endpoint refused the refresh for account {self.account_id}: "
+                f"HTTP {status} {_short(error)}; a person must consent again"
+            )
+        if not isinstance(document, dict):
+            raise OemUnavailable(f"Onecta token endpoint: HTTP {status} with a non-JSON body")
+        return document
+
+    def _secret(self, name: str) -> SecretValue:
+        try:
+            return self._secrets.get(name)
+        except SecretNotFound as err:
+            raise CredentialsInvalid(f"Onecta credentials missing: {err}") from None
+
+
+# -- response translation -------------------------------------------------------------------
+
+
+def _translate(
+    response: httpx.Response, method: str, path: str, *, is_command: bool, now: datetime
+) -> Any:
+    status = response.status_code
+    label = f"Onecta {method} {path}"
+    if 200 <= status < 300:
+        if is_command:
+            return status  # 204 No Content; any 2xx means the cloud accepted it
+        document = _json_or_none(response)
+        if document is None:
+            raise OemUnavailable(f"{label}: HTTP {status} with a non-JSON body")
+        return document
+    document = _json_or_none(response)
+    body = document if isinstance(document, dict) else {}
+    detail = f"HTTP {status} {_short(body.get('code'))}: {_short(body.get('message'))}"
+    if status == 429:
+        raise OemRateLimited(
+            f"{label}: rate limit exceeded (HTTP 429, {_windows_spent(response)})",
+            retry_at=_retry_at(response, now),
+        )
+    if status >= 500 or status == 408:
+        shown = detail if document is not None else f"HTTP {status} with a non-JSON body"
+        raise OemUnavailable(f"{label}: {shown}")
+    if status == 403:
+        raise CredentialsInvalid(f"{label}: {detail}")
+    if is_command and status in _REFUSED_COMMAND_STATUSES:
+        raise CommandRejected(f"{label}: {detail}")
+    if not is_command and status in (400, 404):
+        raise UnknownDevice(f"{label}: {detail}")
+    raise OemUnavailable(f"{label}: {detail}")
+
+
+def _windows_spent(response: httpx.Response) -> str:
+    spent = [
+        window
+        for window in ("minute", "day")
+        if response.headers.get(f"X-RateLimit-Remaining-{window}", "").strip() == "0"
+    ]
+    return "spent: " + ", ".join(spent) if spent else "window not named"
+
+
+def _retry_at(response: httpx.Response, now: datetime) -> datetime | None:
+    for header in ("Retry-After", "RateLimit-Reset"):
+        value = response.headers.get(header, "").strip()
+        if value.isdigit():
+            return now + timedelta(seconds=int(value))
+    if response.headers.get("X-RateLimit-Remaining-minute", "").strip() == "0":
+        return now + _MINUTE
+    return None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = " ".join(str(value).split()) if value is not None else "-"
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _extra(method: str, path: str) -> dict[str, str]:
+    return {"oem": "daikin_onecta", "method": method, "path": path}

@@ -1,0 +1,469 @@
+"""The myUplink v2 API over HTTP: OAuth2 tokens, discovery, reading and writing points.
+
+Promises:
+
+- **Credentials come from the secrets port only**, per account:
+  ``myuplink-{account_id}-client-id`` and ``myuplink-{account_id}-client-secret`` (the app
+  registered at dev.myuplink.com) and ``myuplink-{account_id}-refresh-token``.
+
+  * *Authorization code* (the normal case): a person consents once (scopes ``READSYSTEM
+    WRITESYSTEM offline_access``) and the refresh token is stored. Here only the refresh grant
+    runs: ``POST {token_url}`` form ``grant_type=refresh_token, refresh_token, client_id,
+    client_secret`` → an access token (3600 s). A refresh token in the answer is stored at once as
+    a new secret version (whether myUplink rotates it, and how long it lives, is **unconfirmed**:
+    storing whatever comes back is safe either way). When a refresh is refused and a newer
+    refresh-token version exists (another instance rotated it meanwhile), it is tried once more.
+  * *Client credentials*: an account whose store holds **no** refresh-token secret is served with
+    ``grant_type=client_credentials`` (HTTP Basic client id:secret, scope ``READSYSTEM
+    WRITESYSTEM``). myUplink issues such tokens only for the systems of the account that owns the
+    app (openHAB's binding uses it so): it suits a household running its own app, not a fleet.
+
+- The access token is kept in memory until 60 s before it expires. A 401 refreshes and retries
+  the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+- Failures become hpsteer errors:
+
+  =========================================================  ===================================
+  429                                                        OemRateLimited, ``retry_at`` = now +
+                                                             ``RateLimit-Reset`` seconds, else
+                                                             ``Retry-After``
+  any 5xx, 408, a non-JSON 2xx body, timeouts, connection    OemUnavailable
+  errors
+  403 on PATCH/PUT (no active ``manage`` subscription, or    CommandRejected (permanent: a person
+  the token lacks ``WRITESYSTEM``)                           must renew Premium or re-consent)
+  400/404/409/422 on PATCH/PUT; a PATCH answer other than    CommandRejected
+  ``"modified"`` for a point
+  401 after a refresh, a refused refresh, a missing           CredentialsInvalid
+  credential secret, 403 on a read
+  400/404 on a read                                          UnknownDevice
+  =========================================================  ===================================
+
+- **No secret leaves this module**: no client id or secret, refresh or access token appears in a
+  log line, an exception message or a ``repr``; httpx errors are never chained (their request
+  carries the ``Authorization`` header); messages name the method and the path without query.
+
+Unconfirmed (reference/manufacturer-apis.md §2): the error bodies' shape (messages quote at most
+120 characters of whatever comes back), whether ``RateLimit-Reset`` counts seconds from now (as
+jaroschek/home-assistant-myuplink reads it; a value above 10⁹ is taken as epoch seconds), and
+whether the limit is keyed per application or per user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from hpsteer.errors import (
+    CommandRejected,
+    CredentialsInvalid,
+    OemRateLimited,
+    OemUnavailable,
+    SecretNotFound,
+    UnknownDevice,
+)
+from hpsteer.ports.clock import Clock
+from hpsteer.ports.secrets import SecretStore, SecretValue
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOKEN_URL",
+    "PATCH_ACCEPTED",
+    "MyUplinkClient",
+    "client_id_secret_name",
+    "client_secret_secret_name",
+    "refresh_token_secret_name",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.myuplink.com"
+DEFAULT_TOKEN_URL: Final = "https://api.myuplink.com/oauth/token"
+CLIENT_CREDENTIALS_SCOPE: Final = "READSYSTEM WRITESYSTEM"
+PATCH_ACCEPTED: Final = "modified"
+"""myUplink's per-point answer to an accepted PATCH (the cloud took it; the device may not yet)."""
+_JSON_PATCH: Final = "application/json-patch+json"  # what the reference clients send
+_TOKEN_MARGIN: Final = timedelta(seconds=60)
+_DEFAULT_TOKEN_LIFETIME_S: Final = 3600
+_EPOCH_THRESHOLD_S: Final = 1_000_000_000
+_REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
+
+_log = logging.getLogger(__name__)
+
+
+def client_id_secret_name(account_id: str) -> str:
+    """The secret holding the myUplink app's client id."""
+    return f"myuplink-{account_id}-client-id"
+
+
+def client_secret_secret_name(account_id: str) -> str:
+    """The secret holding the myUplink app's client secret."""
+    return f"myuplink-{account_id}-client-secret"
+
+
+def refresh_token_secret_name(account_id: str) -> str:
+    """The secret holding the account's refresh token; absent: a client-credentials account."""
+    return f"myuplink-{account_id}-refresh-token"
+
+
+class _Unauthorized(Exception):
+    """Internal: a 401, answered by one refresh and retry."""
+
+
+class MyUplinkClient:
+    """One myUplink account's API access (its tokens)."""
+
+    def __init__(
+        self,
+        account_id: str,
+        secrets: SecretStore,
+        clock: Clock,
+        *,
+        http: httpx.Client,
+        base_url: str = DEFAULT_BASE_URL,
+        token_url: str = DEFAULT_TOKEN_URL,
+        timeout_s: float = 15.0,
+    ) -> None:
+        self.account_id = account_id
+        self._secrets = secrets
+        self._clock = clock
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._token_url = token_url
+        self._timeout = httpx.Timeout(timeout_s)
+        self._access_token: str | None = None
+        self._access_expires_at = datetime.min.replace(tzinfo=UTC)
+
+    def __repr__(self) -> str:
+        return f"MyUplinkClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
+
+    # -- the API --------------------------------------------------------------------------
+
+    def systems(self) -> list[dict[str, Any]]:
+        """``GET /v2/systems/me?page=1&itemsPerPage=99`` → ``systems`` (discovery)."""
+        document = self._call("GET", "/v2/systems/me", params={"page": "1", "itemsPerPage": "99"})
+        systems = document.get("systems") if isinstance(document, dict) else None
+        if not isinstance(systems, list):
+            raise OemUnavailable("myUplink GET /v2/systems/me: answer without a systems list")
+        return [system for system in systems if isinstance(system, dict)]
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        """``GET /v2/devices/{id}``: connection state, product, ``availableFeatures``."""
+        path = f"/v2/devices/{quote(device_id, safe='')}"
+        document = self._call("GET", path)
+        if not isinstance(document, dict):
+            raise OemUnavailable(f"myUplink GET {path}: answer is not an object")
+        return document
+
+    def points(self, device_id: str, parameter_ids: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """``GET /v2/devices/{id}/points[?parameters=a,b]`` → the list of points."""
+        path = f"/v2/devices/{quote(device_id, safe='')}/points"
+        params = {"parameters": ",".join(parameter_ids)} if parameter_ids else None
+        document = self._call("GET", path, params=params)
+        if not isinstance(document, list):
+            raise OemUnavailable(f"myUplink GET {path}: answer is not a list of points")
+        return [point for point in document if isinstance(point, dict)]
+
+    def patch_points(self, device_id: str, values: Mapping[str, str]) -> dict[str, Any]:
+        """``PATCH /v2/devices/{id}/points`` with ``{"47011": "-2"}``; every point must come back
+        ``"modified"``, else :class:`~hpsteer.errors.CommandRejected`."""
+        path = f"/v2/devices/{quote(device_id, safe='')}/points"
+        document = self._call("PATCH", path, json_body=dict(values), is_command=True)
+        if not isinstance(document, dict):
+            raise CommandRejected(f"myUplink PATCH {path}: answer is not an object of points")
+        for parameter_id in values:
+            answer = document.get(parameter_id)
+            if answer != PATCH_ACCEPTED:
+                raise CommandRejected(
+                    f"myUplink PATCH {path}: point {parameter_id} answered {_short(answer)}, "
+                    f"not {PATCH_ACCEPTED!r}"
+                )
+        return document
+
+    def set_smart_home_mode(self, system_id: str, mode: str) -> dict[str, Any]:
+        """``PUT /v2/systems/{systemId}/smart-home-mode`` ``{"smartHomeMode": mode}``
+        (``Default|Normal|Away|Vacation|Home``; its effect depends on the household's settings)."""
+        path = f"/v2/systems/{quote(system_id, safe='')}/smart-home-mode"
+        document = self._call("PUT", path, json_body={"smartHomeMode": mode}, is_command=True)
+        return document if isinstance(document, dict) else {}
+
+    def subscriptions(self, system_id: str) -> list[dict[str, Any]]:
+        """``GET /v2/systems/{id}/subscriptions``: writes need an active ``manage`` one."""
+        path = f"/v2/systems/{quote(system_id, safe='')}/subscriptions"
+        document = self._call("GET", path)
+        found = document.get("subscriptions") if isinstance(document, dict) else None
+        return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        is_command: bool = False,
+    ) -> Any:
+        try:
+            return self._attempt(method, path, params, json_body, is_command, refresh=False)
+        except _Unauthorized:
+            _log.debug("myUplink access token refused; refreshing once", extra=_extra(method, path))
+        try:
+            return self._attempt(method, path, params, json_body, is_command, refresh=True)
+        except _Unauthorized:
+            raise CredentialsInvalid(
+                f"myUplink {method} {path}: HTTP 401 after a token refresh; "
+                f"account {self.account_id} needs a new consent"
+            ) from None
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+        is_command: bool,
+        *,
+        refresh: bool,
+    ) -> Any:
+        token = self._token(force_refresh=refresh)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if json_body is not None:
+            headers["Content-Type"] = _JSON_PATCH
+        try:
+            response = self._http.request(
+                method,
+                self._base_url + path,
+                params=params,
+                content=_json_bytes(json_body) if json_body is not None else None,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as err:
+            raise OemUnavailable(
+                f"myUplink {method} {path}: timed out ({type(err).__name__})"
+            ) from None
+        except httpx.TransportError as err:
+            raise OemUnavailable(
+                f"myUplink {method} {path}: connection failed ({type(err).__name__})"
+            ) from None
+        _log.debug(
+            "myUplink answered",
+            extra={
+                **_extra(method, path),
+                "status": response.status_code,
+                "ratelimit_remaining": response.headers.get("RateLimit-Remaining"),
+            },
+        )
+        if response.status_code == 401:
+            raise _Unauthorized
+        return _translate(response, method, path, is_command=is_command, now=self._clock.now())
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def _token(self, *, force_refresh: bool) -> str:
+        now = self._clock.now()
+        if (
+            not force_refresh
+            and self._access_token is not None
+            and now < self._access_expires_at - _TOKEN_MARGIN
+        ):
+            return self._access_token
+        return self._refresh()
+
+    def _refresh(self) -> str:
+        client_id = self._secret(client_id_secret_name(self.account_id)).reveal_text().strip()
+        client_secret = (
+            self._secret(client_secret_secret_name(self.account_id)).reveal_text().strip()
+        )
+        refresh_name = refresh_token_secret_name(self.account_id)
+        try:
+            current: SecretValue | None = self._secrets.get(refresh_name)
+        except SecretNotFound:
+            current = None  # a client-credentials account (module docstring)
+        if current is None:
+            document = self._token_request(
+                {"grant_type": "client_credentials", "scope": CLIENT_CREDENTIALS_SCOPE},
+                auth=(client_id, client_secret),
+            )
+        else:
+            document = self._refresh_grant(client_id, client_secret, refresh_name, current)
+        access = document.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise OemUnavailable("myUplink token endpoint: answer without access_token")
+        lifetime = document.get("expires_in", _DEFAULT_TOKEN_LIFETIME_S)
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool):
+            lifetime = _DEFAULT_TOKEN_LIFETIME_S
+        self._access_token = access
+        self._access_expires_at = self._clock.now() + timedelta(seconds=float(lifetime))
+        return access
+
+    def _refresh_grant(
+        self, client_id: str, client_secret: str, refresh_name: str, current: SecretValue
+    ) -> dict[str, Any]:
+        def form(token: SecretValue) -> dict[str, str]:
+            return {
+                "grant_type": "refresh_token",
+                "refresh_token": token.reveal_text().strip(),
+                "client_id": client_id,
+                "client_secret": client_secret,
+            }
+
+        try:
+            document = self._token_request(form(current))
+        except CredentialsInvalid:
+            latest = self._secret(refresh_name)
+            if latest.version == current.version:
+                raise
+            _log.debug(
+                "myUplink refresh refused; a newer refresh token exists, trying it",
+                extra={"oem": "nibe_myuplink", "account_id": self.account_id},
+            )
+            current = latest
+            document = self._token_request(form(current))
+        rotated = document.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != current.reveal_text().strip():
+            version = self._secrets.add_version(refresh_name, rotated.encode("utf-8"))
+            _log.debug(
+                "myUplink refresh token rotated and stored",
+                extra={
+                    "oem": "nibe_myuplink",
+                    "account_id": self.account_id,
+                    "stored_version": version,
+                },
+            )
+        return document
+
+    def _token_request(
+        self, form: Mapping[str, str], *, auth: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        try:
+            response = self._http.post(
+                self._token_url,
+                data=dict(form),
+                auth=httpx.BasicAuth(*auth) if auth is not None else httpx.USE_CLIENT_DEFAULT,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as err:
+            raise OemUnavailable(
+                f"myUplink token endpoint: timed out ({type(err).__name__})"
+            ) from None
+        except httpx.TransportError as err:
+            raise OemUnavailable(
+                f"myUplink token endpoint: connection failed ({type(err).__name__})"
+            ) from None
+        status = response.status_code
+        _log.debug(
+            "myUplink token endpoint answered",
+            extra={"oem": "nibe_myuplink", "account_id": self.account_id, "status": status},
+        )
+        document = _json_or_none(response)
+        if status == 429:
+            raise OemRateLimited(
+                "myUplink token endpoint: rate limited (HTTP 429)",
+                retry_at=_retry_at(response, self._clock.now()),
+            )
+        if status >= 500 or status == 408:
+            raise OemUnavailable(f"myUplink token endpoint: HTTP {status}")
+        if status >= 400:
+            error = document.get("error") if isinstance(document, dict) else None
+            raise CredentialsInvalid(
+                f"myUplink token endpoint refused the {form.get('grant_type')} grant for account "
+                f"{self.account_id}: HTTP {status} {_short(error)}; a person must consent again"
+            )
+        if not isinstance(document, dict):
+            raise OemUnavailable(f"myUplink token endpoint: HTTP {status} with a non-JSON body")
+        return document
+
+    def _secret(self, name: str) -> SecretValue:
+        try:
+            return self._secrets.get(name)
+        except SecretNotFound as err:
+            raise CredentialsInvalid(f"myUplink credentials missing: {err}") from None
+
+
+# -- response translation -------------------------------------------------------------------
+
+
+def _translate(
+    response: httpx.Response, method: str, path: str, *, is_command: bool, now: datetime
+) -> Any:
+    status = response.status_code
+    label = f"myUplink {method} {path}"
+    document = _json_or_none(response)
+    if 200 <= status < 300:
+        if document is None:
+            if is_command and not response.content.strip():
+                return {}  # an empty success answer to a write
+            raise OemUnavailable(f"{label}: HTTP {status} with a non-JSON body")
+        return document
+    detail = f"HTTP {status} {_detail(document, response)}"
+    if status == 429:
+        raise OemRateLimited(
+            f"{label}: rate limited ({detail}; "
+            f"limit {response.headers.get('RateLimit-Limit', '-')})",
+            retry_at=_retry_at(response, now),
+        )
+    if status >= 500 or status == 408:
+        raise OemUnavailable(f"{label}: {detail}")
+    if status == 403 and is_command:
+        raise CommandRejected(
+            f"{label}: {detail}; writes need the system's active 'manage' (Premium) subscription "
+            "and a token with WRITESYSTEM: a person must renew or re-consent"
+        )
+    if status == 403:
+        raise CredentialsInvalid(f"{label}: {detail}; the account may not read this system")
+    if is_command and status in _REFUSED_COMMAND_STATUSES:
+        raise CommandRejected(f"{label}: {detail}")
+    if not is_command and status in (400, 404):
+        raise UnknownDevice(f"{label}: {detail}")
+    raise OemUnavailable(f"{label}: {detail}")
+
+
+def _retry_at(response: httpx.Response, now: datetime) -> datetime | None:
+    for header in ("RateLimit-Reset", "Retry-After"):
+        value = response.headers.get(header, "").strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        if seconds >= _EPOCH_THRESHOLD_S:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if seconds >= 0:
+            return now + timedelta(seconds=seconds)
+    return None
+
+
+def _detail(document: Any, response: httpx.Response) -> str:
+    if isinstance(document, dict):
+        for key in ("title", "detail", "message", "error", "errors"):
+            if document.get(key):
+                return _short(document.get(key))
+        return _short(document)
+    if document is not None:
+        return _short(document)
+    return "with a non-JSON body" if response.content.strip() else "with an empty body"
+
+
+def _json_bytes(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = " ".join(str(value).split()) if value is not None else "-"
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def _extra(method: str, path: str) -> dict[str, str]:
+    return {"oem": "nibe_myuplink", "method": method, "path": path}
