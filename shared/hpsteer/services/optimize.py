@@ -1,0 +1,432 @@
+"""Optimize: fan an area's event out into shards, and plan each shard's devices.
+
+**Fan-out** (:func:`fan_out`, topic triggers ``spot-price-updates``, ``weather-updates``,
+``replan-requests``): the steered devices (``steering_enabled == True``) the event concerns are
+read in pages, in document-path order, grouped by price area and cut into
+:class:`~hpsteer.domain.messages.OptimizeRequest` shards of at most ``shard_size`` (100) ids on
+``optimize-requests``. The same event over the same fleet gives the same shards, so a redelivery
+publishes the same shards again (harmless: planning is idempotent). Which devices:
+
+- :class:`SpotPricesUpdated`: the devices with ``price_area == area``;
+- :class:`WeatherUpdated`: the devices whose coordinates round to the forecast's location (the
+  store cannot query a rounded coordinate, so the steered fleet is read and filtered; a stored
+  ``forecast_location_id`` on each device would make this a query);
+- :class:`ReplanRequest`: one device (``device_id``), else an area's devices.
+
+Each shard's ``trigger`` names its cause: ``prices:SE3:2024-01-15:<hash16>:v1``,
+``weather:lat59.30_lon18.16:20240115T060000Z``, ``replan:SE3:<requested_at>``.
+
+**A shard** (:func:`plan_shard`) plans each device in turn (inputs:
+:mod:`hpsteer.services.plan_inputs`): the plan id is :func:`~hpsteer.domain.plans.plan_id_for`
+of the device, the horizon's start and the inputs' key, so a redelivery finds the plan already
+written and only makes sure it is current and recorded (nothing new is written). Otherwise
+:class:`~hpsteer.optimizer.planner.OrToolsPlanner` solves; the schedule and the baseline
+(:class:`~hpsteer.optimizer.baselines.OwnControl`) are both judged by
+:func:`~hpsteer.optimizer.problem.evaluate` on the same inputs; the plan is written with its
+outbox, made current and recorded (:mod:`hpsteer.services.plans_store`).
+
+A device whose planning fails for good (unknown device, infeasible comfort band, missing prices
+for the next slot, no forecast, absurd thermal parameters, an infeasible plan) is logged once
+with its id and its error's type, and **keeps its previous plan**; the shard goes on. A device
+under a household override (``override_until`` in the future) is skipped. A transient failure
+(store, analytics) of any device is raised after the shard, so Pub/Sub delivers it again: the
+devices already planned are found and skipped then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import pydantic
+
+from hpsteer.domain.instants import format_instant
+from hpsteer.domain.market import PriceArea
+from hpsteer.domain.messages import (
+    OptimizeRequest,
+    ReplanRequest,
+    SpotPricesUpdated,
+    Topic,
+    WeatherUpdated,
+)
+from hpsteer.domain.plans import Plan, PlanSlot, plan_id_for
+from hpsteer.domain.weather import WeatherSeries
+from hpsteer.errors import MalformedMessage, PermanentError, TransientError, UnknownDevice
+from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
+from hpsteer.observability.logging import log_context
+from hpsteer.ports.store import DocumentStore, Filter
+from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.ingest_weather import forecast_location_id
+from hpsteer.services.plan_inputs import (
+    HorizonPrices,
+    PlanInputs,
+    PlanningOptions,
+    assemble,
+    device_path,
+    horizon_prices,
+    latest_forecast,
+    load_device,
+)
+from hpsteer.services.plans_store import (
+    COST_SAVINGS,
+    PLANS,
+    cost_by_day,
+    make_current,
+    plan_document,
+    plan_from_document,
+    plan_path,
+    record_plan,
+    write_plan,
+)
+
+if TYPE_CHECKING:
+    from hpsteer.optimizer.planner import OrToolsPlanner
+
+__all__ = [
+    "DeviceOutcome",
+    "OptimizeTrigger",
+    "decode_trigger",
+    "fan_out",
+    "handle_optimize_request",
+    "handle_optimize_trigger",
+    "plan_shard",
+]
+
+_log = logging.getLogger(__name__)
+
+OptimizeTrigger = SpotPricesUpdated | WeatherUpdated | ReplanRequest
+DEVICE_PAGE_SIZE = 300
+
+
+# -- fan-out ----------------------------------------------------------------------------------
+
+
+def _steered(store: DocumentStore, area: PriceArea | None) -> Iterator[dict[str, Any]]:
+    filters = [Filter("steering_enabled", "==", True)]
+    if area is not None:
+        filters.insert(0, Filter("price_area", "==", area.value))
+    cursor: str | None = None
+    while True:
+        page = store.query("devices", filters, limit=DEVICE_PAGE_SIZE, cursor=cursor)
+        for document in page.documents:
+            yield {"device_id": document.id, **document.data}
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _at_location(device: dict[str, Any], location_id: str) -> bool:
+    where = device.get("location")
+    if not isinstance(where, dict):
+        return False
+    lat, lon = where.get("latitude"), where.get("longitude")
+    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
+        return False
+    return forecast_location_id(lat, lon) == location_id
+
+
+def _targets(event: OptimizeTrigger, store: DocumentStore) -> tuple[str, dict[str, list[str]]]:
+    """The trigger name and the device ids per area (in document-path order)."""
+    by_area: dict[str, list[str]] = defaultdict(list)
+    if isinstance(event, SpotPricesUpdated):
+        trigger = (
+            f"prices:{event.area.value}:{event.market_date}:{event.content_hash[:16]}:"
+            f"v{event.version}"
+        )
+        for device in _steered(store, event.area):
+            by_area[event.area.value].append(device["device_id"])
+    elif isinstance(event, WeatherUpdated):
+        trigger = f"weather:{event.location_id}:{event.issued_at:%Y%m%dT%H%M%SZ}"
+        for device in _steered(store, None):
+            if _at_location(device, event.location_id) and isinstance(
+                device.get("price_area"), str
+            ):
+                by_area[device["price_area"]].append(device["device_id"])
+    else:
+        requested = format_instant(event.requested_at)
+        if event.device_id is not None:
+            trigger = f"replan:{event.device_id}:{requested}"
+            snapshot = store.get(device_path(event.device_id))
+            if snapshot is None or not isinstance(snapshot.data.get("price_area"), str):
+                raise UnknownDevice(f"replan requested for unknown device {event.device_id}")
+            by_area[snapshot.data["price_area"]].append(event.device_id)
+        elif event.area is not None:
+            trigger = f"replan:{event.area.value}:{requested}"
+            for device in _steered(store, event.area):
+                by_area[event.area.value].append(device["device_id"])
+        else:
+            raise MalformedMessage("a replan request names neither an area nor a device")
+    return trigger[:300], by_area
+
+
+def fan_out(
+    event: OptimizeTrigger, deps: Dependencies, options: PlanningOptions | None = None
+) -> list[OptimizeRequest]:
+    """Publish the shards ``event`` asks for on ``optimize-requests``; return them."""
+    size = (options or PlanningOptions()).shard_size
+    trigger, by_area = _targets(event, deps.store)
+    shards: list[OptimizeRequest] = []
+    for area, ids in sorted(by_area.items()):
+        for first in range(0, len(ids), size):
+            shard = OptimizeRequest(
+                area=PriceArea(area),
+                device_ids=tuple(ids[first : first + size]),
+                trigger=trigger,
+                requested_at=deps.clock.now(),
+            )
+            deps.bus.publish(
+                Topic.OPTIMIZE_REQUESTS,
+                encode_json_message(shard),
+                attributes={
+                    "message_type": "OptimizeRequest",
+                    "area": area,
+                    "trigger": trigger,
+                    "shard": str(first // size),
+                },
+            )
+            shards.append(shard)
+    _log.info("%s: %d shards for %d devices", trigger, len(shards), sum(map(len, by_area.values())))
+    return shards
+
+
+# -- one shard --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOutcome:
+    device_id: str
+    status: Literal["planned", "unchanged", "skipped", "failed"]
+    plan_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Shard:
+    deps: Dependencies
+    options: PlanningOptions
+    planner: OrToolsPlanner
+    trigger: str
+    now: datetime
+    prices: dict[str, HorizonPrices] = field(default_factory=dict)
+    forecasts: dict[str, WeatherSeries] = field(default_factory=dict)
+    tables_ready: bool = False
+
+    def horizon(self, area: PriceArea) -> HorizonPrices:
+        if area.value not in self.prices:
+            self.prices[area.value] = horizon_prices(
+                self.deps.store, area, self.now, self.options.max_horizon
+            )
+        return self.prices[area.value]
+
+    def forecast(self, latitude: float, longitude: float) -> WeatherSeries:
+        key = forecast_location_id(latitude, longitude)
+        if key not in self.forecasts:
+            self.forecasts[key] = latest_forecast(self.deps.store, latitude, longitude)
+        return self.forecasts[key]
+
+    def record(self, plan: Plan, document: dict[str, Any]) -> None:
+        analytics = self.deps.analytics
+        if not self.tables_ready:
+            analytics.ensure_table(PLANS)
+            analytics.ensure_table(COST_SAVINGS)
+            self.tables_ready = True
+        record_plan(analytics, plan, document, self.trigger)
+
+    def settle(self, plan: Plan, document: dict[str, Any]) -> None:
+        make_current(self.deps.store, plan.device_id, plan.plan_id, plan.start_at, plan.created_at)
+        self.record(plan, document)
+
+    def plan_device(self, device_id: str) -> DeviceOutcome:
+        store = self.deps.store
+        record = load_device(store, device_id, now=self.now, options=self.options)
+        device = record.device
+        if not device.is_steerable(self.now):
+            _log.info("device %s is not steerable now (override or off): skipped", device_id)
+            return DeviceOutcome(device_id, "skipped")
+        prices = self.horizon(device.price_area)
+        forecast = self.forecast(device.location.latitude, device.location.longitude)
+        inputs = assemble(record, prices, forecast, self.options)
+        plan_id = plan_id_for(device_id, inputs.problem.start_at, inputs.inputs_key())
+        existing = store.get(plan_path(device_id, plan_id))
+        if existing is not None:
+            self.settle(plan_from_document(existing.data), existing.data)
+            return DeviceOutcome(device_id, "unchanged", plan_id)
+        plan, document = self.solve(inputs, plan_id)
+        stored, created = write_plan(store, plan, document)
+        if not created:
+            plan = plan_from_document(stored)
+        self.settle(plan, stored)
+        _log.info(
+            "planned %s: %s, expected %.3f EUR vs baseline %.3f EUR",
+            device_id,
+            plan.plan_id,
+            plan.expected_cost_eur,
+            plan.baseline_cost_eur,
+            extra={"plan_id": plan.plan_id},
+        )
+        return DeviceOutcome(device_id, "planned" if created else "unchanged", plan.plan_id)
+
+    def solve(self, inputs: PlanInputs, plan_id: str) -> tuple[Plan, dict[str, Any]]:
+        from hpsteer.optimizer.baselines import OwnControl
+        from hpsteer.optimizer.problem import evaluate
+
+        problem = inputs.problem
+        result = self.planner.solve(problem)
+        planned = evaluate(problem, result.modes)
+        baseline = evaluate(problem, OwnControl().plan(problem))
+        slots = tuple(
+            PlanSlot(
+                start_at=slot.start_at,
+                end_at=slot.end_at,
+                mode=mode,
+                price_eur_per_mwh=price,
+                expected_power_kw=max(0.0, float(kwh) / problem.slot_hours),
+                predicted_indoor_temp_c=round(float(temp), 3),
+            )
+            for slot, mode, price, kwh, temp in zip(
+                inputs.prices.slots,
+                result.modes,
+                inputs.prices.prices_eur_per_mwh,
+                planned.electricity_kwh,
+                planned.mean_air_temp_c,
+                strict=True,
+            )
+        )
+        plan = Plan(
+            plan_id=plan_id,
+            device_id=inputs.record.device.device_id,
+            price_area=inputs.prices.area,
+            resolution=inputs.prices.resolution,
+            created_at=self.now,
+            slots=slots,
+            expected_cost_eur=planned.energy_cost_eur,
+            baseline_cost_eur=baseline.energy_cost_eur,
+            price_content_hashes=tuple(d.content_hash for d in inputs.prices.days),
+            weather_issued_at=inputs.forecast.issued_at,
+            solver=result.solver,
+            solver_gap=result.gap,
+        )
+        held = inputs.weather_held_after_at
+        document = plan_document(
+            plan,
+            inputs.record.observed_mode,
+            {
+                "solve_ms": result.solve_ms,
+                "solver_termination": result.termination,
+                "trigger": self.trigger,
+                "inputs": inputs.versions(),
+                "inputs_key": inputs.inputs_key(),
+                "weather_held": held is not None,
+                "weather_held_after_at": held,
+                "horizon_truncated": inputs.prices.truncated_reason,
+                "expected_comfort_kh_below": planned.comfort_kh_below,
+                "baseline_comfort_kh_below": baseline.comfort_kh_below,
+                "expected_mean_indoor_temp_c": float(planned.mean_air_temp_c.mean()),
+                "baseline_mean_indoor_temp_c": float(baseline.mean_air_temp_c.mean()),
+                "expected_objective_eur": planned.objective_eur,
+                "cost_by_day": cost_by_day(
+                    plan, list(planned.electricity_kwh), list(baseline.electricity_kwh)
+                ),
+            },
+        )
+        return plan, document
+
+
+def plan_shard(
+    request: OptimizeRequest,
+    deps: Dependencies,
+    planner: OrToolsPlanner | None = None,
+    options: PlanningOptions | None = None,
+) -> list[DeviceOutcome]:
+    """Plan every device of the shard (see the module docstring); raise a transient failure
+    after the shard when any device met one."""
+    if planner is None:
+        from hpsteer.optimizer.planner import OrToolsPlanner
+
+        planner = OrToolsPlanner()
+    shard = _Shard(deps, options or PlanningOptions(), planner, request.trigger, deps.clock.now())
+    outcomes: list[DeviceOutcome] = []
+    transient: list[tuple[str, TransientError]] = []
+    for device_id in dict.fromkeys(request.device_ids):
+        with log_context(device_id=device_id, trigger=request.trigger):
+            try:
+                outcomes.append(shard.plan_device(device_id))
+            except PermanentError as err:
+                _log.error(
+                    "device %s keeps its previous plan: %s: %s",
+                    device_id,
+                    type(err).__name__,
+                    err,
+                    extra={"error_type": type(err).__name__},
+                )
+                outcomes.append(DeviceOutcome(device_id, "failed", error=type(err).__name__))
+            except TransientError as err:
+                _log.warning("device %s not planned, will retry: %s", device_id, err)
+                transient.append((device_id, err))
+    if transient:
+        first_id, first = transient[0]
+        raise type(first)(
+            f"{len(transient)} of {len(request.device_ids)} devices failed transiently "
+            f"(first {first_id}: {first}); the shard is delivered again"
+        ) from first
+    return outcomes
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+_TYPES: dict[str, type[OptimizeTrigger]] = {
+    "SpotPricesUpdated": SpotPricesUpdated,
+    "WeatherUpdated": WeatherUpdated,
+    "ReplanRequest": ReplanRequest,
+}
+
+
+def decode_trigger(message: PubSubMessage) -> OptimizeTrigger:
+    """The event in a trigger message.
+
+    A ``message_type`` attribute names the type when the publisher set one. Else the attributes
+    the publishers set today decide: ``content_hash`` (ingest_prices) → prices, ``location_id``
+    (ingest_weather) → weather. Else each type is tried: the models refuse unknown fields, so
+    exactly one fits a well-formed message; none or several is :class:`MalformedMessage`.
+    """
+    attributes = message.attributes
+    named = attributes.get("message_type")
+    if named is None and "content_hash" in attributes:
+        named = "SpotPricesUpdated"
+    elif named is None and "location_id" in attributes:
+        named = "WeatherUpdated"
+    if named is not None:
+        if named not in _TYPES:
+            raise MalformedMessage(f"message_type {named!r} is not one optimize handles")
+        return _TYPES[named].parse_json(message.data)
+    fits: list[OptimizeTrigger] = []
+    for model in _TYPES.values():
+        try:
+            fits.append(model.parse_json(message.data))
+        except (MalformedMessage, pydantic.ValidationError):
+            continue
+    if len(fits) != 1:
+        raise MalformedMessage(
+            f"message {message.message_id} is {'none' if not fits else 'more than one'} of "
+            f"{', '.join(_TYPES)}"
+        )
+    return fits[0]
+
+
+def handle_optimize_trigger(message: PubSubMessage, deps: Dependencies) -> None:
+    """``spot-price-updates`` / ``weather-updates`` / ``replan-requests``: fan out."""
+    fan_out(decode_trigger(message), deps)
+
+
+def handle_optimize_request(message: PubSubMessage, deps: Dependencies) -> None:
+    """``optimize-requests``: plan one shard."""
+    request = OptimizeRequest.parse_json(message.data)
+    outcomes = plan_shard(request, deps)
+    counts: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    _log.info("shard of %s planned: %s", request.trigger, dict(counts))

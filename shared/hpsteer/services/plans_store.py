@@ -1,0 +1,205 @@
+"""Plan documents, the device's current plan, and the analytics rows of every plan.
+
+- :func:`write_plan` creates ``devices/{id}/plans/{plan_id}`` with ``create()``: the plan's
+  fields (:class:`~hpsteer.domain.plans.Plan`), ``start_at``/``end_at`` as timestamps, the
+  solver's gap and time, the inputs' versions, flags (``weather_held_after_at``,
+  ``horizon_truncated``) and the **outbox**: one ``{at, action, slot_index, status: "pending"}``
+  per mode change, for the command layer. An existing document is the same plan written before
+  (the id names its inputs): it is left as it is (its outbox may have moved on) and returned.
+- :func:`make_current` sets ``current_plan_id`` on ``devices/{id}`` in a transaction, **only
+  moving forward**: the plan wins when its ``(start_at, created_at)`` is later than the current
+  plan's (``current_plan_start_at``, ``current_plan_created_at`` kept beside the id). So a late
+  redelivery of an older trigger never replaces a newer plan, and a re-plan of the same slot
+  (a price correction, a changed comfort band) does.
+- :func:`record_plan` appends one row to ``plans`` (the architecture document's optimization
+  runs) and one row per local delivery day to ``cost_savings``, with insert ids
+  ``{device_id}/{plan_id}[/{market_date}]``: appending again adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from hpsteer.domain.actions import Mode
+from hpsteer.domain.market import market_date_of
+from hpsteer.domain.plans import Plan
+from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
+from hpsteer.ports.analytics import Analytics, Column, TableSchema
+from hpsteer.ports.store import DocumentStore, Transaction
+from hpsteer.services.plan_inputs import device_path
+
+__all__ = [
+    "COST_SAVINGS",
+    "PLANS",
+    "cost_by_day",
+    "make_current",
+    "plan_document",
+    "plan_from_document",
+    "plan_path",
+    "record_plan",
+    "write_plan",
+]
+
+PLANS = TableSchema(
+    name="plans",
+    columns=(
+        Column("device_id", "STRING", required=True),
+        Column("plan_id", "STRING", required=True),
+        Column("price_area", "STRING", required=True),
+        Column("created_at", "TIMESTAMP", required=True),
+        Column("start_at", "TIMESTAMP", required=True),
+        Column("end_at", "TIMESTAMP", required=True),
+        Column("slots", "INT64", required=True),
+        Column("resolution_minutes", "INT64", required=True),
+        Column("expected_cost_eur", "FLOAT64", required=True),
+        Column("baseline_cost_eur", "FLOAT64", required=True),
+        Column("solver", "STRING", required=True),
+        Column("gap", "FLOAT64"),
+        Column("solve_ms", "FLOAT64"),
+        Column("trigger", "STRING"),
+    ),
+    partition_by="start_at",
+    cluster_by=("device_id",),
+    description="One row per plan written (optimization runs).",
+)
+
+COST_SAVINGS = TableSchema(
+    name="cost_savings",
+    columns=(
+        Column("device_id", "STRING", required=True),
+        Column("plan_id", "STRING", required=True),
+        Column("market_date", "DATE", required=True, description="local delivery day"),
+        Column("planned_cost_eur", "FLOAT64", required=True),
+        Column("baseline_cost_eur", "FLOAT64", required=True),
+    ),
+    partition_by="market_date",
+    cluster_by=("device_id",),
+    description="Planned vs own-control energy cost per plan and local day, on the same forecast.",
+)
+
+
+def plan_path(device_id: str, plan_id: str) -> str:
+    return f"devices/{device_id}/plans/{plan_id}"
+
+
+def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) -> dict[str, Any]:
+    outbox = [
+        {**change.model_dump(mode="json"), "status": "pending"}
+        for change in plan.mode_changes(current_mode)
+    ]
+    return {
+        **plan.to_document(),
+        "start_at": plan.start_at,
+        "end_at": plan.end_at,
+        "created_at": plan.created_at,
+        "outbox": outbox,
+        **extra,
+    }
+
+
+def write_plan(
+    store: DocumentStore, plan: Plan, document: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Create the plan document; return (the stored document, whether this call created it)."""
+    path = plan_path(plan.device_id, plan.plan_id)
+    try:
+        store.create(path, document)
+    except DocumentAlreadyExists:
+        existing = store.get(path)
+        if existing is None:  # deleted between create and get: let a redelivery decide
+            raise ConcurrencyConflict(f"{path} vanished while being written") from None
+        return existing.data, False
+    return document, True
+
+
+def make_current(
+    store: DocumentStore, device_id: str, plan_id: str, start_at: datetime, created_at: datetime
+) -> bool:
+    """Point the device at this plan if it is newer than the current one; True if it moved."""
+    path = device_path(device_id)
+
+    def run(tx: Transaction) -> bool:
+        device = tx.get(path)
+        if device is None:
+            return False
+        data = device.data
+        if data.get("current_plan_id") == plan_id:
+            return False
+        current_start = data.get("current_plan_start_at")
+        current_created = data.get("current_plan_created_at")
+        if (
+            isinstance(current_start, datetime)
+            and isinstance(current_created, datetime)
+            and (start_at, created_at) <= (current_start, current_created)
+        ):
+            return False
+        tx.update(
+            path,
+            {
+                "current_plan_id": plan_id,
+                "current_plan_start_at": start_at,
+                "current_plan_created_at": created_at,
+            },
+        )
+        return True
+
+    return store.run_transaction(run)
+
+
+def cost_by_day(
+    plan: Plan, planned_kwh: Sequence[float], baseline_kwh: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Planned and baseline energy cost per local delivery day of the plan's slots."""
+    days: dict[date, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for slot, planned, baseline in zip(plan.slots, planned_kwh, baseline_kwh, strict=True):
+        day = market_date_of(plan.price_area, slot.start_at)
+        days[day][0] += slot.price_eur_per_mwh * planned / 1000.0
+        days[day][1] += slot.price_eur_per_mwh * baseline / 1000.0
+    return [
+        {"market_date": day.isoformat(), "planned_cost_eur": c[0], "baseline_cost_eur": c[1]}
+        for day, c in sorted(days.items())
+    ]
+
+
+def plan_from_document(data: Mapping[str, Any]) -> Plan:
+    """The :class:`Plan` inside a stored plan document (which carries more fields)."""
+    return Plan.parse({k: v for k, v in data.items() if k in Plan.model_fields})
+
+
+def record_plan(
+    analytics: Analytics, plan: Plan, document: Mapping[str, Any], trigger: str
+) -> None:
+    """Append the plan's row to ``plans`` and its days to ``cost_savings`` (idempotent)."""
+    row = {
+        "device_id": plan.device_id,
+        "plan_id": plan.plan_id,
+        "price_area": plan.price_area.value,
+        "created_at": plan.created_at,
+        "start_at": plan.start_at,
+        "end_at": plan.end_at,
+        "slots": len(plan.slots),
+        "resolution_minutes": int(plan.resolution),
+        "expected_cost_eur": plan.expected_cost_eur,
+        "baseline_cost_eur": plan.baseline_cost_eur,
+        "solver": plan.solver,
+        "gap": plan.solver_gap,
+        "solve_ms": document.get("solve_ms"),
+        "trigger": document.get("trigger", trigger),
+    }
+    analytics.append(PLANS.name, [row], [f"{plan.device_id}/{plan.plan_id}"])
+    rows = [
+        {
+            "device_id": plan.device_id,
+            "plan_id": plan.plan_id,
+            "market_date": date.fromisoformat(day["market_date"]),
+            "planned_cost_eur": day["planned_cost_eur"],
+            "baseline_cost_eur": day["baseline_cost_eur"],
+        }
+        for day in document.get("cost_by_day", [])
+    ]
+    ids = [f"{plan.device_id}/{plan.plan_id}/{row['market_date']}" for row in rows]
+    if rows:
+        analytics.append(COST_SAVINGS.name, rows, ids)
