@@ -78,6 +78,7 @@ __all__ = [
     "handle_weather_ingest_request",
     "ingest_weather",
     "location_path",
+    "series_from_document",
     "steered_locations",
     "use_weather_source",
     "weather_source",
@@ -214,7 +215,7 @@ def _forecast_document(series: WeatherSeries, stored_at: datetime) -> dict[str, 
     }
 
 
-def _series_from_document(data: Mapping[str, Any]) -> WeatherSeries:
+def series_from_document(data: Mapping[str, Any]) -> WeatherSeries:
     try:
         return WeatherSeries(
             location_id=data["location_id"],
@@ -308,7 +309,7 @@ class _Run:
                 _log.info("forecast %s is already stored and announced", path)
                 return None
             _log.info("forecast %s was stored but not announced: announcing it now", path)
-            series = _series_from_document(existing.data)
+            series = series_from_document(existing.data)
         self.append(series)
         _advance_latest(store, series)
         event = WeatherUpdated(location_id=series.location_id, issued_at=series.issued_at)

@@ -55,10 +55,10 @@ from hpsteer.errors import InvalidInput, UnknownDevice
 from hpsteer.optimizer.problem import PlanningProblem
 from hpsteer.ports.store import DocumentStore
 from hpsteer.services.ingest_weather import (
-    _series_from_document,
     forecast_location_id,
     forecast_path,
     location_path,
+    series_from_document,
 )
 from hpsteer.services.price_days import load_day
 from hpsteer.thermal import Plant, SlotConditions, plant_from_parameters
@@ -274,7 +274,7 @@ def latest_forecast(store: DocumentStore, latitude: float, longitude: float) -> 
         raise MissingForecast(
             f"location {location_id} names forecast {format_instant(issued_at)}, which is missing"
         )
-    return _series_from_document(document.data)
+    return series_from_document(document.data)
 
 
 def _interpolate(points: Sequence[WeatherPoint], at: datetime, solar: bool) -> float:
