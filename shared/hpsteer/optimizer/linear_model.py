@@ -108,22 +108,24 @@ def linear_model(problem: PlanningProblem) -> LinearPlanModel:
     u_air0, u_mass0 = building.node_inputs_kw(0.0, 0.0, 0.0, 0.0)
     u_air1, u_mass1 = building.node_inputs_kw(1.0, 0.0, 0.0, 0.0)
     b_heat = (np.array([u_air1 - u_air0, u_mass1 - u_mass0])[:nx]) / caps
-    cols = [
-        building.node_inputs_kw(0.0, float(o), float(s), float(g))
-        for o, s, g in zip(outdoor, solar, gains_w, strict=True)
-    ]
-    u0 = np.array([[float(c[0]), float(c[1])][:nx] for c in cols]) / caps  # (n, nx)
+    # node_inputs_kw is elementwise affine in its inputs: one vectorised call for every slot.
+    u_air, u_mass = building.node_inputs_kw(0.0, outdoor, solar, gains_w)  # type: ignore[arg-type]  # arrays broadcast
+    u0 = np.stack([np.broadcast_to(u_air, (n,)), np.broadcast_to(u_mass, (n,))], axis=1)[:, :nx]
+    u0 = u0 / caps  # (n, nx)
 
-    # Feedforward + g * target per slot and mode (the controller's heat at air = 0 °C), and COP.
-    drive = np.empty((n, 3))
-    cop = np.empty((n, 3))
+    # Feedforward + g * target per slot and mode (the controller's heat at air = 0 °C), and COP:
+    # scalar curve evaluations once per distinct outdoor temperature (hourly weather repeats).
+    distinct, where = np.unique(outdoor, return_inverse=True)
+    drive_d = np.empty((len(distinct), 3))
+    cop_d = np.empty((len(distinct), 3))
     hp = plant.heat_pump
-    for t in range(n):
+    for i, o in enumerate(distinct.tolist()):
         for j, mode in enumerate(MODES):
             target = problem.setpoint_c + mode.setpoint_offset_k
-            o = float(outdoor[t])
-            drive[t, j] = controller.feedforward_kw(o, target) + gain * target
-            cop[t, j] = float(hp.cop(o, curve.flow_temp_c(o, target)))
+            drive_d[i, j] = controller.feedforward_kw(o, target) + gain * target
+            cop_d[i, j] = float(hp.cop(o, curve.flow_temp_c(o, target)))
+    drive = drive_d[where.reshape(-1)]
+    cop = cop_d[where.reshape(-1)]
 
     e_air = np.zeros(nx)
     e_air[0] = 1.0
