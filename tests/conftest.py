@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.support.cloud_tasks",
     "tests.support.bigquery",
     "tests.support.secret_manager",
+    "tests.support.stores",
 ]

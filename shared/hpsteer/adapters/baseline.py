@@ -3,9 +3,12 @@
 A mode is an offset from the household's own value (its comfort setpoint, curve shift or heating
 offset). That value is read from the device the first time hpsteer steers it, because afterwards
 the device shows hpsteer's own shifted value. Adapters keep it in a :class:`BaselineBook`; the
-in-memory one serves tests and the local runtime. Production needs one kept in the document store
-(a fresh function instance would otherwise take an already shifted value for the baseline): that
-arrives with the command layer.
+in-memory one serves tests; :class:`StoreBaselineBook` keeps them in the document store, so that a
+fresh function instance does not take an already shifted value for the household's own: adapters
+built from an :class:`~hpsteer.adapters.protocol.AdapterContext` that carries a store use it.
+
+Documents: ``manufacturers/{manufacturer}/baselines/{quoted key}`` with the key itself, the values
+and when they were learnt (readable in the console; keys hold '/', so the id is percent-quoted).
 """
 
 from __future__ import annotations
@@ -13,8 +16,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from typing import Protocol
+from urllib.parse import quote
 
-__all__ = ["BaselineBook", "MemoryBaselineBook"]
+from hpsteer.ports.clock import Clock
+from hpsteer.ports.store import DocumentStore, Filter, Order
+
+__all__ = ["BaselineBook", "MemoryBaselineBook", "StoreBaselineBook"]
 
 
 class BaselineBook(Protocol):
@@ -47,3 +54,58 @@ class MemoryBaselineBook:
         with self._lock:
             for key in [k for k in self._values if k.startswith(key_prefix)]:
                 del self._values[key]
+
+
+class StoreBaselineBook:
+    """A :class:`BaselineBook` in the document store, shared by every function instance.
+
+    The first value learnt for a key wins (``create``): two instances steering the same device
+    for the first time cannot overwrite the household's value with an already shifted one.
+    """
+
+    def __init__(self, store: DocumentStore, manufacturer: str, clock: Clock) -> None:
+        self._store = store
+        self._collection = f"manufacturers/{manufacturer}/baselines"
+        self._clock = clock
+
+    def _path(self, key: str) -> str:
+        return f"{self._collection}/{quote(key, safe='')}"
+
+    def get(self, key: str) -> Mapping[str, float] | None:
+        found = self._store.get(self._path(key))
+        if found is None:
+            return None
+        values = found.data.get("values")
+        return {str(k): float(v) for k, v in values.items()} if isinstance(values, dict) else None
+
+    def put(self, key: str, values: Mapping[str, float]) -> None:
+        from hpsteer.errors import DocumentAlreadyExists
+
+        document = {
+            "key": key,
+            "values": {str(k): float(v) for k, v in values.items()},
+            "learnt_at": self._clock.now(),
+        }
+        try:
+            self._store.create(self._path(key), document)
+        except DocumentAlreadyExists:
+            return  # another instance learnt it first; the first value stands
+
+    def forget(self, key_prefix: str) -> None:
+        cursor: str | None = None
+        while True:
+            page = self._store.query(
+                self._collection,
+                filters=[
+                    Filter("key", ">=", key_prefix),
+                    Filter("key", "<", key_prefix + "\uffff"),
+                ],
+                order_by=[Order("key")],
+                limit=100,
+                cursor=cursor,
+            )
+            for document in page.documents:
+                self._store.delete(document.path)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

@@ -22,11 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.secrets import SecretStore
+from hpsteer.ports.store import DocumentStore
+
+if TYPE_CHECKING:
+    from hpsteer.adapters.baseline import BaselineBook
 
 __all__ = [
     "AdapterContext",
@@ -152,6 +156,16 @@ class AdapterContext:
     """Overrides per API (e.g. the simulated fleet's address); empty: the real endpoints."""
     transport: Any = None
     """An httpx transport to use (tests: MockTransport; the local runtime: the fleet's ASGI app)."""
+    store: DocumentStore | None = None
+    """Where shared adapter state lives (the households' baselines); None: in memory only."""
+
+    def baselines(self, manufacturer: str) -> BaselineBook:
+        """The baseline book adapters built from this context share."""
+        from hpsteer.adapters.baseline import MemoryBaselineBook, StoreBaselineBook
+
+        if self.store is None:
+            return MemoryBaselineBook()
+        return StoreBaselineBook(self.store, manufacturer, self.clock)
 
 
 AdapterFactory = Callable[[AdapterContext], ManufacturerAdapter]

@@ -160,7 +160,12 @@ class DaikinOnectaAdapter:
             token_url = DEFAULT_TOKEN_URL
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return DaikinOnectaAdapter(
-            context.secrets, context.clock, http=http, base_url=base_url, token_url=token_url
+            context.secrets,
+            context.clock,
+            http=http,
+            base_url=base_url,
+            token_url=token_url,
+            baselines=context.baselines("daikin_onecta"),
         )
 
     @property

@@ -154,7 +154,12 @@ class NibeMyUplinkAdapter:
         )
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return NibeMyUplinkAdapter(
-            context.secrets, context.clock, http=http, base_url=base_url, token_url=token_url
+            context.secrets,
+            context.clock,
+            http=http,
+            base_url=base_url,
+            token_url=token_url,
+            baselines=context.baselines("nibe_myuplink"),
         )
 
     @property

@@ -126,7 +126,12 @@ class ViessmannAdapter:
             token_url = DEFAULT_TOKEN_URL
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return ViessmannAdapter(
-            context.secrets, context.clock, http=http, base_url=base_url, token_url=token_url
+            context.secrets,
+            context.clock,
+            http=http,
+            base_url=base_url,
+            token_url=token_url,
+            baselines=context.baselines("viessmann"),
         )
 
     @property
