@@ -29,7 +29,9 @@ def test_the_tour_completes_its_command_after_two_retries_and_records_each_event
     (row,) = analytics.query("SELECT COUNT(*) AS n FROM `command_events`")
     assert row["n"] == len(events)  # the redelivered last event was ignored
     assert "TaskAlreadyExists" in out.getvalue()
-    assert "plans and steers nothing yet" in out.getvalue()
+    assert "`hpsteer simulate`, is not built yet" in out.getvalue()
+    assert "part 2: planning on real prices" in out.getvalue()
+    assert "average" in out.getvalue().splitlines()[-1]
 
 
 def test_the_tour_starts_afresh_when_run_again(tmp_path):

@@ -6,14 +6,18 @@ events in the document store (transactions), a named task in a per-manufacturer 
 Tasks' retry arithmetic (the emulated manufacturer answers 503 twice), a verification task ten
 minutes later, every lifecycle event published on the ``command-events`` topic and appended,
 exactly once, to an analytics table. The SQLite files it leaves behind can be opened afterwards.
-It plans nothing and steers nothing: that is ``hpsteer simulate`` (issue 8).
+Then it plans for real: two winter days in SE3 (January 2023) for each building archetype, on
+the bundled real prices and weather, with the OR-Tools planner re-planning as production would
+against houses it does not know exactly (``hpsteer backtest``), and prints the savings beside the
+heat pump's own control and the indoor temperatures of both. The fleet, the manufacturers' clouds
+and the whole pipeline on one machine are ``hpsteer simulate`` (not built yet).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -186,8 +190,8 @@ def run_tour(out_dir: Path, *, out: TextIO) -> int:
         row["occurred_at"] = parse_instant(row["occurred_at"], field="occurred_at")
         deps.analytics.append("command_events", [row], [f"{row['command_id']}/{row['seq']}"])
 
-    print("hpsteer demo: a tour of the foundation on the local backends.", file=out)
-    print("It plans and steers nothing yet: that is `hpsteer simulate` (issue 8).\n", file=out)
+    print("hpsteer demo, part 1: one command through the local backends.", file=out)
+    print("(The whole pipeline on one machine, `hpsteer simulate`, is not built yet.)\n", file=out)
     deps.analytics.ensure_table(COMMAND_EVENTS)
     bus.subscribe(Topic.COMMAND_EVENTS, to_analytics, name="command-events-to-analytics")
 
@@ -256,4 +260,29 @@ def run_tour(out_dir: Path, *, out: TextIO) -> int:
     for row in rows:
         print(f"  {row['type']:<16} {row['n']}", file=out)
     print(f"\nstate is in {out_dir}/store.sqlite and {out_dir}/analytics.sqlite", file=out)
+    _plan_on_real_prices(out)
     return 0
+
+
+_PART_2 = """
+hpsteer demo, part 2: planning on real prices (SE3, 9-10 January 2023).
+Each house is simulated with physics the planner does not know exactly and re-planned when
+prices (13:00) and weather (every 3 h) arrive; it is compared with the heat pump's own control
+on the same house and weather. The same as:
+  hpsteer backtest --area SE3 --start 2023-01-09 --days 2 --archetype all
+"""
+
+
+def _plan_on_real_prices(out: TextIO) -> None:
+    from hpsteer.optimizer.backtest import BacktestScenario, format_table, run_backtest
+
+    print(_PART_2, file=out)
+    scenario = BacktestScenario(
+        area=PriceArea.SE3,
+        start=date(2023, 1, 9),
+        days=2,
+        archetype="all",
+        planner="ortools",
+        seed=0,
+    )
+    print(format_table(run_backtest(scenario)), file=out)
