@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bookkeeping, command_log, planner
+from benchmarks import adapters, bookkeeping, command_log, planner
 
 
 def main() -> int:
     command_log.main()
     bookkeeping.main([])
+    adapters.main([])
     planner.main([])
     return 0
 

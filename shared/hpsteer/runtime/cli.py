@@ -2,7 +2,8 @@
 
 Subcommands arrive with the issues that build them (``prices``, ``backtest``, ``simulate``,
 ``inspect``, ``sim serve``). Today: ``demo``, a tour of the foundation on the local backends,
-``prices parse``, ``backtest`` (a simulated house on real prices and weather) and ``version``.
+``prices parse``, ``backtest`` (a simulated house on real prices and weather), ``sim serve``
+(the simulated fleet's manufacturer APIs on 127.0.0.1) and ``version``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,64 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("file", type=Path, metavar="FILE")
 
     _add_backtest(sub)
+    _add_sim(sub)
     sub.add_parser("version", help="print the version")
     return parser
+
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = sub.add_parser("sim", help="the simulated fleet").add_subparsers(
+        dest="sim_command", required=True, metavar="SUBCOMMAND"
+    )
+    serve = sim.add_parser(
+        "serve",
+        help="serve the simulated fleet's manufacturer APIs on 127.0.0.1",
+        description="Serve ViCare's, myUplink's and Onecta's API paths and OAuth token endpoints "
+        "over simulated homes on 127.0.0.1 until interrupted; time follows the wall clock. "
+        "Prints the address and each account's credentials (simulated, not secrets) as JSON.",
+    )
+    serve.add_argument("--port", type=int, required=True, help="TCP port (0: a free one)")
+    serve.add_argument("--homes", type=int, default=3, help="number of homes (default 3)")
+    serve.add_argument("--seed", type=int, default=0, help="seed of homes and faults (default 0)")
+
+
+def _sim_serve(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from hpsteer.ports.clock import SimulatedClock
+    from hpsteer.sim.app import SimApp
+    from hpsteer.sim.fleet import Fleet
+    from hpsteer.sim.serve import SimServer
+
+    if args.homes < 0 or not 0 <= args.port <= 65535:
+        print("error: --homes must be >= 0 and --port in 0..65535", file=sys.stderr)
+        return 1
+    fleet = Fleet(SimulatedClock(datetime.now(UTC)), homes=args.homes, seed=args.seed)
+    try:
+        server = SimServer(SimApp(fleet), port=args.port, follow_wall_clock=True)
+    except OSError as err:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {err.strerror}", file=sys.stderr)
+        return 1
+    accounts = [
+        {
+            "manufacturer": c.manufacturer,
+            "account_id": c.account_id,
+            "external_id": fleet.home(c.account_id).external_id,
+            "client_id": c.client_id,
+            "client_secret": c.client_secret,
+            "refresh_token": c.refresh_token,
+        }
+        for c in fleet.all_credentials()
+    ]
+    print(json.dumps({"url": server.url, "accounts": accounts}, indent=2), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
 
 
 def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -169,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _prices_parse(args)
     if args.command == "backtest":
         return _backtest(args)
+    if args.command == "sim" and args.sim_command == "serve":
+        return _sim_serve(args)
     if args.command == "demo":
         from hpsteer.runtime.tour import run_tour
 

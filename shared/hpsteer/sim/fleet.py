@@ -1,0 +1,445 @@
+"""The simulated fleet: homes with 2R2C physics, a heat pump whose own controller follows the
+lever the cloud sets, and the manufacturer's account, ids and credentials for each.
+
+Promises:
+
+- A :class:`Fleet` is built from a seed: the same seed, the same homes (archetype, perturbed
+  building, outdoor climate, household settings, ids, tokens). Homes are dealt to the
+  manufacturers in turn (``viessmann``, ``nibe_myuplink``, ``daikin_onecta``); each home is its
+  own manufacturer account (``account_id`` = the home's id), as a household's account would be.
+- Time is the caller's :class:`~hpsteer.ports.clock.SimulatedClock`. :meth:`Fleet.advance`
+  moves it and steps every home's physics to the new instant; a request served by the simulated
+  clouds first steps the home it touches to ``clock.now()`` (:meth:`Fleet.sync_home`), so reads
+  are always consistent with the physics without stepping the whole fleet per request.
+- **The lever.** Each home has one setpoint lever as its manufacturer exposes it: ViCare's comfort
+  program temperature (°C), Onecta's room-temperature setpoint (°C) on a room-controlled unit,
+  myUplink's heating offset (steps; the room setpoint of point 47398 stays the household's).
+  The controller's target is the lever itself (°C), or the room setpoint + steps ·
+  :data:`ROOM_K_PER_OFFSET_STEP` for myUplink — the same reading the adapters make.
+  ``shown_lever`` is what the cloud reports, ``applied_lever`` what the controller runs on; they
+  differ only while a command is applied late (then both stay old until it applies).
+- Device faults (:mod:`hpsteer.sim.faults`): not applied (nothing changes), applied late (after
+  ``apply_delay``), reboots (the lever returns to the household's own setting, a boost stops),
+  user changes in the app (the lever and the household's own setting take the user's value,
+  ``changed_by`` = ``"user"``), gateway offline (:meth:`Fleet.online`), stale telemetry (the
+  cloud's readings and their timestamps freeze while physics goes on).
+- Thread-safe: one re-entrant lock guards every home (the real server serves in threads).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+import numpy as np
+
+from hpsteer.adapters.protocol import DeviceRef
+from hpsteer.ports.clock import SimulatedClock
+from hpsteer.ports.secrets import SecretStore
+from hpsteer.sim.faults import FaultPlan, FaultSpec
+from hpsteer.thermal import ARCHETYPES, Plant, SlotConditions, perturbed
+
+__all__ = [
+    "MANUFACTURERS",
+    "ROOM_K_PER_OFFSET_STEP",
+    "Credentials",
+    "Fleet",
+    "Home",
+    "Lever",
+    "Reading",
+]
+
+MANUFACTURERS: Final = ("viessmann", "nibe_myuplink", "daikin_onecta")
+ROOM_K_PER_OFFSET_STEP: Final = 1.0
+"""Room kelvin per myUplink heating-offset step, as the adapter assumes (its params.py)."""
+MAX_STEP: Final = timedelta(minutes=15)
+"""Physics is stepped in chunks of at most this (outdoor temperature is held per chunk)."""
+DHW_MIN_C: Final = 38.0
+DHW_BOOST_TARGET_C: Final = 55.0
+DHW_LOSS_K_PER_H: Final = 0.8
+DHW_BOOST_K_PER_H: Final = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lever:
+    """The setpoint a manufacturer exposes for one home: its unit, range and step."""
+
+    kind: str
+    """``room_setpoint_c`` (ViCare, Onecta) or ``offset_steps`` (myUplink)."""
+    minimum: float
+    maximum: float
+    step: float
+
+    def snap(self, value: float) -> float:
+        steps = math.floor((value - self.minimum) / self.step + 0.5)
+        return round(min(self.maximum, max(self.minimum, self.minimum + steps * self.step)), 6)
+
+
+LEVERS: Final[dict[str, Lever]] = {
+    "viessmann": Lever("room_setpoint_c", 3.0, 37.0, 1.0),
+    "nibe_myuplink": Lever("offset_steps", -10.0, 10.0, 1.0),
+    "daikin_onecta": Lever("room_setpoint_c", 12.0, 30.0, 0.5),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the manufacturer's cloud reports of a home's sensors, and when it sampled them."""
+
+    at: datetime
+    indoor_temp_c: float
+    outdoor_temp_c: float
+    supply_temp_c: float
+    dhw_temp_c: float
+    power_kw: float
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One account's OAuth client and its current refresh token (the fleet rotates it)."""
+
+    manufacturer: str
+    account_id: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+
+@dataclass
+class Home:
+    home_id: str
+    manufacturer: str
+    account_id: str
+    external_id: str
+    archetype: str
+    plant: Plant
+    lever: Lever
+    room_setpoint_c: float
+    """The household's room setpoint (myUplink 47398; ViCare and Onecta: the lever's baseline)."""
+    household_lever: float
+    """The household's own lever setting: what a reboot restores."""
+    shown_lever: float
+    applied_lever: float
+    outdoor_base_c: float
+    air_temp_c: float
+    mass_temp_c: float
+    stepped_at: datetime
+    reported: Reading
+    dhw_temp_c: float = 48.0
+    dhw_boost: bool = False
+    heat_kw: float = 0.0
+    power_kw: float = 0.0
+    supply_temp_c: float = 30.0
+    changed_by: str = "household"
+    changed_at: datetime | None = None
+    pending: list[tuple[datetime, float]] = field(default_factory=list)
+    commands_received: int = 0
+    reboots: int = 0
+
+    @property
+    def target_c(self) -> float:
+        """The room temperature the heat pump's own controller regulates to now."""
+        if self.lever.kind == "offset_steps":
+            return self.room_setpoint_c + self.applied_lever * ROOM_K_PER_OFFSET_STEP
+        return self.applied_lever
+
+    def ref(self) -> DeviceRef:
+        return DeviceRef(self.manufacturer, self.external_id, self.account_id, self.home_id)
+
+
+def outdoor_temp_c(base_c: float, at: datetime) -> float:
+    """A daily cycle around ``base_c``: coldest at 03:00 UTC, warmest at 15:00, ±4 K."""
+    hours = at.hour + at.minute / 60.0 + at.second / 3600.0
+    return base_c + 4.0 * math.cos(2.0 * math.pi * (hours - 15.0) / 24.0)
+
+
+class Fleet:
+    """Homes, their manufacturers' accounts and tokens, and the faults that hit them."""
+
+    def __init__(
+        self,
+        clock: SimulatedClock,
+        *,
+        homes: int = 3,
+        seed: int = 0,
+        faults: FaultPlan | None = None,
+        manufacturers: Iterable[str] = MANUFACTURERS,
+    ) -> None:
+        chosen = tuple(manufacturers)
+        unknown = sorted(set(chosen) - set(MANUFACTURERS))
+        if unknown or not chosen:
+            raise ValueError(f"manufacturers must be among {MANUFACTURERS}, got {chosen}")
+        if homes < 0:
+            raise ValueError(f"homes must be >= 0, got {homes}")
+        self.clock = clock
+        self.seed = seed
+        self.faults = faults if faults is not None else FaultPlan(seed=seed)
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self.homes: dict[str, Home] = {}
+        self._by_key: dict[tuple[str, str], Home] = {}
+        self._credentials: dict[tuple[str, str], Credentials] = {}
+        for index in range(homes):
+            home = self._make_home(index, chosen[index % len(chosen)])
+            self.homes[home.home_id] = home
+            self._by_key[(home.manufacturer, _lookup_key(home))] = home
+            self._credentials[(home.manufacturer, home.account_id)] = Credentials(
+                manufacturer=home.manufacturer,
+                account_id=home.account_id,
+                client_id=f"sim-{home.manufacturer}-client",
+                client_secret=f"sim-{home.manufacturer}-secret",
+                refresh_token=self.new_token("rt"),
+            )
+
+    def __iter__(self) -> Iterator[Home]:
+        return iter(self.homes.values())
+
+    def __len__(self) -> int:
+        return len(self.homes)
+
+    # -- building -------------------------------------------------------------------------
+
+    def _make_home(self, index: int, manufacturer: str) -> Home:
+        rng = self._rng
+        names = sorted(ARCHETYPES)
+        archetype = names[rng.randrange(len(names))]
+        plant = perturbed(
+            ARCHETYPES[archetype].plant, np.random.default_rng(self.seed * 100_003 + index), 0.1
+        )
+        lever = LEVERS[manufacturer]
+        room_setpoint_c = float(rng.choice((20.0, 21.0, 21.0, 22.0)))
+        household = 0.0 if lever.kind == "offset_steps" else room_setpoint_c
+        home_id = f"home-{index:04d}"
+        external_id = _external_id(manufacturer, index, self.seed)
+        now = self.clock.now()
+        base = round(rng.uniform(-1.0, 7.0), 1)  # above the -7 °C design point: not capacity-bound
+        target = room_setpoint_c
+        conditions = SlotConditions(
+            duration_h=1.0, outdoor_temp_c=outdoor_temp_c(base, now), setpoint_c=target
+        )
+        air, mass = plant.steady_state(conditions, 0.0)
+        home = Home(
+            home_id=home_id,
+            manufacturer=manufacturer,
+            account_id=home_id,
+            external_id=external_id,
+            archetype=archetype,
+            plant=plant,
+            lever=lever,
+            room_setpoint_c=room_setpoint_c,
+            household_lever=household,
+            shown_lever=household,
+            applied_lever=household,
+            outdoor_base_c=base,
+            air_temp_c=float(air),
+            mass_temp_c=float(mass),
+            stepped_at=now,
+            reported=Reading(now, float(air), outdoor_temp_c(base, now), 30.0, 48.0, 0.0),
+            dhw_temp_c=round(rng.uniform(44.0, 50.0), 1),
+        )
+        self._step(home, now + timedelta(minutes=5), draw_events=False)
+        home.stepped_at = now
+        home.reported = self._reading(home, now)
+        return home
+
+    def new_token(self, prefix: str) -> str:
+        """A token from the fleet's seeded dice (reproducible runs, never a real secret)."""
+        with self.lock:
+            return f"sim-{prefix}-{self._rng.getrandbits(96):024x}"
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def home(self, home_id: str) -> Home:
+        return self.homes[home_id]
+
+    def find(self, manufacturer: str, key: str) -> Home | None:
+        """A home by its manufacturer's lookup key (ViCare: inst/serial/dev; myUplink: the
+        device id; Onecta: the gateway device id)."""
+        return self._by_key.get((manufacturer, key))
+
+    def device_refs(self, manufacturer: str | None = None) -> list[DeviceRef]:
+        return [h.ref() for h in self if manufacturer is None or h.manufacturer == manufacturer]
+
+    def credentials(self, manufacturer: str, account_id: str) -> Credentials | None:
+        return self._credentials.get((manufacturer, account_id))
+
+    def all_credentials(self) -> list[Credentials]:
+        return list(self._credentials.values())
+
+    def rotate(self, credentials: Credentials) -> Credentials:
+        """A new refresh token for the account; the old one stops working."""
+        with self.lock:
+            rotated = Credentials(
+                credentials.manufacturer,
+                credentials.account_id,
+                credentials.client_id,
+                credentials.client_secret,
+                self.new_token("rt"),
+            )
+            self._credentials[(credentials.manufacturer, credentials.account_id)] = rotated
+            return rotated
+
+    def seed_secrets(self, secrets: SecretStore) -> None:
+        """Store every account's client id, client secret and refresh token under the names the
+        adapters read (``vicare-…``, ``myuplink-…``, ``onecta-…``)."""
+        prefixes = {"viessmann": "vicare", "nibe_myuplink": "myuplink", "daikin_onecta": "onecta"}
+        for creds in self.all_credentials():
+            prefix = f"{prefixes[creds.manufacturer]}-{creds.account_id}"
+            secrets.add_version(f"{prefix}-client-id", creds.client_id.encode())
+            if creds.manufacturer != "viessmann":  # ViCare's client is public: no secret
+                secrets.add_version(f"{prefix}-client-secret", creds.client_secret.encode())
+            secrets.add_version(f"{prefix}-refresh-token", creds.refresh_token.encode())
+
+    # -- faults and state ---------------------------------------------------------------------
+
+    def spec(self, home: Home) -> FaultSpec:
+        return self.faults.spec_for(home.manufacturer, home.home_id)
+
+    def online(self, home: Home) -> bool:
+        return not self.spec(home).gateway_offline
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, to: datetime) -> None:
+        """Move the clock to ``to`` (never back) and step every home's physics to it."""
+        self.clock.advance_to(to)
+        now = self.clock.now()
+        with self.lock:
+            for home in self:
+                self._step(home, now)
+
+    def sync_home(self, home: Home) -> None:
+        """Step one home to ``clock.now()`` (a request touching it calls this first)."""
+        now = self.clock.now()
+        if now > home.stepped_at:
+            with self.lock:
+                self._step(home, now)
+
+    def _step(self, home: Home, to: datetime, *, draw_events: bool = True) -> None:
+        while home.stepped_at < to:
+            end = min(to, home.stepped_at + MAX_STEP)
+            due = [at for at, _ in home.pending if at <= end]
+            if due:
+                end = max(min(due), home.stepped_at)
+            if draw_events:
+                self._draw_events(home, end - home.stepped_at)
+            if end > home.stepped_at:
+                self._physics(home, end)
+            home.stepped_at = end
+            for at, value in [p for p in home.pending if p[0] <= end]:
+                home.pending.remove((at, value))
+                home.shown_lever = home.applied_lever = value
+                home.changed_by, home.changed_at = "cloud", at
+            if not self.spec(home).stale_telemetry:
+                home.reported = self._reading(home, end)
+
+    def _draw_events(self, home: Home, duration: timedelta) -> None:
+        spec = self.spec(home)
+        if self.faults.happens_within(spec.reboot_rate_per_day, duration):
+            self.reboot(home.home_id)
+        if self.faults.happens_within(spec.user_change_rate_per_day, duration):
+            shift = spec.user_change_k * (1.0 if self.faults.chance(0.5) else -1.0)
+            self.user_changes_setpoint(home.home_id, home.shown_lever + shift)
+
+    def _physics(self, home: Home, end: datetime) -> None:
+        duration_h = (end - home.stepped_at) / timedelta(hours=1)
+        outdoor = outdoor_temp_c(home.outdoor_base_c, home.stepped_at)
+        result = home.plant.step(
+            np.array([home.air_temp_c]),
+            np.array([home.mass_temp_c]),
+            0.0,
+            SlotConditions(duration_h=duration_h, outdoor_temp_c=outdoor, setpoint_c=home.target_c),
+        )
+        home.air_temp_c = float(result.air_temp_c[0])
+        home.mass_temp_c = float(result.mass_temp_c[0])
+        home.heat_kw = float(result.heat_kwh[0]) / duration_h
+        home.power_kw = float(result.electricity_kwh[0]) / duration_h
+        flow = home.plant.controller.curve.flow_for_heat_c(
+            np.array([home.heat_kw]), np.array([home.air_temp_c])
+        )
+        home.supply_temp_c = float(flow[0])
+        if home.dhw_boost:
+            home.dhw_temp_c = min(
+                DHW_BOOST_TARGET_C, home.dhw_temp_c + DHW_BOOST_K_PER_H * duration_h
+            )
+            if home.dhw_temp_c >= DHW_BOOST_TARGET_C:
+                home.dhw_boost = False
+        else:
+            home.dhw_temp_c = max(DHW_MIN_C, home.dhw_temp_c - DHW_LOSS_K_PER_H * duration_h)
+
+    def _reading(self, home: Home, at: datetime) -> Reading:
+        return Reading(
+            at=at,
+            indoor_temp_c=round(home.air_temp_c, 1),
+            outdoor_temp_c=round(outdoor_temp_c(home.outdoor_base_c, at), 1),
+            supply_temp_c=round(home.supply_temp_c, 1),
+            dhw_temp_c=round(home.dhw_temp_c, 1),
+            power_kw=round(home.power_kw, 3),
+        )
+
+    # -- what happens to a device ---------------------------------------------------------------
+
+    def command(self, home: Home, lever_value: float) -> None:
+        """The cloud accepted a new lever value: apply it now, late, or never (faults)."""
+        with self.lock:
+            self.sync_home(home)
+            home.commands_received += 1
+            spec = self.spec(home)
+            value = home.lever.snap(lever_value)
+            if self.faults.chance(spec.not_applied_rate):
+                return
+            if self.faults.chance(spec.applied_late_rate):
+                home.pending.append((self.clock.now() + spec.apply_delay, value))
+                return
+            home.shown_lever = home.applied_lever = value
+            home.changed_by, home.changed_at = "cloud", self.clock.now()
+
+    def boost_dhw(self, home: Home) -> None:
+        """The cloud accepted a one-time hot-water charge (not-applied faults apply too)."""
+        with self.lock:
+            self.sync_home(home)
+            home.commands_received += 1
+            if self.faults.chance(self.spec(home).not_applied_rate):
+                return
+            home.dhw_boost = True
+
+    def reboot(self, home_id: str) -> None:
+        """The device restarts: steered values are lost, the household's own setting returns."""
+        with self.lock:
+            home = self.homes[home_id]
+            home.pending.clear()
+            home.shown_lever = home.applied_lever = home.household_lever
+            home.dhw_boost = False
+            home.reboots += 1
+            home.changed_by, home.changed_at = "reboot", home.stepped_at
+
+    def user_changes_setpoint(self, home_id: str, lever_value: float) -> None:
+        """The household sets the lever in the manufacturer's app (their new own setting)."""
+        with self.lock:
+            home = self.homes[home_id]
+            value = home.lever.snap(lever_value)
+            home.pending.clear()
+            home.household_lever = home.shown_lever = home.applied_lever = value
+            if home.lever.kind == "room_setpoint_c":
+                home.room_setpoint_c = value
+            home.changed_by, home.changed_at = "user", home.stepped_at
+
+
+def _external_id(manufacturer: str, index: int, seed: int) -> str:
+    if manufacturer == "viessmann":
+        return f"{1_000_000 + index}/75713815731{index:05d}/0"
+    if manufacturer == "nibe_myuplink":
+        return f"sim-system-{index:04d}/sim-f730-{seed}-{index:04d}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hpsteer-sim/{seed}/{index}"))
+
+
+def _lookup_key(home: Home) -> str:
+    if home.manufacturer == "nibe_myuplink":
+        return home.external_id.split("/")[1]
+    return home.external_id
