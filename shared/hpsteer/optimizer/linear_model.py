@@ -56,6 +56,20 @@ class LinearPlanModel:
     e_state: FloatArray  # (n, nx) electricity kWh from state
     e_mode: FloatArray  # (n, 3) electricity kWh constant per mode
     x0: FloatArray  # (nx,)
+    terminal: FloatArray  # (nx,) EUR per K of end state (see linear_model)
+    terminal_offset_eur: float = 0.0
+
+    def end_state(self, mode_index: np.ndarray) -> FloatArray:
+        """The state after the last slot for mode indices (n,) in MODES order."""
+        x = self.x0.copy()
+        d = self.d[np.arange(self.slots), mode_index]
+        for t in range(self.slots):
+            x = self.a @ x + d[t]
+        return x
+
+    def terminal_eur(self, end: FloatArray) -> float:
+        """The terminal term of an end state (0 for the end state of mid throughout)."""
+        return float(self.terminal @ end + self.terminal_offset_eur)
 
     @property
     def slots(self) -> int:
@@ -82,8 +96,20 @@ class LinearPlanModel:
         return air, elec
 
 
-def linear_model(problem: PlanningProblem) -> LinearPlanModel:
-    """The closed-loop linear model of ``problem``'s plant over its slots."""
+def linear_model(problem: PlanningProblem, *, terminal_value: bool = True) -> LinearPlanModel:
+    """The closed-loop linear model of ``problem``'s plant over its slots.
+
+    With ``terminal_value`` the objective values the heat stored at the end of the horizon, so a
+    plan does not coast into the end (a setback in the last hours looks free to a finite
+    horizon, and a re-plan then pays to reheat): heat above the end state of mid throughout,
+    Σ capacity_i (x_end,i - x̄_end,i) kWh, is worth the cheapest price of the horizon's last 24 h
+    (floored at 0) per kWh of heat at mid's COP in the last slot, and heat below it costs as
+    much: the least it would cost to put back, so hoarding heat is never rewarded. ``terminal``
+    holds that as EUR per K of end state, ``terminal_offset_eur`` makes it zero at x̄_end.
+    Measured on SE3/SE4 2023 backtests (4 weeks, 3 houses; forecast / perfect-model savings):
+    no terminal value 12.53 / 13.29 %, the horizon's mean price 12.94 / 13.26 %, the last day's
+    cheapest price 12.91 / 13.73 % (the planner before the window search: 12.92 / 13.13 %).
+    """
     plant = problem.plant
     building, controller, curve = plant.building, plant.controller, plant.controller.curve
     n_sub = max(1, math.ceil(problem.slot_hours * 60.0 / plant.substep_minutes - 1e-9))
@@ -170,4 +196,22 @@ def linear_model(problem: PlanningProblem) -> LinearPlanModel:
     h_ref = x_ref @ h
     e_state = np.outer(1.0 / cop[:, _MID], h)
     e_mode = (heat_const + h_ref[:, None]) / cop - (h_ref / cop[:, _MID])[:, None]
-    return LinearPlanModel(a=a_total, d=d, p=p, q=q, e_state=e_state, e_mode=e_mode, x0=x0)
+    terminal = np.zeros(nx)
+    offset = 0.0
+    if terminal_value:
+        last_day = problem.prices_eur_per_mwh[-problem.slots_per_day() :]
+        cheapest_eur_per_kwh = max(0.0, float(np.min(last_day))) / 1000.0
+        eur_per_kwh_heat = cheapest_eur_per_kwh / cop[-1, _MID]
+        terminal = -eur_per_kwh_heat * caps
+        offset = -float(terminal @ x)  # x: the end state of mid throughout
+    return LinearPlanModel(
+        a=a_total,
+        d=d,
+        p=p,
+        q=q,
+        e_state=e_state,
+        e_mode=e_mode,
+        x0=x0,
+        terminal=terminal,
+        terminal_offset_eur=offset,
+    )
