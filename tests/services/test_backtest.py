@@ -147,3 +147,20 @@ def test_the_ortools_planner_runs_in_the_backtest_once_it_exists():
     assert report["heat_pump_kwh"] > 0
     assert report["max_mode_changes_in_a_day"] <= 6
     assert report["comfort_kh_below_per_day"] >= 0
+
+
+def test_a_planner_that_fails_falls_back_to_the_heat_pumps_own_control(monkeypatch):
+    from hpsteer.errors import InfeasiblePlan
+    from hpsteer.optimizer.backtest import planners
+
+    class Failing:
+        name = "cheapest_hours"
+
+        def plan(self, problem):
+            raise InfeasiblePlan("the LP relaxation ended not_solved")
+
+    monkeypatch.setitem(planners._FACTORIES, "cheapest_hours", lambda timezone: Failing())
+    result = run_backtest(replace(SE3_3_DAYS, days=1)).to_dict()
+    assert result["replans"]["fallback"] >= 1
+    assert result["savings_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert result["mode_changes_per_day"] == 0

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -769,18 +770,24 @@ class OrToolsPlanner:
         status = lp.solve(self.time_limit_s, self.relative_gap, None)
         if status == pywraplp.Solver.INFEASIBLE:
             raise InfeasiblePlan(_explain_infeasible(problem, self.modes))
-        if status != pywraplp.Solver.OPTIMAL:
-            raise InfeasiblePlan(f"the LP relaxation ended {_STATUS.get(status, status)}")
-        bound = lp.solver.Objective().Value()
-        fractional = lp.fractional()
-        offsets = np.array([m.setpoint_offset_k for m in MODES])
-        nearest = np.abs((fractional @ offsets)[:, None] - offsets[None, :])
-        nearest[:, [m for m in range(3) if m not in allowed]] = np.inf
         # Seeds: the LP's mean offset rounded to the nearest mode, repaired to keep the rules
         # (changes that break one are dropped), and the current mode throughout (or each offered
         # mode throughout). Measured on the benchmark: adding the LP's likeliest mode as a third
         # seed narrows the worst gap little and costs ~20 ms; dropping "current" widens it.
-        seeds = [np.argmin(nearest, axis=1).tolist()]
+        # Fallback: an LP that did not finish (its time limit on a busy machine) gives no bound
+        # and no seed; the search then starts from every offered mode throughout, and the plan
+        # reports its gap as unknown (NaN) rather than failing the device.
+        seeds: list[list[int]] = []
+        lp_finished = status == pywraplp.Solver.OPTIMAL
+        bound = lp.solver.Objective().Value() if lp_finished else float("nan")
+        if lp_finished:
+            fractional = lp.fractional()
+            offsets = np.array([m.setpoint_offset_k for m in MODES])
+            nearest = np.abs((fractional @ offsets)[:, None] - offsets[None, :])
+            nearest[:, [m for m in range(3) if m not in allowed]] = np.inf
+            seeds.append(np.argmin(nearest, axis=1).tolist())
+        else:
+            seeds.extend([m] * len(starts) for m in allowed)
         if problem.current_mode in self.modes:
             seeds.append([MODES.index(problem.current_mode)] * len(starts))
         else:
@@ -814,6 +821,8 @@ class OrToolsPlanner:
                     break
             candidates.append((value, _expand(starts, problem.slots, found)))
         termination, solver_name = "lp_guided_local_search", "highs_lp+local_search"
+        if not lp_finished:
+            termination = f"local_search_without_lp_bound (lp {_STATUS.get(status, status)})"
         remaining = self.time_limit_s - (time.perf_counter() - began)
         if self.improve_time_limit_s > 0 and remaining > 0:
             cutoff = min((c for c, _ in candidates), default=None)
@@ -833,7 +842,8 @@ class OrToolsPlanner:
                 picked = np.argmax(milp.fractional(), axis=1).tolist()
                 modes = _expand(starts, problem.slots, picked)
                 candidates.append((model_objective_eur(problem, model, modes), modes))
-                bound = max(bound, milp.solver.Objective().BestBound())
+                best_bound = milp.solver.Objective().BestBound()
+                bound = best_bound if math.isnan(bound) else max(bound, best_bound)
             solver_name = "highs_lp+local_search+highs_mip"
             termination = f"mip_{_STATUS.get(status, str(status))}"
         if not candidates:
@@ -846,7 +856,11 @@ class OrToolsPlanner:
             modes=modes,
             objective_eur=objective,
             bound_eur=bound,
-            gap=max(0.0, (objective - bound) / max(abs(objective), 1e-9)),
+            gap=(
+                float("nan")
+                if math.isnan(bound)
+                else max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+            ),
             solve_ms=(time.perf_counter() - began) * 1000.0,
             solver=solver_name,
             termination=termination,

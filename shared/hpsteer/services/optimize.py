@@ -36,6 +36,7 @@ devices already planned are found and skipped then.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -308,7 +309,7 @@ class _Shard:
             price_content_hashes=tuple(d.content_hash for d in inputs.prices.days),
             weather_issued_at=inputs.forecast.issued_at,
             solver=result.solver,
-            solver_gap=result.gap,
+            solver_gap=None if math.isnan(result.gap) else result.gap,  # NaN: no LP bound
         )
         held = inputs.weather_held_after_at
         document = plan_document(

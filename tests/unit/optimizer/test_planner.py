@@ -154,3 +154,27 @@ def test_no_offered_mode_reachable_raises_infeasible_plan_with_the_reason() -> N
 def test_absurd_planner_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="time_limit_s"):
         OrToolsPlanner(time_limit_s=0)
+
+
+def test_an_lp_that_does_not_finish_still_gives_a_rule_keeping_plan_with_an_unknown_gap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy machine can run the LP into its time limit; the device must still get a plan.
+    from ortools.linear_solver import pywraplp
+
+    from hpsteer.optimizer import planner as planner_module
+
+    def unfinished(self: object, time_limit_s: float, relative_gap: float, cutoff: object) -> int:
+        return int(pywraplp.Solver.NOT_SOLVED)  # the default planner solves only the LP
+
+    monkeypatch.setattr(planner_module._Milp, "solve", unfinished)
+    prices = np.r_[np.full(16, 40.0), np.full(16, 400.0), np.full(16, 40.0)]
+    problem = problem_for(RENOVATED_RADIATORS.plant, prices, min_dwell_slots=4)
+    result = OrToolsPlanner().solve(problem)
+    assert np.isnan(result.gap)
+    assert result.termination.startswith("local_search_without_lp_bound")
+    assert not rule_violations(problem, result.modes)
+    assert (
+        evaluate(problem, result.modes).objective_eur
+        <= evaluate(problem, [Mode.MID] * problem.slots).objective_eur
+    )

@@ -44,7 +44,7 @@ from datetime import tzinfo
 import numpy as np
 
 from hpsteer.domain.actions import Mode
-from hpsteer.errors import InvalidInput
+from hpsteer.errors import InfeasiblePlan, InvalidInput
 from hpsteer.optimizer.backtest.inputs import ForecastErrors, MarketInputs
 from hpsteer.optimizer.backtest.scenario import BacktestScenario
 from hpsteer.optimizer.problem import Evaluation, Planner, PlanningProblem, evaluate
@@ -281,7 +281,12 @@ def run_mpc(
                 current_mode=current,
                 max_changes=max(0, scenario.max_changes_per_day - changes_today[day]),
             )
-            plan = tuple(planner.plan(problem))
+            try:
+                plan = tuple(planner.plan(problem))
+            except InfeasiblePlan:
+                # The documented fallback: the heat pump's own control until the next re-plan.
+                reasons.update(["fallback"])
+                plan = (Mode.MID,) * problem.slots
             if len(plan) != problem.slots:
                 raise InvalidInput(
                     f"planner {planner.name} returned {len(plan)} modes for {problem.slots} slots"
