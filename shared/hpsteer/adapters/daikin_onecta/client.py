@@ -53,12 +53,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -85,8 +86,6 @@ _DEVICES_PATH: Final = "/v1/gateway-devices"
 _CHARACTERISTIC_PATH: Final = (
     "/v1/gateway-devices/{device}/management-points/{point}/characteristics/{name}"
 )
-_TOKEN_MARGIN: Final = timedelta(seconds=60)
-_DEFAULT_TOKEN_LIFETIME_S: Final = 3600
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 _MINUTE: Final = timedelta(minutes=1)
 
@@ -133,8 +132,7 @@ class OnectaClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._access_token: str | None = None
-        self._access_expires_at = datetime.min.replace(tzinfo=UTC)
+        self._access: AccessToken | None = None
 
     def __repr__(self) -> str:
         return f"OnectaClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -232,13 +230,9 @@ class OnectaClient:
     # -- tokens ---------------------------------------------------------------------------
 
     def _token(self, *, force_refresh: bool) -> str:
-        now = self._clock.now()
-        if (
-            not force_refresh
-            and self._access_token is not None
-            and now < self._access_expires_at - _TOKEN_MARGIN
-        ):
-            return self._access_token
+        access = self._access
+        if not force_refresh and access is not None and access.usable(self._clock.now()):
+            return access.value
         return self._refresh()
 
     def _refresh(self) -> str:
@@ -247,39 +241,18 @@ class OnectaClient:
             self._secret(client_secret_secret_name(self.account_id)).reveal_text().strip()
         )
         refresh_name = refresh_token_secret_name(self.account_id)
-        current = self._secret(refresh_name)
-        try:
-            document = self._token_request(client_id, client_secret, current.reveal_text().strip())
-        except CredentialsInvalid:
-            latest = self._secret(refresh_name)
-            if latest.version == current.version:
-                raise
-            _log.debug(
-                "Onecta refresh refused; a newer refresh token exists, trying it",
-                extra={"oem": "daikin_onecta", "account_id": self.account_id},
-            )
-            current = latest
-            document = self._token_request(client_id, client_secret, current.reveal_text().strip())
-        access = document.get("access_token")
-        if not isinstance(access, str) or not access:
-            raise OemUnavailable("Onecta token endpoint: answer without access_token")
-        lifetime = document.get("expires_in", _DEFAULT_TOKEN_LIFETIME_S)
-        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool):
-            lifetime = _DEFAULT_TOKEN_LIFETIME_S
-        rotated = document.get("refresh_token")
-        if isinstance(rotated, str) and rotated and rotated != current.reveal_text().strip():
-            version = self._secrets.add_version(refresh_name, rotated.encode("utf-8"))
-            _log.debug(
-                "Onecta refresh token rotated and stored",
-                extra={
-                    "oem": "daikin_onecta",
-                    "account_id": self.account_id,
-                    "stored_version": version,
-                },
-            )
-        self._access_token = access
-        self._access_expires_at = self._clock.now() + timedelta(seconds=float(lifetime))
-        return access
+        document = refresh_with_rotation(
+            self._secrets,
+            refresh_name,
+            self._secret(refresh_name),
+            lambda token: self._token_request(client_id, client_secret, token),
+            self._secret,
+            label="Onecta",
+            oem="daikin_onecta",
+            account_id=self.account_id,
+        )
+        self._access = access_token_from(document, label="Onecta", now=self._clock.now())
+        return self._access.value
 
     def _token_request(
         self, client_id: str, client_secret: str, refresh_token: str

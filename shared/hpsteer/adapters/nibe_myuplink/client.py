@@ -58,6 +58,7 @@ from urllib.parse import quote
 
 import httpx
 
+from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -85,8 +86,6 @@ CLIENT_CREDENTIALS_SCOPE: Final = "READSYSTEM WRITESYSTEM"
 PATCH_ACCEPTED: Final = "modified"
 """myUplink's per-point answer to an accepted PATCH (the cloud took it; the device may not yet)."""
 _JSON_PATCH: Final = "application/json-patch+json"  # what the reference clients send
-_TOKEN_MARGIN: Final = timedelta(seconds=60)
-_DEFAULT_TOKEN_LIFETIME_S: Final = 3600
 _EPOCH_THRESHOLD_S: Final = 1_000_000_000
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 
@@ -133,8 +132,7 @@ class MyUplinkClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._access_token: str | None = None
-        self._access_expires_at = datetime.min.replace(tzinfo=UTC)
+        self._access: AccessToken | None = None
 
     def __repr__(self) -> str:
         return f"MyUplinkClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -265,13 +263,9 @@ class MyUplinkClient:
     # -- tokens ---------------------------------------------------------------------------
 
     def _token(self, *, force_refresh: bool) -> str:
-        now = self._clock.now()
-        if (
-            not force_refresh
-            and self._access_token is not None
-            and now < self._access_expires_at - _TOKEN_MARGIN
-        ):
-            return self._access_token
+        access = self._access
+        if not force_refresh and access is not None and access.usable(self._clock.now()):
+            return access.value
         return self._refresh()
 
     def _refresh(self) -> str:
@@ -290,52 +284,25 @@ class MyUplinkClient:
                 auth=(client_id, client_secret),
             )
         else:
-            document = self._refresh_grant(client_id, client_secret, refresh_name, current)
-        access = document.get("access_token")
-        if not isinstance(access, str) or not access:
-            raise OemUnavailable("myUplink token endpoint: answer without access_token")
-        lifetime = document.get("expires_in", _DEFAULT_TOKEN_LIFETIME_S)
-        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool):
-            lifetime = _DEFAULT_TOKEN_LIFETIME_S
-        self._access_token = access
-        self._access_expires_at = self._clock.now() + timedelta(seconds=float(lifetime))
-        return access
-
-    def _refresh_grant(
-        self, client_id: str, client_secret: str, refresh_name: str, current: SecretValue
-    ) -> dict[str, Any]:
-        def form(token: SecretValue) -> dict[str, str]:
-            return {
-                "grant_type": "refresh_token",
-                "refresh_token": token.reveal_text().strip(),
-                "client_id": client_id,
-                "client_secret": client_secret,
-            }
-
-        try:
-            document = self._token_request(form(current))
-        except CredentialsInvalid:
-            latest = self._secret(refresh_name)
-            if latest.version == current.version:
-                raise
-            _log.debug(
-                "myUplink refresh refused; a newer refresh token exists, trying it",
-                extra={"oem": "nibe_myuplink", "account_id": self.account_id},
+            document = refresh_with_rotation(
+                self._secrets,
+                refresh_name,
+                current,
+                lambda token: self._token_request(
+                    {
+                        "grant_type": "refresh_token",
+                        "refresh_token": token,
+                        "client_id": client_id,
+                        "client_secret": client_secret,
+                    }
+                ),
+                self._secret,
+                label="myUplink",
+                oem="nibe_myuplink",
+                account_id=self.account_id,
             )
-            current = latest
-            document = self._token_request(form(current))
-        rotated = document.get("refresh_token")
-        if isinstance(rotated, str) and rotated and rotated != current.reveal_text().strip():
-            version = self._secrets.add_version(refresh_name, rotated.encode("utf-8"))
-            _log.debug(
-                "myUplink refresh token rotated and stored",
-                extra={
-                    "oem": "nibe_myuplink",
-                    "account_id": self.account_id,
-                    "stored_version": version,
-                },
-            )
-        return document
+        self._access = access_token_from(document, label="myUplink", now=self._clock.now())
+        return self._access.value
 
     def _token_request(
         self, form: Mapping[str, str], *, auth: tuple[str, str] | None = None
