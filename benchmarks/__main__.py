@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import adapters, bookkeeping, command_log, planner
+from benchmarks import adapters, backtest, bookkeeping, command_log, planner
 
 
 def main() -> int:
@@ -12,6 +12,7 @@ def main() -> int:
     bookkeeping.main([])
     adapters.main([])
     planner.main([])
+    backtest.main([])
     return 0
 
 
