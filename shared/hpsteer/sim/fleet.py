@@ -24,6 +24,12 @@ Promises:
   ``changed_by`` = ``"user"``), gateway offline (:meth:`Fleet.online`), stale telemetry (the
   cloud's readings and their timestamps freeze while physics goes on).
 - Thread-safe: one re-entrant lock guards every home (the real server serves in threads).
+- **Physics per home, in plain floats.** :meth:`hpsteer.thermal.Plant.step` is vectorised over
+  many states for the planner; the fleet steps one state per home thousands of times, where
+  NumPy's per-call overhead on one-element arrays dominated. :class:`ScalarPlant` runs the same
+  sub-steps with the same formulas and the same exact transition (Φ, Ψ of
+  :func:`hpsteer.thermal.building.transition`, cached per step length) on Python floats; it agrees
+  with ``Plant.step`` to rounding (tests/sim/test_fleet_physics_speed.py holds it to that).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.secrets import SecretStore
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 from hpsteer.thermal import ARCHETYPES, Plant, SlotConditions, perturbed
+from hpsteer.thermal.building import transition
+from hpsteer.thermal.heat_pump import KELVIN_OFFSET
 
 __all__ = [
     "MANUFACTURERS",
@@ -53,6 +61,8 @@ __all__ = [
     "Home",
     "Lever",
     "Reading",
+    "ScalarPlant",
+    "ScalarStep",
 ]
 
 MANUFACTURERS: Final = ("viessmann", "nibe_myuplink", "daikin_onecta")
@@ -64,6 +74,167 @@ DHW_MIN_C: Final = 38.0
 DHW_BOOST_TARGET_C: Final = 55.0
 DHW_LOSS_K_PER_H: Final = 0.8
 DHW_BOOST_K_PER_H: Final = 12.0
+_W_PER_KW: Final = 1000.0
+_TRANSITIONS_KEPT: Final = 32
+"""Step lengths whose transition a :class:`ScalarPlant` keeps (a fleet uses a handful)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarStep:
+    """One home's state after a step and what the step cost (``Plant.step``'s, as floats)."""
+
+    air_temp_c: float
+    mass_temp_c: float
+    heat_kwh: float
+    electricity_kwh: float
+
+
+class ScalarPlant:
+    """One :class:`~hpsteer.thermal.Plant` stepped on Python floats (see the module docstring).
+
+    The formulas are those of ``HeatingCurve``, ``HeatPump``, ``Controller``,
+    ``RCModel.node_inputs_kw`` and ``Plant.step`` with no solar gain, the plant's own internal
+    gains and a zero offset (what the fleet runs), written in the same order of operations.
+    """
+
+    __slots__ = (
+        "_a_ao",
+        "_a_mo",
+        "_air_capacity",
+        "_capacity_flow_slope",
+        "_capacity_outdoor_slope",
+        "_carnot_fraction",
+        "_design_excess_k",
+        "_design_heat_kw",
+        "_design_span_k",
+        "_emitter_exponent",
+        "_gains_kw",
+        "_heat_to_air",
+        "_inverse_exponent",
+        "_limit_offset_k",
+        "_mass_capacity",
+        "_max_flow_c",
+        "_min_flow_c",
+        "_min_lift_k",
+        "_parallel_shift_k",
+        "_rated_heat_kw",
+        "_room_gain",
+        "_substep_minutes",
+        "_transitions",
+        "plant",
+    )
+
+    def __init__(self, plant: Plant) -> None:
+        self.plant = plant
+        building, curve, pump = plant.building, plant.controller.curve, plant.heat_pump
+        two_node = building.two_node
+        self._a_ao = building.air_outdoor_conductance_w_per_k / _W_PER_KW
+        self._a_mo = building.mass_outdoor_conductance_w_per_k / _W_PER_KW
+        self._air_capacity = building.air_capacity_kwh_per_k
+        self._mass_capacity = building.mass_capacity_kwh_per_k if two_node else None
+        self._heat_to_air = building.heat_to_air_fraction
+        self._gains_kw = plant.internal_gains_w / _W_PER_KW
+        self._substep_minutes = plant.substep_minutes
+        self._room_gain = plant.controller.room_gain_kw_per_k
+        self._design_excess_k = curve.design_excess_k
+        self._design_span_k = curve.design_room_temp_c - curve.heating_limit_offset_k
+        self._design_span_k -= curve.design_outdoor_temp_c
+        self._design_heat_kw = curve.design_heat_kw
+        self._emitter_exponent = curve.emitter_exponent
+        self._inverse_exponent = 1.0 / curve.emitter_exponent
+        self._limit_offset_k = curve.heating_limit_offset_k
+        self._parallel_shift_k = curve.parallel_shift_k
+        self._min_flow_c = curve.min_flow_temp_c
+        self._max_flow_c = curve.max_flow_temp_c
+        self._rated_heat_kw = pump.rated_heat_kw
+        self._carnot_fraction = pump.carnot_fraction
+        self._min_lift_k = pump.min_lift_k
+        self._capacity_outdoor_slope = pump.capacity_outdoor_slope_per_k
+        self._capacity_flow_slope = pump.capacity_flow_slope_per_k
+        self._transitions: dict[float, tuple[float, ...]] = {}
+
+    def curve_flow_c(self, outdoor_temp_c: float, target_c: float) -> float:
+        """``HeatingCurve.flow_temp_c``."""
+        load = max(0.0, target_c - self._limit_offset_k - outdoor_temp_c)
+        excess = self._design_excess_k * math.pow(
+            load / self._design_span_k, self._inverse_exponent
+        )
+        flow = target_c + self._parallel_shift_k + excess
+        return min(max(flow, self._min_flow_c), self._max_flow_c)
+
+    def flow_for_heat_c(self, heat_kw: float, room_temp_c: float) -> float:
+        """``HeatingCurve.flow_for_heat_c``: the flow the emitters need for this heat."""
+        ratio = max(heat_kw, 0.0) / self._design_heat_kw
+        return room_temp_c + self._design_excess_k * math.pow(ratio, self._inverse_exponent)
+
+    def step(
+        self,
+        air_temp_c: float,
+        mass_temp_c: float,
+        *,
+        outdoor_temp_c: float,
+        target_c: float,
+        duration_h: float,
+    ) -> ScalarStep:
+        """``Plant.step`` of one state over ``duration_h`` with the controller at ``target_c``."""
+        n_sub = max(1, math.ceil(duration_h * 60.0 / self._substep_minutes - 1e-9))
+        dt_h = duration_h / n_sub
+        p_aa, p_am, p_ma, p_mm, s_aa, s_am, s_ma, s_mm = self._transition(dt_h)
+        curve_flow = self.curve_flow_c(outdoor_temp_c, target_c)
+        excess = max(0.0, curve_flow - target_c)
+        feedforward = self._design_heat_kw * math.pow(
+            excess / self._design_excess_k, self._emitter_exponent
+        )
+        capacity = self._capacity_kw(outdoor_temp_c, curve_flow)
+        air, mass = air_temp_c, mass_temp_c
+        heat_kwh = electricity_kwh = 0.0
+        for _ in range(n_sub):
+            heat = feedforward + self._room_gain * (target_c - air)
+            heat = min(max(heat, 0.0), capacity)
+            flow = self.flow_for_heat_c(heat, air)
+            cop = (
+                self._carnot_fraction
+                * (flow + KELVIN_OFFSET)
+                / max(flow - outdoor_temp_c, self._min_lift_k)
+            )
+            heat_kwh += heat * dt_h
+            electricity_kwh += heat * dt_h / cop
+            u_air = self._a_ao * outdoor_temp_c + self._heat_to_air * heat + self._gains_kw
+            b_air = u_air / self._air_capacity
+            if self._mass_capacity is None:
+                air = p_aa * air + s_aa * b_air
+                mass = air
+                continue
+            u_mass = self._a_mo * outdoor_temp_c + (1.0 - self._heat_to_air) * heat
+            b_mass = u_mass / self._mass_capacity
+            air, mass = (
+                p_aa * air + p_am * mass + s_aa * b_air + s_am * b_mass,
+                p_ma * air + p_mm * mass + s_ma * b_air + s_mm * b_mass,
+            )
+        return ScalarStep(air, mass, heat_kwh, electricity_kwh)
+
+    def _capacity_kw(self, outdoor_temp_c: float, flow_temp_c: float) -> float:
+        """``HeatPump.max_heat_kw``."""
+        outdoor_factor = min(
+            max(1.0 + self._capacity_outdoor_slope * (outdoor_temp_c + 7.0), 0.3), 1.6
+        )
+        flow_factor = min(max(1.0 - self._capacity_flow_slope * (flow_temp_c - 35.0), 0.5), 1.2)
+        return self._rated_heat_kw * outdoor_factor * flow_factor
+
+    def _transition(self, dt_h: float) -> tuple[float, ...]:
+        """Φ and Ψ for ``dt_h`` as floats (row-major), kept for the last few step lengths."""
+        found = self._transitions.get(dt_h)
+        if found is None:
+            if len(self._transitions) >= _TRANSITIONS_KEPT:
+                self._transitions.clear()
+            exact = transition(self.plant.building, dt_h)
+            phi, psi = exact.phi.tolist(), exact.psi.tolist()
+            if self._mass_capacity is None:
+                found = (phi[0][0], 0.0, 0.0, 0.0, psi[0][0], 0.0, 0.0, 0.0)
+            else:
+                found = (*phi[0], *phi[1], *psi[0], *psi[1])
+            self._transitions[dt_h] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +312,7 @@ class Home:
     pending: list[tuple[datetime, float]] = field(default_factory=list)
     commands_received: int = 0
     reboots: int = 0
+    _scalar_plant: ScalarPlant | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def target_c(self) -> float:
@@ -151,6 +323,13 @@ class Home:
 
     def ref(self) -> DeviceRef:
         return DeviceRef(self.manufacturer, self.external_id, self.account_id, self.home_id)
+
+    def scalar_plant(self) -> ScalarPlant:
+        """:attr:`plant` as a :class:`ScalarPlant` (rebuilt if ``plant`` is replaced)."""
+        cached = self._scalar_plant
+        if cached is None or cached.plant is not self.plant:
+            cached = self._scalar_plant = ScalarPlant(self.plant)
+        return cached
 
 
 def outdoor_temp_c(base_c: float, at: datetime) -> float:
@@ -349,21 +528,19 @@ class Fleet:
 
     def _physics(self, home: Home, end: datetime) -> None:
         duration_h = (end - home.stepped_at) / timedelta(hours=1)
-        outdoor = outdoor_temp_c(home.outdoor_base_c, home.stepped_at)
-        result = home.plant.step(
-            np.array([home.air_temp_c]),
-            np.array([home.mass_temp_c]),
-            0.0,
-            SlotConditions(duration_h=duration_h, outdoor_temp_c=outdoor, setpoint_c=home.target_c),
+        plant = home.scalar_plant()
+        result = plant.step(
+            home.air_temp_c,
+            home.mass_temp_c,
+            outdoor_temp_c=outdoor_temp_c(home.outdoor_base_c, home.stepped_at),
+            target_c=home.target_c,
+            duration_h=duration_h,
         )
-        home.air_temp_c = float(result.air_temp_c[0])
-        home.mass_temp_c = float(result.mass_temp_c[0])
-        home.heat_kw = float(result.heat_kwh[0]) / duration_h
-        home.power_kw = float(result.electricity_kwh[0]) / duration_h
-        flow = home.plant.controller.curve.flow_for_heat_c(
-            np.array([home.heat_kw]), np.array([home.air_temp_c])
-        )
-        home.supply_temp_c = float(flow[0])
+        home.air_temp_c = result.air_temp_c
+        home.mass_temp_c = result.mass_temp_c
+        home.heat_kw = result.heat_kwh / duration_h
+        home.power_kw = result.electricity_kwh / duration_h
+        home.supply_temp_c = plant.flow_for_heat_c(home.heat_kw, home.air_temp_c)
         if home.dhw_boost:
             home.dhw_temp_c = min(
                 DHW_BOOST_TARGET_C, home.dhw_temp_c + DHW_BOOST_K_PER_H * duration_h

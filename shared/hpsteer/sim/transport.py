@@ -16,7 +16,7 @@ import time
 
 import httpx
 
-from hpsteer.sim.app import Request, SimApp
+from hpsteer.sim.app import Request, Response, SimApp
 
 __all__ = ["SimTransport"]
 
@@ -30,14 +30,14 @@ class SimTransport(httpx.BaseTransport):
         self.latency_s = 0.0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
+        url = request.url
         answer = self.app.handle(
             Request(
                 method=request.method,
-                path=request.url.path,
-                query=dict(request.url.params),
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=body,
+                path=url.path,
+                query=dict(url.params) if url.query else {},
+                headers=dict(request.headers.items()),  # httpx gives the names lower-cased
+                body=request.read(),
             )
         )
         if answer.delay_s:
@@ -46,6 +46,18 @@ class SimTransport(httpx.BaseTransport):
                 time.sleep(answer.delay_s)
         if answer.drop:
             raise httpx.ReadTimeout("simulated timeout: the cloud did not answer", request=request)
-        return httpx.Response(
-            answer.status, headers=list(answer.headers), content=answer.body, request=request
-        )
+        return _response(answer, request)
+
+
+def _response(answer: Response, request: httpx.Request) -> httpx.Response:
+    """The answer as a transport hands it over: the body as a stream with its
+    ``Content-Length`` (what ``httpx.Response(content=…)`` would add, without re-checking every
+    header it was given)."""
+    headers = (
+        [*answer.headers, ("Content-Length", str(len(answer.body)))]
+        if answer.body
+        else answer.headers
+    )
+    return httpx.Response(
+        answer.status, headers=headers, stream=httpx.ByteStream(answer.body), request=request
+    )

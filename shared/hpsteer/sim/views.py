@@ -51,9 +51,9 @@ def _plain(value: float) -> int | float:
 
 
 def _feature(
-    home: Home,
+    gateway_id: str,
     name: str,
-    at: datetime,
+    stamp: str,
     properties: dict[str, Any],
     commands: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -62,11 +62,11 @@ def _feature(
         "commands": commands or {},
         "deviceId": "0",
         "feature": name,
-        "gatewayId": home.external_id.split("/")[1],
+        "gatewayId": gateway_id,
         "isEnabled": True,
         "isReady": True,
         "properties": properties,
-        "timestamp": _vicare_time(at),
+        "timestamp": stamp,
     }
 
 
@@ -96,7 +96,9 @@ def vicare_features(home: Home) -> dict[str, Any]:
             }
         },
     }
-    changed = home.changed_at or r.at
+    gateway_id = home.external_id.split("/")[1]
+    sampled = _vicare_time(r.at)  # the features' two timestamps, formatted once
+    changed = _vicare_time(home.changed_at or r.at)
     boost_commands = {
         "activate": {"isExecutable": True, "name": "activate", "params": {}},
         "deactivate": {"isExecutable": True, "name": "deactivate", "params": {}},
@@ -104,10 +106,13 @@ def vicare_features(home: Home) -> dict[str, Any]:
     return {
         "data": [
             _feature(
-                home, "heating.circuits", r.at, {"enabled": {"type": "array", "value": ["0"]}}
+                gateway_id,
+                "heating.circuits",
+                sampled,
+                {"enabled": {"type": "array", "value": ["0"]}},
             ),
             _feature(
-                home,
+                gateway_id,
                 VICARE_PROGRAM,
                 changed,
                 {
@@ -122,32 +127,37 @@ def vicare_features(home: Home) -> dict[str, Any]:
                 {"setTemperature": set_temperature},
             ),
             _feature(
-                home,
+                gateway_id,
                 "heating.circuits.0.sensors.temperature.room",
-                r.at,
+                sampled,
                 _sensor(r.indoor_temp_c),
             ),
             _feature(
-                home,
+                gateway_id,
                 "heating.circuits.0.sensors.temperature.supply",
-                r.at,
+                sampled,
                 _sensor(r.supply_temp_c),
             ),
-            _feature(home, "heating.sensors.temperature.outside", r.at, _sensor(r.outdoor_temp_c)),
             _feature(
-                home,
+                gateway_id,
+                "heating.sensors.temperature.outside",
+                sampled,
+                _sensor(r.outdoor_temp_c),
+            ),
+            _feature(
+                gateway_id,
                 "heating.dhw.sensors.temperature.dhwCylinder",
-                r.at,
+                sampled,
                 _sensor(r.dhw_temp_c),
             ),
             _feature(
-                home,
+                gateway_id,
                 "heating.inverters.0.sensors.power.output",
-                r.at,
+                sampled,
                 _sensor(round(r.power_kw * 1000.0), "watt"),
             ),
             _feature(
-                home,
+                gateway_id,
                 VICARE_BOOST,
                 changed,
                 {"active": {"type": "boolean", "value": home.dhw_boost}},
@@ -217,7 +227,7 @@ def _point(
     name: str,
     unit: str,
     value: float,
-    at: datetime,
+    stamp: str,
     *,
     writable: bool = False,
     categories: tuple[str, ...] = (),
@@ -232,7 +242,7 @@ def _point(
         "parameterName": name,
         "parameterUnit": unit,
         "writable": writable,
-        "timestamp": _myuplink_time(at),
+        "timestamp": stamp,
         "value": _plain(value),
         "strVal": f"{_plain(value)}{unit}",
         "smartHomeCategories": list(categories),
@@ -248,13 +258,14 @@ def _point(
 def myuplink_points(home: Home) -> list[dict[str, Any]]:
     """``GET /v2/devices/{id}/points`` (ids, names and scales of the recorded F730 body)."""
     r = home.reported
-    changed = home.changed_at or r.at
+    sampled = _myuplink_time(r.at)  # the points' two timestamps, formatted once
+    changed = _myuplink_time(home.changed_at or r.at)
     lever = home.lever
     return [
-        _point("40004", "Current outd temp (BT1)", "°C", r.outdoor_temp_c, r.at),
-        _point("40008", "Supply line (BT2)", "°C", r.supply_temp_c, r.at),
-        _point("40013", "Hot water top (BT7)", "°C", r.dhw_temp_c, r.at),
-        _point("40033", "Room temperature (BT50)", "°C", r.indoor_temp_c, r.at),
+        _point("40004", "Current outd temp (BT1)", "°C", r.outdoor_temp_c, sampled),
+        _point("40008", "Supply line (BT2)", "°C", r.supply_temp_c, sampled),
+        _point("40013", "Hot water top (BT7)", "°C", r.dhw_temp_c, sampled),
+        _point("40033", "Room temperature (BT50)", "°C", r.indoor_temp_c, sampled),
         _point(
             MYUPLINK_OFFSET_ID,
             "Heating offset climate system 1",

@@ -54,6 +54,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -88,6 +89,9 @@ _CHARACTERISTIC_PATH: Final = (
 )
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 _MINUTE: Final = timedelta(minutes=1)
+
+_URLS_KEPT: Final = 1024
+"""Request URLs kept parsed (one or two per device: a function instance's devices fit)."""
 
 _log = logging.getLogger(__name__)
 
@@ -201,7 +205,7 @@ class OnectaClient:
         try:
             response = self._http.request(
                 method,
-                self._base_url + path,
+                _parsed_url(self._base_url + path),
                 json=json_body,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 timeout=self._timeout,
@@ -214,15 +218,16 @@ class OnectaClient:
             raise OemUnavailable(
                 f"Onecta {method} {path}: connection failed ({type(err).__name__})"
             ) from None
-        _log.debug(
-            "Onecta answered",
-            extra={
-                **_extra(method, path),
-                "status": response.status_code,
-                "remaining_minute": response.headers.get("X-RateLimit-Remaining-minute"),
-                "remaining_day": response.headers.get("X-RateLimit-Remaining-day"),
-            },
-        )
+        if _log.isEnabledFor(logging.DEBUG):  # build the record's fields only when it is kept
+            _log.debug(
+                "Onecta answered",
+                extra={
+                    **_extra(method, path),
+                    "status": response.status_code,
+                    "remaining_minute": response.headers.get("X-RateLimit-Remaining-minute"),
+                    "remaining_day": response.headers.get("X-RateLimit-Remaining-day"),
+                },
+            )
         if response.status_code == 401:
             raise _Unauthorized
         return _translate(response, method, path, is_command=is_command, now=self._clock.now())
@@ -305,6 +310,13 @@ class OnectaClient:
             return self._secrets.get(name)
         except SecretNotFound as err:
             raise CredentialsInvalid(f"Onecta credentials missing: {err}") from None
+
+
+@lru_cache(maxsize=_URLS_KEPT)
+def _parsed_url(text: str) -> httpx.URL:
+    """``text`` parsed once: given a string, httpx parses the URL again on every request, which
+    cost a fifth of a request's own time (an ``httpx.URL`` is immutable: sharing it is safe)."""
+    return httpx.URL(text)
 
 
 # -- response translation -------------------------------------------------------------------
