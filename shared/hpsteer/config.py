@@ -34,8 +34,20 @@ class Settings(BaseSettings):
     """Cloud Tasks location; the region when unset."""
     dispatch_url: str = "http://127.0.0.1:8080/dispatch"
     """The URL Cloud Tasks calls for a command (the dispatch function's URL in the cloud)."""
+    verify_url: str = "http://127.0.0.1:8080/verify"
+    """The URL Cloud Tasks calls to verify a command (the dispatch function's verify route)."""
     tasks_service_account: str | None = None
-    """Service account whose OIDC token Cloud Tasks attaches to dispatch calls."""
+    """Service account whose OIDC token Cloud Tasks attaches to dispatch calls; dispatch accepts
+    tokens of this account only."""
+    dispatch_require_oidc: bool = True
+    """With the gcp backend, dispatch and verify refuse a call without a valid OIDC token of
+    ``tasks_service_account`` whose audience is the called URL (401/403, before the body); with
+    no account configured they refuse every call (fail closed)."""
+    verify_delay_seconds: int = Field(default=600, ge=30, le=3600)
+    """How long after a manufacturer accepted a command its verification reads the device."""
+    command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
+    """The sweep re-enqueues a command that has not moved for this long (longer than a task's
+    whole retry schedule, so it only catches tasks that were lost)."""
     local_state_dir: Path | None = None
     """Where the local backends persist (SQLite files, secrets); in memory when unset."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

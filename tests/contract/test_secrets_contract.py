@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from hpsteer.backends.local.secrets import EnvSecretStore, FileSecretStore
+from hpsteer.backends.local.secrets import EnvSecretStore, FileSecretStore, MemorySecretStore
 from hpsteer.errors import (
     HpsteerError,
     InvalidInput,
@@ -52,10 +52,14 @@ def secret_manager_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     client.transport.close()
 
 
-@pytest.fixture(params=["file", pytest.param("secret_manager", marks=pytest.mark.emulator)])
+@pytest.fixture(
+    params=["file", "memory", pytest.param("secret_manager", marks=pytest.mark.emulator)]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "file":
         yield Backend("file", FileSecretStore(tmp_path / "secrets"))
+    elif request.param == "memory":
+        yield Backend("memory", MemorySecretStore())
     else:
         yield from secret_manager_backend(request)
 

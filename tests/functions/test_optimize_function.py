@@ -34,6 +34,7 @@ from hpsteer.ports.clock import SimulatedClock
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.runtime.entrypoint import use_dependencies
+from hpsteer.services.command_tasks import ensure_queues
 from hpsteer.services.ingest_prices import ingest_prices
 from hpsteer.services.ingest_weather import forecast_location_id, ingest_weather
 from hpsteer.services.price_days import load_day
@@ -41,6 +42,7 @@ from hpsteer.sources.replay_prices import ReplayPriceSource
 from hpsteer.sources.replay_weather import ReplayWeatherSource, bundled_weather_dir
 from hpsteer.thermal import RENOVATED_RADIATORS
 from tests.support.bigquery import BigQueryEmulator
+from tests.support.cloud_tasks import CloudTasksEmulator, TargetServer
 from tests.support.firestore import FirestoreEmulator
 from tests.support.pubsub import PubSubEmulator
 
@@ -158,6 +160,8 @@ def test_on_the_emulators_a_price_update_is_planned_through_both_entry_points(
     firestore_emulator: FirestoreEmulator,
     pubsub_emulator: PubSubEmulator,
     bigquery_emulator: BigQueryEmulator,
+    cloud_tasks_emulator: CloudTasksEmulator,
+    task_target_server: TargetServer,
 ) -> None:
     from hpsteer.backends.gcp.pubsub_bus import PubSubPullSubscriber
 
@@ -169,8 +173,11 @@ def test_on_the_emulators_a_price_update_is_planned_through_both_entry_points(
         pubsub_emulator_host=pubsub_emulator.host,
         bigquery_emulator_host=bigquery_emulator.endpoint,
         bigquery_dataset=bigquery_emulator.new_dataset(),
+        tasks_emulator_host=cloud_tasks_emulator.host_port,
+        dispatch_url=f"{task_target_server.base_url}/dispatch",
     )
     deps = bootstrap.production(settings, clock=SimulatedClock(NOW))
+    ensure_queues(deps.tasks, ("viessmann",))  # terraform's part in the cloud
     use_dependencies(deps)
     device_ids = ("opt-e1", "opt-e2")
     subscriber = PubSubPullSubscriber(project)
@@ -198,3 +205,8 @@ def test_on_the_emulators_a_price_update_is_planned_through_both_entry_points(
         plan = deps.store.get(f"devices/{device_id}/plans/{plan_id}")
         assert plan is not None
         assert plan.data["outbox"]
+        # Released into commands and named tasks on Cloud Tasks (the emulator).
+        queued = [e for e in plan.data["outbox"] if e["status"] == "queued"]
+        assert queued
+        for entry in queued:
+            assert deps.store.get(f"devices/{device_id}/commands/{entry['command_id']}")

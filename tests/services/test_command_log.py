@@ -5,16 +5,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hpsteer.backends.local.store import LocalDocumentStore
+from hpsteer.backends.local.analytics import SqliteAnalytics
 from hpsteer.domain.commands import CommandEvent, CommandEventType, CommandState
 from hpsteer.errors import DocumentNotFound, IllegalTransition
-from hpsteer.ports.clock import SimulatedClock
 from hpsteer.services.command_log import (
+    COMMAND_EVENTS,
+    NewEvent,
     command_path,
     create_command,
+    export_events,
     history,
     load_command,
     record_event,
+    record_events,
 )
 
 T0 = datetime(2024, 1, 15, 6, tzinfo=UTC)
@@ -22,8 +25,9 @@ E = CommandEventType
 
 
 @pytest.fixture
-def store():
-    return LocalDocumentStore(clock=SimulatedClock(T0))
+def store(document_store):
+    """The local store and Firestore on its emulator: the log must behave the same on both."""
+    return document_store
 
 
 def created(command_id: str = "c1") -> CommandEvent:
@@ -42,7 +46,8 @@ def created(command_id: str = "c1") -> CommandEvent:
 
 
 def test_a_new_command_is_pending_with_its_created_event(store):
-    command = create_command(store, created())
+    command, created_now = create_command(store, created())
+    assert created_now
     assert command.state is CommandState.PENDING
     assert load_command(store, "d1", "c1") == command
     assert [event.type for event in history(store, "d1", "c1")] == [E.CREATED]
@@ -50,9 +55,10 @@ def test_a_new_command_is_pending_with_its_created_event(store):
 
 
 def test_creating_the_same_command_again_changes_nothing(store):
-    first = create_command(store, created())
+    first, _ = create_command(store, created())
     record_event(store, "d1", "c1", E.SENT, T0 + timedelta(seconds=1), attempt=1)
-    again = create_command(store, created())
+    again, created_again = create_command(store, created())
+    assert not created_again
     assert again.state is CommandState.SENT
     assert first.state is CommandState.PENDING
     assert len(history(store, "d1", "c1")) == 2
@@ -114,3 +120,61 @@ def test_two_writers_racing_for_the_same_transition_cannot_fork_history(store):
         thread.join()
     assert sorted(outcomes) == ["recorded", "refused"]
     assert [event.type for event in history(store, "d1", "c1")] == [E.CREATED, E.SENT]
+
+
+def test_events_recorded_together_are_one_transaction_and_legal_as_a_sequence(store):
+    create_command(store, created())
+    record_event(store, "d1", "c1", E.SENT, T0, attempt=1)
+    record_event(store, "d1", "c1", E.ACKNOWLEDGED, T0, attempt=1)
+    command, written = record_events(
+        store,
+        "d1",
+        "c1",
+        [NewEvent(E.VERIFIED, T0, attempt=1), NewEvent(E.COMPLETED, T0, attempt=1)],
+        dedup_key="verify-1",
+    )
+    assert command.state is CommandState.COMPLETED
+    assert [(e.seq, e.type, e.state) for e in written] == [
+        (4, E.VERIFIED, CommandState.VERIFIED),
+        (5, E.COMPLETED, CommandState.COMPLETED),
+    ]
+    assert [e.dedup_key for e in written] == [None, "verify-1"]
+    again, nothing = record_events(
+        store,
+        "d1",
+        "c1",
+        [NewEvent(E.VERIFIED, T0), NewEvent(E.COMPLETED, T0)],
+        dedup_key="verify-1",
+    )
+    assert (again.state, nothing) == (CommandState.COMPLETED, [])
+
+
+def test_an_illegal_event_anywhere_in_a_sequence_writes_none_of_it(store):
+    create_command(store, created())
+    with pytest.raises(IllegalTransition):
+        record_events(store, "d1", "c1", [NewEvent(E.SENT, T0, 1), NewEvent(E.VERIFIED, T0, 1)])
+    assert load_command(store, "d1", "c1").state is CommandState.PENDING
+    assert [e.seq for e in history(store, "d1", "c1")] == [1]
+
+
+def test_every_event_becomes_one_analytics_row_and_appending_again_adds_nothing(store):
+    analytics = SqliteAnalytics()
+    analytics.ensure_table(COMMAND_EVENTS)
+    command, _ = create_command(store, created())
+    export_events(analytics, command, history(store, "d1", "c1"))
+    command, written = record_events(store, "d1", "c1", [NewEvent(E.SENT, T0, 1, detail={})])
+    export_events(analytics, command, written)
+    export_events(analytics, command, written)
+    rows = analytics.query(
+        "SELECT seq, type, state, attempt, manufacturer FROM `command_events` ORDER BY seq"
+    )
+    assert rows == [
+        {
+            "seq": 1,
+            "type": "created",
+            "state": "pending",
+            "attempt": 0,
+            "manufacturer": "viessmann",
+        },
+        {"seq": 2, "type": "sent", "state": "sent", "attempt": 1, "manufacturer": "viessmann"},
+    ]

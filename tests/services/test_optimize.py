@@ -11,7 +11,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from hpsteer.backends.local.tasks import LocalTaskQueue
 from hpsteer.domain.actions import Mode
+from hpsteer.domain.commands import CommandState
 from hpsteer.domain.devices import ComfortBand, Device, Location
 from hpsteer.domain.market import PriceArea
 from hpsteer.domain.messages import (
@@ -29,9 +31,11 @@ from hpsteer.optimizer.problem import evaluate
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.command_log import load_command
 from hpsteer.services.ingest_prices import ingest_prices
 from hpsteer.services.ingest_weather import forecast_location_id, ingest_weather
 from hpsteer.services.optimize import decode_trigger, fan_out, plan_shard
+from hpsteer.services.outbox import marker_path
 from hpsteer.services.plan_inputs import (
     PlanningOptions,
     assemble,
@@ -222,7 +226,17 @@ def test_a_shard_writes_each_plan_with_its_outbox_makes_it_current_and_records_i
         assert [c["slot_index"] for c in stored.data["outbox"]] == [
             c.slot_index for c in plan.mode_changes(None)
         ]
-        assert all(entry["status"] == "pending" for entry in stored.data["outbox"])
+        # The outbox is released: each change is a pending command with its task in the queue.
+        queued = [e for e in stored.data["outbox"] if e["status"] == "queued"]
+        assert queued
+        assert all(e["status"] in ("queued", "skipped") for e in stored.data["outbox"])
+        for entry in queued:
+            command = load_command(ready.store, outcome.device_id, entry["command_id"])
+            assert command is not None
+            assert command.state is CommandState.PENDING
+            assert command.slot_start_at == datetime.fromisoformat(entry["at"])
+            assert command.generic_action.value == entry["action"]
+        assert ready.store.get(marker_path(outcome.device_id, outcome.plan_id)) is None
         assert stored.data["solve_ms"] > 0
         assert plan.solver_gap is not None
         assert stored.data["inputs"]["weather_issued_at"] == "2023-01-15T12:00:00Z"
@@ -231,6 +245,12 @@ def test_a_shard_writes_each_plan_with_its_outbox_makes_it_current_and_records_i
         assert plan.expected_cost_eur <= plan.baseline_cost_eur * 1.05
     assert count(ready, "plans") == 3
     assert count(ready, "cost_savings") == 6  # two local days per plan
+    tasks = ready.tasks
+    assert isinstance(tasks, LocalTaskQueue)
+    commands = sum(
+        1 for o in outcomes for _ in ready.store.query(f"devices/{o.device_id}/commands").documents
+    )
+    assert len(tasks.pending_tasks("dispatch-viessmann")) == commands
 
 
 def test_a_redelivered_shard_writes_nothing_new(ready: Dependencies) -> None:

@@ -97,11 +97,61 @@ def test_terminal_states_accept_no_event(terminal):
             next_state(terminal, event_type)
 
 
-def test_superseding_is_only_for_commands_not_yet_sent():
+def test_superseding_is_for_commands_not_sent_or_accepted_but_not_yet_verified():
     assert next_state(S.PENDING, E.SUPERSEDED) is S.SUPERSEDED
     assert next_state(S.RETRYING, E.SUPERSEDED) is S.SUPERSEDED
+    assert next_state(S.ACKNOWLEDGED, E.SUPERSEDED) is S.SUPERSEDED
+    # A request whose outcome is unknown is first settled (retry_scheduled), never skipped over.
     with pytest.raises(IllegalTransition, match="a sent command cannot take 'superseded'"):
         next_state(S.SENT, E.SUPERSEDED)
+    with pytest.raises(IllegalTransition, match="a verified command cannot take 'superseded'"):
+        next_state(S.VERIFIED, E.SUPERSEDED)
+
+
+def test_a_send_records_the_payload_and_a_remediation_is_counted():
+    created = CommandEvent(
+        command_id="c1",
+        seq=1,
+        type=E.CREATED,
+        at=T0,
+        detail={
+            "device_id": "d1",
+            "manufacturer": "viessmann",
+            "generic_action": "set_mode_max",
+            "correlation_id": "corr",
+        },
+    )
+    events = [
+        created,
+        CommandEvent(
+            command_id="c1",
+            seq=2,
+            type=E.SENT,
+            at=T0,
+            attempt=1,
+            detail={"manufacturer_payload": {"feature": "x", "value": 23}},
+        ),
+        CommandEvent(
+            command_id="c1",
+            seq=3,
+            type=E.ACKNOWLEDGED,
+            at=T0,
+            attempt=1,
+            detail={"manufacturer_reference": "req-42"},
+        ),
+        CommandEvent(
+            command_id="c1",
+            seq=4,
+            type=E.RETRY_SCHEDULED,
+            at=T0,
+            attempt=1,
+            detail={"cause": "verification_mismatch"},
+        ),
+    ]
+    command = fold(events)
+    assert command.manufacturer_payload == {"feature": "x", "value": 23}
+    assert command.manufacturer_reference == "req-42"
+    assert (command.retry_count, command.remediations) == (1, 1)
 
 
 def test_every_state_but_the_terminal_ones_has_a_way_forward():

@@ -7,12 +7,16 @@
        │              └─retry_scheduled─┐      └─retry_scheduled─┐
        └─retry_scheduled────────────────┴─▶ retrying ◀───────────┘
                                               └─sent─▶ sent
-    pending, retrying ──superseded──▶ superseded
+    pending, acknowledged, retrying ──superseded──▶ superseded
     pending, sent, acknowledged, retrying ──failed──▶ failed
 
-``completed``, ``failed`` and ``superseded`` are terminal. The legal transitions live in one
-table, :data:`TRANSITIONS`; :func:`next_state` decides, :func:`fold` replays a command's events
-(numbered 1, 2, 3, … without gaps) into its materialized :class:`Command`. Events are facts in
+``completed``, ``failed`` and ``superseded`` are terminal. ``superseded`` means something newer
+took over: a newer plan before the command was sent, or, after it was sent but before it could
+be verified, a later mode change of the same device (verifying the older mode then would fight
+the newer one) or the household overruling it in the manufacturer's app (never a failure).
+The legal transitions live in one table, :data:`TRANSITIONS`; :func:`next_state` decides,
+:func:`fold` replays a command's events (numbered 1, 2, 3, … without gaps) into its
+materialized :class:`Command`. Events are facts in
 the past tense; the first is always ``created`` and carries what the command is.
 """
 
@@ -26,9 +30,11 @@ from pydantic import Field
 
 from hpsteer.domain.actions import GenericAction
 from hpsteer.domain.base import Record, UtcDatetime
+from hpsteer.domain.instants import parse_instant
 from hpsteer.errors import IllegalTransition
 
 __all__ = [
+    "REMEDIATION",
     "TERMINAL_STATES",
     "TRANSITIONS",
     "Command",
@@ -67,6 +73,9 @@ class CommandEventType(StrEnum):
     SUPERSEDED = "superseded"
 
 
+REMEDIATION = "verification_mismatch"
+"""``detail.cause`` of a ``retry_scheduled`` event that re-sends after a failed verification."""
+
 TERMINAL_STATES = frozenset({CommandState.COMPLETED, CommandState.FAILED, CommandState.SUPERSEDED})
 
 _S = CommandState
@@ -83,6 +92,7 @@ TRANSITIONS: dict[tuple[CommandState, CommandEventType], CommandState] = {
     (_S.ACKNOWLEDGED, _E.VERIFIED): _S.VERIFIED,
     (_S.ACKNOWLEDGED, _E.RETRY_SCHEDULED): _S.RETRYING,
     (_S.ACKNOWLEDGED, _E.FAILED): _S.FAILED,
+    (_S.ACKNOWLEDGED, _E.SUPERSEDED): _S.SUPERSEDED,
     (_S.VERIFIED, _E.COMPLETED): _S.COMPLETED,
     (_S.RETRYING, _E.SENT): _S.SENT,
     (_S.RETRYING, _E.SUPERSEDED): _S.SUPERSEDED,
@@ -105,6 +115,8 @@ class CommandEvent(Record):
     """Facts of the event: for ``created`` the command's fields, else e.g. the response id."""
     dedup_key: str | None = Field(default=None, max_length=600)
     """The delivery that caused the event (e.g. task name and retry count), for idempotency."""
+    state: CommandState | None = None
+    """The state the event led to (written with the event, for a reader of the history)."""
 
 
 class Command(Record):
@@ -117,9 +129,19 @@ class Command(Record):
     manufacturer_payload: dict[str, Any] = Field(default_factory=dict)
     plan_id: str | None = None
     slot_start_at: UtcDatetime | None = None
+    slot_index: int | None = Field(default=None, ge=0)
+    valid_until: UtcDatetime | None = None
+    """When the plan's next mode change (or the plan's end) takes over: sending later is moot."""
+    task_name: str | None = None
+    """The Cloud Task that dispatches it (queue per manufacturer)."""
     correlation_id: str = Field(min_length=1)
     state: CommandState = CommandState.PENDING
     created_at: UtcDatetime
+    updated_at: UtcDatetime | None = None
+    """When the last event happened."""
+    watch_at: UtcDatetime | None = None
+    """From when the command should have moved on: its last event, or its slot's start while it
+    waits for it (the sweep finds commands that stopped moving by this)."""
     sent_at: UtcDatetime | None = None
     acknowledged_at: UtcDatetime | None = None
     verified_at: UtcDatetime | None = None
@@ -129,6 +151,9 @@ class Command(Record):
     retry_count: int = Field(default=0, ge=0)
     attempt: int = Field(default=0, ge=0)
     last_error: str | None = None
+    remediations: int = Field(default=0, ge=0)
+    """Re-sends after a verification found the device in another mode."""
+    manufacturer_reference: str | None = None
     last_seq: int = Field(default=1, ge=1)
     last_dedup_key: str | None = None
 
@@ -161,7 +186,14 @@ def _created(event: CommandEvent) -> Command:
             f"command {event.command_id}: history must start with 'created' at seq 1, "
             f"got '{event.type.value}' at seq {event.seq}"
         )
-    fields = {**event.detail, "command_id": event.command_id, "created_at": event.at}
+    fields = {
+        **event.detail,
+        "command_id": event.command_id,
+        "created_at": event.at,
+        "updated_at": event.at,
+    }
+    slot_start = event.detail.get("slot_start_at")
+    fields["watch_at"] = max(event.at, parse_instant(slot_start)) if slot_start else event.at
     return Command.model_validate({**fields, "state": CommandState.PENDING, "last_seq": 1})
 
 
@@ -182,11 +214,19 @@ def apply(command: Command, event: CommandEvent) -> Command:
         "last_seq": event.seq,
         "attempt": event.attempt,
         "last_dedup_key": event.dedup_key,
+        "updated_at": event.at,
+        "watch_at": max(event.at, command.slot_start_at or event.at),
     }
     if state in _TIMESTAMP_FIELD:
         changes[_TIMESTAMP_FIELD[state]] = event.at
     if event.type is CommandEventType.RETRY_SCHEDULED:
         changes["retry_count"] = command.retry_count + 1
+        if event.detail.get("cause") == REMEDIATION:
+            changes["remediations"] = command.remediations + 1
+    if event.type is CommandEventType.SENT and "manufacturer_payload" in event.detail:
+        changes["manufacturer_payload"] = event.detail["manufacturer_payload"]
+    if event.type is CommandEventType.ACKNOWLEDGED and event.detail.get("manufacturer_reference"):
+        changes["manufacturer_reference"] = str(event.detail["manufacturer_reference"])
     if event.error is not None:
         changes["last_error"] = event.error
     return command.model_copy(update=changes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,6 +20,8 @@ from hpsteer.domain.market import PriceArea, Resolution
 __all__ = [
     "Alert",
     "AlertSeverity",
+    "CommandSweepRequest",
+    "CommandTask",
     "OptimizeRequest",
     "PriceIngestRequest",
     "ReconcileRequest",
@@ -40,6 +43,7 @@ class Topic(StrEnum):
     RECONCILE_REQUESTS = "reconcile-requests"
     DEVICE_TELEMETRY = "device-telemetry"
     COMMAND_EVENTS = "command-events"
+    COMMAND_SWEEP_REQUESTS = "command-sweep-requests"
     ALERTS = "alerts"
 
 
@@ -94,6 +98,24 @@ class ReconcileRequest(Record):
     scheduled_at: UtcDatetime
     shard_cursor: str | None = None
     shard_size: int = Field(default=200, ge=1, le=1000)
+
+
+class CommandTask(Record):
+    """The body of a Cloud Task for one command: dispatch it (``send``) or check it (``verify``).
+
+    The task's name (derived from device, plan and slot, or command and attempt) makes creating
+    it idempotent; the body only says which command, since the command document holds the rest.
+    """
+
+    device_id: str = Field(min_length=1, max_length=128)
+    command_id: str = Field(min_length=1, max_length=200)
+    purpose: Literal["send", "verify"]
+
+
+class CommandSweepRequest(Record):
+    """Cloud Scheduler's request to re-create lost outbox tasks and unstick commands."""
+
+    scheduled_at: UtcDatetime
 
 
 class AlertSeverity(StrEnum):

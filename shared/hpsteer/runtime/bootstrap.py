@@ -142,12 +142,14 @@ def local(
     clock: Clock | None = None,
     dispatcher: Dispatcher | None = None,
     state_dir: Path | None = None,
+    secrets: SecretStore | None = None,
 ) -> Dependencies:
     """In-process backends. With ``state_dir`` (or ``HPSTEER_LOCAL_STATE_DIR``) the store and the
     analytics tables persist as SQLite files there, and secrets are read from files there.
 
     ``dispatcher`` delivers due tasks; by default they are POSTed over HTTP to their URL, as
     Cloud Tasks would (the local runtime passes a dispatcher that calls handlers in process).
+    ``secrets`` replaces the secret store (the simulated fleet's rotating tokens live in memory).
     """
     settings = settings or Settings(backend="local")
     clock = clock or SystemClock()
@@ -167,24 +169,38 @@ def local(
         return LocalMessageBus(clock, project=settings.project)
 
     def tasks() -> TaskQueue:
+        from hpsteer.adapters.registry import DEFAULT_FACTORIES
         from hpsteer.backends.local.tasks import LocalTaskQueue, http_dispatcher
+        from hpsteer.services.command_tasks import ensure_queues
 
-        return LocalTaskQueue(clock, dispatcher or http_dispatcher())
+        queue = LocalTaskQueue(clock, dispatcher or http_dispatcher())
+        ensure_queues(queue, tuple(DEFAULT_FACTORIES))  # what terraform creates in the cloud
+        return queue
 
     def analytics() -> Analytics:
         from hpsteer.backends.local.analytics import SqliteAnalytics
 
         return SqliteAnalytics(directory / "analytics.sqlite" if directory else None)
 
-    def secrets() -> SecretStore:
+    given_secrets = secrets
+
+    def secrets_factory() -> SecretStore:
         from hpsteer.backends.local.secrets import EnvSecretStore, FileSecretStore
 
+        if given_secrets is not None:
+            return given_secrets
         if directory is not None:
             return FileSecretStore(directory / "secrets")
         return EnvSecretStore()
 
     return Dependencies(
-        settings, clock, store=store, bus=bus, tasks=tasks, analytics=analytics, secrets=secrets
+        settings,
+        clock,
+        store=store,
+        bus=bus,
+        tasks=tasks,
+        analytics=analytics,
+        secrets=secrets_factory,
     )
 
 

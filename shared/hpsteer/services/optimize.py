@@ -23,7 +23,8 @@ written and only makes sure it is current and recorded (nothing new is written).
 :class:`~hpsteer.optimizer.planner.OrToolsPlanner` solves; the schedule and the baseline
 (:class:`~hpsteer.optimizer.baselines.OwnControl`) are both judged by
 :func:`~hpsteer.optimizer.problem.evaluate` on the same inputs; the plan is written with its
-outbox, made current and recorded (:mod:`hpsteer.services.plans_store`).
+outbox, made current and recorded (:mod:`hpsteer.services.plans_store`), and its outbox released
+into commands and Cloud Tasks (:mod:`hpsteer.services.outbox`) once it is the current plan.
 
 A device whose planning fails for good (unknown device, infeasible comfort band, missing prices
 for the next slot, no forecast, absurd thermal parameters, an infeasible plan) is logged once
@@ -62,6 +63,7 @@ from hpsteer.observability.logging import log_context
 from hpsteer.ports.store import DocumentStore, Filter
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
+from hpsteer.services.outbox import release_plan
 from hpsteer.services.plan_inputs import (
     HorizonPrices,
     PlanInputs,
@@ -237,9 +239,17 @@ class _Shard:
             self.tables_ready = True
         record_plan(analytics, plan, document, self.trigger)
 
-    def settle(self, plan: Plan, document: dict[str, Any]) -> None:
-        make_current(self.deps.store, plan.device_id, plan.plan_id, plan.start_at, plan.created_at)
+    def settle(self, plan: Plan, document: dict[str, Any], device: dict[str, Any]) -> None:
+        """Make the plan current (only forward), record it, and release its outbox if it is
+        the device's current plan now."""
+        store = self.deps.store
+        moved = make_current(store, plan.device_id, plan.plan_id, plan.start_at, plan.created_at)
         self.record(plan, document)
+        if not moved:
+            current = store.get(device_path(plan.device_id))
+            if current is None or current.data.get("current_plan_id") != plan.plan_id:
+                return  # a newer plan is current: this one's outbox is moot
+        release_plan(self.deps, plan.device_id, device, document)
 
     def plan_device(self, device_id: str) -> DeviceOutcome:
         store = self.deps.store
@@ -253,14 +263,15 @@ class _Shard:
         inputs = assemble(record, prices, forecast, self.options)
         plan_id = plan_id_for(device_id, inputs.problem.start_at, inputs.inputs_key())
         existing = store.get(plan_path(device_id, plan_id))
+        device_data = {"manufacturer": device.manufacturer}
         if existing is not None:
-            self.settle(plan_from_document(existing.data), existing.data)
+            self.settle(plan_from_document(existing.data), existing.data, device_data)
             return DeviceOutcome(device_id, "unchanged", plan_id)
         plan, document = self.solve(inputs, plan_id)
         stored, created = write_plan(store, plan, document)
         if not created:
             plan = plan_from_document(stored)
-        self.settle(plan, stored)
+        self.settle(plan, stored, device_data)
         _log.info(
             "planned %s: %s, expected %.3f EUR vs baseline %.3f EUR",
             device_id,

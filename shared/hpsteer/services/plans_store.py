@@ -103,10 +103,27 @@ def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) 
 def write_plan(
     store: DocumentStore, plan: Plan, document: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """Create the plan document; return (the stored document, whether this call created it)."""
+    """Create the plan document; return (the stored document, whether this call created it).
+
+    A plan with mode changes gets its outbox marker (``outboxes/{device}~{plan}``) in the same
+    transaction, so the sweep finds a plan whose release a crash interrupted.
+    """
     path = plan_path(plan.device_id, plan.plan_id)
+
+    def run(tx: Transaction) -> None:
+        tx.create(path, document)
+        if document.get("outbox"):
+            tx.create(
+                f"outboxes/{plan.device_id}~{plan.plan_id}",
+                {
+                    "device_id": plan.device_id,
+                    "plan_id": plan.plan_id,
+                    "created_at": plan.created_at,
+                },
+            )
+
     try:
-        store.create(path, document)
+        store.run_transaction(run)
     except DocumentAlreadyExists:
         existing = store.get(path)
         if existing is None:  # deleted between create and get: let a redelivery decide

@@ -135,9 +135,7 @@ class SimApp:
     def handle(self, request: Request) -> Response:
         with self._lock:
             self.requests += 1
-        for route in _ROUTES:
-            if route.method != request.method:
-                continue
+        for route in _ROUTES_BY_METHOD.get(request.method, ()):
             match = route.pattern.fullmatch(request.path)
             if match is None:
                 continue
@@ -166,7 +164,11 @@ class SimApp:
             home = next(
                 (h for h in self.fleet if h.account_id == access.account_id), None
             )  # the account's home, for a list endpoint's faults
-        wire = self.fleet.faults.wire(manufacturer, home.home_id if home else None)
+        wire = self.fleet.faults.wire(
+            manufacturer,
+            home.home_id if home else None,
+            write=request.method in ("POST", "PUT", "PATCH", "DELETE"),
+        )
         failed = self._wire_fault(manufacturer, wire)
         if failed is not None:
             return failed
@@ -639,3 +641,8 @@ _ROUTES: Final[tuple[_Route, ...]] = (
         _onecta_patch,
     ),
 )
+_ROUTES_BY_METHOD: Final[dict[str, tuple[_Route, ...]]] = {
+    method: tuple(route for route in _ROUTES if route.method == method)
+    for method in dict.fromkeys(route.method for route in _ROUTES)
+}
+"""The routes of each method, in table order (a request is matched against its method's only)."""

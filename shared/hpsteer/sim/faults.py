@@ -52,6 +52,9 @@ class FaultSpec:
     rate_limit_rate: float = 0.0
     """Share of API requests answered 429 with Retry-After (and the manufacturer's own headers)."""
     retry_after_s: int = 60
+    wire_faults_on_writes_only: bool = False
+    """Latency, 5xx, 429 and timeouts hit only writes (commands), never reads: a cloud whose
+    command path fails while its device state still answers."""
     timeout_rate: float = 0.0
     """Share of API requests never answered (in-process: httpx.ReadTimeout; real server: the
     connection is closed without an answer)."""
@@ -155,9 +158,11 @@ class FaultPlan:
         with self._lock:
             return self._rng.uniform(low, high)
 
-    def wire(self, manufacturer: str, home_id: str | None) -> WireFault:
+    def wire(self, manufacturer: str, home_id: str | None, *, write: bool = True) -> WireFault:
         """The wire fault one API request meets (timeouts, then 429s, then 5xx are checked)."""
         spec = self.spec_for(manufacturer, home_id)
+        if spec.wire_faults_on_writes_only and not write:
+            return WireFault()
         if self.chance(spec.timeout_rate):
             return WireFault(spec.latency_s, FaultKind.TIMEOUT)
         if self.chance(spec.rate_limit_rate):

@@ -4,6 +4,8 @@
   ``HPSTEER_SECRET_VICARE_CLIENT_SECRET`` (upper-cased, ``-`` → ``_``, so ``a-b`` and ``a_b``
   share a variable). It has one version, ``1`` (``latest`` is ``1``); ``add_version`` raises
   :class:`~hpsteer.errors.InvalidInput` pointing to :class:`FileSecretStore`.
+* :class:`MemorySecretStore` keeps versions in this process's memory (the local runtime's
+  simulated fleet rotates refresh tokens there; nothing touches a disk).
 * :class:`FileSecretStore` keeps version ``n`` of secret ``name`` in ``<directory>/<name>/<n>``;
   ``latest`` is the highest ``n``. ``add_version`` writes a temporary file (mode 0600, fsynced)
   and links it to the next free number, which never overwrites a version, even with several
@@ -27,7 +29,13 @@ from pathlib import Path
 from hpsteer.errors import InvalidInput, SecretNotFound, SecretsUnavailable
 from hpsteer.ports.secrets import SecretValue
 
-__all__ = ["EnvSecretStore", "FileSecretStore", "check_name", "check_version"]
+__all__ = [
+    "EnvSecretStore",
+    "FileSecretStore",
+    "MemorySecretStore",
+    "check_name",
+    "check_version",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _VERSION = re.compile(r"[1-9][0-9]{0,18}")
@@ -46,6 +54,38 @@ def check_version(version: str) -> str:
     if version != "latest" and not (isinstance(version, str) and _VERSION.fullmatch(version)):
         raise InvalidInput(f"secret version {str(version)[:30]!r} must be 'latest' or a number")
     return version
+
+
+class MemorySecretStore:
+    """Versioned secrets in memory: version ``n`` is the n-th payload added."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, list[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemorySecretStore({len(self._versions)} secrets)"
+
+    def get(self, name: str, version: str = "latest") -> SecretValue:
+        check_name(name)
+        check_version(version)
+        with self._lock:
+            versions = self._versions.get(name)
+            if not versions:
+                raise SecretNotFound(f"secret {name} not found")
+            number = len(versions) if version == "latest" else int(version)
+            if number > len(versions):
+                raise SecretNotFound(f"secret {name} has no version {version}")
+            return SecretValue(name=name, version=str(number), _payload=versions[number - 1])
+
+    def add_version(self, name: str, payload: bytes) -> str:
+        check_name(name)
+        if not isinstance(payload, bytes):
+            raise InvalidInput(f"secret {name}: payload must be bytes")
+        with self._lock:
+            versions = self._versions.setdefault(name, [])
+            versions.append(bytes(payload))
+            return str(len(versions))
 
 
 class EnvSecretStore:

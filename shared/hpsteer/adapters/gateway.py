@@ -1,0 +1,166 @@
+"""The one door to the manufacturers' clouds: adapter, circuit breaker and rate budget together.
+
+Every call a service makes to a manufacturer goes through a :class:`ManufacturerGateway`, which
+
+1. asks the manufacturer's :class:`~hpsteer.adapters.breaker.CircuitBreaker` (open: raises
+   :class:`~hpsteer.errors.CircuitOpen` with ``retry_at``),
+2. takes one unit of the account's :class:`~hpsteer.adapters.budget.RateBudget` of the call's
+   kind, command or read (spent: :class:`~hpsteer.errors.OemRateLimited` with ``retry_at``; the
+   breaker's probe slot is freed),
+3. calls the adapter and tells the breaker how it went; a limit the manufacturer itself reports
+   (429 with a reset time) blocks the account's budget until then, so no instance calls again
+   before.
+
+Commands take three steps: :meth:`prepare` (translate and validate; a read, since translating
+may read the device's current setting), :meth:`admit_command`, then :meth:`send`, because the
+dispatcher records the attempt between the last two (a refusal must not leave an attempt in the
+history). A permanent error of the adapter (a rejected command) does not count against the
+breaker; :class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). One gateway per
+function instance: breakers and budgets are cached here; their shared state is in the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from hpsteer.adapters.breaker import BreakerConfig, CircuitBreaker
+from hpsteer.adapters.budget import BudgetKind, RateBudget
+from hpsteer.adapters.protocol import (
+    AdapterContext,
+    CommandResult,
+    DeviceRef,
+    DeviceState,
+    ManufacturerAdapter,
+    ValidationResult,
+)
+from hpsteer.adapters.registry import AdapterRegistry, default_registry
+from hpsteer.domain.actions import GenericAction
+from hpsteer.errors import InvalidInput, OemRateLimited
+
+__all__ = ["ManufacturerGateway", "device_ref"]
+
+
+def device_ref(device_id: str, device: Mapping[str, Any]) -> DeviceRef:
+    """The manufacturer's view of a ``devices/{id}`` document."""
+    try:
+        return DeviceRef(
+            manufacturer=str(device["manufacturer"]),
+            external_id=str(device["external_id"]),
+            account_id=str(device["account_id"]),
+            device_id=device_id,
+        )
+    except KeyError as err:
+        raise InvalidInput(f"device {device_id} has no {err.args[0]}") from None
+
+
+class ManufacturerGateway:
+    """Adapters, breakers and budgets of one function instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        context: AdapterContext,
+        *,
+        registry: AdapterRegistry | None = None,
+        breaker_config: BreakerConfig | None = None,
+    ) -> None:
+        if context.store is None:
+            raise InvalidInput("the gateway needs a store for breakers and budgets")
+        self.context = context
+        self._store = context.store
+        self._registry = registry or default_registry()
+        self._breaker_config = breaker_config
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._budgets: dict[tuple[str, str], RateBudget] = {}
+        self._lock = threading.Lock()
+
+    def adapter(self, manufacturer: str) -> ManufacturerAdapter:
+        return self._registry.build(manufacturer, self.context)
+
+    def breaker(self, manufacturer: str) -> CircuitBreaker:
+        with self._lock:
+            found = self._breakers.get(manufacturer)
+            if found is None:
+                found = self._breakers[manufacturer] = CircuitBreaker(
+                    self._store, manufacturer, self.context.clock, self._breaker_config
+                )
+            return found
+
+    def budget(self, manufacturer: str, account_id: str) -> RateBudget:
+        key = (manufacturer, account_id)
+        with self._lock:
+            found = self._budgets.get(key)
+        if found is not None:
+            return found
+        limits = self.adapter(manufacturer).rate_limits
+        with self._lock:
+            return self._budgets.setdefault(
+                key, RateBudget(self._store, manufacturer, account_id, limits, self.context.clock)
+            )
+
+    def _admit(self, device: DeviceRef, kind: BudgetKind) -> None:
+        breaker = self.breaker(device.manufacturer)
+        breaker.before_call()
+        try:
+            self.budget(device.manufacturer, device.account_id).acquire(kind)
+        except BaseException:
+            breaker.cancel()
+            raise
+
+    def admit_command(self, device: DeviceRef) -> None:
+        """Reserve a command call: raises CircuitOpen or OemRateLimited (both with retry_at)."""
+        self._admit(device, "command")
+
+    def cancel(self, device: DeviceRef) -> None:
+        """An admitted call will not happen after all (frees a half-open probe slot)."""
+        self.breaker(device.manufacturer).cancel()
+
+    def _guarded(self, device: DeviceRef, call: Any) -> Any:
+        breaker = self.breaker(device.manufacturer)
+        try:
+            result = call()
+        except OemRateLimited as err:
+            breaker.record_failure(err)
+            if err.retry_at is not None:
+                self.budget(device.manufacturer, device.account_id).block_until(
+                    err.retry_at, reason=f"{device.manufacturer} answered 429"
+                )
+            raise
+        except Exception as err:
+            breaker.record_failure(err)
+            raise
+        breaker.record_success()
+        return result
+
+    def prepare(
+        self, device: DeviceRef, action: GenericAction
+    ) -> tuple[dict[str, Any], ValidationResult]:
+        """Translate and validate ``action`` for the device. Translating may read the device
+        (its current setting is the baseline of an offset), so it is admitted as a read."""
+        self._admit(device, "read")
+        adapter = self.adapter(device.manufacturer)
+
+        def translate() -> tuple[dict[str, Any], ValidationResult]:
+            payload = dict(adapter.translate_generic_command(action, device))
+            return payload, adapter.validate_command(action, payload, device)
+
+        prepared: tuple[dict[str, Any], ValidationResult] = self._guarded(device, translate)
+        return prepared
+
+    def send(
+        self, device: DeviceRef, action: GenericAction, payload: Mapping[str, Any]
+    ) -> CommandResult:
+        """Send an admitted command (call :meth:`admit_command` first)."""
+        adapter = self.adapter(device.manufacturer)
+        result: CommandResult = self._guarded(
+            device, lambda: adapter.send_command(action, payload, device)
+        )
+        return result
+
+    def read_state(self, device: DeviceRef) -> DeviceState:
+        """Admit a read (breaker, read budget) and read the device's state."""
+        self._admit(device, "read")
+        adapter = self.adapter(device.manufacturer)
+        state: DeviceState = self._guarded(device, lambda: adapter.get_device_state(device))
+        return state

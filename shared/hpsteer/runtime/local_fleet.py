@@ -1,0 +1,158 @@
+"""The command path on one machine: local backends, a simulated fleet, tasks that reach handlers.
+
+:class:`LocalFleet` wires what the cloud wires between Cloud Tasks and the dispatch function:
+
+- the local backends on a :class:`~hpsteer.ports.clock.SimulatedClock`;
+- a :class:`~hpsteer.sim.Fleet` of homes behind the manufacturers' emulated APIs, reached in
+  process (:class:`~hpsteer.sim.SimTransport`), with each account's credentials in the secrets
+  port, and a :class:`~hpsteer.adapters.gateway.ManufacturerGateway` (real adapters, breakers,
+  budgets) over it;
+- a :class:`~hpsteer.backends.local.tasks.LocalTaskQueue` whose deliveries call
+  :func:`~hpsteer.services.dispatch.handle_dispatch` or
+  :func:`~hpsteer.services.dispatch.handle_verify` directly, with the same headers Cloud Tasks
+  sends (the URL decides which, as in the cloud);
+- ``devices/{id}`` documents for the fleet's homes (:meth:`LocalFleet.register_devices`).
+
+:meth:`LocalFleet.run_until` moves simulated time from one due task to the next (stepping the
+homes' physics with it) and delivers what is due. Tests, benchmarks and the simulator use it;
+a ``checkpoint`` callable is passed to the handlers, for crash injection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from hpsteer.adapters.gateway import ManufacturerGateway
+from hpsteer.adapters.protocol import AdapterContext
+from hpsteer.backends.local.secrets import MemorySecretStore
+from hpsteer.backends.local.tasks import DispatchedRequest, DispatchResult, LocalTaskQueue
+from hpsteer.config import Settings
+from hpsteer.domain.devices import ComfortBand, Device, Location
+from hpsteer.domain.market import PriceArea
+from hpsteer.observability.metrics import Metrics
+from hpsteer.ports.clock import SimulatedClock
+from hpsteer.runtime import bootstrap
+from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.dispatch import Checkpoint, TaskDelivery, handle_dispatch, handle_verify
+from hpsteer.sim import MANUFACTURERS, Fleet, SimApp, SimTransport
+from hpsteer.sim.faults import FaultPlan
+from hpsteer.thermal import ARCHETYPES
+
+__all__ = ["SIM_BASE_URL", "LocalFleet"]
+
+SIM_BASE_URL = "http://fleet.sim"
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+@dataclass
+class LocalFleet:
+    clock: SimulatedClock
+    deps: Dependencies
+    fleet: Fleet
+    gateway: ManufacturerGateway
+    metrics: Metrics
+    checkpoint: Checkpoint = _no_checkpoint
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        start: datetime,
+        homes: int = 3,
+        seed: int = 0,
+        faults: FaultPlan | None = None,
+        settings: Settings | None = None,
+    ) -> LocalFleet:
+        clock = SimulatedClock(start)
+        holder: list[LocalFleet] = []
+
+        def deliver(request: DispatchedRequest) -> DispatchResult:
+            return holder[0].deliver(request)
+
+        deps = bootstrap.local(
+            settings, clock=clock, dispatcher=deliver, secrets=MemorySecretStore()
+        )
+        fleet = Fleet(clock, homes=homes, seed=seed, faults=faults or FaultPlan(seed=seed))
+        fleet.seed_secrets(deps.secrets)
+        context = AdapterContext(
+            secrets=deps.secrets,
+            clock=clock,
+            base_urls=dict.fromkeys(MANUFACTURERS, SIM_BASE_URL),
+            transport=SimTransport(SimApp(fleet)),
+            store=deps.store,
+        )
+        gateway = ManufacturerGateway(context)
+        deps.singleton("manufacturers", lambda: gateway)
+        local = cls(clock, deps, fleet, gateway, Metrics())
+        holder.append(local)
+        return local
+
+    @property
+    def tasks(self) -> LocalTaskQueue:
+        queue = self.deps.tasks
+        assert isinstance(queue, LocalTaskQueue)
+        return queue
+
+    def deliver(self, request: DispatchedRequest) -> DispatchResult:
+        """One task delivery, as the dispatch function would receive it."""
+        delivery = TaskDelivery.from_headers(request.headers, request.body)
+        path = urlsplit(request.url).path
+        handler = (
+            handle_verify
+            if path == urlsplit(self.deps.settings.verify_url).path
+            else handle_dispatch
+        )
+        reply = handler(
+            delivery,
+            self.deps,
+            gateway=self.gateway,
+            checkpoint=self.checkpoint,
+            counters=self.metrics,
+        )
+        return DispatchResult(reply.status, reply.headers())
+
+    def register_devices(self, area: PriceArea = PriceArea.SE3) -> list[str]:
+        """A ``devices/{id}`` document per home (its id is the home's), steering enabled."""
+        ids = []
+        for home in self.fleet:
+            device = Device(
+                device_id=home.home_id,
+                manufacturer=home.manufacturer,
+                external_id=home.external_id,
+                account_id=home.account_id,
+                price_area=area,
+                location=Location(location_id=home.home_id, latitude=59.30, longitude=18.16),
+                comfort=ComfortBand(
+                    min_indoor_temp_c=home.room_setpoint_c - 1.0,
+                    setpoint_c=home.room_setpoint_c,
+                    max_indoor_temp_c=home.room_setpoint_c + 2.0,
+                ),
+                thermal=ARCHETYPES[home.archetype].parameters,
+                registered_at=self.clock.now(),
+            )
+            self.deps.store.set(f"devices/{home.home_id}", device.to_document())
+            ids.append(home.home_id)
+        return ids
+
+    def run_until(self, until: datetime, *, max_deliveries: int = 1_000_000) -> int:
+        """Deliver every task due up to ``until``, moving the clock (and the homes) with them;
+        return how many deliveries were made. The clock ends at ``until``."""
+        delivered = 0
+        while delivered < max_deliveries:
+            due = self.tasks.next_due_at()
+            if due is None or due > until:
+                break
+            if due > self.clock.now():
+                self.fleet.advance(due)
+            delivered += self.tasks.run_due()
+        if until > self.clock.now():
+            self.fleet.advance(until)
+        return delivered
+
+    def run_for(self, duration: timedelta) -> int:
+        return self.run_until(self.clock.now() + duration)

@@ -1,0 +1,618 @@
+"""Dispatch and verification: what Cloud Tasks' calls do to a command.
+
+Both handlers take a :class:`TaskDelivery` (the body and the ``X-CloudTasks-*`` headers) and
+return a :class:`Reply` (an HTTP status, ``Retry-After`` when asked, a small JSON body). Only a
+2xx ends a task; 429/503 make Cloud Tasks back off, any other non-2xx retries it with the
+queue's backoff. The handlers never raise on purpose: a crash (an exception escaping) is a 500,
+and the next delivery finds the command where the crash left it.
+
+**Dispatch** (:func:`handle_dispatch`, purpose ``send``):
+
+1. A terminal command: 200, nothing sent (a failed one makes sure its alert went out).
+   Acknowledged or verified: 200 after making sure its verification task exists.
+2. Stale: the plan is no longer the device's current plan, its slot has passed
+   (``valid_until``), steering is off, or the household overrides: ``superseded``, 200.
+3. The manufacturer's breaker (open: 503) and the account's command budget (spent: 429), both
+   with ``Retry-After``.
+4. A command left ``sent`` by an earlier delivery (its outcome unknown: a crash after the
+   manufacturer may have accepted) is first checked on the device: already in the intended
+   mode → ``acknowledged``; otherwise it is settled (``retry_scheduled``) and sent anew.
+5. ``sent`` (attempt n+1, the payload) is recorded, *then* the adapter is called, outside any
+   transaction. Success → ``acknowledged`` → a verification task ``verify_delay`` later.
+   A transient failure → ``retry_scheduled`` and 503 (429 when rate limited), or on the queue's
+   last attempt ``failed`` with an alert. A permanent failure (invalid for this device,
+   rejected, credentials refused) → ``failed`` with an alert, 200.
+
+**Verification** (:func:`handle_verify`, purpose ``verify``): an ``acknowledged`` command is
+checked against the device (read budget and breaker as above). The intended mode →
+``verified`` and ``completed`` (one transaction). The household changed it in the app →
+``superseded`` (never a failure), the sighting written to the device for reconciliation. Another
+mode → one remediation (``retry_scheduled`` with cause ``verification_mismatch`` and a new
+dispatch task), and a second mismatch → ``failed`` with an alert. A later mode change already
+due → ``superseded`` (verifying the older mode would fight the newer one).
+
+Every event is one transaction (:mod:`hpsteer.services.command_log`) keyed by the delivery
+(``dedup_key`` = task name and retry count), and is also appended to ``command_events``.
+``checkpoint(step)`` is called between steps; tests raise from it to crash the handler there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
+from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
+from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
+from hpsteer.domain.instants import format_instant
+from hpsteer.domain.messages import Alert, AlertSeverity, CommandTask
+from hpsteer.errors import (
+    CircuitOpen,
+    IllegalTransition,
+    OemRateLimited,
+    PermanentError,
+    TaskAlreadyExists,
+    TransientError,
+)
+from hpsteer.observability.logging import log_context
+from hpsteer.observability.metrics import (
+    COMMAND_DURATION_SECONDS,
+    COMMAND_RETRY_TOTAL,
+    COMMANDS_FAILURE_TOTAL,
+    COMMANDS_SENT_TOTAL,
+    COMMANDS_SUCCESS_TOTAL,
+    Metrics,
+    metrics,
+)
+from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.alerts import raise_alert
+from hpsteer.services.command_log import (
+    NewEvent,
+    append_event_rows,
+    load_command,
+    record_events,
+)
+from hpsteer.services.command_tasks import (
+    dispatch_task,
+    max_attempts,
+    remediation_task_name,
+    verify_task,
+    verify_task_name,
+)
+from hpsteer.services.plan_inputs import device_path
+
+__all__ = [
+    "Checkpoint",
+    "Reply",
+    "TaskDelivery",
+    "gateway_for",
+    "handle_dispatch",
+    "handle_verify",
+]
+
+_log = logging.getLogger(__name__)
+E = CommandEventType
+S = CommandState
+
+Checkpoint = Callable[[str], None]
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDelivery:
+    """One delivery of a Cloud Task: its body and the headers Cloud Tasks sets."""
+
+    body: bytes
+    task_name: str
+    queue_name: str
+    retry_count: int = 0
+    traceparent: str | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], body: bytes) -> TaskDelivery:
+        lower = {k.lower(): v for k, v in headers.items()}
+        try:
+            retries = int(lower.get("x-cloudtasks-taskretrycount", "0"))
+        except ValueError:
+            retries = 0
+        return cls(
+            body=body,
+            task_name=lower.get("x-cloudtasks-taskname", ""),
+            queue_name=lower.get("x-cloudtasks-queuename", ""),
+            retry_count=max(0, retries),
+            traceparent=lower.get("traceparent"),
+        )
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.task_name}/{self.retry_count}"
+
+    @property
+    def last_attempt(self) -> bool:
+        limit = max_attempts(self.queue_name)
+        return limit != -1 and self.retry_count + 1 >= limit
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    outcome: str
+    retry_after_s: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, **self.detail}
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
+
+
+def gateway_for(deps: Dependencies) -> ManufacturerGateway:
+    """This instance's gateway to the real manufacturers (tests install their own first)."""
+    return deps.singleton(
+        "manufacturers",
+        lambda: ManufacturerGateway(
+            AdapterContext(secrets=deps.secrets, clock=deps.clock, store=deps.store)
+        ),
+    )
+
+
+def _retry_after(at: datetime | None, now: datetime) -> int:
+    if at is None:
+        return 60
+    return max(1, math.ceil((at - now).total_seconds()))
+
+
+class _Run:
+    """One delivery being handled: the command, its device, and the ways to move it on."""
+
+    def __init__(
+        self,
+        deps: Dependencies,
+        delivery: TaskDelivery,
+        gateway: ManufacturerGateway,
+        checkpoint: Checkpoint,
+        counters: Metrics,
+    ) -> None:
+        self.deps = deps
+        self.delivery = delivery
+        self.gateway = gateway
+        self.checkpoint = checkpoint
+        self.metrics = counters
+        self.now = deps.clock.now()
+        self.command: Command
+        self.device: Mapping[str, Any] = {}
+        self.ref: DeviceRef
+
+    # -- recording --------------------------------------------------------------------------
+
+    def record(self, *events: NewEvent) -> bool:
+        """Record events as this delivery; False when it recorded them already (redelivery)."""
+        command, written = record_events(
+            self.deps.store,
+            self.command.device_id,
+            self.command.command_id,
+            list(events),
+            dedup_key=f"{self.delivery.dedup_key}/{events[-1].type.value}",
+        )
+        self.command = command
+        if written:
+            append_event_rows(self.deps.analytics, command, written)
+        return bool(written)
+
+    def event(
+        self,
+        kind: CommandEventType,
+        *,
+        attempt: int | None = None,
+        error: str | None = None,
+        **detail: Any,
+    ) -> NewEvent:
+        return NewEvent(
+            kind,
+            self.deps.clock.now(),
+            self.command.attempt if attempt is None else attempt,
+            error[:2000] if error else None,
+            detail,
+        )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"oem": self.command.manufacturer, "action": self.command.generic_action.value}
+
+    # -- endings -------------------------------------------------------------------------------
+
+    def alert_failed(self) -> None:
+        command = self.command
+        raise_alert(
+            self.deps.store,
+            self.deps.bus,
+            Alert(
+                alert_id=f"command-failed-{command.device_id}-{command.command_id}",
+                severity=AlertSeverity.CRITICAL,
+                kind="command_failed",
+                message=(
+                    f"command {command.command_id} ({command.generic_action.value}) for device "
+                    f"{command.device_id} failed after attempt {command.attempt}: "
+                    f"{command.last_error or 'no reason recorded'}"
+                )[:2000],
+                raised_at=command.failed_at or self.deps.clock.now(),
+                device_id=command.device_id,
+                manufacturer=command.manufacturer,
+                command_id=command.command_id,
+            ),
+        )
+
+    def fail(self, error: str, reason: str) -> Reply:
+        if self.record(self.event(E.FAILED, error=error, reason=reason)):
+            self.metrics.inc(COMMANDS_FAILURE_TOTAL, reason=reason, **self.labels)
+            _log.error(
+                "command %s failed: %s",
+                self.command.command_id,
+                error,
+                extra={"reason": reason, "attempt": self.command.attempt},
+            )
+        self.checkpoint("failed_recorded")
+        self.alert_failed()
+        return Reply(200, "failed", detail={"error": error})
+
+    def supersede(self, reason: str, **detail: Any) -> Reply:
+        events = []
+        if self.command.state is S.SENT:  # outcome unknown: settle it before leaving
+            events.append(self.event(E.RETRY_SCHEDULED, error="outcome unknown", cause="stale"))
+        events.append(self.event(E.SUPERSEDED, reason=reason, **detail))
+        self.record(*events)
+        _log.info("command %s superseded: %s", self.command.command_id, reason)
+        return Reply(200, "superseded", detail={"reason": reason})
+
+    def transient(self, err: TransientError, *, sent: bool) -> Reply:
+        """A failure that may pass: retry (5xx/429), or fail with an alert on the last attempt."""
+        error = f"{type(err).__name__}: {err}"
+        if self.delivery.last_attempt:
+            return self.fail(error, type(err).__name__)
+        if sent and self.record(self.event(E.RETRY_SCHEDULED, error=error)):
+            self.metrics.inc(
+                COMMAND_RETRY_TOTAL, oem=self.command.manufacturer, reason=type(err).__name__
+            )
+        retry_at = getattr(err, "retry_at", None)
+        if isinstance(err, OemRateLimited):
+            return Reply(429, "rate_limited", _retry_after(retry_at, self.now), {"error": error})
+        if isinstance(err, CircuitOpen):
+            return Reply(503, "circuit_open", _retry_after(retry_at, self.now), {"error": error})
+        return Reply(503, "retrying", None, {"error": error})
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def stale_reason(self) -> tuple[str, dict[str, Any]] | None:
+        command, device, now = self.command, self.device, self.deps.clock.now()
+        if device.get("steering_enabled") is False:
+            return "steering_disabled", {}
+        override = device.get("override_until")
+        if isinstance(override, datetime) and now < override:
+            return "user_override", {"override_until": override.isoformat()}
+        if command.plan_id is not None and device.get("current_plan_id") != command.plan_id:
+            return "newer_plan", {"current_plan_id": device.get("current_plan_id")}
+        if command.valid_until is not None and now >= command.valid_until:
+            return "slot_passed", {"valid_until": command.valid_until.isoformat()}
+        return None
+
+    def in_intended_mode(self, state: DeviceState) -> bool:
+        intended = self.command.generic_action.mode
+        if intended is None:  # a hot-water boost: accepted and online is all a read can show
+            return state.online
+        return state.online and state.mode is intended
+
+    def schedule_verification(self) -> None:
+        command = self.command
+        name = verify_task_name(command.device_id, command.command_id, command.attempt)
+        at = self.deps.clock.now() + timedelta(seconds=self.deps.settings.verify_delay_seconds)
+        with contextlib.suppress(TaskAlreadyExists):
+            self.deps.tasks.create_task(
+                verify_task(
+                    self.deps.settings,
+                    name,
+                    command.device_id,
+                    command.command_id,
+                    at,
+                    self.delivery.traceparent,
+                )
+            )
+
+    def schedule_remediation(self) -> None:
+        command = self.command
+        name = remediation_task_name(command.device_id, command.command_id, command.remediations)
+        with contextlib.suppress(TaskAlreadyExists):
+            self.deps.tasks.create_task(
+                dispatch_task(
+                    self.deps.settings,
+                    command.manufacturer,
+                    name,
+                    command.device_id,
+                    command.command_id,
+                    self.deps.clock.now(),
+                    self.delivery.traceparent,
+                )
+            )
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def dispatch(self) -> Reply:
+        command = self.command
+        if command.state.is_terminal:
+            if command.state is S.FAILED:
+                self.alert_failed()
+            return Reply(200, f"already_{command.state.value}")
+        if command.state in (S.ACKNOWLEDGED, S.VERIFIED):
+            self.schedule_verification()
+            return Reply(200, f"already_{command.state.value}")
+        stale = self.stale_reason()
+        if stale is not None:
+            return self.supersede(stale[0], **stale[1])
+        self.checkpoint("checked")
+        action = command.generic_action
+        if command.state is S.SENT:
+            settled = self.settle_unknown_outcome()
+            if settled is not None:
+                return settled
+        try:
+            payload, validation = self.gateway.prepare(self.ref, action)
+        except TransientError as err:
+            return self.transient(err, sent=False)
+        except PermanentError as err:
+            return self.fail(f"{type(err).__name__}: {err}", "invalid_command")
+        if not validation.valid:
+            return self.fail(f"invalid for this device: {validation.reason}", "invalid_command")
+        self.checkpoint("prepared")
+        try:
+            self.gateway.admit_command(self.ref)
+        except TransientError as err:
+            return self.transient(err, sent=False)
+        self.checkpoint("admitted")
+        attempt = self.command.attempt + 1
+        try:
+            recorded = self.record(
+                self.event(E.SENT, attempt=attempt, manufacturer_payload=payload)
+            )
+        except IllegalTransition:
+            recorded = False
+        if not recorded:  # another delivery of this task holds the command: let it finish
+            self.gateway.cancel(self.ref)
+            return Reply(503, "in_flight", 10)
+        self.checkpoint("sent_recorded")
+        with log_context(attempt=attempt):
+            try:
+                result = self.gateway.send(self.ref, action, payload)
+            except TransientError as err:
+                self.checkpoint("send_failed")
+                return self.transient(err, sent=True)
+            except PermanentError as err:
+                self.checkpoint("send_failed")
+                return self.fail(f"{type(err).__name__}: {err}", type(err).__name__)
+        self.checkpoint("manufacturer_accepted")
+        try:
+            self.record(
+                self.event(
+                    E.ACKNOWLEDGED,
+                    manufacturer_reference=result.manufacturer_reference,
+                    accepted_at=result.accepted_at.isoformat(),
+                    response=dict(result.response),
+                )
+            )
+        except IllegalTransition:  # a concurrent delivery settled this attempt meanwhile
+            return Reply(200, "raced", detail={"attempt": attempt})
+        self.metrics.inc(COMMANDS_SENT_TOTAL, **self.labels)
+        self.checkpoint("acknowledged")
+        self.schedule_verification()
+        self.checkpoint("verification_scheduled")
+        return Reply(200, "acknowledged", detail={"attempt": attempt})
+
+    def settle_unknown_outcome(self) -> Reply | None:
+        """The last attempt's outcome is unknown: if the device shows it applied, it was sent;
+        else settle it as a failed attempt so a new one can go. None: go on and send."""
+        try:
+            state = self.gateway.read_state(self.ref)
+        except TransientError as err:
+            return self.transient(err, sent=False)
+        self.checkpoint("unknown_outcome_read")
+        if self.command.generic_action.mode is not None and self.in_intended_mode(state):
+            self.record(
+                self.event(
+                    E.ACKNOWLEDGED,
+                    found_applied=True,
+                    observed_mode=state.mode.value if state.mode else None,
+                )
+            )
+            self.metrics.inc(COMMANDS_SENT_TOTAL, **self.labels)
+            self.checkpoint("acknowledged")
+            self.schedule_verification()
+            return Reply(200, "acknowledged", detail={"found_applied": True})
+        self.record(
+            self.event(
+                E.RETRY_SCHEDULED,
+                error=f"outcome of attempt {self.command.attempt} unknown; device not in the "
+                "intended mode",
+                cause="unknown_outcome",
+            )
+        )
+        self.checkpoint("unknown_outcome_settled")
+        return None
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify(self) -> Reply:
+        command = self.command
+        if command.state.is_terminal:
+            if command.state is S.FAILED:
+                self.alert_failed()
+            return Reply(200, f"already_{command.state.value}")
+        if command.state is S.RETRYING and command.remediations:
+            self.schedule_remediation()  # a crash may have left the remediation's task out
+            return Reply(200, "remediating")
+        if command.state is not S.ACKNOWLEDGED:
+            return Reply(200, f"not_verifiable_{command.state.value}")
+        stale = self.stale_reason()
+        if stale is not None and not (stale[0] == "newer_plan" and self.current_plan_agrees()):
+            return self.supersede(stale[0], **stale[1])
+        self.checkpoint("checked")
+        try:
+            state = self.gateway.read_state(self.ref)
+        except TransientError as err:
+            if self.delivery.last_attempt:
+                return self.fail(f"verification impossible: {type(err).__name__}: {err}", "verify")
+            retry_at = getattr(err, "retry_at", None)
+            status = 429 if isinstance(err, OemRateLimited) else 503
+            return Reply(
+                status, "verify_later", _retry_after(retry_at, self.now) if retry_at else None
+            )
+        self.checkpoint("state_read")
+        observed = state.mode.value if state.mode else None
+        if self.in_intended_mode(state):
+            done = self.record(
+                self.event(E.VERIFIED, observed_mode=observed), self.event(E.COMPLETED)
+            )
+            if done:
+                self.metrics.inc(COMMANDS_SUCCESS_TOTAL, **self.labels)
+                started = self.command.sent_at or self.command.created_at
+                self.metrics.observe(
+                    COMMAND_DURATION_SECONDS,
+                    (self.deps.clock.now() - started).total_seconds(),
+                    oem=self.command.manufacturer,
+                )
+            return Reply(200, "completed")
+        if self.changed_by_household(state):
+            self.note_user_override(state)
+            self.checkpoint("override_noted")
+            return self.supersede("user_override", observed_mode=observed)
+        error = (
+            f"verification found {'offline' if not state.online else f'mode {observed}'}, "
+            f"intended {command.generic_action.mode.value if command.generic_action.mode else '-'}"
+        )
+        if command.remediations >= 1:
+            return self.fail(error, "not_applied")
+        self.record(self.event(E.RETRY_SCHEDULED, error=error, cause=REMEDIATION))
+        self.metrics.inc(COMMAND_RETRY_TOTAL, oem=command.manufacturer, reason="not_applied")
+        self.checkpoint("remediation_recorded")
+        self.schedule_remediation()
+        return Reply(200, "remediating")
+
+    def changed_by_household(self, state: DeviceState) -> bool:
+        """The manufacturer says the household changed it; or, where it cannot say, the device
+        is at a setting that is none of our modes (we only ever command min, mid and max)."""
+        if state.changed_by_user is not None:
+            return state.changed_by_user
+        return state.online and state.mode is None and self.command.generic_action.mode is not None
+
+    def current_plan_agrees(self) -> bool:
+        """Whether the device's current plan wants this command's mode now: then the command
+        is still what should hold and is verified; else the newer plan's commands take over."""
+        plan_id = self.device.get("current_plan_id")
+        if not isinstance(plan_id, str) or self.command.generic_action.mode is None:
+            return False
+        plan = self.deps.store.get(f"devices/{self.command.device_id}/plans/{plan_id}")
+        if plan is None:
+            return False
+        now = self.deps.clock.now()
+        for slot in plan.data.get("slots", []):
+            start, end = slot.get("start_at"), slot.get("end_at")
+            if isinstance(start, str) and isinstance(end, str) and start <= _iso(now) < end:
+                return bool(slot.get("mode") == self.command.generic_action.mode.value)
+        return False
+
+    def note_user_override(self, state: DeviceState) -> None:
+        """Leave the sighting where reconciliation (issue 7) picks it up; never fight it."""
+        self.deps.store.update(
+            device_path(self.command.device_id),
+            {
+                "override_seen": {
+                    "at": state.observed_at,
+                    "command_id": self.command.command_id,
+                    "observed_mode": state.mode.value if state.mode else None,
+                    "room_setpoint_c": state.room_setpoint_c,
+                }
+            },
+        )
+
+
+def _start(
+    delivery: TaskDelivery,
+    deps: Dependencies,
+    purpose: str,
+    gateway: ManufacturerGateway | None,
+    checkpoint: Checkpoint,
+    counters: Metrics,
+) -> _Run | Reply:
+    try:
+        task = CommandTask.parse_json(delivery.body)
+    except PermanentError as err:
+        _log.error("dropped a task that is not a command task: %s", err)
+        return Reply(200, "malformed", detail={"error": str(err)})
+    if task.purpose != purpose:
+        _log.error("a %s task reached the %s route: dropped", task.purpose, purpose)
+        return Reply(200, "wrong_route")
+    command = load_command(deps.store, task.device_id, task.command_id)
+    if command is None:
+        _log.error("task %s names no command %s", delivery.task_name, task.command_id)
+        return Reply(200, "unknown_command")
+    run = _Run(deps, delivery, gateway or gateway_for(deps), checkpoint, counters)
+    run.command = command
+    device = deps.store.get(device_path(task.device_id))
+    run.device = device.data if device is not None else {"steering_enabled": False}
+    try:
+        run.ref = device_ref(task.device_id, run.device)
+    except PermanentError:
+        run.ref = DeviceRef(command.manufacturer, "", "unknown", task.device_id)
+    return run
+
+
+def handle_dispatch(
+    delivery: TaskDelivery,
+    deps: Dependencies,
+    *,
+    gateway: ManufacturerGateway | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+    counters: Metrics = metrics,
+) -> Reply:
+    """Dispatch one command (module docstring)."""
+    started = _start(delivery, deps, "send", gateway, checkpoint, counters)
+    if isinstance(started, Reply):
+        return started
+    with log_context(
+        device_id=started.command.device_id,
+        command_id=started.command.command_id,
+        task=delivery.task_name,
+        retry=delivery.retry_count,
+    ):
+        return started.dispatch()
+
+
+def handle_verify(
+    delivery: TaskDelivery,
+    deps: Dependencies,
+    *,
+    gateway: ManufacturerGateway | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+    counters: Metrics = metrics,
+) -> Reply:
+    """Verify one command on its device (module docstring)."""
+    started = _start(delivery, deps, "verify", gateway, checkpoint, counters)
+    if isinstance(started, Reply):
+        return started
+    with log_context(
+        device_id=started.command.device_id,
+        command_id=started.command.command_id,
+        task=delivery.task_name,
+        retry=delivery.retry_count,
+    ):
+        return started.verify()
+
+
+def _iso(instant: datetime) -> str:
+    return format_instant(instant)
