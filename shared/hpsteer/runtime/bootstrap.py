@@ -143,13 +143,15 @@ def local(
     dispatcher: Dispatcher | None = None,
     state_dir: Path | None = None,
     secrets: SecretStore | None = None,
+    wrap_store: Callable[[DocumentStore], DocumentStore] | None = None,
 ) -> Dependencies:
     """In-process backends. With ``state_dir`` (or ``HPSTEER_LOCAL_STATE_DIR``) the store and the
     analytics tables persist as SQLite files there, and secrets are read from files there.
 
     ``dispatcher`` delivers due tasks; by default they are POSTed over HTTP to their URL, as
     Cloud Tasks would (the local runtime passes a dispatcher that calls handlers in process).
-    ``secrets`` replaces the secret store (the simulated fleet's rotating tokens live in memory).
+    ``secrets`` replaces the secret store (the simulated fleet's rotating tokens live in memory);
+    ``wrap_store`` wraps the store once built (a benchmark counts its operations so).
     """
     settings = settings or Settings(backend="local")
     clock = clock or SystemClock()
@@ -161,7 +163,8 @@ def local(
         from hpsteer.backends.local.store import LocalDocumentStore
 
         path = directory / "store.sqlite" if directory else None
-        return LocalDocumentStore(clock=clock, path=path)
+        built = LocalDocumentStore(clock=clock, path=path)
+        return wrap_store(built) if wrap_store is not None else built
 
     def bus() -> MessageBus:
         from hpsteer.backends.local.bus import LocalMessageBus

@@ -20,6 +20,7 @@ a ``checkpoint`` callable is passed to the handlers, for crash injection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from hpsteer.domain.devices import ComfortBand, Device, Location
 from hpsteer.domain.market import PriceArea
 from hpsteer.observability.metrics import Metrics
 from hpsteer.ports.clock import SimulatedClock
+from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.dispatch import Checkpoint, TaskDelivery, handle_dispatch, handle_verify
@@ -67,6 +69,7 @@ class LocalFleet:
         seed: int = 0,
         faults: FaultPlan | None = None,
         settings: Settings | None = None,
+        wrap_store: Callable[[DocumentStore], DocumentStore] | None = None,
     ) -> LocalFleet:
         clock = SimulatedClock(start)
         holder: list[LocalFleet] = []
@@ -75,7 +78,11 @@ class LocalFleet:
             return holder[0].deliver(request)
 
         deps = bootstrap.local(
-            settings, clock=clock, dispatcher=deliver, secrets=MemorySecretStore()
+            settings,
+            clock=clock,
+            dispatcher=deliver,
+            secrets=MemorySecretStore(),
+            wrap_store=wrap_store,
         )
         fleet = Fleet(clock, homes=homes, seed=seed, faults=faults or FaultPlan(seed=seed))
         fleet.seed_secrets(deps.secrets)
