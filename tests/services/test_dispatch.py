@@ -25,6 +25,7 @@ from hpsteer.observability.metrics import (
     COMMANDS_SENT_TOTAL,
     COMMANDS_SUCCESS_TOTAL,
 )
+from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import history, load_command
 from hpsteer.services.command_tasks import DISPATCH_RETRY, dispatch_queue
@@ -43,9 +44,17 @@ class Crash(Exception):
 
 
 @pytest.fixture
-def make_local() -> Callable[..., LocalFleet]:
+def make_local(document_store: DocumentStore) -> Callable[..., LocalFleet]:
+    """The command path on the local store, and on Firestore (its emulator) in its place."""
+
     def make(homes: int = 3, seed: int = 11, faults: FaultPlan | None = None) -> LocalFleet:
-        local = LocalFleet.build(start=T0, homes=homes, seed=seed, faults=faults)
+        local = LocalFleet.build(
+            start=T0,
+            homes=homes,
+            seed=seed,
+            faults=faults,
+            wrap_store=lambda _local: document_store,
+        )
         local.register_devices()
         return local
 

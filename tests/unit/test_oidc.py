@@ -14,16 +14,10 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from google.auth import crypt, jwt
 
 from hpsteer.errors import TransientError
 from hpsteer.runtime.oidc import (
@@ -36,61 +30,27 @@ from hpsteer.runtime.oidc import (
     OidcVerifier,
     fetch_google_certs,
 )
+from tests.support.oidc import SigningKey, make_key
 
 FUNCTION_URL = "https://europe-north1-hpsteer.cloudfunctions.net/dispatch"
 TASKS_SA = "tasks-invoker@hpsteer.iam.gserviceaccount.com"
 POLICY = OidcPolicy(audience=FUNCTION_URL, service_account=TASKS_SA)
 
 
-@dataclass(frozen=True)
-class SigningKey:
-    kid: str
-    private_pem: bytes
-    cert_pem: str
-
-    def sign(self, claims: Mapping[str, Any], *, kid: str | None = None) -> str:
-        # google-auth is untyped here.
-        signer = crypt.RSASigner.from_string(self.private_pem, key_id=self.kid)  # type: ignore[no-untyped-call]
-        encoded: bytes = jwt.encode(signer, dict(claims), key_id=kid)  # type: ignore[no-untyped-call]
-        return encoded.decode()
-
-
-def _make_key(kid: str) -> SigningKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-google-signer")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .sign(key, hashes.SHA256())
-    )
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return SigningKey(kid, private_pem, cert.public_bytes(serialization.Encoding.PEM).decode())
-
-
 @pytest.fixture(scope="module")
 def google_key() -> SigningKey:
-    return _make_key("google-key-1")
+    return make_key("google-key-1")
 
 
 @pytest.fixture(scope="module")
 def rotated_key() -> SigningKey:
-    return _make_key("google-key-2")
+    return make_key("google-key-2")
 
 
 @pytest.fixture(scope="module")
 def intruder_key() -> SigningKey:
     """Not Google's: a token it signs under Google's key id must fail the signature check."""
-    return _make_key("google-key-1")
+    return make_key("google-key-1")
 
 
 @dataclass

@@ -84,7 +84,7 @@ from hpsteer.services.command_tasks import (
     verify_task,
     verify_task_name,
 )
-from hpsteer.services.plan_inputs import device_path
+from hpsteer.services.paths import device_path
 
 __all__ = [
     "Checkpoint",

@@ -55,7 +55,7 @@ from hpsteer.services.command_tasks import (
     sweep_task_name,
     verify_task,
 )
-from hpsteer.services.plan_inputs import device_path
+from hpsteer.services.paths import device_path
 
 __all__ = [
     "MARKERS",

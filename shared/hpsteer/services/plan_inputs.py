@@ -60,6 +60,7 @@ from hpsteer.services.ingest_weather import (
     location_path,
     series_from_document,
 )
+from hpsteer.services.paths import device_path
 from hpsteer.services.price_days import load_day
 from hpsteer.thermal import Plant, SlotConditions, plant_from_parameters
 
@@ -109,10 +110,6 @@ class PlanningOptions:
     max_changes_per_day: int = 6
     switch_penalty_eur: float = 0.02
     comfort_penalty_eur_per_kh: float = 1.0
-
-
-def device_path(device_id: str) -> str:
-    return f"devices/{device_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from hpsteer.domain.plans import Plan
 from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
 from hpsteer.ports.store import DocumentStore, Transaction
-from hpsteer.services.plan_inputs import device_path
+from hpsteer.services.paths import device_path, plan_path
 
 __all__ = [
     "COST_SAVINGS",
@@ -79,10 +79,6 @@ COST_SAVINGS = TableSchema(
     cluster_by=("device_id",),
     description="Planned vs own-control energy cost per plan and local day, on the same forecast.",
 )
-
-
-def plan_path(device_id: str, plan_id: str) -> str:
-    return f"devices/{device_id}/plans/{plan_id}"
 
 
 def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) -> dict[str, Any]:
