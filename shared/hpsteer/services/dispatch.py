@@ -126,7 +126,8 @@ class TaskDelivery:
         return cls(
             body=body,
             task_name=lower.get("x-cloudtasks-taskname", ""),
-            queue_name=lower.get("x-cloudtasks-queuename", ""),
+            # The short id, as Cloud Tasks sends it (a stand-in sends the full queue path).
+            queue_name=lower.get("x-cloudtasks-queuename", "").rsplit("/", 1)[-1],
             retry_count=max(0, retries),
             traceparent=lower.get("traceparent"),
         )
