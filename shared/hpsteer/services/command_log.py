@@ -12,7 +12,8 @@ it unchanged, and an event whose ``dedup_key`` the command already recorded is n
 Several events that happen together (``verified`` then ``completed``) are one transaction.
 
 Every recorded event also becomes a row of the analytics ``command_events`` table
-(:func:`export_events`, insert id ``{command_id}/{seq:08d}``, so appending again adds nothing).
+(:func:`export_events`, insert id ``{device_id}/{command_id}/{seq:08d}``: command ids are
+unique per device; appending again adds nothing).
 """
 
 from __future__ import annotations
@@ -231,13 +232,13 @@ def event_rows(command: Command, events: Sequence[CommandEvent]) -> list[dict[st
 
 
 def export_events(analytics: Analytics, command: Command, events: Sequence[CommandEvent]) -> None:
-    """Append ``events`` to ``command_events`` (insert id ``{command_id}/{seq:08d}``)."""
+    """Append ``events`` to ``command_events``, insert id ``{device}/{command}/{seq:08d}``."""
     if not events:
         return
     analytics.append(
         COMMAND_EVENTS.name,
         event_rows(command, events),
-        [f"{command.command_id}/{event.seq:08d}" for event in events],
+        [f"{command.device_id}/{command.command_id}/{event.seq:08d}" for event in events],
     )
 
 
