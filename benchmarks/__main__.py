@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import adapters, backtest, bookkeeping, command_log, planner
+from benchmarks import adapters, backtest, bookkeeping, command_log, dispatch, planner
 
 
 def main() -> int:
     command_log.main()
     bookkeeping.main([])
     adapters.main([])
+    dispatch.main([])
     planner.main([])
     backtest.main([])
     return 0

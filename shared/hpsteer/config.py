@@ -45,6 +45,22 @@ class Settings(BaseSettings):
     no account configured they refuse every call (fail closed)."""
     verify_delay_seconds: int = Field(default=600, ge=30, le=3600)
     """How long after a manufacturer accepted a command its verification reads the device."""
+    reconcile_interval_minutes: int = Field(default=10, ge=5, le=15)
+    """How often Cloud Scheduler asks for reconciliation (terraform uses the same value)."""
+    reconcile_page_size: int = Field(default=200, ge=1, le=1000)
+    """Devices per reconcile shard (one page of the device query)."""
+    max_remediations: int = Field(default=3, ge=1, le=20)
+    """Remediations of one drift before reconciliation alerts and stops remediating."""
+    unreachable_alert_after_minutes: int = Field(default=60, ge=10, le=1440)
+    """A device unreachable this long raises an alert."""
+    telemetry_webhook_secret: str = "telemetry-webhook-secret"
+    """Secret holding the telemetry webhook's ``whsec_<base64>`` signing secret."""
+    telemetry_webhook_previous_versions: int = Field(default=1, ge=0, le=10)
+    """Numbered versions below ``latest`` still accepted while the secret rotates."""
+    telemetry_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    """A webhook whose ``webhook-timestamp`` is further off than this is refused (400)."""
+    telemetry_max_clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
+    """A telemetry sample observed further in the future than this is refused."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

@@ -84,6 +84,15 @@ class Plan(Record):
             previous = slot.mode
         return changes
 
+    def mode_runs(self) -> list[tuple[datetime, Mode]]:
+        """Where each run of one mode starts (the first slot's included): the plan as a
+        schedule of modes, small enough to keep on the device for reconciliation."""
+        runs: list[tuple[datetime, Mode]] = []
+        for slot in self.slots:
+            if not runs or runs[-1][1] is not slot.mode:
+                runs.append((slot.start_at, slot.mode))
+        return runs
+
     def mode_at(self, instant: datetime) -> Mode | None:
         for slot in self.slots:
             if slot.start_at <= instant < slot.end_at:

@@ -243,7 +243,15 @@ class _Shard:
         """Make the plan current (only forward), record it, and release its outbox if it is
         the device's current plan now."""
         store = self.deps.store
-        moved = make_current(store, plan.device_id, plan.plan_id, plan.start_at, plan.created_at)
+        moved = make_current(
+            store,
+            plan.device_id,
+            plan.plan_id,
+            plan.start_at,
+            plan.created_at,
+            plan.mode_runs(),
+            plan.end_at,
+        )
         self.record(plan, document)
         if not moved:
             current = store.get(device_path(plan.device_id))

@@ -129,9 +129,19 @@ def write_plan(
 
 
 def make_current(
-    store: DocumentStore, device_id: str, plan_id: str, start_at: datetime, created_at: datetime
+    store: DocumentStore,
+    device_id: str,
+    plan_id: str,
+    start_at: datetime,
+    created_at: datetime,
+    schedule: Sequence[tuple[datetime, Mode]] = (),
+    end_at: datetime | None = None,
 ) -> bool:
-    """Point the device at this plan if it is newer than the current one; True if it moved."""
+    """Point the device at this plan if it is newer than the current one; True if it moved.
+
+    ``schedule`` (the plan's mode runs) and ``end_at`` are kept beside the id
+    (``current_plan_modes``, ``current_plan_end_at``), so reconciliation knows the intended mode
+    from the device document alone."""
     path = device_path(device_id)
 
     def run(tx: Transaction) -> bool:
@@ -155,6 +165,8 @@ def make_current(
                 "current_plan_id": plan_id,
                 "current_plan_start_at": start_at,
                 "current_plan_created_at": created_at,
+                "current_plan_end_at": end_at,
+                "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
             },
         )
         return True

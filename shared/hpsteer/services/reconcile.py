@@ -1,0 +1,504 @@
+"""Reconcile: compare every device with its plan, and act on what differs.
+
+Cloud Scheduler publishes a :class:`~hpsteer.domain.messages.ReconcileRequest` on
+``reconcile-requests`` every ``reconcile_interval_minutes``. Each message is **one page** of the
+device query (``shard_size`` devices from ``shard_cursor``): the handler first publishes the next
+page's request (so pages run in parallel instances, never one giant query), then reconciles its
+own devices, then records the page as done (``reconcile_runs/{scheduled_at}~{page}``): a
+redelivered page finds its record and does nothing, so a duplicate never doubles the pages after
+it.
+
+Per device (:func:`reconcile_device`): what is intended comes from the device document alone
+(the current plan's mode runs, ``current_plan_modes``, kept there by optimize); what the device
+shows comes from fresh telemetry (``last_telemetry`` younger than the interval) or else one read
+through the manufacturer gateway (breaker and read budget; a refused or failed read leaves the
+device for the next run, a device the manufacturer reports offline counts as unreachable). The
+pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applied here:
+
+- ``Override``: ``override_until`` on the device (steering pauses: the dispatcher supersedes the
+  plan's commands meanwhile), the sighting kept in ``reconcile.last_override``, a
+  :class:`~hpsteer.domain.messages.ReplanRequest` so the next plan starts from the user's choice,
+  ``user_overrides_total``;
+- ``Remediate``: a command through the dispatch path (``devices/{id}/commands/remedy-…``, its
+  named task now), ``state_drift_detected_total``;
+- ``RaiseAlert`` / ``ResolveAlert``: ``alerts/{kind}-{device}-{since}`` raised once per episode,
+  resolved (``resolved_at``) when the device is back in sync;
+- reconciliation's memory (``devices/{id}.reconcile``) is written only when it changes, so a
+  device in sync costs one read per run and no write.
+
+A device with an unknown manufacturer or a broken document is reported (logged, counted), never
+crashes the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
+from hpsteer.adapters.protocol import DeviceState
+from hpsteer.domain.actions import Mode
+from hpsteer.domain.commands import CommandEvent, CommandEventType
+from hpsteer.domain.market import PriceArea, delivery_day_bounds, market_date_of
+from hpsteer.domain.messages import (
+    Alert,
+    AlertSeverity,
+    ReconcileRequest,
+    ReplanRequest,
+    Topic,
+)
+from hpsteer.domain.reconciliation import (
+    Action,
+    AlertKind,
+    InSync,
+    Intended,
+    MarkReachable,
+    MarkUnreachable,
+    Memory,
+    Observed,
+    Override,
+    Policy,
+    RaiseAlert,
+    Remediate,
+    ResolveAlert,
+    Skip,
+    diff,
+)
+from hpsteer.errors import (
+    DeviceOffline,
+    DocumentAlreadyExists,
+    PermanentError,
+    TaskAlreadyExists,
+    TransientError,
+)
+from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
+from hpsteer.observability.logging import log_context
+from hpsteer.observability.metrics import Metrics, metrics
+from hpsteer.ports.store import Document
+from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.alerts import alert_path, raise_alert
+from hpsteer.services.command_log import append_event_rows, create_command
+from hpsteer.services.command_tasks import dispatch_task
+from hpsteer.services.ingest_telemetry import publish_sample, sample_from_device_state
+from hpsteer.services.paths import device_path
+
+__all__ = [
+    "RECONCILIATION_FAILURE_TOTAL",
+    "RECONCILIATION_SUCCESS_TOTAL",
+    "STATE_DRIFT_DETECTED_TOTAL",
+    "USER_OVERRIDES_TOTAL",
+    "DeviceOutcome",
+    "handle_reconcile_request",
+    "intended_now",
+    "reconcile_device",
+    "reconcile_page",
+]
+
+_log = logging.getLogger(__name__)
+
+STATE_DRIFT_DETECTED_TOTAL = "state_drift_detected_total"
+RECONCILIATION_SUCCESS_TOTAL = "reconciliation_success_total"
+RECONCILIATION_FAILURE_TOTAL = "reconciliation_failure_total"
+USER_OVERRIDES_TOTAL = "user_overrides_total"
+RECONCILE_SKIPPED_TOTAL = "reconciliation_skipped_total"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOutcome:
+    device_id: str
+    actions: tuple[str, ...]
+    read: bool = False
+    """Whether the manufacturer was asked (no fresh telemetry)."""
+    error: str | None = None
+
+
+@dataclass
+class _Context:
+    deps: Dependencies
+    gateway: ManufacturerGateway
+    counters: Metrics
+    now: datetime
+    scheduled_at: datetime
+    policy: Policy
+    outcomes: list[DeviceOutcome] = field(default_factory=list)
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _mode(value: Any) -> Mode | None:
+    try:
+        return Mode(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, frozenset[Mode]]:
+    """The current plan's mode now (from the device document), and the modes it commanded."""
+    runs = [
+        (at, mode)
+        for run in device.get("current_plan_modes") or []
+        if isinstance(run, Mapping)
+        and (at := _instant(run.get("at"))) is not None
+        and (mode := _mode(run.get("mode"))) is not None
+    ]
+    end_at = _instant(device.get("current_plan_end_at"))
+    plan_id = device.get("current_plan_id")
+    past = [(at, mode) for at, mode in runs if at <= now]
+    if not past or (end_at is not None and now >= end_at):
+        return Intended(None, plan_id=plan_id), frozenset()
+    since, mode = past[-1]
+    later = [at for at, _ in runs if at > now]
+    until = later[0] if later else end_at
+    return Intended(mode, since, until, plan_id), frozenset(m for _, m in past)
+
+
+def _memory(device: Mapping[str, Any], commanded: frozenset[Mode]) -> Memory:
+    state = device.get("reconcile") or {}
+    alert = state.get("open_alert")
+    return Memory(
+        steering_enabled=device.get("steering_enabled") is not False,
+        override_until=_instant(device.get("override_until")),
+        remediations_in_a_row=int(state.get("remediations_in_a_row") or 0),
+        open_remediation_until=_instant(state.get("open_remediation_until")),
+        unreachable_since=_instant(state.get("unreachable_since")),
+        open_alert=AlertKind(alert) if alert in {k.value for k in AlertKind} else None,
+        commanded_modes=commanded,
+    )
+
+
+def _fresh_telemetry(device: Mapping[str, Any], now: datetime, fresh: timedelta) -> Observed | None:
+    telemetry = device.get("last_telemetry")
+    if not isinstance(telemetry, Mapping):
+        return None
+    observed_at = _instant(telemetry.get("observed_at"))
+    if observed_at is None or now - observed_at > fresh:
+        return None
+    if telemetry.get("observed_mode") is None and telemetry.get("setpoint_offset_k") is None:
+        return None  # a sample of temperatures only says nothing of the mode: read instead
+    online = telemetry.get("online")
+    by_user = telemetry.get("changed_by_user")
+    offset = telemetry.get("setpoint_offset_k")
+    return Observed(
+        online=online is not False,
+        mode=_own_control_if_unplaced(
+            _mode(telemetry.get("observed_mode")),
+            float(offset) if isinstance(offset, int | float) else None,
+        ),
+        observed_at=observed_at,
+        changed_by_user=by_user if isinstance(by_user, bool) else None,
+    )
+
+
+def _own_control_if_unplaced(mode: Mode | None, offset_k: float | None) -> Mode | None:
+    """A device whose setting the adapter cannot place against the household's own (no offset:
+    hpsteer never steered it, so no baseline was learnt) runs on its own control: ``mid``."""
+    if mode is None and offset_k is None:
+        return Mode.MID
+    return mode
+
+
+def _pause_until(area: Any, now: datetime) -> datetime:
+    """The end of the current plan day: the market-local day of now, in the device's area."""
+    try:
+        price_area = PriceArea(area)
+    except ValueError:
+        return now + timedelta(hours=12)
+    return delivery_day_bounds(price_area, market_date_of(price_area, now))[1]
+
+
+class _Device:
+    """One device's reconciliation: observe, decide, apply."""
+
+    def __init__(self, ctx: _Context, document: Document) -> None:
+        self.ctx = ctx
+        self.device_id = document.id
+        self.data = document.data
+        self.changes: dict[str, Any] = {}
+        self.state: dict[str, Any] = dict(self.data.get("reconcile") or {})
+        self.read = False
+
+    def observe(self) -> Observed | str | None:
+        """What the device shows; a string when it could not be judged now (and why)."""
+        ctx = self.ctx
+        fresh_for = timedelta(minutes=ctx.deps.settings.reconcile_interval_minutes)
+        fresh = _fresh_telemetry(self.data, ctx.now, fresh_for)
+        if fresh is not None:
+            return fresh
+        ref = device_ref(self.device_id, self.data)
+        self.read = True
+        try:
+            state = ctx.gateway.read_state(ref)
+        except DeviceOffline:
+            return None
+        except TransientError as err:
+            return type(err).__name__
+        if state.online and ctx.now - state.observed_at > fresh_for:
+            return "StaleTelemetry"  # the manufacturer's figures stopped moving: judge nothing
+        self.share(state)
+        return Observed(
+            online=state.online,
+            mode=_own_control_if_unplaced(state.mode, state.setpoint_offset_k),
+            observed_at=state.observed_at,
+            changed_by_user=state.changed_by_user,
+        )
+
+    def share(self, state: DeviceState) -> None:
+        """A polled state is telemetry too: published on ``device-telemetry`` like a webhook's,
+        so ``last_telemetry`` (and the planner's measured start) follows it."""
+        try:
+            publish_sample(self.ctx.deps.bus, sample_from_device_state(state, self.device_id))
+        except (TransientError, PermanentError) as err:
+            _log.warning("polled state of %s not published: %s", self.device_id, err)
+
+    def run(self) -> DeviceOutcome:
+        ctx = self.ctx
+        intended, commanded = intended_now(self.data, ctx.now)
+        memory = _memory(self.data, commanded)
+        if not memory.steering_enabled or intended.mode is None:
+            observed: Observed | str | None = None  # no read needed to skip
+        else:
+            observed = self.observe()
+        if isinstance(observed, str):
+            ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=observed)
+            return DeviceOutcome(self.device_id, ("unreadable",), self.read, observed)
+        actions = diff(
+            intended,
+            observed,
+            memory,
+            ctx.now,
+            pause_until=_pause_until(self.data.get("price_area"), ctx.now),
+            policy=ctx.policy,
+        )
+        for action in actions:
+            self.apply(action, intended, observed)
+        self.save()
+        names = tuple(type(a).__name__ for a in actions)
+        return DeviceOutcome(self.device_id, names, self.read)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def apply(self, action: Action, intended: Intended, observed: Observed | None) -> None:
+        ctx = self.ctx
+        oem = str(self.data.get("manufacturer", "unknown"))
+        if isinstance(action, Skip):
+            ctx.counters.inc(RECONCILE_SKIPPED_TOTAL, reason=action.reason.value)
+        elif isinstance(action, InSync):
+            ctx.counters.inc(RECONCILIATION_SUCCESS_TOTAL, oem=oem)
+            self.set_state(remediations_in_a_row=0, open_remediation_until=None)
+        elif isinstance(action, MarkUnreachable):
+            self.set_state(unreachable_since=action.since)
+        elif isinstance(action, MarkReachable):
+            self.set_state(unreachable_since=None)
+        elif isinstance(action, Override):
+            self.override(action, intended, observed, oem)
+        elif isinstance(action, Remediate):
+            self.remediate(action, intended, oem)
+        elif isinstance(action, RaiseAlert):
+            self.raise_alert(action, oem)
+        elif isinstance(action, ResolveAlert):
+            self.resolve_alert()
+
+    def set_state(self, **values: Any) -> None:
+        for key, value in values.items():
+            if self.state.get(key) != value:
+                self.state[key] = value
+                self.changes[f"reconcile.{key}"] = value
+
+    def override(
+        self, action: Override, intended: Intended, observed: Observed | None, oem: str
+    ) -> None:
+        ctx = self.ctx
+        self.changes["override_until"] = action.pause_until
+        self.set_state(
+            last_override={
+                "seen_at": ctx.now,
+                "observed_mode": action.observed_mode.value if action.observed_mode else None,
+                "intended_mode": intended.mode.value if intended.mode else None,
+                "plan_id": intended.plan_id,
+                "pause_until": action.pause_until,
+            },
+            remediations_in_a_row=0,
+            open_remediation_until=None,
+        )
+        ctx.counters.inc(USER_OVERRIDES_TOTAL, oem=oem)
+        request = ReplanRequest(
+            device_id=self.device_id,
+            reason=f"user override seen at {ctx.now.isoformat()}",
+            requested_at=ctx.now,
+        )
+        ctx.deps.bus.publish(
+            Topic.REPLAN_REQUESTS.value,
+            encode_json_message(request),
+            attributes={"message_type": "ReplanRequest", "device_id": self.device_id},
+        )
+        _log.info(
+            "household override on %s: steering paused until %s",
+            self.device_id,
+            action.pause_until.isoformat(),
+        )
+
+    def remediate(self, action: Remediate, intended: Intended, oem: str) -> None:
+        ctx = self.ctx
+        stamp = ctx.scheduled_at.strftime("%Y%m%dT%H%MZ")
+        command_id = f"remedy-{stamp}"
+        name = (
+            "remedy-" + hashlib.sha256(f"{self.device_id}|{command_id}".encode()).hexdigest()[:32]
+        )
+        created = CommandEvent(
+            command_id=command_id,
+            seq=1,
+            type=CommandEventType.CREATED,
+            at=ctx.now,
+            detail={
+                "device_id": self.device_id,
+                "manufacturer": oem,
+                "generic_action": action.mode.action.value,
+                "plan_id": intended.plan_id,
+                "slot_start_at": ctx.now.isoformat(),
+                "valid_until": intended.until.isoformat() if intended.until else None,
+                "task_name": name,
+                "correlation_id": f"reconcile-{stamp}",
+            },
+        )
+        command, is_new = create_command(ctx.deps.store, created)
+        if is_new:
+            append_event_rows(ctx.deps.analytics, command, [created])
+        with contextlib.suppress(TaskAlreadyExists):  # a redelivered page: already queued
+            ctx.deps.tasks.create_task(
+                dispatch_task(ctx.deps.settings, oem, name, self.device_id, command_id, ctx.now)
+            )
+        self.set_state(
+            remediations_in_a_row=action.attempt,
+            open_remediation_until=action.open_until,
+            last_remediation_command_id=command_id,
+        )
+        ctx.counters.inc(STATE_DRIFT_DETECTED_TOTAL, oem=oem)
+        _log.warning(
+            "drift on %s: remediation %d (%s) as command %s",
+            self.device_id,
+            action.attempt,
+            action.mode.value,
+            command_id,
+        )
+
+    def raise_alert(self, action: RaiseAlert, oem: str) -> None:
+        ctx = self.ctx
+        since = (
+            self.state.get("unreachable_since")
+            if action.kind is AlertKind.DEVICE_UNREACHABLE
+            else None
+        )
+        episode = (_instant(since) or ctx.now).strftime("%Y%m%dT%H%MZ")
+        alert_id = f"{action.kind.value}-{self.device_id}-{episode}"
+        raise_alert(
+            ctx.deps.store,
+            ctx.deps.bus,
+            Alert(
+                alert_id=alert_id,
+                severity=AlertSeverity.CRITICAL,
+                kind=action.kind.value,
+                message=f"device {self.device_id}: {action.message}",
+                raised_at=ctx.now,
+                device_id=self.device_id,
+                manufacturer=oem,
+            ),
+        )
+        ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=action.kind.value)
+        self.set_state(open_alert=action.kind.value, open_alert_id=alert_id)
+
+    def resolve_alert(self) -> None:
+        alert_id = self.state.get("open_alert_id")
+        if isinstance(alert_id, str):
+            existing = self.ctx.deps.store.get(alert_path(alert_id))
+            if existing is not None and existing.data.get("resolved_at") is None:
+                self.ctx.deps.store.update(alert_path(alert_id), {"resolved_at": self.ctx.now})
+                _log.info("alert %s resolved: %s back in sync", alert_id, self.device_id)
+        self.set_state(open_alert=None, open_alert_id=None)
+
+    def save(self) -> None:
+        if self.changes:
+            self.changes["reconcile.updated_at"] = self.ctx.now
+            self.ctx.deps.store.update(device_path(self.device_id), self.changes)
+
+
+def reconcile_device(ctx: _Context, document: Document) -> DeviceOutcome:
+    with log_context(device_id=document.id):
+        try:
+            return _Device(ctx, document).run()
+        except PermanentError as err:
+            ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=type(err).__name__)
+            _log.error("device %s not reconciled: %s: %s", document.id, type(err).__name__, err)
+            return DeviceOutcome(document.id, ("failed",), error=type(err).__name__)
+
+
+def _run_marker(request: ReconcileRequest) -> str:
+    page = hashlib.sha256((request.shard_cursor or "first").encode()).hexdigest()[:16]
+    return f"reconcile_runs/{request.scheduled_at.strftime('%Y%m%dT%H%M%SZ')}~{page}"
+
+
+def reconcile_page(
+    request: ReconcileRequest,
+    deps: Dependencies,
+    *,
+    gateway: ManufacturerGateway | None = None,
+    counters: Metrics = metrics,
+    policy: Policy | None = None,
+) -> list[DeviceOutcome]:
+    """Reconcile one page of devices (see the module docstring); [] for a page already done."""
+    from hpsteer.services.dispatch import gateway_for
+
+    store = deps.store
+    marker = _run_marker(request)
+    if store.get(marker) is not None:
+        _log.info("reconcile page %s already done: redelivery ignored", marker)
+        return []
+    settings = deps.settings
+    page = store.query("devices", limit=request.shard_size, cursor=request.shard_cursor)
+    if page.next_cursor is not None:
+        following = request.model_copy(update={"shard_cursor": page.next_cursor})
+        deps.bus.publish(Topic.RECONCILE_REQUESTS.value, encode_json_message(following))
+    ctx = _Context(
+        deps,
+        gateway or gateway_for(deps),
+        counters,
+        deps.clock.now(),
+        request.scheduled_at,
+        policy
+        or Policy(
+            max_remediations=settings.max_remediations,
+            unreachable_alert_after=timedelta(minutes=settings.unreachable_alert_after_minutes),
+            # A command's send, verification and its one remediation's verification, with margin.
+            command_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
+            remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
+        ),
+    )
+    outcomes = [reconcile_device(ctx, document) for document in page.documents]
+    # A concurrent duplicate may have finished first: both did the same, idempotently.
+    with contextlib.suppress(DocumentAlreadyExists):
+        store.create(marker, {"done_at": ctx.now, "devices": len(outcomes)})
+    return outcomes
+
+
+def handle_reconcile_request(message: PubSubMessage, deps: Dependencies) -> None:
+    """``reconcile-requests``: one page of devices."""
+    request = ReconcileRequest.parse_json(message.data)
+    outcomes = reconcile_page(request, deps)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        for name in outcome.actions or ("none",):
+            counts[name] = counts.get(name, 0) + 1
+    _log.info("reconciled %d devices: %s", len(outcomes), counts)

@@ -1,0 +1,355 @@
+"""Reconciliation against the simulated fleet: each scenario of the issue, one test.
+
+A home is steered to ``max`` from 07:00 by a plan (its command goes through the real dispatch
+path and is verified); then something happens to it, and reconciliation runs every 10 minutes
+as Cloud Scheduler would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hpsteer.domain.actions import GenericAction, Mode
+from hpsteer.domain.commands import CommandState
+from hpsteer.domain.messages import ReconcileRequest, Topic
+from hpsteer.runtime.local_fleet import LocalFleet
+from hpsteer.services.command_log import load_command
+from hpsteer.services.outbox import command_id_for, release_plan
+from hpsteer.services.plans_store import make_current
+from hpsteer.services.reconcile import (
+    RECONCILIATION_SUCCESS_TOTAL,
+    STATE_DRIFT_DETECTED_TOTAL,
+    USER_OVERRIDES_TOTAL,
+    DeviceOutcome,
+    reconcile_page,
+)
+from hpsteer.sim.faults import FaultSpec
+from hpsteer.sim.fleet import Home
+
+T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+SLOT = T0 + timedelta(hours=1)
+PLAN_END = T0 + timedelta(hours=12)
+INTERVAL = timedelta(minutes=10)
+
+
+class Rig:
+    def __init__(self, local: LocalFleet) -> None:
+        self.local = local
+        self.store = local.deps.store
+
+    @property
+    def now(self) -> datetime:
+        return self.local.clock.now()
+
+    def home(self, manufacturer: str) -> Home:
+        return next(h for h in self.local.fleet if h.manufacturer == manufacturer)
+
+    def steer(self, home: Home, mode: Mode = Mode.MAX, at: datetime = SLOT) -> str:
+        """A current plan: mid until ``at``, then ``mode`` until the plan ends."""
+        plan_id = "p1"
+        schedule = [(T0, Mode.MID), (at, mode)]
+        outbox = [{"at": at.isoformat(), "action": mode.action.value, "slot_index": 4}]
+        document: dict[str, Any] = {
+            "plan_id": plan_id,
+            "device_id": home.home_id,
+            "end_at": PLAN_END,
+            "outbox": [{**e, "status": "pending"} for e in outbox],
+        }
+        self.store.set(f"devices/{home.home_id}/plans/{plan_id}", document)
+        make_current(self.store, home.home_id, plan_id, T0, T0, schedule, PLAN_END)
+        device = self.store.get(f"devices/{home.home_id}")
+        assert device is not None
+        release_plan(self.local.deps, home.home_id, device.data, document)
+        return command_id_for(plan_id, 4)
+
+    def reconcile(self) -> dict[str, DeviceOutcome]:
+        request = ReconcileRequest(scheduled_at=self.now, shard_size=100)
+        outcomes = reconcile_page(
+            request, self.local.deps, gateway=self.local.gateway, counters=self.local.metrics
+        )
+        return {o.device_id: o for o in outcomes}
+
+    def run(self, until: datetime) -> list[dict[str, DeviceOutcome]]:
+        """Deliver tasks and reconcile every 10 minutes (on the :x0 marks) until ``until``."""
+        runs = []
+        while True:
+            next_tick = (
+                self.now
+                - timedelta(minutes=self.now.minute % 10, seconds=self.now.second)
+                + INTERVAL
+            )
+            if next_tick > until:
+                self.local.run_until(until)
+                return runs
+            self.local.run_until(next_tick)
+            runs.append(self.reconcile())
+
+    def device(self, home: Home) -> dict[str, Any]:
+        found = self.store.get(f"devices/{home.home_id}")
+        assert found is not None
+        return found.data
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [d.data for d in self.store.query("alerts").documents]
+
+    def commands(self, home: Home) -> list[dict[str, Any]]:
+        return [d.data for d in self.store.query(f"devices/{home.home_id}/commands").documents]
+
+
+@pytest.fixture
+def rig() -> Callable[..., Rig]:
+    def make(homes: int = 3, seed: int = 21) -> Rig:
+        local = LocalFleet.build(start=T0, homes=homes, seed=seed)
+        local.register_devices()
+        return Rig(local)
+
+    return make
+
+
+def actions(runs: list[dict[str, DeviceOutcome]], home: Home) -> list[tuple[str, ...]]:
+    return [run[home.home_id].actions for run in runs if home.home_id in run]
+
+
+# -- in sync ----------------------------------------------------------------------------------
+
+
+def test_a_steered_home_that_does_what_was_planned_is_in_sync_and_costs_no_write(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    command_id = r.steer(home)
+    r.run(SLOT + timedelta(minutes=15))
+    assert load_command(r.store, home.home_id, command_id).state is CommandState.COMPLETED  # type: ignore[union-attr]
+    before = r.store.get(f"devices/{home.home_id}")
+    runs = r.run(SLOT + timedelta(hours=1))
+    assert actions(runs, home)[-3:] == [("InSync",)] * 3
+    after = r.store.get(f"devices/{home.home_id}")
+    assert before is not None
+    assert after is not None
+    assert after.update_time == before.update_time  # steady state writes nothing
+    assert r.local.metrics.counter(RECONCILIATION_SUCCESS_TOTAL, oem="viessmann") >= 3
+
+
+def test_the_intended_mode_changing_moments_ago_is_left_to_the_command_path(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("nibe_myuplink")
+    r.steer(home)
+    runs = r.run(SLOT + timedelta(minutes=15))
+    assert actions(runs, home)[-1] == ("Skip",)
+    assert r.local.metrics.counter(STATE_DRIFT_DETECTED_TOTAL) == 0
+
+
+# -- drift ------------------------------------------------------------------------------------
+
+
+def test_a_command_accepted_but_never_applied_is_remediated_by_reconciliation(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("daikin_onecta")
+    command_id = r.steer(home)
+    r.local.fleet.faults.set_device(home.home_id, FaultSpec(not_applied_rate=1.0))
+    runs = r.run(SLOT + timedelta(minutes=25))  # failed its verification twice: failed
+    assert load_command(r.store, home.home_id, command_id).state is CommandState.FAILED  # type: ignore[union-attr]
+    assert ("Remediate",) not in actions(runs, home)  # the command path's window
+    r.local.fleet.faults.clear(home.home_id)
+    runs = r.run(SLOT + timedelta(minutes=75))
+    assert actions(runs, home)[0] == ("Remediate",)
+    assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
+    assert actions(runs, home)[-1] == ("InSync",)
+    assert r.device(home)["reconcile"]["remediations_in_a_row"] == 0
+
+
+def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
+    r.local.fleet.reboot(home.home_id)
+    assert home.target_c == pytest.approx(home.room_setpoint_c)  # back to the household's own
+    rebooted_at = r.now
+    runs = r.run(rebooted_at + INTERVAL)
+    assert actions(runs, home) == [("Remediate",)]
+    r.local.run_until(r.now + timedelta(minutes=1))
+    assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
+    assert r.local.metrics.counter(STATE_DRIFT_DETECTED_TOTAL, oem="viessmann") == 1
+    runs = r.run(r.now + timedelta(minutes=40))
+    assert actions(runs, home)[-1] == ("InSync",)
+    remedy = [c for c in r.commands(home) if c["command_id"].startswith("remedy-")]
+    assert [c["state"] for c in remedy] == ["completed"]
+
+
+def test_drift_that_stays_is_alerted_after_three_remediations_and_resolves_when_in_sync(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("nibe_myuplink")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=30))
+    r.local.fleet.faults.set_device(home.home_id, FaultSpec(not_applied_rate=1.0))
+    r.local.fleet.reboot(home.home_id)
+    runs = r.run(SLOT + timedelta(hours=3))
+    taken = [a for a in actions(runs, home) if a != ("Skip",)]
+    assert taken[:3] == [("Remediate",)] * 3
+    assert ("RaiseAlert",) in taken
+    assert taken.count(("Remediate",)) == 3  # no more after the alert
+    [alert] = [a for a in r.alerts() if a["kind"] == "persistent_drift"]
+    assert alert.get("resolved_at") is None
+    r.local.fleet.faults.clear(home.home_id)
+    # A person fixes the heat pump: it follows the plan again.
+    adapter = r.local.gateway.adapter("nibe_myuplink")
+    payload = adapter.translate_generic_command(GenericAction.SET_MODE_MAX, home.ref())
+    adapter.send_command(GenericAction.SET_MODE_MAX, payload, home.ref())
+    runs = r.run(r.now + INTERVAL)
+    assert actions(runs, home)[-1] == ("InSync", "ResolveAlert")
+    [alert] = [a for a in r.alerts() if a["kind"] == "persistent_drift"]
+    assert alert["resolved_at"] is not None
+
+
+# -- the household ----------------------------------------------------------------------------
+
+
+def test_a_user_raising_the_setpoint_in_the_app_pauses_steering_and_asks_for_a_new_plan(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("daikin_onecta")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=30))
+    r.local.fleet.user_changes_setpoint(home.home_id, home.room_setpoint_c + 1.0)
+    received = home.commands_received
+    runs = r.run(SLOT + timedelta(hours=3))
+    assert ("Override",) in actions(runs, home)
+    assert home.commands_received == received  # never fought
+    device = r.device(home)
+    assert device["override_until"] == datetime(2025, 1, 15, 23, tzinfo=UTC)  # end of SE3's day
+    assert device["reconcile"]["last_override"]["observed_mode"] is None
+    replans = r.local.deps.bus.published(Topic.REPLAN_REQUESTS.value)  # type: ignore[attr-defined]
+    assert len(replans) == 1
+    assert r.local.metrics.counter(USER_OVERRIDES_TOTAL) == 1
+    assert actions(runs, home)[-1] == ("Skip",)  # paused, not re-judged
+    assert r.alerts() == []
+
+
+# -- unreachable and stale --------------------------------------------------------------------
+
+
+def test_a_gateway_offline_for_two_hours_is_alerted_and_resolved_when_it_is_back(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=30))
+    r.local.fleet.faults.set_device(home.home_id, FaultSpec(gateway_offline=True))
+    offline_at = r.now
+    runs = r.run(offline_at + timedelta(hours=2))
+    taken = [a for a in actions(runs, home) if a]
+    assert taken[0] == ("MarkUnreachable",)
+    assert ("RaiseAlert",) in taken
+    [alert] = r.alerts()
+    assert alert["kind"] == "device_unreachable"
+    r.local.fleet.faults.clear(home.home_id)
+    runs = r.run(r.now + INTERVAL)
+    assert actions(runs, home)[-1] == ("MarkReachable", "InSync", "ResolveAlert")
+    [alert] = r.alerts()
+    assert alert["resolved_at"] is not None
+
+
+def test_stale_telemetry_is_not_trusted_the_device_is_read_instead(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("nibe_myuplink")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.local.run_until(r.now + timedelta(minutes=1))
+    stale = {"observed_at": r.now - timedelta(hours=2), "observed_mode": "min", "online": True}
+    r.store.update(f"devices/{home.home_id}", {"last_telemetry": stale})
+    outcome = r.reconcile()[home.home_id]
+    assert outcome.read is True  # too old to judge by: asked the manufacturer
+    assert outcome.actions == ("InSync",)  # not an override, not a drift
+
+
+def test_fresh_telemetry_is_judged_without_asking_the_manufacturer(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("daikin_onecta")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.local.run_until(r.now + timedelta(minutes=1))
+    fresh = {
+        "observed_at": r.now - timedelta(minutes=2),
+        "observed_mode": "max",
+        "setpoint_offset_k": 2.0,
+        "online": True,
+    }
+    r.store.update(f"devices/{home.home_id}", {"last_telemetry": fresh})
+    outcome = r.reconcile()[home.home_id]
+    assert (outcome.read, outcome.actions) == (False, ("InSync",))
+
+
+# -- redelivery -------------------------------------------------------------------------------
+
+
+def test_a_page_delivered_twice_is_reconciled_once(rig: Callable[..., Rig]) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.local.fleet.reboot(home.home_id)
+    r.local.run_until(r.now + timedelta(minutes=1))  # between the scheduler's ticks
+    request = ReconcileRequest(scheduled_at=r.now, shard_size=100)
+    first = reconcile_page(request, r.local.deps, gateway=r.local.gateway, counters=r.local.metrics)
+    again = reconcile_page(request, r.local.deps, gateway=r.local.gateway, counters=r.local.metrics)
+    assert [o.actions for o in first if o.device_id == home.home_id] == [("Remediate",)]
+    assert again == []
+    remedy = [c for c in r.commands(home) if c["command_id"].startswith("remedy-")]
+    assert len(remedy) == 1
+
+
+def test_devices_are_reconciled_in_pages_each_publishing_the_next(rig: Callable[..., Rig]) -> None:
+    r = rig(homes=5)
+    for home in r.local.fleet:
+        r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.local.run_until(r.now + timedelta(minutes=1))
+    bus = r.local.deps.bus
+    already = len(bus.published(Topic.RECONCILE_REQUESTS.value))  # type: ignore[attr-defined]
+    requests = [ReconcileRequest(scheduled_at=r.now, shard_size=2)]
+    seen: list[str] = []
+    for request in requests:  # grows as each page publishes the next
+        page = reconcile_page(
+            request, r.local.deps, gateway=r.local.gateway, counters=r.local.metrics
+        )
+        seen += [o.device_id for o in page]
+        published = bus.published(Topic.RECONCILE_REQUESTS.value)  # type: ignore[attr-defined]
+        requests += [ReconcileRequest.parse_json(m.data) for m in published[already:]]
+        already = len(published)
+        assert len(requests) <= 3  # 5 devices, 2 per page
+    assert sorted(seen) == sorted(h.home_id for h in r.local.fleet)
+
+
+def test_a_device_with_an_unknown_manufacturer_is_reported_not_crashed_on(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.store.update(f"devices/{home.home_id}", {"manufacturer": "acme_heat"})
+    r.local.run_until(r.now + timedelta(minutes=1))
+    outcomes = r.reconcile()
+    assert outcomes[home.home_id].error == "InvalidInput"
+    assert all(o.error is None for d, o in outcomes.items() if d != home.home_id)
