@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote
 
@@ -61,22 +62,44 @@ class StoreBaselineBook:
 
     The first value learnt for a key wins (``create``): two instances steering the same device
     for the first time cannot overwrite the household's value with an already shifted one.
+    Since a stored value never changes, values found are kept in this instance for ``cache_ttl``
+    (every command translation reads its baseline: this saves a store read per command); only
+    :meth:`forget` removes one, and another instance's ``forget`` is seen within ``cache_ttl``.
     """
 
-    def __init__(self, store: DocumentStore, manufacturer: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        manufacturer: str,
+        clock: Clock,
+        cache_ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
         self._store = store
         self._collection = f"manufacturers/{manufacturer}/baselines"
         self._clock = clock
+        self._cache_ttl = cache_ttl
+        self._cache: dict[str, tuple[datetime, Mapping[str, float]]] = {}
+        self._lock = threading.Lock()
 
     def _path(self, key: str) -> str:
         return f"{self._collection}/{quote(key, safe='')}"
 
     def get(self, key: str) -> Mapping[str, float] | None:
+        now = self._clock.now()
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and now < cached[0] + self._cache_ttl:
+            return cached[1]
         found = self._store.get(self._path(key))
         if found is None:
             return None
         values = found.data.get("values")
-        return {str(k): float(v) for k, v in values.items()} if isinstance(values, dict) else None
+        if not isinstance(values, dict):
+            return None
+        parsed = {str(k): float(v) for k, v in values.items()}
+        with self._lock:
+            self._cache[key] = (now, parsed)
+        return parsed
 
     def put(self, key: str, values: Mapping[str, float]) -> None:
         from hpsteer.errors import DocumentAlreadyExists
@@ -92,6 +115,9 @@ class StoreBaselineBook:
             return  # another instance learnt it first; the first value stands
 
     def forget(self, key_prefix: str) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if k.startswith(key_prefix)]:
+                del self._cache[key]
         cursor: str | None = None
         while True:
             page = self._store.query(

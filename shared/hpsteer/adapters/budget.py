@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -221,25 +222,37 @@ class RateBudget:
 
     def acquire(self, kind: BudgetKind, n: int = 1) -> None:
         """Count ``n`` calls of ``kind`` now, or raise :class:`OemRateLimited` with ``retry_at``."""
-        if kind not in _FIELD:
-            raise InvalidInput(f"kind must be 'command' or 'read', got {kind!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidInput(f"n must be a positive integer, got {n!r}")
-        for plan in self._plans:
-            if n > plan.cap(kind):
-                raise InvalidInput(
-                    f"{n} {_FIELD[kind]} can never fit {plan.cap(kind)} per {plan.window}"
-                )
+        self.acquire_all({kind: n})
+
+    def acquire_all(self, counts: Mapping[BudgetKind, int]) -> None:
+        """Count several kinds at once, all or none, in one transaction (one write): a command
+        send that also reads (its translation reads the device) takes a read and a command."""
+        for kind, n in counts.items():
+            if kind not in _FIELD:
+                raise InvalidInput(f"kind must be 'command' or 'read', got {kind!r}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise InvalidInput(f"n must be a positive integer, got {n!r}")
+            for plan in self._plans:
+                if n > plan.cap(kind):
+                    raise InvalidInput(
+                        f"{n} {_FIELD[kind]} can never fit {plan.cap(kind)} per {plan.window}"
+                    )
+        if not counts:
+            raise InvalidInput("acquire_all needs at least one kind")
         now = self._clock.now()
 
-        def attempt(tx: Transaction) -> _Decision:
+        def attempt(tx: Transaction) -> tuple[_Decision, BudgetKind]:
             document = tx.get(self.path)
-            decision, updated = self._decide(self._budget(document), kind, n, now)
-            if updated is not None:
-                self._write(tx, document, updated)
-            return decision
+            budget = self._budget(document)
+            for kind, n in counts.items():
+                decision, updated = self._decide(budget, kind, n, now)
+                if updated is None:
+                    return decision, kind
+                budget = updated
+            self._write(tx, document, budget)
+            return _Decision(True), next(iter(counts))
 
-        decision = self._store.run_transaction(attempt, max_attempts=self._max_attempts)
+        decision, kind = self._store.run_transaction(attempt, max_attempts=self._max_attempts)
         if not decision.admitted:
             assert decision.retry_at is not None  # every refusal says when
             raise OemRateLimited(

@@ -99,18 +99,22 @@ class ManufacturerGateway:
                 key, RateBudget(self._store, manufacturer, account_id, limits, self.context.clock)
             )
 
-    def _admit(self, device: DeviceRef, kind: BudgetKind) -> None:
+    def _admit(self, device: DeviceRef, *kinds: BudgetKind) -> None:
         breaker = self.breaker(device.manufacturer)
         breaker.before_call()
         try:
-            self.budget(device.manufacturer, device.account_id).acquire(kind)
+            self.budget(device.manufacturer, device.account_id).acquire_all(dict.fromkeys(kinds, 1))
         except BaseException:
             breaker.cancel()
             raise
 
-    def admit_command(self, device: DeviceRef) -> None:
-        """Reserve a command call: raises CircuitOpen or OemRateLimited (both with retry_at)."""
-        self._admit(device, "command")
+    def admit_command(self, device: DeviceRef, *, with_read: bool = False) -> None:
+        """Reserve a command call (and, ``with_read``, the read its translation makes, in the
+        same budget write): raises CircuitOpen or OemRateLimited (both with retry_at)."""
+        if with_read:
+            self._admit(device, "command", "read")
+        else:
+            self._admit(device, "command")
 
     def cancel(self, device: DeviceRef) -> None:
         """An admitted call will not happen after all (frees a half-open probe slot)."""
@@ -134,11 +138,13 @@ class ManufacturerGateway:
         return result
 
     def prepare(
-        self, device: DeviceRef, action: GenericAction
+        self, device: DeviceRef, action: GenericAction, *, admitted: bool = False
     ) -> tuple[dict[str, Any], ValidationResult]:
         """Translate and validate ``action`` for the device. Translating may read the device
-        (its current setting is the baseline of an offset), so it is admitted as a read."""
-        self._admit(device, "read")
+        (its current setting is the baseline of an offset), so it is admitted as a read, unless
+        ``admitted`` (:meth:`admit_command` ``with_read`` took that read already)."""
+        if not admitted:
+            self._admit(device, "read")
         adapter = self.adapter(device.manufacturer)
 
         def translate() -> tuple[dict[str, Any], ValidationResult]:
