@@ -45,7 +45,6 @@ from hpsteer.ports.store import (
     Transaction,
     normalize_data,
     normalize_value,
-    split_document_path,
     split_field_path,
     validate_collection_path,
     validate_document_path,
@@ -409,6 +408,10 @@ class LocalDocumentStore:
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._docs: dict[str, _Stored] = {}
+        # Paths by parent collection, and by collection id (for collection groups): a query
+        # looks only at its own collection's documents, not at the whole store.
+        self._by_parent: dict[str, set[str]] = {}
+        self._by_group: dict[str, set[str]] = {}
         self._last_time: datetime | None = None
         self._readonly = readonly
         self._db: sqlite3.Connection | None = None
@@ -448,7 +451,7 @@ class LocalDocumentStore:
             raise StoreUnavailable(f"cannot open store file {path}: {err}") from err
         for doc_path, data, created, updated in rows:
             stored = _Stored(_json_decode(data), parse_instant(created), parse_instant(updated))
-            self._docs[doc_path] = stored
+            self._put(doc_path, stored)
             if self._last_time is None or stored.update_time > self._last_time:
                 self._last_time = stored.update_time
 
@@ -532,10 +535,23 @@ class LocalDocumentStore:
             self._persist(result)
             for path, new in result.items():
                 if new is None:
-                    self._docs.pop(path, None)
+                    self._drop(path)
                 else:
-                    self._docs[path] = new
+                    self._put(path, new)
             return result
+
+    def _put(self, path: str, stored: _Stored) -> None:
+        if path not in self._docs:
+            parent = path.rsplit("/", 1)[0]
+            self._by_parent.setdefault(parent, set()).add(path)
+            self._by_group.setdefault(parent.rsplit("/", 1)[-1], set()).add(path)
+        self._docs[path] = stored
+
+    def _drop(self, path: str) -> None:
+        if self._docs.pop(path, None) is not None:
+            parent = path.rsplit("/", 1)[0]
+            self._by_parent[parent].discard(path)
+            self._by_group[parent.rsplit("/", 1)[-1]].discard(path)
 
     def _write_one(self, write: _Write) -> Document:
         with self._lock:
@@ -615,19 +631,14 @@ class LocalDocumentStore:
         query = _build_query(("group", collection_id), filters, order_by, limit)
         return self._run(query, cursor)
 
-    def _in_scope(self, query: _Query, path: str) -> bool:
-        parent, _ = split_document_path(path)
-        kind, name = query.scope
-        return parent == name if kind == "collection" else parent.rsplit("/", 1)[-1] == name
-
     def _run(self, query: _Query, cursor: str | None) -> Page:
         after = None if cursor is None else _decode_cursor(query, cursor)
+        kind, name = query.scope
+        index = self._by_parent if kind == "collection" else self._by_group
         with self._lock:
-            snapshot = list(self._docs.items())
+            snapshot = [(path, self._docs[path]) for path in index.get(name, ())]
         hits: list[tuple[list[Any], str, _Stored]] = []
         for path, stored in snapshot:
-            if not self._in_scope(query, path):
-                continue
             if not all(_matches(stored.data, f, op, v) for f, op, v in query.filters):
                 continue
             key = _sort_key_values(query, path, stored.data)
