@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import functools
 import hashlib
 import json
@@ -23,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from hpsteer.backends.value_codec import decode_value, encode_value
 from hpsteer.domain.instants import ensure_utc, format_instant, parse_instant
@@ -143,6 +142,19 @@ def _path_key(path: str) -> tuple[str, ...]:
 
 # -- writes ---------------------------------------------------------------------------------------
 
+_V = TypeVar("_V")
+
+
+def _clone(value: _V) -> _V:
+    """A deep copy of a stored value (maps, lists and immutable leaves: what the store keeps after
+    ``normalize_value``), several times faster than ``copy.deepcopy``, which a query or a read
+    would otherwise spend most of its time in."""
+    if isinstance(value, dict):
+        return cast(_V, {key: _clone(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return cast(_V, [_clone(item) for item in value])
+    return value  # str, int, float, bool, None, datetime, bytes: immutable
+
 
 @dataclass(frozen=True, slots=True)
 class _Stored:
@@ -151,7 +163,7 @@ class _Stored:
     update_time: datetime
 
     def to_document(self, path: str) -> Document:
-        return Document(path, copy.deepcopy(self.data), self.create_time, self.update_time)
+        return Document(path, _clone(self.data), self.create_time, self.update_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +183,14 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         if isinstance(value, dict) and value and isinstance(current, dict):
             merged[key] = _deep_merge(current, value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _clone(value)
     return merged
 
 
 def _apply_changes(
     data: dict[str, Any], changes: Iterable[tuple[tuple[str, ...], Any]]
 ) -> dict[str, Any]:
-    result = copy.deepcopy(data)
+    result = _clone(data)
     for segments, value in changes:
         target = result
         for segment in segments[:-1]:
@@ -187,7 +199,7 @@ def _apply_changes(
                 child = {}
                 target[segment] = child
             target = child
-        target[segments[-1]] = copy.deepcopy(value)
+        target[segments[-1]] = _clone(value)
     return result
 
 
@@ -219,12 +231,12 @@ def _new_data(
     if write.kind == "create":
         if current is not None:
             raise DocumentAlreadyExists(f"document {write.path!r} already exists")
-        return copy.deepcopy(write.data) or {}
+        return _clone(write.data) or {}
     if write.kind == "set":
         data = write.data or {}
         if write.merge and current is not None:
             return _deep_merge(current, data)
-        return copy.deepcopy(data)
+        return _clone(data)
     if current is None:
         raise DocumentNotFound(f"cannot update missing document {write.path!r}")
     if write.if_update_time is not None and write.if_update_time != version:
