@@ -13,15 +13,17 @@
   sends (the URL decides which, as in the cloud);
 - ``devices/{id}`` documents for the fleet's homes (:meth:`LocalFleet.register_devices`).
 
-:meth:`LocalFleet.run_until` moves simulated time from one due task to the next (stepping the
-homes' physics with it) and delivers what is due. Tests, benchmarks and the simulator use it;
-a ``checkpoint`` callable is passed to the handlers, for crash injection.
+:meth:`LocalFleet.run_until` moves simulated time from one due task to the next and delivers
+what is due. The whole fleet's physics is stepped in strides of :data:`STRIDE` (and at the end
+of each run); between strides a request steps only the home it touches (the simulated clouds do
+that), so a delivery costs its own home, not the fleet's. Tests, benchmarks and the simulator
+use it; a ``checkpoint`` callable is passed to the handlers, for crash injection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -45,6 +47,8 @@ from hpsteer.thermal import ARCHETYPES
 __all__ = ["SIM_BASE_URL", "LocalFleet"]
 
 SIM_BASE_URL = "http://fleet.sim"
+STRIDE = timedelta(minutes=15)
+"""How often the whole fleet's physics is stepped while tasks are delivered."""
 
 
 def _no_checkpoint(step: str) -> None:
@@ -59,6 +63,10 @@ class LocalFleet:
     gateway: ManufacturerGateway
     metrics: Metrics
     checkpoint: Checkpoint = _no_checkpoint
+    _stepped_to: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._stepped_to = self.clock.now()
 
     @classmethod
     def build(
@@ -154,12 +162,22 @@ class LocalFleet:
             due = self.tasks.next_due_at()
             if due is None or due > until:
                 break
-            if due > self.clock.now():
-                self.fleet.advance(due)
+            self._move_to(due)
             delivered += self.tasks.run_due()
-        if until > self.clock.now():
+        self._move_to(until)
+        if until >= self.clock.now():
             self.fleet.advance(until)
+            self._stepped_to = until
         return delivered
+
+    def _move_to(self, at: datetime) -> None:
+        """The clock to ``at``, the whole fleet stepped at each stride on the way."""
+        while self._stepped_to + STRIDE <= at:
+            self._stepped_to += STRIDE
+            if self._stepped_to > self.clock.now():
+                self.fleet.advance(self._stepped_to)
+        if at > self.clock.now():
+            self.clock.advance_to(at)
 
     def run_for(self, duration: timedelta) -> int:
         return self.run_until(self.clock.now() + duration)
