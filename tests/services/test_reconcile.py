@@ -16,6 +16,7 @@ import pytest
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
+from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
 from hpsteer.services.outbox import command_id_for, release_plan
@@ -101,9 +102,13 @@ class Rig:
 
 
 @pytest.fixture
-def rig() -> Callable[..., Rig]:
+def rig(document_store: DocumentStore) -> Callable[..., Rig]:
+    """Reconciliation on the local store, and on Firestore (its emulator) in its place."""
+
     def make(homes: int = 3, seed: int = 21) -> Rig:
-        local = LocalFleet.build(start=T0, homes=homes, seed=seed)
+        local = LocalFleet.build(
+            start=T0, homes=homes, seed=seed, wrap_store=lambda _local: document_store
+        )
         local.register_devices()
         return Rig(local)
 
