@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from hpsteer.errors import InvalidInput, NaiveDatetime
 
-__all__ = ["UTC", "ensure_utc", "format_instant", "parse_instant"]
+__all__ = ["UTC", "ensure_utc", "format_instant", "instant_or_none", "parse_instant"]
 
 
 def ensure_utc(value: datetime, *, field: str = "datetime") -> datetime:
@@ -37,3 +37,17 @@ def format_instant(value: datetime) -> str:
     utc = ensure_utc(value)
     spec = "microseconds" if utc.microsecond else "seconds"
     return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def instant_or_none(value: object) -> datetime | None:
+    """A stored instant as an aware UTC datetime: a timestamp, or an ISO string with an offset;
+    ``None`` for anything else (a missing, naive or malformed value is no instant)."""
+    if isinstance(value, datetime):
+        return None if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return None if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None

@@ -48,7 +48,7 @@ import numpy as np
 
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.devices import Device
-from hpsteer.domain.instants import format_instant
+from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.domain.market import PriceArea, Resolution, Slot, market_date_of, slots_between
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import InvalidInput, UnknownDevice
@@ -135,17 +135,6 @@ def _check_comfort(device_id: str, comfort: object) -> None:
         )
 
 
-def _instant(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
 def load_device(
     store: DocumentStore, device_id: str, *, now: datetime, options: PlanningOptions
 ) -> DeviceRecord:
@@ -161,7 +150,7 @@ def load_device(
     mode: Mode | None = None
     observed_at: datetime | None = None
     if isinstance(telemetry, Mapping):
-        observed_at = _instant(telemetry.get("observed_at"))
+        observed_at = instant_or_none(telemetry.get("observed_at"))
         fresh = observed_at is not None and now - observed_at <= options.max_telemetry_age
         temp = telemetry.get("indoor_temp_c")
         if fresh and isinstance(temp, int | float) and np.isfinite(temp):
@@ -263,7 +252,7 @@ def latest_forecast(store: DocumentStore, latitude: float, longitude: float) -> 
     location_id = forecast_location_id(latitude, longitude)
     location = store.get(location_path(location_id))
     issued = None if location is None else location.data.get("latest_forecast_issued_at")
-    issued_at = _instant(issued)
+    issued_at = instant_or_none(issued)
     if issued_at is None:
         raise MissingForecast(f"no forecast stored for location {location_id}")
     document = store.get(forecast_path(location_id, issued_at))

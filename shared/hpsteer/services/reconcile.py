@@ -44,6 +44,7 @@ from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import DeviceState
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import CommandEvent, CommandEventType
+from hpsteer.domain.instants import instant_or_none
 from hpsteer.domain.market import PriceArea, delivery_day_bounds, market_date_of
 from hpsteer.domain.messages import (
     Alert,
@@ -128,17 +129,6 @@ class _Context:
     outcomes: list[DeviceOutcome] = field(default_factory=list)
 
 
-def _instant(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
 def _mode(value: Any) -> Mode | None:
     try:
         return Mode(value) if value is not None else None
@@ -152,10 +142,10 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
         (at, mode)
         for run in device.get("current_plan_modes") or []
         if isinstance(run, Mapping)
-        and (at := _instant(run.get("at"))) is not None
+        and (at := instant_or_none(run.get("at"))) is not None
         and (mode := _mode(run.get("mode"))) is not None
     ]
-    end_at = _instant(device.get("current_plan_end_at"))
+    end_at = instant_or_none(device.get("current_plan_end_at"))
     plan_id = device.get("current_plan_id")
     past = [(at, mode) for at, mode in runs if at <= now]
     if not past or (end_at is not None and now >= end_at):
@@ -171,10 +161,10 @@ def _memory(device: Mapping[str, Any], commanded: frozenset[Mode]) -> Memory:
     alert = state.get("open_alert")
     return Memory(
         steering_enabled=device.get("steering_enabled") is not False,
-        override_until=_instant(device.get("override_until")),
+        override_until=instant_or_none(device.get("override_until")),
         remediations_in_a_row=int(state.get("remediations_in_a_row") or 0),
-        open_remediation_until=_instant(state.get("open_remediation_until")),
-        unreachable_since=_instant(state.get("unreachable_since")),
+        open_remediation_until=instant_or_none(state.get("open_remediation_until")),
+        unreachable_since=instant_or_none(state.get("unreachable_since")),
         open_alert=AlertKind(alert) if alert in {k.value for k in AlertKind} else None,
         commanded_modes=commanded,
     )
@@ -184,7 +174,7 @@ def _fresh_telemetry(device: Mapping[str, Any], now: datetime, fresh: timedelta)
     telemetry = device.get("last_telemetry")
     if not isinstance(telemetry, Mapping):
         return None
-    observed_at = _instant(telemetry.get("observed_at"))
+    observed_at = instant_or_none(telemetry.get("observed_at"))
     if observed_at is None or now - observed_at > fresh:
         return None
     if telemetry.get("observed_mode") is None and telemetry.get("setpoint_offset_k") is None:
@@ -402,7 +392,7 @@ class _Device:
             if action.kind is AlertKind.DEVICE_UNREACHABLE
             else None
         )
-        episode = (_instant(since) or ctx.now).strftime("%Y%m%dT%H%MZ")
+        episode = (instant_or_none(since) or ctx.now).strftime("%Y%m%dT%H%MZ")
         alert_id = f"{action.kind.value}-{self.device_id}-{episode}"
         raise_alert(
             ctx.deps.store,
