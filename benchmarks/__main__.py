@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import adapters, backtest, bookkeeping, command_log, dispatch, planner
+from benchmarks import adapters, backtest, bookkeeping, command_log, dispatch, planner, reconcile
 
 
 def main() -> int:
@@ -14,6 +14,7 @@ def main() -> int:
     dispatch.main([])
     planner.main([])
     backtest.main([])
+    reconcile.main([])
     return 0
 
 

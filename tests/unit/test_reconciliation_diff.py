@@ -25,6 +25,7 @@ from hpsteer.domain.reconciliation import (
     Skip,
     SkipReason,
     diff,
+    needs_no_look,
 )
 
 NOW = datetime(2025, 1, 15, 12, tzinfo=UTC)
@@ -76,6 +77,20 @@ CASES: list[tuple[str, Intended, Observed | None, Memory, list[Action]]] = [
         seen(Mode.MID),
         STEERED,
         [Skip(SkipReason.COMMAND_IN_FLIGHT)],
+    ),
+    (
+        "a household change the verification saw in this mode: an override at once",
+        Intended(Mode.MAX, since=NOW - timedelta(minutes=12)),
+        seen(Mode.MAX),
+        replace(STEERED, household_change_seen_at=NOW - timedelta(minutes=2)),
+        [Override(None, PAUSE)],
+    ),
+    (
+        "a sighting from before the current mode began is history",
+        MAX_SINCE_AN_HOUR,
+        seen(Mode.MAX),
+        replace(STEERED, household_change_seen_at=NOW - timedelta(hours=2)),
+        [InSync()],
     ),
     # -- unreachable
     (
@@ -245,6 +260,14 @@ def test_the_diff_decides(
     intended: Intended, observed: Observed | None, memory: Memory, expected: list[Action]
 ) -> None:
     assert run(observed, memory, intended) == expected
+
+
+def test_the_rules_that_need_no_look_at_the_device_decide_without_it() -> None:
+    for _name, intended, _observed, memory, expected in CASES:
+        decided = needs_no_look(intended, memory, NOW, pause_until=PAUSE, policy=POLICY)
+        if decided is not None:
+            assert decided == expected  # the same decision, whatever the device showed
+            assert diff(intended, None, memory, NOW, pause_until=PAUSE, policy=POLICY) == expected
 
 
 def test_every_action_and_skip_reason_is_reached_by_some_row() -> None:

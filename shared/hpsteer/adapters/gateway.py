@@ -99,22 +99,23 @@ class ManufacturerGateway:
                 key, RateBudget(self._store, manufacturer, account_id, limits, self.context.clock)
             )
 
-    def _admit(self, device: DeviceRef, *kinds: BudgetKind) -> None:
+    def _admit(self, device: DeviceRef, counts: Mapping[BudgetKind, int]) -> None:
         breaker = self.breaker(device.manufacturer)
         breaker.before_call()
         try:
-            self.budget(device.manufacturer, device.account_id).acquire_all(dict.fromkeys(kinds, 1))
+            self.budget(device.manufacturer, device.account_id).acquire_all(counts)
         except BaseException:
             breaker.cancel()
             raise
 
+    def _state_read_calls(self, device: DeviceRef) -> int:
+        return self.adapter(device.manufacturer).rate_limits.calls_per_state_read
+
     def admit_command(self, device: DeviceRef, *, with_read: bool = False) -> None:
         """Reserve a command call (and, ``with_read``, the read its translation makes, in the
-        same budget write): raises CircuitOpen or OemRateLimited (both with retry_at)."""
-        if with_read:
-            self._admit(device, "command", "read")
-        else:
-            self._admit(device, "command")
+        same budget write): raises CircuitOpen or OemRateLimited (both with retry_at). A
+        command's own reads count against the command share: polling never starves them."""
+        self._admit(device, {"command": 2 if with_read else 1})
 
     def cancel(self, device: DeviceRef) -> None:
         """An admitted call will not happen after all (frees a half-open probe slot)."""
@@ -141,10 +142,10 @@ class ManufacturerGateway:
         self, device: DeviceRef, action: GenericAction, *, admitted: bool = False
     ) -> tuple[dict[str, Any], ValidationResult]:
         """Translate and validate ``action`` for the device. Translating may read the device
-        (its current setting is the baseline of an offset), so it is admitted as a read, unless
-        ``admitted`` (:meth:`admit_command` ``with_read`` took that read already)."""
+        (its current setting is the baseline of an offset), so it takes a unit of the command
+        share, unless ``admitted`` (:meth:`admit_command` ``with_read`` took it already)."""
         if not admitted:
-            self._admit(device, "read")
+            self._admit(device, {"command": 1})
         adapter = self.adapter(device.manufacturer)
 
         def translate() -> tuple[dict[str, Any], ValidationResult]:
@@ -164,9 +165,12 @@ class ManufacturerGateway:
         )
         return result
 
-    def read_state(self, device: DeviceRef) -> DeviceState:
-        """Admit a read (breaker, read budget) and read the device's state."""
-        self._admit(device, "read")
+    def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
+        """Admit a read (breaker, budget) and read the device's state. A read for a command (its
+        verification, settling an unknown outcome) takes from the command share, a poll from
+        the read share; either way as many units as the read makes API calls."""
+        kind: BudgetKind = "command" if for_command else "read"
+        self._admit(device, {kind: self._state_read_calls(device)})
         adapter = self.adapter(device.manufacturer)
         state: DeviceState = self._guarded(device, lambda: adapter.get_device_state(device))
         return state

@@ -84,6 +84,8 @@ class RateLimitConfig:
     windows: tuple[RateWindow, ...]
     read_share: float = 0.3
     per: str = "account"
+    calls_per_state_read: int = 1
+    """API calls one ``get_device_state`` makes (myUplink: the device, then its points)."""
 
 
 @dataclass(frozen=True, slots=True)

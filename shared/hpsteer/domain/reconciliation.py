@@ -7,7 +7,10 @@ first match wins:
 
 1. **Not ours to judge** → ``Skip``: steering off; a household override still in force; no
    current plan; the intended mode changed moments ago (its command and verification are still
-   running: the command path owns that window); a remediation still open.
+   running: the command path owns that window); a remediation still open. These need no look at
+   the device (:func:`needs_no_look`), so the shell reads nothing for them.
+   Except: a household change the command path's verification already saw during the current
+   mode (``household_change_seen_at``) is an ``Override`` at once.
 2. **Unreachable** (no answer, or the device reports offline): remembered from the first time;
    past ``unreachable_alert_after`` an alert (once).
 3. **In sync** → ``InSync`` (a metric), and an open alert resolves itself.
@@ -97,6 +100,9 @@ class Memory:
     open_alert: AlertKind | None = None
     commanded_modes: frozenset[Mode] = field(default_factory=frozenset)
     """Modes we commanded the device into within the current plan (the plan's modes)."""
+    household_change_seen_at: datetime | None = None
+    """When a verification saw the household's own change (not yet acted on), if it did."""
+    household_change_mode: Mode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,30 @@ def _is_override(intended: Mode, observed: Observed, memory: Memory) -> bool:
     return observed.mode not in memory.commanded_modes
 
 
+def needs_no_look(
+    intended: Intended,
+    memory: Memory,
+    now: datetime,
+    *,
+    pause_until: datetime,
+    policy: Policy = Policy(),
+) -> list[Action] | None:
+    """The decision when it does not depend on what the device shows (rule 1, and a household
+    change already seen); ``None`` when the device must be looked at."""
+    if not memory.steering_enabled:
+        return [Skip(SkipReason.STEERING_DISABLED)]
+    if memory.override_until is not None and now < memory.override_until:
+        return [Skip(SkipReason.OVERRIDE_IN_FORCE)]
+    if intended.mode is None:
+        return [Skip(SkipReason.NO_PLAN)]
+    seen = memory.household_change_seen_at
+    if seen is not None and (intended.since is None or seen >= intended.since):
+        return [Override(memory.household_change_mode, pause_until)]
+    if intended.since is not None and now < intended.since + policy.command_window:
+        return [Skip(SkipReason.COMMAND_IN_FLIGHT)]
+    return None
+
+
 def diff(
     intended: Intended,
     observed: Observed | None,
@@ -186,14 +216,10 @@ def diff(
     policy: Policy = Policy(),
 ) -> list[Action]:
     """The actions for one device now (see the module docstring for the rules)."""
-    if not memory.steering_enabled:
-        return [Skip(SkipReason.STEERING_DISABLED)]
-    if memory.override_until is not None and now < memory.override_until:
-        return [Skip(SkipReason.OVERRIDE_IN_FORCE)]
-    if intended.mode is None:
-        return [Skip(SkipReason.NO_PLAN)]
-    if intended.since is not None and now < intended.since + policy.command_window:
-        return [Skip(SkipReason.COMMAND_IN_FLIGHT)]
+    decided = needs_no_look(intended, memory, now, pause_until=pause_until, policy=policy)
+    if decided is not None:
+        return decided
+    assert intended.mode is not None  # needs_no_look decided every case without a mode
     if observed is None or not observed.online:
         since = memory.unreachable_since or now
         actions: list[Action] = []

@@ -35,13 +35,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from hpsteer.adapters.budget import plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
-from hpsteer.adapters.protocol import DeviceState
+from hpsteer.adapters.protocol import DeviceRef, DeviceState, RateLimitConfig
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import CommandEvent, CommandEventType
 from hpsteer.domain.instants import instant_or_none
@@ -69,6 +71,7 @@ from hpsteer.domain.reconciliation import (
     ResolveAlert,
     Skip,
     diff,
+    needs_no_look,
 )
 from hpsteer.errors import (
     DeviceOffline,
@@ -127,6 +130,25 @@ class _Context:
     scheduled_at: datetime
     policy: Policy
     outcomes: list[DeviceOutcome] = field(default_factory=list)
+    strides: dict[str, int] = field(default_factory=dict)
+
+    def poll_due(self, device: DeviceRef) -> bool:
+        """Whether this run may poll the device: every run, or every k-th (by a hash of the
+        device, so the polls spread over the runs) where the manufacturer's read share cannot
+        pay for a poll every run."""
+        stride = self.strides.get(device.manufacturer)
+        if stride is None:
+            limits = self.gateway.adapter(device.manufacturer).rate_limits
+            interval = timedelta(minutes=self.deps.settings.reconcile_interval_minutes)
+            stride = self.strides[device.manufacturer] = poll_stride(limits, interval)
+        if stride == 1:
+            return True
+        tick = (
+            int(self.scheduled_at.timestamp() // 60)
+            // self.deps.settings.reconcile_interval_minutes
+        )
+        offset = int(hashlib.sha256(device.device_id.encode()).hexdigest()[:8], 16)
+        return (tick + offset) % stride == 0
 
 
 def _mode(value: Any) -> Mode | None:
@@ -159,7 +181,12 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
 def _memory(device: Mapping[str, Any], commanded: frozenset[Mode]) -> Memory:
     state = device.get("reconcile") or {}
     alert = state.get("open_alert")
+    sighting = device.get("override_seen")
+    seen_at = instant_or_none(sighting.get("at")) if isinstance(sighting, Mapping) else None
+    seen_mode = _mode(sighting.get("observed_mode")) if isinstance(sighting, Mapping) else None
     return Memory(
+        household_change_seen_at=seen_at,
+        household_change_mode=seen_mode,
         steering_enabled=device.get("steering_enabled") is not False,
         override_until=instant_or_none(device.get("override_until")),
         remediations_in_a_row=int(state.get("remediations_in_a_row") or 0),
@@ -201,6 +228,23 @@ def _own_control_if_unplaced(mode: Mode | None, offset_k: float | None) -> Mode 
     return mode
 
 
+POLL_SHARE_USED = 0.8
+"""Of the read share, what polling plans to use (the rest absorbs retries and refused reads)."""
+NOT_POLLED = "not_polled"
+
+
+def poll_stride(limits: RateLimitConfig, interval: timedelta) -> int:
+    """Poll every k-th run: the smallest k whose polls fit every window's read share."""
+    stride = 1
+    for plan in plan_windows(limits):
+        polls_per_window = POLL_SHARE_USED * plan.read_cap / limits.calls_per_state_read
+        runs_per_window = plan.window / interval
+        if polls_per_window <= 0:
+            return 1_000_000  # no read share at all: never poll
+        stride = max(stride, math.ceil(runs_per_window / polls_per_window))
+    return stride
+
+
 def _pause_until(area: Any, now: datetime) -> datetime:
     """The end of the current plan day: the market-local day of now, in the device's area."""
     try:
@@ -224,11 +268,14 @@ class _Device:
     def observe(self) -> Observed | str | None:
         """What the device shows; a string when it could not be judged now (and why)."""
         ctx = self.ctx
-        fresh_for = timedelta(minutes=ctx.deps.settings.reconcile_interval_minutes)
+        interval = timedelta(minutes=ctx.deps.settings.reconcile_interval_minutes)
+        fresh_for = interval / 2  # never judge by the poll of the last run: it is a run old
         fresh = _fresh_telemetry(self.data, ctx.now, fresh_for)
         if fresh is not None:
             return fresh
         ref = device_ref(self.device_id, self.data)
+        if not ctx.poll_due(ref):
+            return NOT_POLLED
         self.read = True
         try:
             state = ctx.gateway.read_state(ref)
@@ -236,7 +283,7 @@ class _Device:
             return None
         except TransientError as err:
             return type(err).__name__
-        if state.online and ctx.now - state.observed_at > fresh_for:
+        if state.online and ctx.now - state.observed_at > interval:
             return "StaleTelemetry"  # the manufacturer's figures stopped moving: judge nothing
         self.share(state)
         return Observed(
@@ -258,21 +305,23 @@ class _Device:
         ctx = self.ctx
         intended, commanded = intended_now(self.data, ctx.now)
         memory = _memory(self.data, commanded)
-        if not memory.steering_enabled or intended.mode is None:
-            observed: Observed | str | None = None  # no read needed to skip
-        else:
-            observed = self.observe()
-        if isinstance(observed, str):
-            ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=observed)
-            return DeviceOutcome(self.device_id, ("unreadable",), self.read, observed)
-        actions = diff(
-            intended,
-            observed,
-            memory,
-            ctx.now,
-            pause_until=_pause_until(self.data.get("price_area"), ctx.now),
-            policy=ctx.policy,
+        pause_until = _pause_until(self.data.get("price_area"), ctx.now)
+        observed: Observed | None = None
+        decided = needs_no_look(
+            intended, memory, ctx.now, pause_until=pause_until, policy=ctx.policy
         )
+        if decided is not None:
+            actions = decided  # nothing to read for these: no budget spent
+        else:
+            looked = self.observe()
+            if isinstance(looked, str):
+                if looked != NOT_POLLED:
+                    ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=looked)
+                return DeviceOutcome(self.device_id, (looked,), self.read, looked)
+            observed = looked
+            actions = diff(
+                intended, observed, memory, ctx.now, pause_until=pause_until, policy=ctx.policy
+            )
         for action in actions:
             self.apply(action, intended, observed)
         self.save()
@@ -313,6 +362,8 @@ class _Device:
     ) -> None:
         ctx = self.ctx
         self.changes["override_until"] = action.pause_until
+        if self.data.get("override_seen") is not None:
+            self.changes["override_seen"] = None  # acted on
         self.set_state(
             last_override={
                 "seen_at": ctx.now,

@@ -82,6 +82,7 @@ RATE_LIMITS: Final = RateLimitConfig(
     windows=(RateWindow(limit=25, window=timedelta(minutes=1)),),
     read_share=0.3,
     per="account",
+    calls_per_state_read=2,
 )
 """myUplink: "one request every 4th second with occasional bursts" (dev.myuplink.com), HTTP 429
 beyond, headers ``RateLimit-Limit: 25``; read as 25 per minute as jaroschek's client does. The
