@@ -292,9 +292,9 @@ class CountingGateway(ManufacturerGateway):
         finally:
             self.calls[(self.phase, device.manufacturer, call, outcome)] += 1
 
-    def read_state(self, device: DeviceRef) -> DeviceState:
+    def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
         with self._tally("read_state", device):
-            return super().read_state(device)
+            return super().read_state(device, for_command=for_command)
 
     def prepare(
         self, device: DeviceRef, action: GenericAction, *, admitted: bool = False
