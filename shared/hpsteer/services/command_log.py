@@ -148,12 +148,15 @@ def record_events(
     new_events: Sequence[NewEvent],
     *,
     dedup_key: str | None = None,
+    expected_seq: int | None = None,
 ) -> tuple[Command, list[CommandEvent]]:
     """Append events in order and update the state, all in one transaction; return the command
     and the events written (none when ``dedup_key`` was already recorded).
 
     The whole sequence must be legal from the state the transaction reads, else nothing is
-    written (IllegalTransition). ``dedup_key`` goes on the last event.
+    written (IllegalTransition). ``dedup_key`` goes on the last event. ``expected_seq``: the
+    last sequence number the caller saw; if another writer appended since, nothing is written
+    (ConcurrencyConflict), so a caller never writes on a stale view (e.g. its attempt number).
     """
     if not new_events:
         raise ValueError("record_events needs at least one event")
@@ -166,6 +169,11 @@ def record_events(
         command = Command.parse(snapshot.data)
         if dedup_key is not None and command.last_dedup_key == dedup_key:
             return command, []
+        if expected_seq is not None and command.last_seq != expected_seq:
+            raise ConcurrencyConflict(
+                f"command {command_id} moved on to seq {command.last_seq} since seq "
+                f"{expected_seq} was read"
+            )
         written: list[CommandEvent] = []
         for index, new in enumerate(new_events):
             event = CommandEvent(

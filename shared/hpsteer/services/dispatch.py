@@ -12,6 +12,9 @@ and the next delivery finds the command where the crash left it.
    Acknowledged or verified: 200 after making sure its verification task exists.
 2. Stale: the plan is no longer the device's current plan, its slot has passed
    (``valid_until``), steering is off, or the household overrides: ``superseded``, 200.
+   A repeat of a delivery that already recorded ``sent`` (the same task and retry count: Cloud
+   Tasks delivers at least once): 503, nothing sent, so one queue attempt makes at most one
+   call and a task at most ``max_attempts`` (one read, only for a command sent before).
 3. The manufacturer's breaker (open: 503) and the account's command budget (spent: 429), both
    with ``Retry-After``.
 4. A command left ``sent`` by an earlier delivery (its outcome unknown: a crash after the
@@ -32,7 +35,10 @@ dispatch task), and a second mismatch → ``failed`` with an alert. A later mode
 due → ``superseded`` (verifying the older mode would fight the newer one).
 
 Every event is one transaction (:mod:`hpsteer.services.command_log`) keyed by the delivery
-(``dedup_key`` = task name and retry count), and is also appended to ``command_events``.
+(``dedup_key`` = task name and retry count), and is also appended to ``command_events``. It
+expects the command as this delivery last saw it: when another delivery moved it meanwhile (Cloud
+Tasks may run a task twice at once), nothing is written and this delivery answers 503 and leaves
+the command to the other (so an attempt number is never computed from a stale view).
 ``checkpoint(step)`` is called between steps; tests raise from it to crash the handler there.
 """
 
@@ -53,6 +59,7 @@ from hpsteer.domain.instants import format_instant
 from hpsteer.domain.messages import Alert, AlertSeverity, CommandTask
 from hpsteer.errors import (
     CircuitOpen,
+    ConcurrencyConflict,
     IllegalTransition,
     OemRateLimited,
     PermanentError,
@@ -69,11 +76,13 @@ from hpsteer.observability.metrics import (
     Metrics,
     metrics,
 )
+from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import raise_alert
 from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
+    command_path,
     load_command,
     record_events,
 )
@@ -90,6 +99,7 @@ __all__ = [
     "Checkpoint",
     "Reply",
     "TaskDelivery",
+    "failure_alert",
     "gateway_for",
     "handle_dispatch",
     "handle_verify",
@@ -166,6 +176,24 @@ def gateway_for(deps: Dependencies) -> ManufacturerGateway:
     )
 
 
+def failure_alert(command: Command, now: datetime) -> Alert:
+    """The alert of a failed command (``alerts/command-failed-{device}-{command}``)."""
+    return Alert(
+        alert_id=f"command-failed-{command.device_id}-{command.command_id}",
+        severity=AlertSeverity.CRITICAL,
+        kind="command_failed",
+        message=(
+            f"command {command.command_id} ({command.generic_action.value}) for device "
+            f"{command.device_id} failed after attempt {command.attempt}: "
+            f"{command.last_error or 'no reason recorded'}"
+        )[:2000],
+        raised_at=command.failed_at or now,
+        device_id=command.device_id,
+        manufacturer=command.manufacturer,
+        command_id=command.command_id,
+    )
+
+
 def _retry_after(at: datetime | None, now: datetime) -> int:
     if at is None:
         return 60
@@ -203,6 +231,7 @@ class _Run:
             self.command.command_id,
             list(events),
             dedup_key=f"{self.delivery.dedup_key}/{events[-1].type.value}",
+            expected_seq=self.command.last_seq,  # another delivery moved it: this one stops
         )
         self.command = command
         if written:
@@ -232,24 +261,8 @@ class _Run:
     # -- endings -------------------------------------------------------------------------------
 
     def alert_failed(self) -> None:
-        command = self.command
         raise_alert(
-            self.deps.store,
-            self.deps.bus,
-            Alert(
-                alert_id=f"command-failed-{command.device_id}-{command.command_id}",
-                severity=AlertSeverity.CRITICAL,
-                kind="command_failed",
-                message=(
-                    f"command {command.command_id} ({command.generic_action.value}) for device "
-                    f"{command.device_id} failed after attempt {command.attempt}: "
-                    f"{command.last_error or 'no reason recorded'}"
-                )[:2000],
-                raised_at=command.failed_at or self.deps.clock.now(),
-                device_id=command.device_id,
-                manufacturer=command.manufacturer,
-                command_id=command.command_id,
-            ),
+            self.deps.store, self.deps.bus, failure_alert(self.command, self.deps.clock.now())
         )
 
     def fail(self, error: str, reason: str) -> Reply:
@@ -305,6 +318,17 @@ class _Run:
             return "slot_passed", {"valid_until": command.valid_until.isoformat()}
         return None
 
+    def delivered_before(self) -> bool:
+        """Whether this delivery (its task and retry count) already recorded a ``sent``: a twin
+        of it, or a stale repeat, that must not make a second call for one queue attempt."""
+        key = f"{self.delivery.dedup_key}/{E.SENT.value}"
+        if self.command.last_dedup_key == key:
+            return True
+        events = f"{command_path(self.command.device_id, self.command.command_id)}/events"
+        return bool(
+            self.deps.store.query(events, [Filter("dedup_key", "==", key)], limit=1).documents
+        )
+
     def in_intended_mode(self, state: DeviceState) -> bool:
         intended = self.command.generic_action.mode
         if intended is None:  # a hot-water boost: accepted and online is all a read can show
@@ -357,6 +381,10 @@ class _Run:
         stale = self.stale_reason()
         if stale is not None:
             return self.supersede(stale[0], **stale[1])
+        if command.state in (S.SENT, S.RETRYING) and self.delivered_before():
+            # This queue attempt sent already (its twin, or this is a stale repeat): it is spent
+            # or still in flight; the queue's next attempt goes on.
+            return Reply(503, "in_flight", 10)
         self.checkpoint("checked")
         action = command.generic_action
         if command.state is S.SENT:
@@ -382,7 +410,7 @@ class _Run:
             recorded = self.record(
                 self.event(E.SENT, attempt=attempt, manufacturer_payload=payload)
             )
-        except IllegalTransition:
+        except (IllegalTransition, ConcurrencyConflict):
             recorded = False
         if not recorded:  # another delivery of this task holds the command: let it finish
             self.gateway.cancel(self.ref)
@@ -407,7 +435,7 @@ class _Run:
                     response=dict(result.response),
                 )
             )
-        except IllegalTransition:  # a concurrent delivery settled this attempt meanwhile
+        except (IllegalTransition, ConcurrencyConflict):  # a concurrent delivery settled it
             return Reply(200, "raced", detail={"attempt": attempt})
         self.metrics.inc(COMMANDS_SENT_TOTAL, **self.labels)
         self.checkpoint("acknowledged")
@@ -419,7 +447,7 @@ class _Run:
         """The last attempt's outcome is unknown: if the device shows it applied, it was sent;
         else settle it as a failed attempt so a new one can go. None: go on and send."""
         try:
-            state = self.gateway.read_state(self.ref)
+            state = self.gateway.read_state(self.ref, for_command=True)
         except TransientError as err:
             return self.transient(err, sent=False)
         self.checkpoint("unknown_outcome_read")
@@ -435,7 +463,7 @@ class _Run:
             self.checkpoint("acknowledged")
             self.schedule_verification()
             return Reply(200, "acknowledged", detail={"found_applied": True})
-        self.record(
+        settled = self.record(
             self.event(
                 E.RETRY_SCHEDULED,
                 error=f"outcome of attempt {self.command.attempt} unknown; device not in the "
@@ -443,6 +471,8 @@ class _Run:
                 cause="unknown_outcome",
             )
         )
+        if not settled:  # a twin of this delivery settled it and sends the next attempt
+            return Reply(503, "in_flight", 10)
         self.checkpoint("unknown_outcome_settled")
         return None
 
@@ -464,7 +494,7 @@ class _Run:
             return self.supersede(stale[0], **stale[1])
         self.checkpoint("checked")
         try:
-            state = self.gateway.read_state(self.ref)
+            state = self.gateway.read_state(self.ref, for_command=True)
         except TransientError as err:
             if self.delivery.last_attempt:
                 return self.fail(f"verification impossible: {type(err).__name__}: {err}", "verify")
@@ -591,7 +621,11 @@ def handle_dispatch(
         task=delivery.task_name,
         retry=delivery.retry_count,
     ):
-        return started.dispatch()
+        try:
+            return started.dispatch()
+        except ConcurrencyConflict as err:  # another delivery moved the command: it goes on
+            _log.info("%s", err)
+            return Reply(503, "in_flight", 10)
 
 
 def handle_verify(
@@ -612,7 +646,11 @@ def handle_verify(
         task=delivery.task_name,
         retry=delivery.retry_count,
     ):
-        return started.verify()
+        try:
+            return started.verify()
+        except ConcurrencyConflict as err:  # another delivery moved the command: it goes on
+            _log.info("%s", err)
+            return Reply(503, "in_flight", 10)
 
 
 def _iso(instant: datetime) -> str:

@@ -18,12 +18,18 @@ Then the device's older commands that were never sent (``pending``/``retrying`` 
 are **superseded**, and their tasks deleted (best effort: a task that still runs finds its
 command superseded and sends nothing).
 
+A plan that is no longer the device's current plan when its release starts (a concurrent
+optimize made a newer one current) is not released: only its marker is dropped, so its late
+release never supersedes the newer plan's commands.
+
 A crash anywhere in between loses nothing: every step is idempotent, and :func:`sweep` (Cloud
 Scheduler, ``command-sweep-requests``) releases every marker older than a grace period whose plan
 is still current, drops the marker of a plan that is not (it was replaced before it could be
 released), and re-enqueues commands that stopped moving (a task that Cloud Tasks gave up on
 after a crash in its last attempt): ``pending``/``sent``/``retrying`` get a dispatch task,
-``acknowledged`` a verification task.
+``acknowledged`` a verification task. It also raises the alert of a command that failed within
+the last ``command_stuck_after_minutes`` if a crash between recording ``failed`` and alerting
+kept it back (on the last attempt no redelivery would raise it).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
 from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services.alerts import alert_path, raise_alert
 from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
@@ -55,6 +62,7 @@ from hpsteer.services.command_tasks import (
     sweep_task_name,
     verify_task,
 )
+from hpsteer.services.dispatch import failure_alert
 from hpsteer.services.paths import device_path
 
 __all__ = [
@@ -154,8 +162,14 @@ def release_plan(
     now = deps.clock.now()
     store = deps.store
     plan_id = str(plan["plan_id"])
-    entries = [dict(e) for e in plan.get("outbox", [])]
     outcome = ReleaseOutcome()
+    current = store.get(device_path(device_id))
+    if current is None or current.data.get("current_plan_id") != plan_id:
+        # A newer plan became current since the caller looked (a concurrent optimize): this
+        # outbox is moot, and superseding "older" commands now would supersede the newer plan's.
+        store.delete(marker_path(device_id, plan_id))
+        return outcome
+    entries = [dict(e) for e in plan.get("outbox", [])]
     plan_end = _instant(plan["end_at"])
     changed = False
     with log_context(device_id=device_id, plan_id=plan_id):
@@ -257,6 +271,7 @@ class SweepOutcome:
     released_plans: int = 0
     dropped_markers: int = 0
     requeued_commands: int = 0
+    alerts_raised: int = 0
 
 
 def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
@@ -328,16 +343,44 @@ def _sweep_stuck(deps: Dependencies, outcome: SweepOutcome) -> None:
         cursor = page.next_cursor
 
 
+def _sweep_unalerted_failures(deps: Dependencies, outcome: SweepOutcome) -> None:
+    store = deps.store
+    now = deps.clock.now()
+    since = now - timedelta(minutes=deps.settings.command_stuck_after_minutes)
+    cursor: str | None = None
+    while True:
+        page = store.collection_group(
+            "commands",
+            [Filter("state", "in", [CommandState.FAILED.value]), Filter("watch_at", ">=", since)],
+            limit=_PAGE,
+            cursor=cursor,
+        )
+        for document in page.documents:
+            command = Command.parse(document.data)
+            alert = failure_alert(command, now)
+            stored = store.get(alert_path(alert.alert_id))
+            if stored is None or stored.data.get("published") is not True:
+                raise_alert(store, deps.bus, alert)
+                outcome.alerts_raised += 1
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 def sweep(deps: Dependencies) -> SweepOutcome:
-    """Release forgotten outboxes and re-enqueue stuck commands (module docstring)."""
+    """Release forgotten outboxes, re-enqueue stuck commands and raise the alerts a crash kept
+    back (module docstring)."""
     outcome = SweepOutcome()
     _sweep_markers(deps, outcome)
     _sweep_stuck(deps, outcome)
+    _sweep_unalerted_failures(deps, outcome)
     _log.info(
-        "sweep: %d plans released, %d stale markers dropped, %d stuck commands re-enqueued",
+        "sweep: %d plans released, %d stale markers dropped, %d stuck commands re-enqueued, "
+        "%d failure alerts raised",
         outcome.released_plans,
         outcome.dropped_markers,
         outcome.requeued_commands,
+        outcome.alerts_raised,
     )
     return outcome
 
