@@ -10,14 +10,16 @@ instead of never. An alert is logged at ERROR (critical) or WARNING, once, when 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from hpsteer.domain.commands import Command
 from hpsteer.domain.messages import Alert, AlertSeverity, Topic
 from hpsteer.errors import DocumentAlreadyExists
 from hpsteer.messaging.envelope import encode_json_message
 from hpsteer.ports.bus import MessageBus
 from hpsteer.ports.store import DocumentStore
 
-__all__ = ["alert_path", "raise_alert"]
+__all__ = ["alert_path", "failure_alert", "raise_alert"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,3 +60,21 @@ def raise_alert(store: DocumentStore, bus: MessageBus, alert: Alert) -> bool:
     )
     store.update(path, {"published": True})
     return created
+
+
+def failure_alert(command: Command, now: datetime) -> Alert:
+    """The alert of a failed command (``alerts/command-failed-{device}-{command}``)."""
+    return Alert(
+        alert_id=f"command-failed-{command.device_id}-{command.command_id}",
+        severity=AlertSeverity.CRITICAL,
+        kind="command_failed",
+        message=(
+            f"command {command.command_id} ({command.generic_action.value}) for device "
+            f"{command.device_id} failed after attempt {command.attempt}: "
+            f"{command.last_error or 'no reason recorded'}"
+        )[:2000],
+        raised_at=command.failed_at or now,
+        device_id=command.device_id,
+        manufacturer=command.manufacturer,
+        command_id=command.command_id,
+    )

@@ -56,7 +56,7 @@ from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
 from hpsteer.domain.instants import format_instant
-from hpsteer.domain.messages import Alert, AlertSeverity, CommandTask
+from hpsteer.domain.messages import CommandTask
 from hpsteer.errors import (
     CircuitOpen,
     ConcurrencyConflict,
@@ -78,7 +78,7 @@ from hpsteer.observability.metrics import (
 )
 from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
-from hpsteer.services.alerts import raise_alert
+from hpsteer.services.alerts import failure_alert, raise_alert
 from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
@@ -99,7 +99,6 @@ __all__ = [
     "Checkpoint",
     "Reply",
     "TaskDelivery",
-    "failure_alert",
     "gateway_for",
     "handle_dispatch",
     "handle_verify",
@@ -173,24 +172,6 @@ def gateway_for(deps: Dependencies) -> ManufacturerGateway:
         lambda: ManufacturerGateway(
             AdapterContext(secrets=deps.secrets, clock=deps.clock, store=deps.store)
         ),
-    )
-
-
-def failure_alert(command: Command, now: datetime) -> Alert:
-    """The alert of a failed command (``alerts/command-failed-{device}-{command}``)."""
-    return Alert(
-        alert_id=f"command-failed-{command.device_id}-{command.command_id}",
-        severity=AlertSeverity.CRITICAL,
-        kind="command_failed",
-        message=(
-            f"command {command.command_id} ({command.generic_action.value}) for device "
-            f"{command.device_id} failed after attempt {command.attempt}: "
-            f"{command.last_error or 'no reason recorded'}"
-        )[:2000],
-        raised_at=command.failed_at or now,
-        device_id=command.device_id,
-        manufacturer=command.manufacturer,
-        command_id=command.command_id,
     )
 
 
@@ -391,20 +372,23 @@ class _Run:
             settled = self.settle_unknown_outcome()
             if settled is not None:
                 return settled
-        try:
-            payload, validation = self.gateway.prepare(self.ref, action)
-        except TransientError as err:
-            return self.transient(err, sent=False)
-        except PermanentError as err:
-            return self.fail(f"{type(err).__name__}: {err}", "invalid_command")
-        if not validation.valid:
-            return self.fail(f"invalid for this device: {validation.reason}", "invalid_command")
-        self.checkpoint("prepared")
-        try:
-            self.gateway.admit_command(self.ref)
+        try:  # the send and its translation's read, in one budget write
+            self.gateway.admit_command(self.ref, with_read=True)
         except TransientError as err:
             return self.transient(err, sent=False)
         self.checkpoint("admitted")
+        try:
+            payload, validation = self.gateway.prepare(self.ref, action, admitted=True)
+        except TransientError as err:
+            self.gateway.cancel(self.ref)
+            return self.transient(err, sent=False)
+        except PermanentError as err:
+            self.gateway.cancel(self.ref)
+            return self.fail(f"{type(err).__name__}: {err}", "invalid_command")
+        if not validation.valid:
+            self.gateway.cancel(self.ref)
+            return self.fail(f"invalid for this device: {validation.reason}", "invalid_command")
+        self.checkpoint("prepared")
         attempt = self.command.attempt + 1
         try:
             recorded = self.record(

@@ -14,9 +14,9 @@ became current) turns each ``pending`` entry into
 then marks the entries ``queued`` in one update of the plan and deletes the marker. An entry
 whose successor is already due when released is ``skipped`` (the successor sets the mode).
 
-Then the device's older commands that were never sent (``pending``/``retrying`` of another plan)
-are **superseded**, and their tasks deleted (best effort: a task that still runs finds its
-command superseded and sends nothing).
+Before that, the device's older commands that were never sent (``pending``/``retrying`` of
+another plan) are **superseded**, and their tasks deleted (best effort: a task that still runs
+finds its command superseded and sends nothing).
 
 A plan that is no longer the device's current plan when its release starts (a concurrent
 optimize made a newer one current) is not released: only its marker is dropped, so its late
@@ -49,7 +49,7 @@ from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
 from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
-from hpsteer.services.alerts import alert_path, raise_alert
+from hpsteer.services.alerts import alert_path, failure_alert, raise_alert
 from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
@@ -62,7 +62,6 @@ from hpsteer.services.command_tasks import (
     sweep_task_name,
     verify_task,
 )
-from hpsteer.services.dispatch import failure_alert
 from hpsteer.services.paths import device_path
 
 __all__ = [
@@ -173,6 +172,9 @@ def release_plan(
     plan_end = _instant(plan["end_at"])
     changed = False
     with log_context(device_id=device_id, plan_id=plan_id):
+        # First, so the query meets only older plans' unsent commands (usually none), not this
+        # plan's new ones; the device points at this plan already, so dispatch would skip them.
+        outcome.superseded = supersede_older(deps, device_id, plan_id)
         for index, entry in enumerate(entries):
             if entry.get("status") != "pending":
                 continue
@@ -203,7 +205,6 @@ def release_plan(
                 {"outbox": entries, "outbox_released_at": now},
             )
         store.delete(marker_path(device_id, plan_id))
-        outcome.superseded = supersede_older(deps, device_id, plan_id)
     if outcome.queued or outcome.superseded:
         _log.info(
             "plan %s released: %d commands queued, %d skipped, %d older superseded",
