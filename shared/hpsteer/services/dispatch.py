@@ -50,7 +50,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
@@ -587,16 +587,15 @@ def _start(
     return run
 
 
-def handle_dispatch(
+def _handle(
+    purpose: Literal["send", "verify"],
     delivery: TaskDelivery,
     deps: Dependencies,
-    *,
-    gateway: ManufacturerGateway | None = None,
-    checkpoint: Checkpoint = _no_checkpoint,
-    counters: Metrics = metrics,
+    gateway: ManufacturerGateway | None,
+    checkpoint: Checkpoint,
+    counters: Metrics,
 ) -> Reply:
-    """Dispatch one command (module docstring)."""
-    started = _start(delivery, deps, "send", gateway, checkpoint, counters)
+    started = _start(delivery, deps, purpose, gateway, checkpoint, counters)
     if isinstance(started, Reply):
         return started
     with log_context(
@@ -606,10 +605,22 @@ def handle_dispatch(
         retry=delivery.retry_count,
     ):
         try:
-            return started.dispatch()
+            return started.dispatch() if purpose == "send" else started.verify()
         except ConcurrencyConflict as err:  # another delivery moved the command: it goes on
             _log.info("%s", err)
             return Reply(503, "in_flight", 10)
+
+
+def handle_dispatch(
+    delivery: TaskDelivery,
+    deps: Dependencies,
+    *,
+    gateway: ManufacturerGateway | None = None,
+    checkpoint: Checkpoint = _no_checkpoint,
+    counters: Metrics = metrics,
+) -> Reply:
+    """Dispatch one command (module docstring)."""
+    return _handle("send", delivery, deps, gateway, checkpoint, counters)
 
 
 def handle_verify(
@@ -621,20 +632,7 @@ def handle_verify(
     counters: Metrics = metrics,
 ) -> Reply:
     """Verify one command on its device (module docstring)."""
-    started = _start(delivery, deps, "verify", gateway, checkpoint, counters)
-    if isinstance(started, Reply):
-        return started
-    with log_context(
-        device_id=started.command.device_id,
-        command_id=started.command.command_id,
-        task=delivery.task_name,
-        retry=delivery.retry_count,
-    ):
-        try:
-            return started.verify()
-        except ConcurrencyConflict as err:  # another delivery moved the command: it goes on
-            _log.info("%s", err)
-            return Reply(503, "in_flight", 10)
+    return _handle("verify", delivery, deps, gateway, checkpoint, counters)
 
 
 def _iso(instant: datetime) -> str:
