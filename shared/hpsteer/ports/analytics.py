@@ -48,7 +48,11 @@ class TableSchema:
 
 @runtime_checkable
 class Analytics(Protocol):
-    def ensure_table(self, schema: TableSchema) -> None: ...
+    def ensure_table(self, schema: TableSchema) -> None:
+        """Create the table, or grow it by new nullable columns. An instance that ensured the
+        same schema before returns at once (callers ensure before appending: no API call per
+        row); a table dropped behind its back is recreated by the next instance."""
+        ...
 
     def append(
         self, table: str, rows: Sequence[Mapping[str, Any]], insert_ids: Sequence[str]

@@ -121,6 +121,9 @@ class BigQueryAnalytics:
         from google.cloud import bigquery
 
         check_schema(schema)
+        with self._lock:
+            if self._schemas.get(schema.name) == schema:
+                return  # ensured by this instance: no API calls before every append
         client = self._client
         ref = self._table_id(schema.name)
 

@@ -264,6 +264,9 @@ class SqliteAnalytics:
 
     def ensure_table(self, schema: TableSchema) -> None:
         check_schema(schema)
+        with self._lock:
+            if self._schemas.get(schema.name) == schema:
+                return  # ensured by this instance already: callers may ensure before each append
         with self._lock, self._transaction():
             existing = self._schema_from_database(schema.name)
             if existing is None:
