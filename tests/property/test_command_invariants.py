@@ -88,6 +88,7 @@ from hpsteer.domain.instants import format_instant
 from hpsteer.domain.messages import CommandTask
 from hpsteer.errors import IllegalTransition, TransientError
 from hpsteer.observability.logging import JsonFormatter
+from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.alerts import alert_path
@@ -343,7 +344,7 @@ scenarios = st.builds(
         repeat_rate=st.sampled_from([1.0, 0.5, 0.0]),
         replay_share=st.sampled_from([0.3, 0.6]),
         crash_rate=st.sampled_from([0.0, 0.05, 0.15]),
-        interleave_rate=st.sampled_from([0.0, 0.1]),
+        interleave_rate=st.sampled_from([0.0, 0.1, 0.4]),
         crash_at_first_reach=st.booleans(),
     ),
     steps=_scenario_steps(),
@@ -415,8 +416,11 @@ def _delivering(request: DispatchedRequest) -> Delivering:
 class DeliveryChaos:
     """Cloud Tasks at its least polite: at-least-once, out of order, with crashing handlers."""
 
-    def __init__(self, chaos: Chaos, rng: random.Random, exposure: Exposure) -> None:
+    def __init__(
+        self, chaos: Chaos, rng: random.Random, exposure: Exposure, clock: SimulatedClock
+    ) -> None:
         self.chaos = chaos
+        self.clock = clock
         self.rng = rng
         self.exposure = exposure
         self.stash: list[DispatchedRequest] = []
@@ -426,8 +430,9 @@ class DeliveryChaos:
         self.crashing = True
         self.task_commands: dict[str, tuple[str, str]] = {}
         self.task_queues: dict[str, str] = {}
-        self.answers: dict[tuple[str, int], DispatchResult | None] = {}
-        """What the queue got from each (task, retry count); None: the handler crashed."""
+        self.answers: dict[tuple[str, int, datetime], DispatchResult | None] = {}
+        """What the queue got from each (task, retry count, when: a name can come back an hour
+        after its task left); None: the handler crashed."""
         self.unexpected_errors: list[str] = []
 
     def deliver(self, request: DispatchedRequest, inner: Deliver) -> DispatchResult:
@@ -435,7 +440,7 @@ class DeliveryChaos:
         if self.stash and self.rng.random() < self.chaos.replay_share / 4:
             self.replay(self.rng.randrange(len(self.stash)), inner)
         delivering = _delivering(request)
-        key = (delivering.task_name, delivering.retry_count)
+        key = (delivering.task_name, delivering.retry_count, self.clock.now())
         self.answers[key] = None
         try:
             self.answers[key] = answer = self.handle(request, inner)
@@ -572,7 +577,7 @@ class Rig:
             start=T0, homes=HOMES, seed=scenario.seed, faults=FaultPlan(seed=scenario.seed)
         )
         assert isinstance(local, ChaoticFleet)
-        chaos = DeliveryChaos(scenario.chaos, random.Random(scenario.seed), exposure)
+        chaos = DeliveryChaos(scenario.chaos, random.Random(scenario.seed), exposure, local.clock)
         gateway = RecordingGateway(local.gateway.context)
         gateway.store, gateway.calls = local.deps.store, []
         local.gateway, local.chaos, local.checkpoint = gateway, chaos, chaos.checkpoint
@@ -900,7 +905,7 @@ def check_lost_tasks(
             problems.append(
                 f"{device_id}/{command_id}: its task {task.name} was dropped and nothing took over"
             )
-        answer = chaos.answers[(task.name, task.attempts - 1)]
+        answer = chaos.answers[(task.name, task.attempts - 1, task.failed_at)]
         in_flight = answer is not None and (answer.status, answer.headers) == (
             503,
             {"Retry-After": "10"},

@@ -534,3 +534,40 @@ def test_the_sweep_re_enqueues_a_command_whose_task_was_lost(
     local.run_until(SLOT + timedelta(minutes=62))
     # Its slot lasts until the plan's end (2 h): still worth sending, and it is.
     assert command(local, home.home_id, command_id).state is S.ACKNOWLEDGED
+
+
+def test_a_command_kept_from_its_slot_by_errors_fails_with_an_alert_when_the_slot_passes(
+    make_local: Callable[..., LocalFleet],
+) -> None:
+    local = make_local()
+    home = home_of(local, "viessmann")
+    [first, _] = publish_plan(
+        local,
+        home.home_id,
+        "p1",
+        [
+            (SLOT, GenericAction.SET_MODE_MAX),
+            (SLOT + timedelta(hours=1), GenericAction.SET_MODE_MID),
+        ],
+    )
+    local.fleet.faults.set_manufacturer(
+        "viessmann", FaultSpec(server_error_rate=1.0, wire_faults_on_writes_only=True)
+    )
+    local.run_until(SLOT + timedelta(seconds=35))  # three attempts, each refused with a 500
+    assert command(local, home.home_id, first).state is S.RETRYING
+    local.fleet.advance(SLOT + timedelta(hours=1, minutes=1))  # its hour is over
+    delivery = TaskDelivery(
+        body=CommandTask(device_id=home.home_id, command_id=first, purpose="send")
+        .model_dump_json()
+        .encode(),
+        task_name="late",
+        queue_name=dispatch_queue("viessmann").name,
+    )
+    reply = handle_dispatch(delivery, local.deps, gateway=local.gateway)
+    assert (reply.status, reply.outcome) == (200, "failed")
+    failed = command(local, home.home_id, first)
+    assert failed.state is S.FAILED
+    assert failed.last_error is not None
+    assert "slot passed" in failed.last_error
+    [alert] = alerts(local)
+    assert alert["command_id"] == first

@@ -11,7 +11,9 @@ and the next delivery finds the command where the crash left it.
 1. A terminal command: 200, nothing sent (a failed one makes sure its alert went out).
    Acknowledged or verified: 200 after making sure its verification task exists.
 2. Stale: the plan is no longer the device's current plan, its slot has passed
-   (``valid_until``), steering is off, or the household overrides: ``superseded``, 200.
+   (``valid_until``), steering is off, or the household overrides: ``superseded``, 200. A
+   command whose slot passed after errors kept it from being sent is ``failed`` with an alert
+   instead: it never took effect, and that must not pass silently.
    A repeat of a delivery that already recorded ``sent`` (the same task and retry count: Cloud
    Tasks delivers at least once): 503, nothing sent, so one queue attempt makes at most one
    call and a task at most ``max_attempts`` (one read, only for a command sent before).
@@ -360,6 +362,13 @@ class _Run:
             self.schedule_verification()
             return Reply(200, f"already_{command.state.value}")
         stale = self.stale_reason()
+        if stale is not None and stale[0] == "slot_passed" and command.last_error is not None:
+            # Trouble kept it from taking effect in its slot: that is a failure, not a
+            # replacement, and a person hears of it.
+            return self.fail(
+                f"its slot passed before it could be sent; last error: {command.last_error}",
+                "slot_passed",
+            )
         if stale is not None:
             return self.supersede(stale[0], **stale[1])
         if command.state in (S.SENT, S.RETRYING) and self.delivered_before():
