@@ -30,7 +30,13 @@ from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import history, load_command
 from hpsteer.services.command_tasks import DISPATCH_RETRY, dispatch_queue
 from hpsteer.services.dispatch import TaskDelivery, handle_dispatch
-from hpsteer.services.outbox import command_id_for, marker_path, release_plan, sweep
+from hpsteer.services.outbox import (
+    command_id_for,
+    marker_path,
+    release_plan,
+    supersede_older,
+    sweep,
+)
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 from hpsteer.sim.fleet import Home
 
@@ -571,3 +577,15 @@ def test_a_command_kept_from_its_slot_by_errors_fails_with_an_alert_when_the_slo
     assert "slot passed" in failed.last_error
     [alert] = alerts(local)
     assert alert["command_id"] == first
+
+
+def test_superseding_stops_the_moment_the_plan_is_no_longer_current(
+    make_local: Callable[..., LocalFleet],
+) -> None:
+    local = make_local()
+    home = home_of(local, "viessmann")
+    old = publish_plan(local, home.home_id, "p1", [(SLOT, GenericAction.SET_MODE_MAX)])
+    # p2 is released late: by then p3 is current, and p1's command must stay as p3 left it.
+    local.deps.store.update(f"devices/{home.home_id}", {"current_plan_id": "p3"})
+    assert supersede_older(local.deps, home.home_id, "p2") == []
+    assert command(local, home.home_id, old[0]).state is S.PENDING

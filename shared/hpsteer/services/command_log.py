@@ -19,7 +19,7 @@ unique per device; appending again adds nothing).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -149,6 +149,7 @@ def record_events(
     *,
     dedup_key: str | None = None,
     expected_seq: int | None = None,
+    guard: Callable[[Transaction], None] | None = None,
 ) -> tuple[Command, list[CommandEvent]]:
     """Append events in order and update the state, all in one transaction; return the command
     and the events written (none when ``dedup_key`` was already recorded).
@@ -157,12 +158,16 @@ def record_events(
     written (IllegalTransition). ``dedup_key`` goes on the last event. ``expected_seq``: the
     last sequence number the caller saw; if another writer appended since, nothing is written
     (ConcurrencyConflict), so a caller never writes on a stale view (e.g. its attempt number).
+    ``guard(tx)`` runs inside the transaction first and may read other documents and raise to
+    write nothing (e.g. "only while this plan is still the device's current plan").
     """
     if not new_events:
         raise ValueError("record_events needs at least one event")
 
     def run(tx: Transaction) -> tuple[Command, list[CommandEvent]]:
         path = command_path(device_id, command_id)
+        if guard is not None:
+            guard(tx)
         snapshot = tx.get(path)
         if snapshot is None:
             raise DocumentNotFound(f"no command {command_id} for device {device_id}")

@@ -47,7 +47,7 @@ from hpsteer.domain.messages import CommandSweepRequest
 from hpsteer.errors import IllegalTransition, TaskAlreadyExists, TransientError
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
-from hpsteer.ports.store import Filter
+from hpsteer.ports.store import Filter, Transaction
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, failure_alert, raise_alert
 from hpsteer.services.command_log import (
@@ -217,11 +217,23 @@ def release_plan(
     return outcome
 
 
+class _NoLongerCurrent(Exception):
+    """The plan superseding others stopped being the device's current plan."""
+
+
 def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[str]:
-    """Supersede the device's unsent commands of other plans; return their ids."""
+    """Supersede the device's unsent commands of other plans, each in a transaction that also
+    checks this plan is still the current one (two releases racing cannot supersede the newer
+    plan's commands); return their ids."""
     store = deps.store
     now = deps.clock.now()
     superseded: list[str] = []
+
+    def still_current(tx: Transaction) -> None:
+        device = tx.get(device_path(device_id))
+        if device is None or device.data.get("current_plan_id") != plan_id:
+            raise _NoLongerCurrent(plan_id)
+
     page = store.query(
         f"devices/{device_id}/commands", [Filter("state", "in", _UNSENT)], limit=_PAGE
     )
@@ -243,9 +255,12 @@ def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[st
                     )
                 ],
                 dedup_key=f"superseded-by/{plan_id}",
+                guard=still_current,
             )
         except IllegalTransition:
             continue  # it moved on meanwhile (a dispatch sent it): the dispatcher decides
+        except _NoLongerCurrent:
+            break  # a newer plan became current meanwhile: superseding is its release's job
         if events:
             append_event_rows(deps.analytics, command, events)
             superseded.append(older.command_id)
