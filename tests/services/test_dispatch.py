@@ -589,3 +589,42 @@ def test_superseding_stops_the_moment_the_plan_is_no_longer_current(
     local.deps.store.update(f"devices/{home.home_id}", {"current_plan_id": "p3"})
     assert supersede_older(local.deps, home.home_id, "p2") == []
     assert command(local, home.home_id, old[0]).state is S.PENDING
+
+
+def test_fresh_telemetry_showing_the_households_own_setting_stops_the_send(
+    make_local: Callable[..., LocalFleet],
+) -> None:
+    local = make_local()
+    home = home_of(local, "nibe_myuplink")
+    [command_id] = publish_plan(local, home.home_id, "p1", [(SLOT, GenericAction.SET_MODE_MAX)])
+    seen_at = SLOT - timedelta(minutes=5)
+    local.deps.store.update(
+        f"devices/{home.home_id}",
+        {
+            "last_telemetry": {
+                "observed_at": seen_at,
+                "observed_mode": None,  # the setting is none of our modes
+                "setpoint_offset_k": -1.0,
+                "online": True,
+            }
+        },
+    )
+    local.run_until(SLOT + timedelta(minutes=1))
+    superseded = command(local, home.home_id, command_id)
+    assert superseded.state is S.SUPERSEDED
+    assert home.commands_received == 0  # never fought
+    device = local.deps.store.get(f"devices/{home.home_id}")
+    assert device is not None
+    assert device.data["override_seen"]["at"] == seen_at
+
+
+def test_telemetry_older_than_the_command_does_not_stop_it(
+    make_local: Callable[..., LocalFleet],
+) -> None:
+    local = make_local()
+    home = home_of(local, "nibe_myuplink")
+    stale = {"observed_at": T0 - timedelta(minutes=5), "setpoint_offset_k": -1.0}
+    local.deps.store.update(f"devices/{home.home_id}", {"last_telemetry": stale})
+    [command_id] = publish_plan(local, home.home_id, "p1", [(SLOT, GenericAction.SET_MODE_MAX)])
+    local.run_until(SLOT + timedelta(minutes=11))
+    assert command(local, home.home_id, command_id).state is S.COMPLETED

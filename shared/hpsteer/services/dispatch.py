@@ -10,7 +10,9 @@ and the next delivery finds the command where the crash left it.
 
 1. A terminal command: 200, nothing sent (a failed one makes sure its alert went out).
    Acknowledged or verified: 200 after making sure its verification task exists.
-2. Stale: the plan is no longer the device's current plan, its slot has passed
+2. Stale: fresh telemetry newer than the command shows the household's own setting
+   (``superseded``, and ``override_seen`` for reconciliation: never fight the household); the
+   plan is no longer the device's current plan, its slot has passed
    (``valid_until``), steering is off, or the household overrides: ``superseded``, 200. A
    command whose slot passed after errors kept it from being sent is ``failed`` with an alert
    instead: it never took effect, and that must not pass silently.
@@ -57,7 +59,7 @@ from typing import Any, Literal
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
-from hpsteer.domain.instants import format_instant
+from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.domain.messages import CommandTask
 from hpsteer.errors import (
     CircuitOpen,
@@ -111,6 +113,9 @@ E = CommandEventType
 S = CommandState
 
 Checkpoint = Callable[[str], None]
+
+HOUSEHOLD_FRESH = timedelta(minutes=30)
+"""Telemetry this young showing the household's own setting stops a command from being sent."""
 
 
 def _no_checkpoint(step: str) -> None:
@@ -301,6 +306,27 @@ class _Run:
             return "slot_passed", {"valid_until": command.valid_until.isoformat()}
         return None
 
+    def household_change_in_telemetry(self) -> datetime | None:
+        """When fresh telemetry, newer than this command, shows the household's own setting
+        (the manufacturer says so, or a setting none of our modes): then sending would fight
+        the household, so the command is superseded and reconciliation told."""
+        telemetry = self.device.get("last_telemetry")
+        if not isinstance(telemetry, Mapping):
+            return None
+        seen = instant_or_none(telemetry.get("observed_at"))
+        now = self.deps.clock.now()
+        if seen is None or seen < self.command.created_at or now - seen > HOUSEHOLD_FRESH:
+            return None
+        by_user = telemetry.get("changed_by_user")
+        unplaced = (
+            telemetry.get("observed_mode") is None
+            and telemetry.get("setpoint_offset_k") is not None
+            and telemetry.get("online") is not False
+        )
+        if by_user is True or (by_user is None and unplaced):
+            return seen
+        return None
+
     def delivered_before(self) -> bool:
         """Whether this delivery (its task and retry count) already recorded a ``sent``: a twin
         of it, or a stale repeat, that must not make a second call for one queue attempt."""
@@ -362,6 +388,20 @@ class _Run:
             self.schedule_verification()
             return Reply(200, f"already_{command.state.value}")
         stale = self.stale_reason()
+        household = self.household_change_in_telemetry() if stale is None else None
+        if household is not None:
+            self.deps.store.update(
+                device_path(command.device_id),
+                {
+                    "override_seen": {
+                        "at": household,
+                        "command_id": command.command_id,
+                        "observed_mode": None,
+                        "room_setpoint_c": None,
+                    }
+                },
+            )
+            return self.supersede("household_change", seen_at=household.isoformat())
         if stale is not None and stale[0] == "slot_passed" and command.last_error is not None:
             # Trouble kept it from taking effect in its slot: that is a failure, not a
             # replacement, and a person hears of it.
