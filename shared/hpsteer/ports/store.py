@@ -33,7 +33,7 @@ backend writes them, so bad input fails the same way everywhere and nothing is w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -50,6 +50,7 @@ __all__ = [
     "Order",
     "Page",
     "Transaction",
+    "every_page",
     "normalize_data",
     "normalize_value",
     "split_document_path",
@@ -145,6 +146,18 @@ class DocumentStore(Protocol):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page: ...
+
+
+def every_page(fetch: Callable[[str | None], Page]) -> Iterator[Document]:
+    """The documents of every page of a query, fetched one page at a time: ``fetch(cursor)``
+    runs the query from ``cursor`` (``None``: from the start)."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.documents
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def _check_segments(path: str, kind: str) -> list[str]:

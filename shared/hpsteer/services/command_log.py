@@ -32,7 +32,7 @@ from hpsteer.errors import (
     TransientError,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
-from hpsteer.ports.store import DocumentStore, Order, Transaction
+from hpsteer.ports.store import DocumentStore, Order, Transaction, every_page
 
 __all__ = [
     "COMMAND_EVENTS",
@@ -208,19 +208,15 @@ def load_command(store: DocumentStore, device_id: str, command_id: str) -> Comma
 
 def history(store: DocumentStore, device_id: str, command_id: str) -> list[CommandEvent]:
     """Every event of a command, oldest first (paged, so long histories are read whole)."""
-    events: list[CommandEvent] = []
-    cursor: str | None = None
-    while True:
-        page = store.query(
+    pages = every_page(
+        lambda cursor: store.query(
             f"{command_path(device_id, command_id)}/events",
             order_by=[Order("seq")],
             limit=200,
             cursor=cursor,
         )
-        events.extend(CommandEvent.parse(doc.data) for doc in page.documents)
-        if page.next_cursor is None:
-            return events
-        cursor = page.next_cursor
+    )
+    return [CommandEvent.parse(doc.data) for doc in pages]
 
 
 def event_rows(command: Command, events: Sequence[CommandEvent]) -> list[dict[str, Any]]:

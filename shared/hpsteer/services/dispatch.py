@@ -586,7 +586,11 @@ class _Run:
         now = self.deps.clock.now()
         for slot in plan.data.get("slots", []):
             start, end = slot.get("start_at"), slot.get("end_at")
-            if isinstance(start, str) and isinstance(end, str) and start <= _iso(now) < end:
+            if (
+                isinstance(start, str)
+                and isinstance(end, str)
+                and start <= format_instant(now) < end
+            ):
                 return bool(slot.get("mode") == self.command.generic_action.mode.value)
         return False
 
@@ -682,7 +686,3 @@ def handle_verify(
 ) -> Reply:
     """Verify one command on its device (module docstring)."""
     return _handle("verify", delivery, deps, gateway, checkpoint, counters)
-
-
-def _iso(instant: datetime) -> str:
-    return format_instant(instant)

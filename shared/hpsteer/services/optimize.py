@@ -60,7 +60,7 @@ from hpsteer.domain.weather import WeatherSeries
 from hpsteer.errors import MalformedMessage, PermanentError, TransientError, UnknownDevice
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
-from hpsteer.ports.store import DocumentStore, Filter
+from hpsteer.ports.store import DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
 from hpsteer.services.outbox import release_plan
@@ -112,14 +112,11 @@ def _steered(store: DocumentStore, area: PriceArea | None) -> Iterator[dict[str,
     filters = [Filter("steering_enabled", "==", True)]
     if area is not None:
         filters.insert(0, Filter("price_area", "==", area.value))
-    cursor: str | None = None
-    while True:
-        page = store.query("devices", filters, limit=DEVICE_PAGE_SIZE, cursor=cursor)
-        for document in page.documents:
-            yield {"device_id": document.id, **document.data}
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    pages = every_page(
+        lambda cursor: store.query("devices", filters, limit=DEVICE_PAGE_SIZE, cursor=cursor)
+    )
+    for document in pages:
+        yield {"device_id": document.id, **document.data}
 
 
 def _at_location(device: dict[str, Any], location_id: str) -> bool:

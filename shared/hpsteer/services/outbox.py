@@ -47,7 +47,7 @@ from hpsteer.domain.messages import CommandSweepRequest
 from hpsteer.errors import IllegalTransition, TaskAlreadyExists, TransientError
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
-from hpsteer.ports.store import Filter, Transaction
+from hpsteer.ports.store import Filter, Transaction, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, failure_alert, raise_alert
 from hpsteer.services.command_log import (
@@ -293,94 +293,87 @@ class SweepOutcome:
 def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
     store = deps.store
     cutoff = deps.clock.now() - SWEEP_GRACE
-    cursor: str | None = None
-    while True:
-        page = store.query(MARKERS, [Filter("created_at", "<", cutoff)], limit=_PAGE, cursor=cursor)
-        for marker in page.documents:
-            device_id = str(marker.data["device_id"])
-            plan_id = str(marker.data["plan_id"])
-            device = store.get(device_path(device_id))
-            plan = store.get(f"devices/{device_id}/plans/{plan_id}")
-            if device is None or plan is None or device.data.get("current_plan_id") != plan_id:
-                store.delete(marker.path)
-                outcome.dropped_markers += 1
-                continue
-            release_plan(deps, device_id, device.data, plan.data)
-            outcome.released_plans += 1
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    old_markers = every_page(
+        lambda cursor: store.query(
+            MARKERS, [Filter("created_at", "<", cutoff)], limit=_PAGE, cursor=cursor
+        )
+    )
+    for marker in old_markers:
+        device_id = str(marker.data["device_id"])
+        plan_id = str(marker.data["plan_id"])
+        device = store.get(device_path(device_id))
+        plan = store.get(f"devices/{device_id}/plans/{plan_id}")
+        if device is None or plan is None or device.data.get("current_plan_id") != plan_id:
+            store.delete(marker.path)
+            outcome.dropped_markers += 1
+            continue
+        release_plan(deps, device_id, device.data, plan.data)
+        outcome.released_plans += 1
 
 
 def _sweep_stuck(deps: Dependencies, outcome: SweepOutcome) -> None:
     store = deps.store
     now = deps.clock.now()
     cutoff = now - timedelta(minutes=deps.settings.command_stuck_after_minutes)
-    cursor: str | None = None
-    while True:
-        page = store.collection_group(
+    stuck = every_page(
+        lambda cursor: store.collection_group(
             "commands",
             [Filter("state", "in", _MOVING), Filter("watch_at", "<", cutoff)],
             limit=_PAGE,
             cursor=cursor,
         )
-        for document in page.documents:
-            command = Command.parse(document.data)
-            stuck_since = command.watch_at or command.created_at
-            name = sweep_task_name(command.device_id, command.command_id, stuck_since)
-            try:
-                if command.state is CommandState.ACKNOWLEDGED:
-                    deps.tasks.create_task(
-                        verify_task(deps.settings, name, command.device_id, command.command_id, now)
+    )
+    for document in stuck:
+        command = Command.parse(document.data)
+        stuck_since = command.watch_at or command.created_at
+        name = sweep_task_name(command.device_id, command.command_id, stuck_since)
+        try:
+            if command.state is CommandState.ACKNOWLEDGED:
+                deps.tasks.create_task(
+                    verify_task(deps.settings, name, command.device_id, command.command_id, now)
+                )
+            else:
+                deps.tasks.create_task(
+                    dispatch_task(
+                        deps.settings,
+                        command.manufacturer,
+                        name,
+                        command.device_id,
+                        command.command_id,
+                        now,
                     )
-                else:
-                    deps.tasks.create_task(
-                        dispatch_task(
-                            deps.settings,
-                            command.manufacturer,
-                            name,
-                            command.device_id,
-                            command.command_id,
-                            now,
-                        )
-                    )
-            except TaskAlreadyExists:
-                continue
-            outcome.requeued_commands += 1
-            _log.warning(
-                "command %s stuck in %s since %s: re-enqueued",
-                command.command_id,
-                command.state.value,
-                stuck_since.isoformat(),
-                extra={"device_id": command.device_id, "command_id": command.command_id},
-            )
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+                )
+        except TaskAlreadyExists:
+            continue
+        outcome.requeued_commands += 1
+        _log.warning(
+            "command %s stuck in %s since %s: re-enqueued",
+            command.command_id,
+            command.state.value,
+            stuck_since.isoformat(),
+            extra={"device_id": command.device_id, "command_id": command.command_id},
+        )
 
 
 def _sweep_unalerted_failures(deps: Dependencies, outcome: SweepOutcome) -> None:
     store = deps.store
     now = deps.clock.now()
     since = now - timedelta(minutes=deps.settings.command_stuck_after_minutes)
-    cursor: str | None = None
-    while True:
-        page = store.collection_group(
+    failed = every_page(
+        lambda cursor: store.collection_group(
             "commands",
             [Filter("state", "in", [CommandState.FAILED.value]), Filter("watch_at", ">=", since)],
             limit=_PAGE,
             cursor=cursor,
         )
-        for document in page.documents:
-            command = Command.parse(document.data)
-            alert = failure_alert(command, now)
-            stored = store.get(alert_path(alert.alert_id))
-            if stored is None or stored.data.get("published") is not True:
-                raise_alert(store, deps.bus, alert)
-                outcome.alerts_raised += 1
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    )
+    for document in failed:
+        command = Command.parse(document.data)
+        alert = failure_alert(command, now)
+        stored = store.get(alert_path(alert.alert_id))
+        if stored is None or stored.data.get("published") is not True:
+            raise_alert(store, deps.bus, alert)
+            outcome.alerts_raised += 1
 
 
 def sweep(deps: Dependencies) -> SweepOutcome:

@@ -129,7 +129,6 @@ class _Context:
     now: datetime
     scheduled_at: datetime
     policy: Policy
-    outcomes: list[DeviceOutcome] = field(default_factory=list)
     strides: dict[str, int] = field(default_factory=dict)
 
     def poll_due(self, device: DeviceRef) -> bool:
