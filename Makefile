@@ -14,13 +14,14 @@ TASKS_EMULATOR := gcloud-tasks-emulator==0.6.2
 # bqemulator needs numpy at start but does not declare it.
 BQ_EMULATOR := bqemulator==1.4.0 duckdb-extension-spatial==1.5.5 numpy==2.4.6
 
-.PHONY: help install tools lint typecheck test test-fast demo benchmark clean
+.PHONY: help install tools browser lint typecheck test test-fast demo benchmark clean
 
 help:
 	@echo "make demo       set up and run the main job on the local runtime (no cloud account)"
 	@echo "make test       set up everything and run lint, type checks and all tests (emulators included)"
 	@echo "make test-fast  unit, service and local-backend tests only (no emulators)"
 	@echo "make benchmark  run the benchmarks in benchmarks/"
+	@echo "make browser    install Debian's chromium (the report's rendering test opens it headless)"
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,15 @@ $(TOOLS)/bq/.installed: Makefile $(TOOLS)/bq/bin/uv
 
 tools: $(TOOLS)/tasks/.installed $(TOOLS)/bq/.installed
 
+# The report test renders report.html in headless Chromium. Debian's package is installed when
+# missing and this user may (root, apt-get); otherwise the test says what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -q chromium >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; }; \
+		else echo "chromium not found: install Debian's chromium package for the report test"; fi; }
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -53,17 +63,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy shared $(wildcard functions/*/main.py)
 
-test: install tools lint typecheck
+test: install tools browser lint typecheck
 	$(BIN)/pytest
 
 test-fast: install
 	$(BIN)/pytest -m "not emulator"
 
 demo: install
-	$(BIN)/hpsteer demo
+	$(BIN)/hpsteer simulate
 
 benchmark: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache hpsteer-report

@@ -262,6 +262,25 @@ def test_a_user_raising_the_setpoint_in_the_app_pauses_steering_and_asks_for_a_n
     assert r.alerts() == []
 
 
+def test_after_an_override_mid_means_the_households_new_setting_not_the_one_learnt_before(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home, Mode.MAX)
+    r.run(SLOT + timedelta(minutes=30))
+    assert home.applied_lever == home.household_lever + 2.0  # max: two kelvin up
+    r.local.fleet.user_changes_setpoint(home.home_id, home.household_lever + 1.0)
+    chosen = home.household_lever
+    runs = r.run(SLOT + timedelta(hours=1))
+    assert ("Override",) in actions(runs, home)
+    end = datetime(2025, 1, 15, 23, tzinfo=UTC)  # the pause ends with SE3's day
+    r.local.run_until(end)
+    payload, _ = r.local.gateway.prepare(home.ref(), GenericAction.SET_MODE_MID)
+    r.local.gateway.send(home.ref(), GenericAction.SET_MODE_MID, payload)
+    assert home.applied_lever == chosen  # the household's choice, not the old setpoint
+
+
 # -- unreachable and stale --------------------------------------------------------------------
 
 

@@ -15,7 +15,9 @@ Commands take three steps: :meth:`prepare` (translate and validate; a read, sinc
 may read the device's current setting), :meth:`admit_command`, then :meth:`send`, because the
 dispatcher records the attempt between the last two (a refusal must not leave an attempt in the
 history). A permanent error of the adapter (a rejected command) does not count against the
-breaker; :class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). One gateway per
+breaker; :class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). A state read that
+meets a 5xx or a timeout is tried again at once, up to :data:`READ_ATTEMPTS` times (a command
+never is: its retries belong to the command path, which records each attempt). One gateway per
 function instance: breakers and budgets are cached here; their shared state is in the store.
 """
 
@@ -37,9 +39,15 @@ from hpsteer.adapters.protocol import (
 )
 from hpsteer.adapters.registry import AdapterRegistry, default_registry
 from hpsteer.domain.actions import GenericAction
-from hpsteer.errors import InvalidInput, OemRateLimited
+from hpsteer.errors import InvalidInput, OemRateLimited, OemUnavailable
 
-__all__ = ["ManufacturerGateway", "device_ref"]
+__all__ = ["READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
+
+READ_ATTEMPTS = 3
+"""How often a state read is tried when the manufacturer answers 5xx or times out. Reads change
+nothing, so trying again at once is safe. Each try is paid from the budget (none left: no more
+tries); the breaker sees the read's outcome once, so scattered errors that a retry absorbs do not
+open it, while a manufacturer that is down fails every try and opens it as fast as before."""
 
 
 def device_ref(device_id: str, device: Mapping[str, Any]) -> DeviceRef:
@@ -165,12 +173,35 @@ class ManufacturerGateway:
         )
         return result
 
+    def forget_baseline(self, device: DeviceRef) -> None:
+        """The household's own setting is learnt again at the device's next command (no call to
+        the manufacturer now, so no budget or breaker)."""
+        self.adapter(device.manufacturer).forget_baseline(device)
+
     def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
         """Admit a read (breaker, budget) and read the device's state. A read for a command (its
         verification, settling an unknown outcome) takes from the command share, a poll from
         the read share; either way as many units as the read makes API calls."""
         kind: BudgetKind = "command" if for_command else "read"
-        self._admit(device, {kind: self._state_read_calls(device)})
+        calls = self._state_read_calls(device)
+        self._admit(device, {kind: calls})
         adapter = self.adapter(device.manufacturer)
-        state: DeviceState = self._guarded(device, lambda: adapter.get_device_state(device))
+        budget = self.budget(device.manufacturer, device.account_id)
+
+        def read() -> DeviceState:
+            for attempt in range(1, READ_ATTEMPTS + 1):
+                try:
+                    return adapter.get_device_state(device)
+                except OemRateLimited:
+                    raise
+                except OemUnavailable as failed:
+                    if attempt == READ_ATTEMPTS:
+                        raise
+                    try:
+                        budget.acquire_all({kind: calls})
+                    except OemRateLimited:
+                        raise failed from None
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        state: DeviceState = self._guarded(device, read)
         return state

@@ -147,6 +147,11 @@ class ManufacturerAdapter(Protocol):
 
     def get_device_state(self, device: DeviceRef) -> DeviceState: ...
 
+    def forget_baseline(self, device: DeviceRef) -> None:
+        """Forget the household's own setting learnt for ``device``: it is learnt again from the
+        device at the next command (after the household changed it, e.g. an override)."""
+        ...
+
 
 @dataclass(frozen=True)
 class AdapterContext:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "configure_logging", "log_context"]
+__all__ = ["JsonFormatter", "bound_ids", "configure_logging", "log_context"]
 
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "hpsteer_log_context", default=MappingProxyType({})
@@ -49,6 +49,11 @@ def log_context(**ids: Any) -> Iterator[None]:
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+def bound_ids() -> Mapping[str, Any]:
+    """The ids bound with :func:`log_context` right now (a harness attributes calls by them)."""
+    return _CONTEXT.get()
 
 
 def _redact(key: str, value: Any) -> Any:

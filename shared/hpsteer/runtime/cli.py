@@ -1,7 +1,7 @@
 """The ``hpsteer`` command line.
 
-Subcommands arrive with the issues that build them (``prices``, ``backtest``, ``simulate``,
-``inspect``, ``sim serve``). Today: ``demo``, a tour of the foundation on the local backends,
+``simulate`` (the whole system on one machine, with its report; ``demo`` is its default run),
+``inspect`` (a simulated run's devices and commands, as the Firestore console would show them),
 ``prices parse``, ``backtest`` (a simulated house on real prices and weather), ``sim serve``
 (the simulated fleet's manufacturer APIs on 127.0.0.1) and ``version``.
 """
@@ -25,16 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="run the main job locally (today: a tour of the foundation on the local backends)",
-    )
-    demo.add_argument(
-        "--out",
-        type=Path,
-        default=Path("out/demo"),
-        help="folder for the run's SQLite files, to inspect afterwards (default: out/demo)",
-    )
+    from hpsteer.runtime.inspect import add_inspect_parser
+    from hpsteer.runtime.simulation.command import add_simulate_parser
+
+    sub.add_parser("demo", help="the default simulation (hpsteer simulate with its defaults)")
+    add_simulate_parser(sub)
+    add_inspect_parser(sub)
 
     prices = sub.add_parser("prices", help="day-ahead prices").add_subparsers(
         dest="prices_command", required=True, metavar="SUBCOMMAND"
@@ -228,10 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _backtest(args)
     if args.command == "sim" and args.sim_command == "serve":
         return _sim_serve(args)
-    if args.command == "demo":
-        from hpsteer.runtime.tour import run_tour
+    if args.command == "inspect":
+        from hpsteer.runtime.inspect import run_inspect
 
-        return run_tour(args.out, out=sys.stdout)
+        return run_inspect(args)
+    if args.command in ("demo", "simulate"):
+        from hpsteer.runtime.simulation.command import run_simulate
+
+        if args.command == "demo":
+            args = _parser().parse_args(["simulate"])
+        return run_simulate(args, out=sys.stdout, err=sys.stderr)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses others
 
 

@@ -48,6 +48,7 @@ __all__ = ["SIM_BASE_URL", "LocalFleet"]
 
 SIM_BASE_URL = "http://fleet.sim"
 STRIDE = timedelta(minutes=15)
+STOCKHOLM = (59.30, 18.16)
 """How often the whole fleet's physics is stepped while tasks are delivered."""
 
 
@@ -63,6 +64,9 @@ class LocalFleet:
     gateway: ManufacturerGateway
     metrics: Metrics
     checkpoint: Checkpoint = _no_checkpoint
+    copies: Callable[[], int] = lambda: 1
+    """How many times Cloud Tasks delivers each request (at-least-once: a fault profile's
+    duplicates); the queue sees the first delivery's answer."""
     _stepped_to: datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,7 +82,12 @@ class LocalFleet:
         faults: FaultPlan | None = None,
         settings: Settings | None = None,
         wrap_store: Callable[[DocumentStore], DocumentStore] | None = None,
+        outdoor: Callable[[datetime], float] | None = None,
+        price: Callable[[datetime], float] | None = None,
+        gateway_class: type[ManufacturerGateway] = ManufacturerGateway,
     ) -> LocalFleet:
+        """``outdoor`` and ``price`` are the homes' surroundings (:class:`~hpsteer.sim.Fleet`);
+        ``gateway_class`` lets a harness count what reaches the manufacturers."""
         clock = SimulatedClock(start)
         holder: list[LocalFleet] = []
 
@@ -92,7 +101,14 @@ class LocalFleet:
             secrets=MemorySecretStore(),
             wrap_store=wrap_store,
         )
-        fleet = Fleet(clock, homes=homes, seed=seed, faults=faults or FaultPlan(seed=seed))
+        fleet = Fleet(
+            clock,
+            homes=homes,
+            seed=seed,
+            faults=faults or FaultPlan(seed=seed),
+            outdoor=outdoor,
+            price=price,
+        )
         fleet.seed_secrets(deps.secrets)
         context = AdapterContext(
             secrets=deps.secrets,
@@ -101,7 +117,7 @@ class LocalFleet:
             transport=SimTransport(SimApp(fleet)),
             store=deps.store,
         )
-        gateway = ManufacturerGateway(context)
+        gateway = gateway_class(context)
         deps.singleton("manufacturers", lambda: gateway)
         local = cls(clock, deps, fleet, gateway, Metrics())
         holder.append(local)
@@ -114,7 +130,13 @@ class LocalFleet:
         return queue
 
     def deliver(self, request: DispatchedRequest) -> DispatchResult:
-        """One task delivery, as the dispatch function would receive it."""
+        """A task delivery (and its duplicates), as the dispatch function would receive it."""
+        first = self._deliver_once(request)
+        for _ in range(self.copies() - 1):
+            self._deliver_once(request)
+        return first
+
+    def _deliver_once(self, request: DispatchedRequest) -> DispatchResult:
         delivery = TaskDelivery.from_headers(request.headers, request.body)
         path = urlsplit(request.url).path
         handler = (
@@ -131,9 +153,13 @@ class LocalFleet:
         )
         return DispatchResult(reply.status, reply.headers())
 
-    def register_devices(self, area: PriceArea = PriceArea.SE3) -> list[str]:
-        """A ``devices/{id}`` document per home (its id is the home's), steering enabled."""
+    def register_devices(
+        self, area: PriceArea = PriceArea.SE3, location: Location | None = None
+    ) -> list[str]:
+        """A ``devices/{id}`` document per home (its id is the home's), steering enabled, at
+        ``location`` (default: Stockholm, SE3) under the location id of its home."""
         ids = []
+        latitude, longitude = (location.latitude, location.longitude) if location else STOCKHOLM
         for home in self.fleet:
             device = Device(
                 device_id=home.home_id,
@@ -141,7 +167,7 @@ class LocalFleet:
                 external_id=home.external_id,
                 account_id=home.account_id,
                 price_area=area,
-                location=Location(location_id=home.home_id, latitude=59.30, longitude=18.16),
+                location=Location(location_id=home.home_id, latitude=latitude, longitude=longitude),
                 comfort=ComfortBand(
                     min_indoor_temp_c=home.room_setpoint_c - 1.0,
                     setpoint_c=home.room_setpoint_c,
@@ -162,15 +188,15 @@ class LocalFleet:
             due = self.tasks.next_due_at()
             if due is None or due > until:
                 break
-            self._move_to(due)
+            self.move_to(due)
             delivered += self.tasks.run_due()
-        self._move_to(until)
+        self.move_to(until)
         if until >= self.clock.now():
             self.fleet.advance(until)
             self._stepped_to = until
         return delivered
 
-    def _move_to(self, at: datetime) -> None:
+    def move_to(self, at: datetime) -> None:
         """The clock to ``at``, the whole fleet stepped at each stride on the way."""
         while self._stepped_to + STRIDE <= at:
             self._stepped_to += STRIDE

@@ -36,10 +36,13 @@ devices already planned are found and skipped then.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -204,6 +207,17 @@ class DeviceOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _ToSolve:
+    device_id: str
+    inputs: PlanInputs
+    plan_id: str
+    device_data: dict[str, Any]
+
+
+Solved = tuple[Plan, dict[str, Any]] | BaseException
+
+
 @dataclass
 class _Shard:
     deps: Dependencies
@@ -256,7 +270,8 @@ class _Shard:
                 return  # a newer plan is current: this one's outbox is moot
         release_plan(self.deps, plan.device_id, device, document)
 
-    def plan_device(self, device_id: str) -> DeviceOutcome:
+    def prepare(self, device_id: str) -> DeviceOutcome | _ToSolve:
+        """The device's planning problem, or its outcome when there is nothing to solve."""
         store = self.deps.store
         record = load_device(store, device_id, now=self.now, options=self.options)
         device = record.device
@@ -272,7 +287,11 @@ class _Shard:
         if existing is not None:
             self.settle(plan_from_document(existing.data), existing.data, device_data)
             return DeviceOutcome(device_id, "unchanged", plan_id)
-        plan, document = self.solve(inputs, plan_id)
+        return _ToSolve(device_id, inputs, plan_id, device_data)
+
+    def complete(self, job: _ToSolve, plan: Plan, document: dict[str, Any]) -> DeviceOutcome:
+        """Write the solved plan, make it current and release it."""
+        device_id, store, device_data = job.device_id, self.deps.store, job.device_data
         stored, created = write_plan(store, plan, document)
         if not created:
             plan = plan_from_document(stored)
@@ -287,70 +306,101 @@ class _Shard:
         )
         return DeviceOutcome(device_id, "planned" if created else "unchanged", plan.plan_id)
 
-    def solve(self, inputs: PlanInputs, plan_id: str) -> tuple[Plan, dict[str, Any]]:
-        from hpsteer.optimizer.baselines import OwnControl
-        from hpsteer.optimizer.problem import evaluate
+    def solve_all(self, jobs: list[_ToSolve]) -> list[Solved]:
+        """Every job's plan (or the error solving it raised), solved on the instance's
+        planning executor (:func:`planning_executor`) while the reads before and the writes
+        after stay in device order (reproducible runs, one writer per device)."""
+        work = functools.partial(_solve_job, self.planner, now=self.now, trigger=self.trigger)
+        if len(jobs) <= 1:
+            return [work(job) for job in jobs]
+        return list(planning_executor(self.deps).map(work, jobs))
 
-        problem = inputs.problem
-        result = self.planner.solve(problem)
-        planned = evaluate(problem, result.modes)
-        baseline = evaluate(problem, OwnControl().plan(problem))
-        slots = tuple(
-            PlanSlot(
-                start_at=slot.start_at,
-                end_at=slot.end_at,
-                mode=mode,
-                price_eur_per_mwh=price,
-                expected_power_kw=max(0.0, float(kwh) / problem.slot_hours),
-                predicted_indoor_temp_c=round(float(temp), 3),
-            )
-            for slot, mode, price, kwh, temp in zip(
-                inputs.prices.slots,
-                result.modes,
-                inputs.prices.prices_eur_per_mwh,
-                planned.electricity_kwh,
-                planned.mean_air_temp_c,
-                strict=True,
-            )
+
+def planning_executor(deps: Dependencies) -> Executor:
+    """Where a shard's devices are solved: by default a thread per core (the solver releases
+    the GIL while it searches); the local runtime installs a process pool under the same name
+    (``deps.singleton("planning_executor", ...)``) to plan on every core."""
+    return deps.singleton(
+        "planning_executor", lambda: ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    )
+
+
+def _solve_job(planner: OrToolsPlanner, job: _ToSolve, *, now: datetime, trigger: str) -> Solved:
+    """One device's plan, or the error solving it raised (handed back to the device's turn)."""
+    with log_context(device_id=job.device_id, trigger=trigger):
+        try:
+            return solve_plan(planner, job.inputs, job.plan_id, now=now, trigger=trigger)
+        except Exception as err:  # noqa: BLE001 - re-raised in the device's turn
+            return err
+
+
+def solve_plan(
+    planner: OrToolsPlanner, inputs: PlanInputs, plan_id: str, *, now: datetime, trigger: str
+) -> tuple[Plan, dict[str, Any]]:
+    """The plan of one device's inputs, and its document (pure: no I/O)."""
+    from hpsteer.optimizer.baselines import OwnControl
+    from hpsteer.optimizer.problem import evaluate
+
+    problem = inputs.problem
+    result = planner.solve(problem)
+    planned = evaluate(problem, result.modes)
+    baseline = evaluate(problem, OwnControl().plan(problem))
+    slots = tuple(
+        PlanSlot(
+            start_at=slot.start_at,
+            end_at=slot.end_at,
+            mode=mode,
+            price_eur_per_mwh=price,
+            expected_power_kw=max(0.0, float(kwh) / problem.slot_hours),
+            predicted_indoor_temp_c=round(float(temp), 3),
         )
-        plan = Plan(
-            plan_id=plan_id,
-            device_id=inputs.record.device.device_id,
-            price_area=inputs.prices.area,
-            resolution=inputs.prices.resolution,
-            created_at=self.now,
-            slots=slots,
-            expected_cost_eur=planned.energy_cost_eur,
-            baseline_cost_eur=baseline.energy_cost_eur,
-            price_content_hashes=tuple(d.content_hash for d in inputs.prices.days),
-            weather_issued_at=inputs.forecast.issued_at,
-            solver=result.solver,
-            solver_gap=None if math.isnan(result.gap) else result.gap,  # NaN: no LP bound
+        for slot, mode, price, kwh, temp in zip(
+            inputs.prices.slots,
+            result.modes,
+            inputs.prices.prices_eur_per_mwh,
+            planned.electricity_kwh,
+            planned.mean_air_temp_c,
+            strict=True,
         )
-        held = inputs.weather_held_after_at
-        document = plan_document(
-            plan,
-            inputs.record.observed_mode,
-            {
-                "solve_ms": result.solve_ms,
-                "solver_termination": result.termination,
-                "trigger": self.trigger,
-                "inputs": inputs.versions(),
-                "inputs_key": inputs.inputs_key(),
-                "weather_held": held is not None,
-                "weather_held_after_at": held,
-                "horizon_truncated": inputs.prices.truncated_reason,
-                "expected_comfort_kh_below": planned.comfort_kh_below,
-                "baseline_comfort_kh_below": baseline.comfort_kh_below,
-                "expected_mean_indoor_temp_c": float(planned.mean_air_temp_c.mean()),
-                "baseline_mean_indoor_temp_c": float(baseline.mean_air_temp_c.mean()),
-                "expected_objective_eur": planned.objective_eur,
-                "cost_by_day": cost_by_day(
-                    plan, list(planned.electricity_kwh), list(baseline.electricity_kwh)
-                ),
-            },
-        )
-        return plan, document
+    )
+    plan = Plan(
+        plan_id=plan_id,
+        device_id=inputs.record.device.device_id,
+        price_area=inputs.prices.area,
+        resolution=inputs.prices.resolution,
+        created_at=now,
+        slots=slots,
+        expected_cost_eur=planned.energy_cost_eur,
+        baseline_cost_eur=baseline.energy_cost_eur,
+        price_content_hashes=tuple(d.content_hash for d in inputs.prices.days),
+        weather_issued_at=inputs.forecast.issued_at,
+        solver=result.solver,
+        solver_gap=None if math.isnan(result.gap) else result.gap,  # NaN: no LP bound
+    )
+    held = inputs.weather_held_after_at
+    document = plan_document(
+        plan,
+        inputs.record.observed_mode,
+        {
+            "solve_ms": result.solve_ms,
+            "solver_termination": result.termination,
+            "trigger": trigger,
+            "inputs": inputs.versions(),
+            "inputs_key": inputs.inputs_key(),
+            "weather_held": held is not None,
+            "weather_held_after_at": held,
+            "horizon_truncated": inputs.prices.truncated_reason,
+            "expected_comfort_kh_below": planned.comfort_kh_below,
+            "baseline_comfort_kh_below": baseline.comfort_kh_below,
+            "expected_mean_indoor_temp_c": float(planned.mean_air_temp_c.mean()),
+            "baseline_mean_indoor_temp_c": float(baseline.mean_air_temp_c.mean()),
+            "expected_objective_eur": planned.objective_eur,
+            "cost_by_day": cost_by_day(
+                plan, list(planned.electricity_kwh), list(baseline.electricity_kwh)
+            ),
+        },
+    )
+    return plan, document
 
 
 def plan_shard(
@@ -366,12 +416,13 @@ def plan_shard(
 
         planner = OrToolsPlanner()
     shard = _Shard(deps, options or PlanningOptions(), planner, request.trigger, deps.clock.now())
-    outcomes: list[DeviceOutcome] = []
+    outcomes: dict[str, DeviceOutcome] = {}
     transient: list[tuple[str, TransientError]] = []
-    for device_id in dict.fromkeys(request.device_ids):
+
+    def guarded(device_id: str, step: Callable[[], DeviceOutcome | _ToSolve]) -> object:
         with log_context(device_id=device_id, trigger=request.trigger):
             try:
-                outcomes.append(shard.plan_device(device_id))
+                return step()
             except PermanentError as err:
                 _log.error(
                     "device %s keeps its previous plan: %s: %s",
@@ -380,17 +431,37 @@ def plan_shard(
                     err,
                     extra={"error_type": type(err).__name__},
                 )
-                outcomes.append(DeviceOutcome(device_id, "failed", error=type(err).__name__))
+                return DeviceOutcome(device_id, "failed", error=type(err).__name__)
             except TransientError as err:
                 _log.warning("device %s not planned, will retry: %s", device_id, err)
                 transient.append((device_id, err))
+                return None
+
+    jobs: list[_ToSolve] = []
+    for device_id in dict.fromkeys(request.device_ids):
+        prepared = guarded(device_id, functools.partial(shard.prepare, device_id))
+        if isinstance(prepared, _ToSolve):
+            jobs.append(prepared)
+        elif isinstance(prepared, DeviceOutcome):
+            outcomes[device_id] = prepared
+    for job, solved in zip(jobs, shard.solve_all(jobs), strict=True):
+        finished = guarded(job.device_id, functools.partial(_finish, shard, job, solved))
+        if isinstance(finished, DeviceOutcome):
+            outcomes[job.device_id] = finished
     if transient:
         first_id, first = transient[0]
         raise type(first)(
             f"{len(transient)} of {len(request.device_ids)} devices failed transiently "
             f"(first {first_id}: {first}); the shard is delivered again"
         ) from first
-    return outcomes
+    return [outcomes[d] for d in dict.fromkeys(request.device_ids) if d in outcomes]
+
+
+def _finish(shard: _Shard, job: _ToSolve, solved: Solved) -> DeviceOutcome:
+    if isinstance(solved, BaseException):
+        raise solved
+    plan, document = solved
+    return shard.complete(job, plan, document)
 
 
 # -- handlers ---------------------------------------------------------------------------------

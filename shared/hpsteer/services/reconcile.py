@@ -316,6 +316,7 @@ class _Device:
             if isinstance(looked, str):
                 if looked != NOT_POLLED:
                     ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=looked)
+                _log.debug("not judged %s: %s", self.device_id, looked)
                 return DeviceOutcome(self.device_id, (looked,), self.read, looked)
             observed = looked
             actions = diff(
@@ -325,6 +326,14 @@ class _Device:
             self.apply(action, intended, observed)
         self.save()
         names = tuple(type(a).__name__ for a in actions)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "reconciled %s: intended %s, observed %s: %s",
+                self.device_id,
+                intended.mode.value if intended.mode else None,
+                observed.mode.value if observed and observed.mode else None,
+                ", ".join(repr(a) for a in actions),
+            )
         return DeviceOutcome(self.device_id, names, self.read)
 
     # -- actions ---------------------------------------------------------------------------
@@ -375,6 +384,9 @@ class _Device:
             open_remediation_until=None,
         )
         ctx.counters.inc(USER_OVERRIDES_TOTAL, oem=oem)
+        # The household's new setting is its own control from now on: ``mid`` after the pause
+        # must mean it, not the setting learnt before the change.
+        ctx.gateway.forget_baseline(device_ref(self.device_id, self.data))
         request = ReplanRequest(
             device_id=self.device_id,
             reason=f"user override seen at {ctx.now.isoformat()}",

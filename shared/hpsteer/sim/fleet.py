@@ -23,6 +23,16 @@ Promises:
   user changes in the app (the lever and the household's own setting take the user's value,
   ``changed_by`` = ``"user"``), gateway offline (:meth:`Fleet.online`), stale telemetry (the
   cloud's readings and their timestamps freeze while physics goes on).
+- **Surroundings.** The outdoor temperature is a daily cycle around each home's own base unless
+  the fleet is given ``outdoor`` (the local runtime passes the bundled real weather of the price
+  area); with ``price`` (EUR/MWh at an instant) each home's electricity cost is kept too.
+- **Truth for reports.** Each home keeps its electricity (and cost) so far, the kelvin-hours its
+  air spent below the comfort floor (``comfort_min_c``, 1 K below the setpoint, or 1 K below the
+  household's own lower setting if it chose one), and a **baseline
+  twin**: the same building, weather and household setting under the heat pump's own control,
+  never steered (:class:`Twin`), stepped alongside, so that savings and comfort are measured
+  against what the home would have done, not against the planner's own prediction. Physics is
+  stepped in chunks that never cross a quarter hour, so every chunk has one price.
 - Thread-safe: one re-entrant lock guards every home (the real server serves in threads).
 - **Physics per home, in plain floats.** :meth:`hpsteer.thermal.Plant.step` is vectorised over
   many states for the planner; the fleet steps one state per home thousands of times, where
@@ -38,7 +48,7 @@ import math
 import random
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -63,6 +73,7 @@ __all__ = [
     "Reading",
     "ScalarPlant",
     "ScalarStep",
+    "Twin",
 ]
 
 MANUFACTURERS: Final = ("viessmann", "nibe_myuplink", "daikin_onecta")
@@ -75,6 +86,8 @@ DHW_BOOST_TARGET_C: Final = 55.0
 DHW_LOSS_K_PER_H: Final = 0.8
 DHW_BOOST_K_PER_H: Final = 12.0
 _W_PER_KW: Final = 1000.0
+_KWH_PER_MWH: Final = 1000.0
+_QUARTER: Final = timedelta(minutes=15)
 _TRANSITIONS_KEPT: Final = 32
 """Step lengths whose transition a :class:`ScalarPlant` keeps (a fleet uses a handful)."""
 
@@ -283,6 +296,17 @@ class Credentials:
 
 
 @dataclass
+class Twin:
+    """A home's baseline twin: never commanded, on the household's own setting throughout."""
+
+    air_temp_c: float
+    mass_temp_c: float
+    electricity_kwh: float = 0.0
+    cost_eur: float = 0.0
+    kh_below: float = 0.0
+
+
+@dataclass
 class Home:
     home_id: str
     manufacturer: str
@@ -312,14 +336,29 @@ class Home:
     pending: list[tuple[datetime, float]] = field(default_factory=list)
     commands_received: int = 0
     reboots: int = 0
+    comfort_min_c: float = 19.0
+    """The comfort floor the household agreed to (the registered band's minimum)."""
+    electricity_kwh: float = 0.0
+    cost_eur: float = 0.0
+    kh_below: float = 0.0
+    """Kelvin-hours of indoor air below ``comfort_min_c`` so far."""
+    twin: Twin | None = None
     _scalar_plant: ScalarPlant | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def target_c(self) -> float:
         """The room temperature the heat pump's own controller regulates to now."""
+        return self._target_for(self.applied_lever)
+
+    @property
+    def household_target_c(self) -> float:
+        """The room temperature the household's own setting asks for (the twin runs on it)."""
+        return self._target_for(self.household_lever)
+
+    def _target_for(self, lever_value: float) -> float:
         if self.lever.kind == "offset_steps":
-            return self.room_setpoint_c + self.applied_lever * ROOM_K_PER_OFFSET_STEP
-        return self.applied_lever
+            return self.room_setpoint_c + lever_value * ROOM_K_PER_OFFSET_STEP
+        return lever_value
 
     def ref(self) -> DeviceRef:
         return DeviceRef(self.manufacturer, self.external_id, self.account_id, self.home_id)
@@ -349,6 +388,8 @@ class Fleet:
         seed: int = 0,
         faults: FaultPlan | None = None,
         manufacturers: Iterable[str] = MANUFACTURERS,
+        outdoor: Callable[[datetime], float] | None = None,
+        price: Callable[[datetime], float] | None = None,
     ) -> None:
         chosen = tuple(manufacturers)
         unknown = sorted(set(chosen) - set(MANUFACTURERS))
@@ -359,6 +400,8 @@ class Fleet:
         self.clock = clock
         self.seed = seed
         self.faults = faults if faults is not None else FaultPlan(seed=seed)
+        self._outdoor = outdoor
+        self._price = price
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
         self.homes: dict[str, Home] = {}
@@ -399,9 +442,8 @@ class Fleet:
         now = self.clock.now()
         base = round(rng.uniform(-1.0, 7.0), 1)  # above the -7 °C design point: not capacity-bound
         target = room_setpoint_c
-        conditions = SlotConditions(
-            duration_h=1.0, outdoor_temp_c=outdoor_temp_c(base, now), setpoint_c=target
-        )
+        outdoor_now = self._outdoor(now) if self._outdoor else outdoor_temp_c(base, now)
+        conditions = SlotConditions(duration_h=1.0, outdoor_temp_c=outdoor_now, setpoint_c=target)
         air, mass = plant.steady_state(conditions, 0.0)
         home = Home(
             home_id=home_id,
@@ -419,13 +461,22 @@ class Fleet:
             air_temp_c=float(air),
             mass_temp_c=float(mass),
             stepped_at=now,
-            reported=Reading(now, float(air), outdoor_temp_c(base, now), 30.0, 48.0, 0.0),
+            reported=Reading(now, float(air), outdoor_now, 30.0, 48.0, 0.0),
             dhw_temp_c=round(rng.uniform(44.0, 50.0), 1),
+            comfort_min_c=room_setpoint_c - 1.0,
         )
         self._step(home, now + timedelta(minutes=5), draw_events=False)
         home.stepped_at = now
+        home.electricity_kwh = home.cost_eur = home.kh_below = 0.0
+        home.twin = Twin(home.air_temp_c, home.mass_temp_c)
         home.reported = self._reading(home, now)
         return home
+
+    def outdoor_at(self, home: Home, at: datetime) -> float:
+        """The outdoor temperature at the home (the shared weather, or its own daily cycle)."""
+        if self._outdoor is not None:
+            return self._outdoor(at)
+        return outdoor_temp_c(home.outdoor_base_c, at)
 
     def new_token(self, prefix: str) -> str:
         """A token from the fleet's seeded dice (reproducible runs, never a real secret)."""
@@ -502,7 +553,7 @@ class Fleet:
 
     def _step(self, home: Home, to: datetime, *, draw_events: bool = True) -> None:
         while home.stepped_at < to:
-            end = min(to, home.stepped_at + MAX_STEP)
+            end = min(to, home.stepped_at + MAX_STEP, _next_quarter(home.stepped_at))
             due = [at for at, _ in home.pending if at <= end]
             if due:
                 end = max(min(due), home.stepped_at)
@@ -529,10 +580,12 @@ class Fleet:
     def _physics(self, home: Home, end: datetime) -> None:
         duration_h = (end - home.stepped_at) / timedelta(hours=1)
         plant = home.scalar_plant()
+        outdoor = self.outdoor_at(home, home.stepped_at)
+        price_eur_per_kwh = self._price(home.stepped_at) / _KWH_PER_MWH if self._price else 0.0
         result = plant.step(
             home.air_temp_c,
             home.mass_temp_c,
-            outdoor_temp_c=outdoor_temp_c(home.outdoor_base_c, home.stepped_at),
+            outdoor_temp_c=outdoor,
             target_c=home.target_c,
             duration_h=duration_h,
         )
@@ -540,6 +593,23 @@ class Fleet:
         home.mass_temp_c = result.mass_temp_c
         home.heat_kw = result.heat_kwh / duration_h
         home.power_kw = result.electricity_kwh / duration_h
+        home.electricity_kwh += result.electricity_kwh
+        home.cost_eur += result.electricity_kwh * price_eur_per_kwh
+        floor = min(home.comfort_min_c, home.household_target_c - 1.0)  # a household's own
+        home.kh_below += max(0.0, floor - home.air_temp_c) * duration_h  # cooler choice is no harm
+        twin = home.twin
+        if twin is not None:
+            shadow = plant.step(
+                twin.air_temp_c,
+                twin.mass_temp_c,
+                outdoor_temp_c=outdoor,
+                target_c=home.household_target_c,
+                duration_h=duration_h,
+            )
+            twin.air_temp_c, twin.mass_temp_c = shadow.air_temp_c, shadow.mass_temp_c
+            twin.electricity_kwh += shadow.electricity_kwh
+            twin.cost_eur += shadow.electricity_kwh * price_eur_per_kwh
+            twin.kh_below += max(0.0, floor - shadow.air_temp_c) * duration_h
         home.supply_temp_c = plant.flow_for_heat_c(home.heat_kw, home.air_temp_c)
         if home.dhw_boost:
             home.dhw_temp_c = min(
@@ -554,7 +624,7 @@ class Fleet:
         return Reading(
             at=at,
             indoor_temp_c=round(home.air_temp_c, 1),
-            outdoor_temp_c=round(outdoor_temp_c(home.outdoor_base_c, at), 1),
+            outdoor_temp_c=round(self.outdoor_at(home, at), 1),
             supply_temp_c=round(home.supply_temp_c, 1),
             dhw_temp_c=round(home.dhw_temp_c, 1),
             power_kw=round(home.power_kw, 3),
@@ -606,6 +676,12 @@ class Fleet:
             if home.lever.kind == "room_setpoint_c":
                 home.room_setpoint_c = value
             home.changed_by, home.changed_at = "user", home.stepped_at
+
+
+def _next_quarter(at: datetime) -> datetime:
+    """The first quarter-hour boundary after ``at`` (price slots start on them)."""
+    into = timedelta(minutes=at.minute % 15, seconds=at.second, microseconds=at.microsecond)
+    return at - into + _QUARTER
 
 
 def _external_id(manufacturer: str, index: int, seed: int) -> str:

@@ -15,16 +15,18 @@ held to the same standard as live data.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
-from hpsteer.domain.market import PriceArea, Resolution, delivery_day_bounds
+from hpsteer.domain.market import PriceArea, Resolution, delivery_day_bounds, market_date_of
 from hpsteer.domain.prices import MarketDayPrices
-from hpsteer.errors import FeedRejected
+from hpsteer.errors import FeedRejected, NotFound
 from hpsteer.ports.clock import Clock, SystemClock
 from hpsteer.sources.price_validation import PriceLimits, normalize_day
 from hpsteer.sources.prices import RawPriceSeries
@@ -33,6 +35,7 @@ __all__ = ["ReplayPriceSource", "bundled_data_dir"]
 
 _EDS_AREAS = {"DE": PriceArea.DE_LU}
 _Points = list[tuple[datetime, float]]
+_LONGEST_SLOT_S = 3600.0
 
 
 def bundled_data_dir() -> Path:
@@ -126,6 +129,28 @@ class ReplayPriceSource:
 
     def supports(self, area: PriceArea) -> bool:
         return area in self._load()
+
+    def covered_days(self, area: PriceArea) -> tuple[date, date] | None:
+        """The first and last market day of ``area`` the files hold (None: no data)."""
+        points = self._load().get(area)
+        if not points:
+            return None
+        return market_date_of(area, points[0][0]), market_date_of(area, points[-1][0])
+
+    def price_at(self, area: PriceArea) -> Callable[[datetime], float]:
+        """The price (EUR/MWh) of the slot holding an instant, as published (no validation: the
+        simulated homes' bill; the planner sees only validated days through ingestion). An instant
+        outside the files raises :class:`~hpsteer.errors.NotFound`."""
+        points = self._load().get(area, [])
+        stamps = [at.timestamp() for at, _ in points]
+
+        def at(instant: datetime) -> float:
+            i = bisect.bisect_right(stamps, instant.timestamp()) - 1
+            if i < 0 or instant.timestamp() - stamps[i] >= _LONGEST_SLOT_S:
+                raise NotFound(f"no {area.value} price for {instant.isoformat()}")
+            return points[i][1]
+
+        return at
 
     def fetch(self, area: PriceArea, market_date: date) -> MarketDayPrices | None:
         start, end = delivery_day_bounds(area, market_date)

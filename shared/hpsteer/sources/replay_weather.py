@@ -29,6 +29,7 @@ import bisect
 import csv
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +43,7 @@ from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import FeedRejected, NotFound
 from hpsteer.ports.clock import Clock, SystemClock
 
-__all__ = ["ReplayWeatherSource", "bundled_weather_dir"]
+__all__ = ["ReplayWeatherSource", "WeatherFile", "bundled_weather_dir"]
 
 SOURCE = "replay"
 _HEADER_ALIASES = {"temperature": "temperature_2m"}
@@ -63,6 +64,17 @@ class _Series:
     longitude: float
     times: tuple[datetime, ...]
     points: tuple[WeatherPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherFile:
+    """Where one bundled file's weather was taken and the hours it covers."""
+
+    name: str
+    latitude: float
+    longitude: float
+    first: datetime
+    last: datetime
 
 
 def _split_header(header: str) -> tuple[str, str | None]:
@@ -201,6 +213,32 @@ class ReplayWeatherSource:
 
     def forecast(self, location: Location) -> WeatherSeries:
         return self.forecast_at(location, self._clock.now())
+
+    def files(self) -> list[WeatherFile]:
+        """Every file's place and the hours it covers."""
+        return [
+            WeatherFile(s.name, s.latitude, s.longitude, s.times[0], s.times[-1])
+            for s in self._loaded()
+        ]
+
+    def outdoor_temperature(self, location: Location) -> Callable[[datetime], float]:
+        """The actual outdoor temperature at ``location`` as a function of the instant, linear
+        between the hourly values and held beyond the file's ends (the simulated homes' weather)."""
+        series = self._nearest(location)
+        stamps = [t.timestamp() for t in series.times]
+        values = [p.outdoor_temp_c for p in series.points]
+
+        def at(instant: datetime) -> float:
+            x = instant.timestamp()
+            i = bisect.bisect_right(stamps, x)
+            if i == 0:
+                return values[0]
+            if i == len(stamps):
+                return values[-1]
+            x0, x1 = stamps[i - 1], stamps[i]
+            return values[i - 1] + (values[i] - values[i - 1]) * (x - x0) / (x1 - x0)
+
+        return at
 
     def forecast_at(self, location: Location, issued_at: datetime) -> WeatherSeries:
         """The actual weather of ``[issued hour, issued hour + horizon)`` at ``location``."""

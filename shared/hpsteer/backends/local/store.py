@@ -467,6 +467,39 @@ class LocalDocumentStore:
             if self._last_time is None or stored.update_time > self._last_time:
                 self._last_time = stored.update_time
 
+    def save_to(self, path: Path) -> None:
+        """Write every document into a new SQLite file at ``path`` (replaced if it exists), in
+        the format :meth:`open_readonly` reads: a store kept in memory while it is busy (the
+        simulator) is inspected afterwards from its snapshot."""
+        target = Path(path)
+        target.unlink(missing_ok=True)
+        with self._lock:
+            snapshot = dict(self._docs)
+        try:
+            db = sqlite3.connect(target)
+            try:
+                with db:
+                    db.execute(
+                        "CREATE TABLE documents (path TEXT PRIMARY KEY, data JSON NOT NULL, "
+                        "create_time TEXT NOT NULL, update_time TEXT NOT NULL)"
+                    )
+                    db.executemany(
+                        "INSERT INTO documents VALUES (?, ?, ?, ?)",
+                        (
+                            (
+                                doc_path,
+                                json.dumps(encode_value(stored.data)),
+                                format_instant(stored.create_time),
+                                format_instant(stored.update_time),
+                            )
+                            for doc_path, stored in sorted(snapshot.items())
+                        ),
+                    )
+            finally:
+                db.close()
+        except sqlite3.Error as err:
+            raise StoreUnavailable(f"cannot write the store file {target}: {err}") from err
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

@@ -1,0 +1,107 @@
+"""What ``hpsteer simulate`` costs around the planner: wall time, planning time, the rest per
+device-day, and peak memory.
+
+``python -m benchmarks.simulate --json`` runs 200 homes for 7 days in SE3 from 2023-01-09
+(``realistic`` faults, seed 0) on the local backends, each run in a fresh process so that its
+peak resident memory is its own (``ru_maxrss`` of the child, the planner's worker processes
+included through ``RUSAGE_CHILDREN`` of the run's process). Figures per backend:
+
+- ``wall_s``: the whole run (building the fleet, simulating, settling; not writing the report);
+- ``planning_s``: wall time spent in the ``optimize-requests`` handler (the OR-Tools planner and
+  the reads and writes of a shard around it; planning runs on every core);
+- ``overhead_ms_per_device_day``: ``(wall_s - planning_s) / (devices · days)`` in milliseconds:
+  everything else (ingestion, fan-out, dispatch, verification, reconciliation, telemetry, the
+  simulated manufacturers and homes), goal ≤ 5;
+- ``peak_rss_mib``: the largest resident set of the run's process or of any planner worker,
+  goal ≤ 2,048.
+
+``--backend emulators`` (50 homes, 1 day) is reported under ``emulators`` once that backend of
+``hpsteer simulate`` exists; until then the field says why it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from hpsteer.domain.market import PriceArea
+
+
+def _run(devices: int, days: int, out: str, queue: Any) -> None:
+    import logging
+
+    from hpsteer.observability.logging import configure_logging
+    from hpsteer.runtime.simulation.engine import Simulation
+    from hpsteer.runtime.simulation.options import SimulationOptions, check_options
+
+    options = SimulationOptions(
+        area=PriceArea.SE3, start=date(2023, 1, 9), days=days, devices=devices, out=Path(out)
+    )
+    data = check_options(options)
+    with (Path(out) / "hpsteer.log").open("w") as log:
+        configure_logging("WARNING", stream=log)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        simulation = Simulation.build(options, data)
+        simulation.run()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    queue.put(
+        {
+            "devices": devices,
+            "days": days,
+            "wall_s": round(simulation.wall_s, 1),
+            "planning_s": round(simulation.planning_s, 1),
+            "overhead_ms_per_device_day": round(
+                1000.0 * (simulation.wall_s - simulation.planning_s) / (devices * days), 2
+            ),
+            "peak_rss_mib": round(max(own, workers) / 1024.0, 1),
+        }
+    )
+
+
+def measure(devices: int, days: int) -> dict[str, Any]:
+    """One run in a fresh process (its own peak memory)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    with TemporaryDirectory() as out:
+        process = context.Process(target=_run, args=(devices, days, out, queue))
+        process.start()
+        result: dict[str, Any] = queue.get()
+        process.join()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    figures = {
+        "local": measure(args.devices, args.days),
+        "emulators": {"missing": "hpsteer simulate --backend emulators is not built yet"},
+        "goals": {"overhead_ms_per_device_day": 5.0, "peak_rss_mib": 2048.0},
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        local = figures["local"]
+        print(
+            f"simulate {local['devices']} homes x {local['days']} days (local): "
+            f"{local['wall_s']} s, planning {local['planning_s']} s, "
+            f"{local['overhead_ms_per_device_day']} ms per device-day around the planner "
+            f"(goal 5), peak {local['peak_rss_mib']} MiB (goal 2048)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""``hpsteer simulate``: the whole system on one machine, on a simulated clock.
+
+What runs is what the cloud runs. :class:`Simulation` builds a
+:class:`~hpsteer.runtime.local_fleet.LocalFleet` (local backends, the simulated fleet of the
+area's homes behind the manufacturers' emulated APIs, the real adapters, breakers and budgets,
+Cloud Tasks deliveries reaching the dispatch and verify handlers with Cloud Tasks' headers), and
+subscribes on the local bus, for every trigger of :data:`~.topology.TRIGGERS`, the Cloud Function
+entry point itself, loaded from ``functions/<name>/main.py``, which receives the CloudEvent
+Eventarc would build. Cloud Scheduler's jobs are clock ticks that publish the messages the
+scheduler publishes (:class:`Scheduler`): prices at 13:00 market time for the next day (and, at
+the start, the first day's, as the day before would have), weather every 3 hours, reconciliation
+every ``reconcile_interval_minutes``, the command sweep every 30 minutes.
+
+Time moves from one thing due to the next (a tick, a task, a message waiting out its retry
+backoff, a truth sample). At each instant every ready message and due task is delivered until
+nothing is left, so a chain (prices → optimize fan-out → shards → plans → tasks) completes at the
+instant it starts, as it would within seconds in the cloud. The homes' physics is stepped in
+quarter hours and at each sample; prices and weather are the bundled real ones of the area.
+
+Faults (:mod:`.chaos`): a profile's message and task copies are delivered one after another;
+a crash at a command-path checkpoint fails that delivery (Cloud Tasks retries it); a crash after
+a Pub/Sub handler's work fails its acknowledgement (Pub/Sub delivers it again).
+
+After the last day the run **settles** for :data:`SETTLE` (tasks and reconciliation go on, no
+new prices or weather), so commands in flight at the end can finish; costs, comfort and samples
+cover the simulated days only. Ctrl-C stops the loop; what was simulated so far is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from cloudevents.http import CloudEvent
+
+from hpsteer.backends.local.bus import LocalMessageBus
+from hpsteer.config import Settings
+from hpsteer.domain.base import Record
+from hpsteer.domain.market import delivery_day_bounds
+from hpsteer.domain.messages import (
+    CommandSweepRequest,
+    PriceIngestRequest,
+    ReconcileRequest,
+    Topic,
+    WeatherIngestRequest,
+)
+from hpsteer.messaging.envelope import encode_json_message
+from hpsteer.runtime.entrypoint import use_dependencies
+from hpsteer.runtime.local_fleet import LocalFleet
+from hpsteer.runtime.simulation.audit import CountingGateway
+from hpsteer.runtime.simulation.chaos import Chaos, Crash, chaos_for
+from hpsteer.runtime.simulation.observer import Observer
+from hpsteer.runtime.simulation.options import AreaData, SimulationOptions
+from hpsteer.runtime.simulation.topology import TRIGGERS, load_entry_point
+
+__all__ = ["SETTLE", "Simulation", "Tick"]
+
+_log = logging.getLogger(__name__)
+
+SETTLE = timedelta(hours=2)
+WEATHER_EVERY = timedelta(hours=3)
+SWEEP_EVERY = timedelta(minutes=30)
+PRICE_HOUR_LOCAL = 13
+"""Day-ahead prices are published around 12:45-13:00 CET; the scheduler asks at 13:00."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What the progress line shows."""
+
+    now: datetime
+    fraction: float
+    devices: int
+    commands: int
+    plans: int
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    topic: Topic
+    next_at: datetime
+    every: timedelta | None
+    message: Callable[[datetime], Record]
+    until: datetime
+
+
+class Scheduler:
+    """Cloud Scheduler's jobs as clock ticks (see the module docstring)."""
+
+    def __init__(self, options: SimulationOptions, interval: timedelta) -> None:
+        area, start, end = options.area, options.start_at, options.end_at
+        settled = end + SETTLE
+        self.jobs = [
+            _Job(
+                Topic.RECONCILE_REQUESTS,
+                start,
+                interval,
+                lambda at: ReconcileRequest(scheduled_at=at),
+                settled,
+            ),
+            _Job(
+                Topic.COMMAND_SWEEP_REQUESTS,
+                start + SWEEP_EVERY,
+                SWEEP_EVERY,
+                lambda at: CommandSweepRequest(scheduled_at=at),
+                settled,
+            ),
+            _Job(
+                Topic.WEATHER_INGEST_REQUESTS,
+                start,
+                WEATHER_EVERY,
+                lambda at: WeatherIngestRequest(scheduled_at=at),
+                end,
+            ),
+        ]
+        first_day = options.start
+        self.jobs.append(
+            _Job(
+                Topic.PRICE_INGEST_REQUESTS,
+                start,
+                None,
+                lambda at: PriceIngestRequest(
+                    areas=(area,), market_date=first_day, scheduled_at=at
+                ),
+                end,
+            )
+        )
+        for offset in range(options.days):
+            day = options.start + timedelta(days=offset)
+            self.jobs.append(
+                _Job(
+                    Topic.PRICE_INGEST_REQUESTS,
+                    _local_hour(options, day, PRICE_HOUR_LOCAL),
+                    None,
+                    lambda at: PriceIngestRequest(areas=(area,), scheduled_at=at),
+                    end,
+                )
+            )
+
+    def next_at(self) -> datetime | None:
+        return min((j.next_at for j in self.jobs if j.next_at < j.until), default=None)
+
+    def due(self, now: datetime) -> Iterator[tuple[Topic, Record]]:
+        """The messages due at or before ``now``, each job moved to its next run."""
+        for job in self.jobs:
+            while job.next_at <= now and job.next_at < job.until:
+                yield job.topic, job.message(job.next_at)
+                job.next_at = job.next_at + job.every if job.every else job.until
+
+
+def _local_hour(options: SimulationOptions, day: date, hour: int) -> datetime:
+    start, _ = delivery_day_bounds(options.area, day)
+    local = start.astimezone(options.area.timezone).replace(hour=hour)
+    return local.astimezone(start.tzinfo)
+
+
+# -- the simulation -----------------------------------------------------------------------------
+
+
+def _planning_pool(processes: int) -> Executor:
+    """Worker processes for the planner (a shard's devices solved on every core), forked now,
+    while the run's state is still small."""
+    count = processes or os.cpu_count() or 1
+    pool = ProcessPoolExecutor(max_workers=count)
+    list(pool.map(abs, range(count)))
+    return pool
+
+
+@dataclass
+class Simulation:
+    options: SimulationOptions
+    data: AreaData
+    local: LocalFleet
+    chaos: Chaos
+    observer: Observer
+    scheduler: Scheduler
+    dead_letters: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    planning_s: float = 0.0
+    home_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    _deliveries: Counter[str] = field(default_factory=Counter)
+    _planning_pool: Executor | None = None
+
+    @classmethod
+    def build(cls, options: SimulationOptions, data: AreaData) -> Simulation:
+        start = options.start_at
+        chaos = chaos_for(options.faults, options.seed, start, options.days)
+        settings = Settings(backend="local", price_feed="replay", weather_feed="replay")
+        local = LocalFleet.build(
+            start=start,
+            homes=options.devices,
+            seed=options.seed,
+            faults=chaos.faults,
+            settings=settings,
+            outdoor=data.weather.outdoor_temperature(data.location),
+            price=data.prices.price_at(options.area),
+            gateway_class=CountingGateway,
+        )
+        local.register_devices(options.area, data.location)
+        interval = timedelta(minutes=settings.reconcile_interval_minutes)
+        window = 2 * timedelta(seconds=settings.verify_delay_seconds) + timedelta(minutes=5)
+        sampled = frozenset(h.home_id for h in list(local.fleet)[: options.sample_homes])
+        observer = Observer(
+            local.fleet, local.deps.store, options.area, window, interval, sampled, start
+        )
+        observer.blackout = chaos.in_outage
+        simulation = cls(options, data, local, chaos, observer, Scheduler(options, interval))
+        simulation._wire()
+        if options.planning_processes != 1:
+            pool = _planning_pool(options.planning_processes)
+            simulation._planning_pool = pool
+            local.deps.singleton("planning_executor", lambda: pool)
+        return simulation
+
+    @property
+    def bus(self) -> LocalMessageBus:
+        bus = self.local.deps.bus
+        assert isinstance(bus, LocalMessageBus)
+        return bus
+
+    @property
+    def interval(self) -> timedelta:
+        return self.observer.interval
+
+    def _wire(self) -> None:
+        chaos = self.chaos
+
+        def checkpoint(step: str) -> None:
+            if chaos.crashes():
+                raise Crash(step)
+
+        self.local.copies = chaos.copies
+        self.local.checkpoint = checkpoint
+        for trigger in TRIGGERS:
+            entry = load_entry_point(trigger.function, trigger.entry_point)
+            self.bus.subscribe(
+                trigger.topic.value,
+                self._subscriber(trigger.topic, entry),
+                name=f"{trigger.function}-{trigger.entry_point}-{trigger.topic.value}",
+            )
+        self.bus.subscribe(Topic.ALERTS.value, lambda event: None, name="alerts-notifications")
+
+    def _subscriber(
+        self, topic: Topic, entry: Callable[[CloudEvent], None]
+    ) -> Callable[[CloudEvent], None]:
+        chaos, counts = self.chaos, self._deliveries
+        planning = topic is Topic.OPTIMIZE_REQUESTS
+
+        def handle(event: CloudEvent) -> None:
+            for _ in range(chaos.copies()):
+                counts[topic.value] += 1
+                began = time.perf_counter()
+                try:
+                    entry(event)
+                finally:
+                    if planning:
+                        self.planning_s += time.perf_counter() - began
+            if chaos.crashes():
+                raise Crash(f"after {topic.value}")
+
+        return handle
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, progress: Callable[[Tick], None] | None = None) -> None:
+        """Simulate the days, then settle; Ctrl-C ends it early (``interrupted``)."""
+        began = time.perf_counter()
+        use_dependencies(self.local.deps)
+        try:
+            self._loop(progress)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            use_dependencies(None)
+            if self._planning_pool is not None:
+                self._planning_pool.shutdown(cancel_futures=True)
+            if not self.home_figures:
+                self._close_books()
+            self.wall_s = time.perf_counter() - began
+
+    @property
+    def simulated_days(self) -> float:
+        """Days simulated (all of them unless interrupted)."""
+        last = self.observer.last_sample_at or self.options.start_at
+        span = (min(last, self.options.end_at) - self.options.start_at) / timedelta(days=1)
+        return span if self.interrupted else float(self.options.days)
+
+    def _loop(self, progress: Callable[[Tick], None] | None) -> None:
+        clock, end = self.local.clock, self.options.end_at
+        next_sample = self.options.start_at
+        last_report = 0.0
+        settle_end = end + SETTLE
+        while True:
+            now = clock.now()
+            candidates = [
+                at
+                for at in (
+                    self.scheduler.next_at(),
+                    self.local.tasks.next_due_at(),
+                    self.bus.next_due(),
+                    next_sample if next_sample <= end else None,
+                )
+                if at is not None
+            ]
+            at = max(min(candidates, default=settle_end), now)
+            if at > settle_end:
+                break
+            self.local.move_to(at)
+            self.chaos.apply_outage(at)
+            if next_sample <= end and at >= next_sample:
+                self.local.fleet.advance(at)
+                self.observer.sample(at)
+                if at >= end:
+                    self._close_books()
+                next_sample += self.interval
+            for topic, message in self.scheduler.due(at):
+                self.bus.publish(topic.value, encode_json_message(message))
+            self._deliver_everything_ready()
+            if progress is not None and time.perf_counter() - last_report > 0.25:
+                last_report = time.perf_counter()
+                progress(self.tick())
+            if at >= settle_end:
+                break
+
+    def _deliver_everything_ready(self) -> None:
+        while True:
+            moved = self.bus.deliver() + self.local.tasks.run_due()
+            if not moved:
+                return
+
+    def _close_books(self) -> None:
+        """Each home's cost and comfort at the end of the simulated days (the settling after
+        them is not part of the figures)."""
+        for home in self.local.fleet:
+            twin = home.twin
+            self.home_figures[home.home_id] = {
+                "cost_eur": home.cost_eur,
+                "baseline_cost_eur": twin.cost_eur if twin else home.cost_eur,
+                "kh_below": home.kh_below,
+                "baseline_kh_below": twin.kh_below if twin else home.kh_below,
+                "electricity_kwh": home.electricity_kwh,
+                "baseline_electricity_kwh": twin.electricity_kwh if twin else 0.0,
+                "commands_received": float(home.commands_received),
+            }
+
+    def tick(self) -> Tick:
+        now = self.local.clock.now()
+        span = self.options.end_at + SETTLE - self.options.start_at
+        return Tick(
+            now=now,
+            fraction=min(1.0, (now - self.options.start_at) / span),
+            devices=self.options.devices,
+            commands=sum(home.commands_received for home in self.local.fleet),
+            plans=self._deliveries[Topic.OPTIMIZE_REQUESTS.value],
+        )

@@ -1,0 +1,248 @@
+"""A finished (or interrupted) simulation's figures and files.
+
+:func:`write_results` leaves in the output folder:
+
+- ``summary.json``: the headline figures (below), what ``hpsteer simulate --json`` prints;
+- ``run.json``: the :class:`~.record.RunRecord` the report is drawn from;
+- ``report.html``: the report (:mod:`.report`);
+- ``store.sqlite``: the document store as the run left it, for ``hpsteer inspect``;
+- ``hpsteer.log``: every log line of the run, one JSON object per line (written while running).
+
+Headline figures: ``devices``, ``days``, ``cost_eur`` and ``baseline_cost_eur`` (every home,
+the simulated days, at the real prices; the baseline is each home's never-steered twin),
+``savings_pct``, ``comfort_kh_below_per_home_day`` (kelvin-hours below the comfort floor per home
+and day, and the twin's), ``mode_changes_per_day`` (commands the heat pumps received, per home and
+day), ``commands`` (by final state), ``commands_lost``, ``forked_histories``,
+``duplicate_side_effects``, ``drift_corrected_within_interval_pct`` with the episodes behind it,
+``household_changes``, ``remediations_against_override`` and ``overrides_respected``
+(household changes no remediation fought), ``alerts`` (by kind), ``messages_dead_lettered``,
+``interrupted``, timings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hpsteer.backends.local.store import LocalDocumentStore
+from hpsteer.domain.instants import instant_or_none
+from hpsteer.ports.store import every_page
+from hpsteer.runtime.simulation.audit import CommandAudit, CountingGateway, audit_commands
+from hpsteer.runtime.simulation.engine import Simulation
+from hpsteer.runtime.simulation.observer import drift_figures, drift_verdict
+from hpsteer.runtime.simulation.record import (
+    FUNNEL_STAGES,
+    ActivityPoint,
+    HomeRecord,
+    PricePoint,
+    RunOptions,
+    RunRecord,
+)
+
+__all__ = ["build_record", "write_results"]
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 2) if whole > 0 else None
+
+
+def _alerts(sim: Simulation) -> list[dict[str, Any]]:
+    store = sim.local.deps.store
+    pages = every_page(lambda cursor: store.query("alerts", limit=300, cursor=cursor))
+    return [doc.data for doc in pages]
+
+
+def _remediations_against_override(sim: Simulation, audit: CommandAudit) -> int:
+    changes = sim.observer.changes
+    return sum(
+        1
+        for device_id, at in audit.remediations
+        if any(c.device_id == device_id and c.at <= at < c.pause_until for c in changes)
+    )
+
+
+def _summary(sim: Simulation, audit: CommandAudit, alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    options, figures = sim.options, sim.home_figures
+    device_days = max(1e-9, len(figures) * sim.simulated_days)
+    cost = sum(f["cost_eur"] for f in figures.values())
+    baseline = sum(f["baseline_cost_eur"] for f in figures.values())
+    drifts = drift_figures(sim.observer.finish(), sim.interval)
+    against = _remediations_against_override(sim, audit)
+    changes = sim.observer.changes
+    fought = {
+        (c.device_id, c.at)
+        for c in changes
+        for device_id, at in audit.remediations
+        if device_id == c.device_id and c.at <= at < c.pause_until
+    }
+    gateway = sim.local.gateway
+    duplicates = gateway.duplicate_side_effects() if isinstance(gateway, CountingGateway) else 0
+    planning_s = sim.planning_s
+    return {
+        "devices": options.devices,
+        "days": options.days if not sim.interrupted else round(sim.simulated_days, 3),
+        "area": options.area.value,
+        "start": options.start.isoformat(),
+        "faults": options.faults,
+        "seed": options.seed,
+        "cost_eur": round(cost, 2),
+        "baseline_cost_eur": round(baseline, 2),
+        "savings_pct": _pct(baseline - cost, baseline),
+        "energy_kwh": round(sum(f["electricity_kwh"] for f in figures.values()), 1),
+        "baseline_energy_kwh": round(
+            sum(f["baseline_electricity_kwh"] for f in figures.values()), 1
+        ),
+        "comfort_kh_below_per_home_day": round(
+            sum(f["kh_below"] for f in figures.values()) / device_days, 3
+        ),
+        "baseline_comfort_kh_below_per_home_day": round(
+            sum(f["baseline_kh_below"] for f in figures.values()) / device_days, 3
+        ),
+        "mode_changes_per_day": round(
+            sum(f["commands_received"] for f in figures.values()) / device_days, 2
+        ),
+        "commands": dict(sorted(audit.by_state.items())),
+        "commands_lost": len(audit.lost),
+        "lost_examples": audit.lost[:10],
+        "forked_histories": len(audit.forked),
+        "forked_examples": audit.forked[:10],
+        "duplicate_side_effects": duplicates,
+        "drift_corrected_within_interval_pct": drifts["pct"],
+        "drift": drifts,
+        "household_changes": len(changes),
+        "remediations": len(audit.remediations),
+        "remediations_against_override": against,
+        "overrides_respected": len(changes) - len(fought),
+        "alerts": dict(sorted(Counter(str(a.get("kind")) for a in alerts).items())),
+        "messages_dead_lettered": len(sim.bus.dead_letters()),
+        "interrupted": sim.interrupted,
+        "wall_s": round(sim.wall_s, 2),
+        "planning_s": round(planning_s, 2),
+        "overhead_ms_per_device_day": round(
+            1000.0 * max(0.0, sim.wall_s - planning_s) / device_days, 2
+        ),
+    }
+
+
+def _hour(at: datetime) -> str:
+    return at.replace(minute=0, second=0, microsecond=0).isoformat()
+
+
+def _activity(
+    sim: Simulation, audit: CommandAudit, alerts: list[dict[str, Any]]
+) -> list[ActivityPoint]:
+    start, end = sim.options.start_at, sim.options.end_at
+    hours: dict[str, Counter[str]] = {}
+    at = start
+    while at < end:
+        hours[_hour(at)] = Counter()
+        at += timedelta(hours=1)
+
+    def count(kind: str, when: datetime | None) -> None:
+        if when is not None and _hour(when) in hours:
+            hours[_hour(when)][kind] += 1
+
+    for drift in sim.observer.closed:
+        if drift_verdict(drift, sim.interval) != "not_visible" or drift.ended != "corrected":
+            count("drifts", drift.first_seen_at)
+    for change in sim.observer.changes:
+        count("overrides", change.at)
+    for _, created in audit.remediations:
+        count("remediations", created)
+    for alert in alerts:
+        count("alerts", instant_or_none(alert.get("raised_at")))
+    return [
+        ActivityPoint(
+            at=hour,
+            drifts=c["drifts"],
+            overrides=c["overrides"],
+            remediations=c["remediations"],
+            alerts=c["alerts"],
+        )
+        for hour, c in hours.items()
+    ]
+
+
+def _prices(sim: Simulation) -> list[PricePoint]:
+    """The price in force at each quarter hour where it changes (a step line needs no more)."""
+    price_at = sim.data.prices.price_at(sim.options.area)
+    points: list[PricePoint] = []
+    at = sim.options.start_at
+    while at < sim.options.end_at:
+        price = round(price_at(at), 2)
+        if not points or points[-1]["eur_per_mwh"] != price:
+            points.append(PricePoint(at=at.isoformat(), eur_per_mwh=price))
+        at += timedelta(minutes=15)
+    return points
+
+
+def _homes(sim: Simulation) -> list[HomeRecord]:
+    records: list[HomeRecord] = []
+    for home in sim.local.fleet:
+        figures = sim.home_figures.get(home.home_id, {})
+        cost = figures.get("cost_eur", 0.0)
+        baseline = figures.get("baseline_cost_eur", 0.0)
+        records.append(
+            HomeRecord(
+                device_id=home.home_id,
+                manufacturer=home.manufacturer,
+                archetype=home.archetype,
+                comfort_min_c=home.comfort_min_c,
+                comfort_max_c=home.comfort_min_c + 3.0,
+                setpoint_c=home.comfort_min_c + 1.0,
+                cost_eur=round(cost, 4),
+                baseline_cost_eur=round(baseline, 4),
+                savings_pct=_pct(baseline - cost, baseline),
+                comfort_kh_below=round(figures.get("kh_below", 0.0), 3),
+                baseline_comfort_kh_below=round(figures.get("baseline_kh_below", 0.0), 3),
+                samples=sim.observer.samples.get(home.home_id, []),
+            )
+        )
+    return records
+
+
+def build_record(sim: Simulation) -> RunRecord:
+    store = sim.local.deps.store
+    audit = audit_commands(store, sim.options.end_at)
+    alerts = _alerts(sim)
+    summary = _summary(sim, audit, alerts)
+    options = sim.options
+    funnel = {
+        manufacturer: {stage: stages[stage] for stage in FUNNEL_STAGES}
+        for manufacturer, stages in sorted(audit.funnel.items())
+    }
+    return RunRecord(
+        options=RunOptions(
+            area=options.area.value,
+            start=options.start.isoformat(),
+            days=options.days,
+            devices=options.devices,
+            seed=options.seed,
+            faults=options.faults,
+            backend=options.backend,
+        ),
+        summary=summary,
+        prices=_prices(sim),
+        fleet_load=sim.observer.load,
+        homes=_homes(sim),
+        funnel=funnel,
+        activity=_activity(sim, audit, alerts),
+    )
+
+
+def write_results(sim: Simulation, out: Path) -> RunRecord:
+    """Write the run's files into ``out`` (see the module docstring); return the record."""
+    from hpsteer.runtime.simulation.report import render_report
+
+    record = build_record(sim)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(record["summary"], indent=2) + "\n")
+    (out / "run.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    store = sim.local.deps.store
+    if isinstance(store, LocalDocumentStore):
+        store.save_to(out / "store.sqlite")
+    render_report(record, out)
+    return record
