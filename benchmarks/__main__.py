@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import adapters, backtest, bookkeeping, command_log, dispatch, planner, reconcile
+from benchmarks import (
+    adapters,
+    backtest,
+    bookkeeping,
+    campaign,
+    command_log,
+    dispatch,
+    planner,
+    reconcile,
+    simulate,
+)
 
 
 def main() -> int:
@@ -15,6 +25,8 @@ def main() -> int:
     planner.main([])
     backtest.main([])
     reconcile.main([])
+    simulate.main([])
+    campaign.main(["--runs", "20"])
     return 0
 
 

@@ -181,3 +181,43 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "cannot be written" in err
+
+
+# -- on the emulators ---------------------------------------------------------------------------
+
+
+@pytest.mark.emulator
+def test_a_day_on_the_firestore_and_pubsub_emulators_loses_nothing_and_fights_no_household(
+    tmp_path: Path,
+) -> None:
+    from hpsteer.config import Settings
+    from hpsteer.runtime.emulators import EmulatorUnavailable
+    from hpsteer.runtime.simulation.emulated import emulated_backends, snapshot
+    from tests.support.emulator import unavailable
+
+    options = SimulationOptions(
+        area=PriceArea.SE3,
+        start=date(2023, 1, 9),
+        days=1,
+        devices=12,
+        seed=5,
+        backend="emulators",
+        out=tmp_path,
+    )
+    data = check_options(options)
+    try:
+        with emulated_backends(Settings(backend="local").project) as backends:
+            simulation = Simulation.build(options, data, store=backends.store, bus=backends.bus)
+            simulation.run()
+            copy = snapshot(backends.store, backends.client, simulation.local.clock)
+            summary = write_results(simulation, tmp_path, store_copy=copy)["summary"]
+    except EmulatorUnavailable as err:
+        unavailable(str(err))
+    assert summary["commands_lost"] == 0, summary["lost_examples"]
+    assert summary["forked_histories"] == 0, summary["forked_examples"]
+    assert summary["duplicate_side_effects"] == 0
+    assert summary["remediations_against_override"] == 0
+    assert summary["commands"]["completed"] > 0
+    assert summary["savings_pct"] > 0
+    assert (tmp_path / "store.sqlite").exists()
+    assert cli.main(["inspect", "device", "home-0000", "--state", str(tmp_path)]) == 0

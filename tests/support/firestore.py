@@ -1,9 +1,10 @@
 """The Firestore emulator for contract tests: started once per session, emptied before each test.
 
 ``firestore_emulator`` starts ``gcloud emulators firestore start`` (native mode) on a free
-loopback port, waits until it answers HTTP, and points the client at it through
-``FIRESTORE_EMULATOR_HOST``. ``reset_firestore`` deletes every document of the test project
-through the emulator's own DELETE endpoint, which is much faster than deleting documents.
+loopback port through :func:`hpsteer.runtime.emulators.firestore_emulator`, which waits until it
+answers HTTP, and points the client at it through ``FIRESTORE_EMULATOR_HOST``.
+``reset_firestore`` deletes every document of the test project through the emulator's own DELETE
+endpoint, which is much faster than deleting documents.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.emulator import EmulatorProcess, free_port, require_executable
+from hpsteer.runtime import emulators
+from tests.support.emulator import available
 
 PROJECT = "demo-hpsteer-test"
 
@@ -35,41 +37,20 @@ class FirestoreEmulator:
         response.raise_for_status()
 
 
-def _answers_http(host: str) -> bool:
-    return httpx.get(f"http://{host}/", timeout=0.5).status_code == 200
-
-
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[FirestoreEmulator]:
-    gcloud = require_executable("gcloud")
-    host = f"127.0.0.1:{free_port()}"
-    process = EmulatorProcess(
-        "firestore",
-        [
-            gcloud,
-            "emulators",
-            "firestore",
-            "start",
-            f"--host-port={host}",
-            "--database-mode=firestore-native",
-            "--quiet",
-        ],
-        ready=lambda: _answers_http(host),
-        start_timeout_s=60.0,
-    )
     started = time.monotonic()
-    process.start()
-    emulator = FirestoreEmulator(host, PROJECT, time.monotonic() - started)
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
-    try:
-        yield emulator
-    finally:
-        if previous is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-        process.stop()
+    with available(emulators.firestore_emulator(PROJECT)) as host:
+        emulator = FirestoreEmulator(host, PROJECT, time.monotonic() - started)
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        try:
+            yield emulator
+        finally:
+            if previous is None:
+                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = previous
 
 
 @pytest.fixture

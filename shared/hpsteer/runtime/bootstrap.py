@@ -144,6 +144,7 @@ def local(
     state_dir: Path | None = None,
     secrets: SecretStore | None = None,
     wrap_store: Callable[[DocumentStore], DocumentStore] | None = None,
+    bus: MessageBus | None = None,
 ) -> Dependencies:
     """In-process backends. With ``state_dir`` (or ``HPSTEER_LOCAL_STATE_DIR``) the store and the
     analytics tables persist as SQLite files there, and secrets are read from files there.
@@ -151,7 +152,8 @@ def local(
     ``dispatcher`` delivers due tasks; by default they are POSTed over HTTP to their URL, as
     Cloud Tasks would (the local runtime passes a dispatcher that calls handlers in process).
     ``secrets`` replaces the secret store (the simulated fleet's rotating tokens live in memory);
-    ``wrap_store`` wraps the store once built (a benchmark counts its operations so).
+    ``wrap_store`` wraps the store once built (a benchmark counts its operations so); ``bus``
+    replaces the in-process bus (the simulation on the Pub/Sub emulator).
     """
     settings = settings or Settings(backend="local")
     clock = clock or SystemClock()
@@ -166,9 +168,13 @@ def local(
         built = LocalDocumentStore(clock=clock, path=path)
         return wrap_store(built) if wrap_store is not None else built
 
-    def bus() -> MessageBus:
+    given_bus = bus
+
+    def bus_factory() -> MessageBus:
         from hpsteer.backends.local.bus import LocalMessageBus
 
+        if given_bus is not None:
+            return given_bus
         return LocalMessageBus(clock, project=settings.project)
 
     def tasks() -> TaskQueue:
@@ -200,7 +206,7 @@ def local(
         settings,
         clock,
         store=store,
-        bus=bus,
+        bus=bus_factory,
         tasks=tasks,
         analytics=analytics,
         secrets=secrets_factory,

@@ -35,6 +35,7 @@ from hpsteer.config import Settings
 from hpsteer.domain.devices import ComfortBand, Device, Location
 from hpsteer.domain.market import PriceArea
 from hpsteer.observability.metrics import Metrics
+from hpsteer.ports.bus import MessageBus
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime import bootstrap
@@ -85,6 +86,7 @@ class LocalFleet:
         outdoor: Callable[[datetime], float] | None = None,
         price: Callable[[datetime], float] | None = None,
         gateway_class: type[ManufacturerGateway] = ManufacturerGateway,
+        bus: MessageBus | None = None,
     ) -> LocalFleet:
         """``outdoor`` and ``price`` are the homes' surroundings (:class:`~hpsteer.sim.Fleet`);
         ``gateway_class`` lets a harness count what reaches the manufacturers."""
@@ -100,6 +102,7 @@ class LocalFleet:
             dispatcher=deliver,
             secrets=MemorySecretStore(),
             wrap_store=wrap_store,
+            bus=bus,
         )
         fleet = Fleet(
             clock,

@@ -180,6 +180,11 @@ class FirestoreDocumentStore:
     def __init__(self, client: Any) -> None:
         self._client = client
 
+    @property
+    def client(self) -> Any:
+        """The ``google.cloud.firestore.Client`` (an export lists every document with it)."""
+        return self._client
+
     @classmethod
     def from_settings(cls, project: str, database: str = "(default)") -> FirestoreDocumentStore:
         """A store on ``database`` of ``project`` (honours ``FIRESTORE_EMULATOR_HOST``)."""

@@ -18,13 +18,16 @@ from typing import TextIO
 
 from hpsteer.domain.market import PriceArea
 from hpsteer.errors import HpsteerError
+from hpsteer.runtime.emulators import EmulatorUnavailable
 from hpsteer.runtime.simulation.options import (
     BACKENDS,
     FAULT_PROFILES,
+    AreaData,
     SimulationError,
     SimulationOptions,
     check_options,
 )
+from hpsteer.runtime.simulation.record import RunRecord
 
 __all__ = ["add_simulate_parser", "run_simulate"]
 
@@ -122,12 +125,7 @@ def run_simulate(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     except SimulationError as problem:
         print(f"error: {problem}", file=err)
         return 1
-    if options.backend == "emulators":
-        print("error: --backend emulators is not available yet; use --backend local", file=err)
-        return 1
     from hpsteer.observability.logging import configure_logging
-    from hpsteer.runtime.simulation.engine import Simulation
-    from hpsteer.runtime.simulation.results import write_results
 
     log_path = options.out / "hpsteer.log"
     with log_path.open("w", encoding="utf-8") as log:
@@ -135,22 +133,46 @@ def run_simulate(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         print(
             f"simulating {options.devices} homes in {options.area.value} from {options.start} "
-            f"for {options.days} days, faults {options.faults} (seed {options.seed})",
+            f"for {options.days} days, faults {options.faults} (seed {options.seed}), "
+            f"backend {options.backend}",
             file=err,
         )
-        simulation = Simulation.build(options, data)
-        progress = _Progress(err)
-        simulation.run(progress)
-        progress.done()
-        record = write_results(simulation, options.out)
-        logging.getLogger().handlers.clear()
+        try:
+            record, interrupted = _run(options, data, err)
+        except EmulatorUnavailable as problem:
+            print(f"error: {problem}", file=err)
+            return 1
+        finally:
+            logging.getLogger().handlers.clear()
     summary = record["summary"]
     if args.json:
         print(json.dumps(summary, indent=2), file=out)
     else:
         print(_headline(summary), file=out)
     print(f"report: {(options.out / 'report.html').resolve()}", file=err)
-    return 130 if simulation.interrupted else 0
+    return 130 if interrupted else 0
+
+
+def _run(options: SimulationOptions, data: AreaData, err: TextIO) -> tuple[RunRecord, bool]:
+    from hpsteer.runtime.simulation.engine import Simulation
+    from hpsteer.runtime.simulation.results import write_results
+
+    progress = _Progress(err)
+    if options.backend == "local":
+        simulation = Simulation.build(options, data)
+        simulation.run(progress)
+        progress.done()
+        return write_results(simulation, options.out), simulation.interrupted
+    from hpsteer.config import Settings
+    from hpsteer.runtime.simulation.emulated import emulated_backends, snapshot
+
+    print("starting the Firestore and Pub/Sub emulators", file=err)
+    with emulated_backends(Settings(backend="local").project) as backends:
+        simulation = Simulation.build(options, data, store=backends.store, bus=backends.bus)
+        simulation.run(progress)
+        progress.done()
+        copy = snapshot(backends.store, backends.client, simulation.local.clock)
+        return write_results(simulation, options.out, store_copy=copy), simulation.interrupted
 
 
 def _headline(summary: dict[str, object]) -> str:

@@ -30,16 +30,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol, cast
 
 from cloudevents.http import CloudEvent
 
-from hpsteer.backends.local.bus import LocalMessageBus
+from hpsteer.backends.local.bus import DeadLetter
 from hpsteer.config import Settings
 from hpsteer.domain.base import Record
 from hpsteer.domain.market import delivery_day_bounds
@@ -51,6 +53,8 @@ from hpsteer.domain.messages import (
     WeatherIngestRequest,
 )
 from hpsteer.messaging.envelope import encode_json_message
+from hpsteer.ports.bus import MessageBus, Subscriber
+from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.entrypoint import use_dependencies
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.runtime.simulation.audit import CountingGateway
@@ -79,6 +83,16 @@ class Tick:
     devices: int
     commands: int
     plans: int
+
+
+class SimulationBus(MessageBus, Subscriber, Protocol):
+    """A bus whose deliveries the simulation drives: the in-process one, or the emulator's."""
+
+    def deliver(self) -> int: ...
+
+    def next_due(self) -> datetime | None: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
 
 
 # -- the scheduler ---------------------------------------------------------------------------
@@ -166,11 +180,16 @@ def _local_hour(options: SimulationOptions, day: date, hour: int) -> datetime:
 # -- the simulation -----------------------------------------------------------------------------
 
 
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the simulation's to handle: a planner worker ignores it and is shut down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _planning_pool(processes: int) -> Executor:
     """Worker processes for the planner (a shard's devices solved on every core), forked now,
     while the run's state is still small."""
     count = processes or os.cpu_count() or 1
-    pool = ProcessPoolExecutor(max_workers=count)
+    pool = ProcessPoolExecutor(max_workers=count, initializer=_ignore_interrupts)
     list(pool.map(abs, range(count)))
     return pool
 
@@ -183,7 +202,6 @@ class Simulation:
     chaos: Chaos
     observer: Observer
     scheduler: Scheduler
-    dead_letters: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
     planning_s: float = 0.0
@@ -192,7 +210,15 @@ class Simulation:
     _planning_pool: Executor | None = None
 
     @classmethod
-    def build(cls, options: SimulationOptions, data: AreaData) -> Simulation:
+    def build(
+        cls,
+        options: SimulationOptions,
+        data: AreaData,
+        *,
+        store: DocumentStore | None = None,
+        bus: SimulationBus | None = None,
+    ) -> Simulation:
+        """The run's wiring; ``store`` and ``bus`` replace the in-process ones (emulators)."""
         start = options.start_at
         chaos = chaos_for(options.faults, options.seed, start, options.days)
         settings = Settings(backend="local", price_feed="replay", weather_feed="replay")
@@ -205,6 +231,8 @@ class Simulation:
             outdoor=data.weather.outdoor_temperature(data.location),
             price=data.prices.price_at(options.area),
             gateway_class=CountingGateway,
+            wrap_store=(lambda _local: store) if store is not None else None,
+            bus=bus,
         )
         local.register_devices(options.area, data.location)
         interval = timedelta(minutes=settings.reconcile_interval_minutes)
@@ -223,10 +251,8 @@ class Simulation:
         return simulation
 
     @property
-    def bus(self) -> LocalMessageBus:
-        bus = self.local.deps.bus
-        assert isinstance(bus, LocalMessageBus)
-        return bus
+    def bus(self) -> SimulationBus:
+        return cast(SimulationBus, self.local.deps.bus)
 
     @property
     def interval(self) -> timedelta:
@@ -287,6 +313,14 @@ class Simulation:
             if not self.home_figures:
                 self._close_books()
             self.wall_s = time.perf_counter() - began
+
+    @property
+    def judged_until(self) -> datetime:
+        """Commands whose slot began before this must have ended: the last day's end, or for an
+        interrupted run the settling time before the interruption."""
+        if self.interrupted:
+            return min(self.options.end_at, self.local.clock.now() - SETTLE)
+        return self.options.end_at
 
     @property
     def simulated_days(self) -> float:

@@ -206,7 +206,7 @@ def _homes(sim: Simulation) -> list[HomeRecord]:
 
 def build_record(sim: Simulation) -> RunRecord:
     store = sim.local.deps.store
-    audit = audit_commands(store, sim.options.end_at)
+    audit = audit_commands(store, sim.judged_until)
     alerts = _alerts(sim)
     summary = _summary(sim, audit, alerts)
     options = sim.options
@@ -233,8 +233,11 @@ def build_record(sim: Simulation) -> RunRecord:
     )
 
 
-def write_results(sim: Simulation, out: Path) -> RunRecord:
-    """Write the run's files into ``out`` (see the module docstring); return the record."""
+def write_results(
+    sim: Simulation, out: Path, *, store_copy: LocalDocumentStore | None = None
+) -> RunRecord:
+    """Write the run's files into ``out`` (see the module docstring); return the record.
+    ``store_copy`` is saved as ``store.sqlite`` when the run's store is not a local one."""
     from hpsteer.runtime.simulation.report import render_report
 
     record = build_record(sim)
@@ -242,7 +245,8 @@ def write_results(sim: Simulation, out: Path) -> RunRecord:
     (out / "summary.json").write_text(json.dumps(record["summary"], indent=2) + "\n")
     (out / "run.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
     store = sim.local.deps.store
-    if isinstance(store, LocalDocumentStore):
-        store.save_to(out / "store.sqlite")
+    saved = store if isinstance(store, LocalDocumentStore) else store_copy
+    if saved is not None:
+        saved.save_to(out / "store.sqlite")
     render_report(record, out)
     return record
