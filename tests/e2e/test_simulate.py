@@ -23,6 +23,7 @@ from hpsteer.runtime.simulation.options import SimulationOptions, check_options
 from hpsteer.runtime.simulation.results import write_results
 from hpsteer.runtime.simulation.topology import TRIGGERS
 from hpsteer.services.reconcile import poll_stride
+from tests.support.browser import looks_drawn, screenshot
 
 SUMMARY_FIELDS = {
     "devices",
@@ -120,6 +121,13 @@ def test_the_run_leaves_its_summary_record_report_and_store(
     assert record["funnel"]
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "store.sqlite").exists()
+
+
+def test_the_runs_report_opens_in_a_browser_with_its_pictures(
+    day: tuple[Simulation, dict[str, Any]], tmp_path: Path
+) -> None:
+    simulation, _ = day
+    assert looks_drawn(screenshot(simulation.options.out / "report.html", tmp_path))
 
 
 def test_every_pubsub_trigger_reaches_the_cloud_functions_own_entry_point() -> None:
