@@ -281,6 +281,41 @@ def test_after_an_override_mid_means_the_households_new_setting_not_the_one_lear
     assert home.applied_lever == chosen  # the household's choice, not the old setpoint
 
 
+def test_a_device_left_in_the_previous_plans_mode_by_a_failed_command_is_remediated_not_paused(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("nibe_myuplink")
+    r.steer(home, Mode.MAX)
+    r.run(SLOT + timedelta(minutes=30))
+    assert home.applied_lever != home.household_lever  # held in max by plan p1
+    r.local.fleet.faults.set_device(
+        home.home_id, FaultSpec(server_error_rate=1.0, wire_faults_on_writes_only=True)
+    )
+    switch = SLOT + timedelta(hours=1)
+    document: dict[str, Any] = {
+        "plan_id": "p2",
+        "device_id": home.home_id,
+        "end_at": PLAN_END,
+        "outbox": [
+            {
+                "at": switch.isoformat(),
+                "action": "set_mode_mid",
+                "slot_index": 8,
+                "status": "pending",
+            }
+        ],
+    }
+    r.store.set(f"devices/{home.home_id}/plans/p2", document)
+    make_current(r.store, home.home_id, "p2", switch, r.now, [(switch, Mode.MID)], PLAN_END)
+    release_plan(r.local.deps, home.home_id, r.device(home), document)
+    runs = r.run(switch + timedelta(minutes=45))
+    seen = actions(runs, home)
+    assert ("Override",) not in seen  # max was ours: the household did nothing
+    assert any("Remediate" in names for names in seen)
+    assert r.device(home).get("override_until") is None
+
+
 # -- unreachable and stale --------------------------------------------------------------------
 
 

@@ -99,7 +99,8 @@ class Memory:
     unreachable_since: datetime | None = None
     open_alert: AlertKind | None = None
     commanded_modes: frozenset[Mode] = field(default_factory=frozenset)
-    """Modes we commanded the device into within the current plan (the plan's modes)."""
+    """Modes we commanded the device into: the current plan's so far, and the mode the plan
+    before it held the device in (a failed first command of the new plan leaves that one)."""
     household_change_seen_at: datetime | None = None
     """When a verification saw the household's own change (not yet acted on), if it did."""
     household_change_mode: Mode | None = None

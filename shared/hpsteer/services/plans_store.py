@@ -141,7 +141,9 @@ def make_current(
 
     ``schedule`` (the plan's mode runs) and ``end_at`` are kept beside the id
     (``current_plan_modes``, ``current_plan_end_at``), so reconciliation knows the intended mode
-    from the device document alone."""
+    from the device document alone; so is the mode the outgoing plan held the device in when
+    this one starts (``previous_plan_mode``): a device still in it after the new plan's first
+    command failed is ours to correct, not the household's choice."""
     path = device_path(device_id)
 
     def run(tx: Transaction) -> bool:
@@ -167,11 +169,22 @@ def make_current(
                 "current_plan_created_at": created_at,
                 "current_plan_end_at": end_at,
                 "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
+                "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
             },
         )
         return True
 
     return store.run_transaction(run)
+
+
+def _mode_at(runs: Any, at: datetime) -> str | None:
+    """The mode of the last run starting at or before ``at`` in stored ``current_plan_modes``."""
+    mode: str | None = None
+    for run in runs if isinstance(runs, list) else []:
+        start = run.get("at") if isinstance(run, dict) else None
+        if isinstance(start, datetime) and start <= at:
+            mode = str(run.get("mode")) if run.get("mode") is not None else None
+    return mode
 
 
 def cost_by_day(

@@ -158,7 +158,8 @@ def _mode(value: Any) -> Mode | None:
 
 
 def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, frozenset[Mode]]:
-    """The current plan's mode now (from the device document), and the modes it commanded."""
+    """The current plan's mode now (from the device document), and the modes we commanded: the
+    plan's so far and the mode the plan before it held the device in (``previous_plan_mode``)."""
     runs = [
         (at, mode)
         for run in device.get("current_plan_modes") or []
@@ -174,7 +175,11 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
     since, mode = past[-1]
     later = [at for at, _ in runs if at > now]
     until = later[0] if later else end_at
-    return Intended(mode, since, until, plan_id), frozenset(m for _, m in past)
+    commanded = {m for _, m in past}
+    previous = _mode(device.get("previous_plan_mode"))
+    if previous is not None:
+        commanded.add(previous)  # the outgoing plan's mode: ours, if the new plan's command failed
+    return Intended(mode, since, until, plan_id), frozenset(commanded)
 
 
 def _memory(device: Mapping[str, Any], commanded: frozenset[Mode]) -> Memory:

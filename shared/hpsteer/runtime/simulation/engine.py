@@ -54,6 +54,7 @@ from hpsteer.domain.messages import (
 )
 from hpsteer.messaging.envelope import encode_json_message
 from hpsteer.ports.bus import MessageBus, Subscriber
+from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.entrypoint import use_dependencies
 from hpsteer.runtime.local_fleet import LocalFleet
@@ -180,6 +181,18 @@ def _local_hour(options: SimulationOptions, day: date, hour: int) -> datetime:
 # -- the simulation -----------------------------------------------------------------------------
 
 
+class _SimulatedTime(logging.Filter):
+    """Stamps each log line with the simulated instant (``sim_time``) beside the wall time."""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.sim_time = self.clock.now().isoformat()
+        return True
+
+
 def _ignore_interrupts() -> None:
     """Ctrl-C is the simulation's to handle: a planner worker ignores it and is shut down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -302,11 +315,17 @@ class Simulation:
         """Simulate the days, then settle; Ctrl-C ends it early (``interrupted``)."""
         began = time.perf_counter()
         use_dependencies(self.local.deps)
+        stamp = _SimulatedTime(self.local.clock)
+        handlers = list(logging.getLogger().handlers)
+        for handler in handlers:
+            handler.addFilter(stamp)
         try:
             self._loop(progress)
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
+            for handler in handlers:
+                handler.removeFilter(stamp)
             use_dependencies(None)
             if self._planning_pool is not None:
                 self._planning_pool.shutdown(cancel_futures=True)
