@@ -24,10 +24,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from cloudevents.http import CloudEvent
+from opentelemetry.trace import StatusCode
 
 from hpsteer.errors import PermanentError
 from hpsteer.messaging.envelope import PubSubMessage, read_pubsub_message
 from hpsteer.observability.logging import configure_logging, log_context
+from hpsteer.observability.tracing import TRACEPARENT, continued
 from hpsteer.runtime.bootstrap import Dependencies, from_settings
 
 __all__ = ["dependencies", "run_pubsub", "use_dependencies"]
@@ -76,7 +78,10 @@ def run_pubsub(
                 extra={"publish_time": message.publish_time.isoformat()},
             )
             return
-        try:
-            service(message, deps)
-        except PermanentError as err:
-            _log.error("refused for good: %s: %s", type(err).__name__, err)
+        attributes = {"messaging.message_id": message.message_id}
+        with continued(message.attributes.get(TRACEPARENT), service.__name__, attributes) as span:
+            try:
+                service(message, deps)
+            except PermanentError as err:
+                span.set_status(StatusCode.ERROR, f"{type(err).__name__}: {err}")
+                _log.error("refused for good: %s: %s", type(err).__name__, err)

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from opentelemetry.trace import StatusCode
+
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
@@ -80,6 +82,7 @@ from hpsteer.observability.metrics import (
     Metrics,
     metrics,
 )
+from hpsteer.observability.tracing import continued, tracer
 from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import failure_alert, raise_alert
@@ -356,7 +359,6 @@ class _Run:
                     command.device_id,
                     command.command_id,
                     at,
-                    self.delivery.traceparent,
                 )
             )
 
@@ -372,7 +374,6 @@ class _Run:
                     command.device_id,
                     command.command_id,
                     self.deps.clock.now(),
-                    self.delivery.traceparent,
                 )
             )
 
@@ -427,7 +428,10 @@ class _Run:
             return self.transient(err, sent=False)
         self.checkpoint("admitted")
         try:
-            payload, validation = self.gateway.prepare(self.ref, action, admitted=True)
+            with tracer().start_as_current_span(
+                "validate_command", attributes={"action": action.value}
+            ):
+                payload, validation = self.gateway.prepare(self.ref, action, admitted=True)
         except TransientError as err:
             self.gateway.cancel(self.ref)
             return self.transient(err, sent=False)
@@ -451,7 +455,8 @@ class _Run:
         self.checkpoint("sent_recorded")
         with log_context(attempt=attempt):
             try:
-                result = self.gateway.send(self.ref, action, payload)
+                with tracer().start_as_current_span("send_to_oem", attributes={"attempt": attempt}):
+                    result = self.gateway.send(self.ref, action, payload)
             except TransientError as err:
                 self.checkpoint("send_failed")
                 return self.transient(err, sent=True)
@@ -641,6 +646,24 @@ def _start(
 
 
 def _handle(
+    purpose: Literal["send", "verify"],
+    delivery: TaskDelivery,
+    deps: Dependencies,
+    gateway: ManufacturerGateway | None,
+    checkpoint: Checkpoint,
+    counters: Metrics,
+) -> Reply:
+    name = "execute_command" if purpose == "send" else "verify_execution"
+    attributes = {"task": delivery.task_name, "retry": delivery.retry_count}
+    with continued(delivery.traceparent, name, attributes) as span:
+        reply = _handle_in_span(purpose, delivery, deps, gateway, checkpoint, counters)
+        span.set_attribute("http.status_code", reply.status)
+        if reply.status >= 500:
+            span.set_status(StatusCode.ERROR, reply.outcome)
+        return reply
+
+
+def _handle_in_span(
     purpose: Literal["send", "verify"],
     delivery: TaskDelivery,
     deps: Dependencies,

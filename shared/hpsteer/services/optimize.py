@@ -63,6 +63,7 @@ from hpsteer.domain.weather import WeatherSeries
 from hpsteer.errors import MalformedMessage, PermanentError, TransientError, UnknownDevice
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
+from hpsteer.observability.tracing import tracer
 from hpsteer.ports.store import DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
@@ -419,8 +420,9 @@ def plan_shard(
     outcomes: dict[str, DeviceOutcome] = {}
     transient: list[tuple[str, TransientError]] = []
 
-    def guarded(device_id: str, step: Callable[[], DeviceOutcome | _ToSolve]) -> object:
-        with log_context(device_id=device_id, trigger=request.trigger):
+    def guarded(device_id: str, step: Callable[[], DeviceOutcome | _ToSolve], name: str) -> object:
+        span = tracer().start_as_current_span(name, attributes={"device_id": device_id})
+        with span, log_context(device_id=device_id, trigger=request.trigger):
             try:
                 return step()
             except PermanentError as err:
@@ -439,13 +441,15 @@ def plan_shard(
 
     jobs: list[_ToSolve] = []
     for device_id in dict.fromkeys(request.device_ids):
-        prepared = guarded(device_id, functools.partial(shard.prepare, device_id))
+        prepared = guarded(device_id, functools.partial(shard.prepare, device_id), "plan_device")
         if isinstance(prepared, _ToSolve):
             jobs.append(prepared)
         elif isinstance(prepared, DeviceOutcome):
             outcomes[device_id] = prepared
     for job, solved in zip(jobs, shard.solve_all(jobs), strict=True):
-        finished = guarded(job.device_id, functools.partial(_finish, shard, job, solved))
+        finished = guarded(
+            job.device_id, functools.partial(_finish, shard, job, solved), "release_plan"
+        )
         if isinstance(finished, DeviceOutcome):
             outcomes[job.device_id] = finished
     if transient:

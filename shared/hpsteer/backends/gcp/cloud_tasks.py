@@ -28,6 +28,7 @@ from hpsteer.errors import (
     TaskQueueUnavailable,
     UnknownQueue,
 )
+from hpsteer.observability.tracing import with_traceparent
 from hpsteer.ports.tasks import (
     QueueConfig,
     TaskRef,
@@ -151,7 +152,7 @@ class CloudTasksQueue:
         http_request = tasks_v2.HttpRequest(
             url=task.url,
             http_method=tasks_v2.HttpMethod.__members__[task.http_method],
-            headers=dict(task.headers),
+            headers=with_traceparent(task.headers),
             body=task.body,
         )
         if task.oidc_service_account is not None:

@@ -34,6 +34,7 @@ from hpsteer.errors import (
     NotFound,
 )
 from hpsteer.messaging.envelope import pubsub_cloudevent, validate_publish, validate_topic_id
+from hpsteer.observability.tracing import with_traceparent
 from hpsteer.ports.bus import CloudEventHandler
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class PubSubMessageBus:
         attributes: Mapping[str, str] | None = None,
         ordering_key: str | None = None,
     ) -> str:
-        checked = validate_publish(topic, data, attributes, ordering_key)
+        checked = validate_publish(topic, data, with_traceparent(attributes or {}), ordering_key)
         path = self.topic_path(topic)
         what = f"publish to {path}"
         from google.api_core import exceptions as gexc

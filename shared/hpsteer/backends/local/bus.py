@@ -38,6 +38,7 @@ from hpsteer.messaging.envelope import (
     validate_publish,
     validate_topic_id,
 )
+from hpsteer.observability.tracing import with_traceparent
 from hpsteer.ports.bus import CloudEventHandler
 from hpsteer.ports.clock import Clock
 
@@ -129,7 +130,7 @@ class LocalMessageBus:
         attributes: Mapping[str, str] | None = None,
         ordering_key: str | None = None,
     ) -> str:
-        checked = validate_publish(topic, data, attributes, ordering_key)
+        checked = validate_publish(topic, data, with_traceparent(attributes or {}), ordering_key)
         with self._lock:
             message = PubSubMessage(
                 message_id=str(next(self._ids)),

@@ -25,11 +25,12 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from hpsteer.errors import TaskAlreadyExists, UnknownQueue
+from hpsteer.observability.tracing import with_traceparent
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.tasks import (
     QueueConfig,
@@ -250,6 +251,7 @@ class LocalTaskQueue:
 
     def create_task(self, task: TaskRequest) -> TaskRef:
         validate_task_request(task)
+        task = replace(task, headers=with_traceparent(task.headers))
         now = self._clock.now()
         with self._lock:
             queue = self._queue(task.queue)

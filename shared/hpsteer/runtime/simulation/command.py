@@ -160,7 +160,7 @@ def _run(options: SimulationOptions, data: AreaData, err: TextIO) -> tuple[RunRe
     progress = _Progress(err)
     if options.backend == "local":
         simulation = Simulation.build(options, data)
-        simulation.run(progress)
+        simulation.run(progress, traces=options.out / "traces.jsonl")
         progress.done()
         return write_results(simulation, options.out), simulation.interrupted
     from hpsteer.config import Settings
@@ -169,7 +169,7 @@ def _run(options: SimulationOptions, data: AreaData, err: TextIO) -> tuple[RunRe
     print("starting the Firestore and Pub/Sub emulators", file=err)
     with emulated_backends(Settings(backend="local").project) as backends:
         simulation = Simulation.build(options, data, store=backends.store, bus=backends.bus)
-        simulation.run(progress)
+        simulation.run(progress, traces=options.out / "traces.jsonl")
         progress.done()
         copy = snapshot(backends.store, backends.client, simulation.local.clock)
         return write_results(simulation, options.out, store_copy=copy), simulation.interrupted

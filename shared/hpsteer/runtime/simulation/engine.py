@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Protocol, cast
 
 from cloudevents.http import CloudEvent
@@ -53,6 +54,7 @@ from hpsteer.domain.messages import (
     WeatherIngestRequest,
 )
 from hpsteer.messaging.envelope import encode_json_message
+from hpsteer.observability.tracing import JsonLinesSpanExporter, configure_tracing
 from hpsteer.ports.bus import MessageBus, Subscriber
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
@@ -311,8 +313,20 @@ class Simulation:
 
     # -- running --------------------------------------------------------------------------------
 
-    def run(self, progress: Callable[[Tick], None] | None = None) -> None:
-        """Simulate the days, then settle; Ctrl-C ends it early (``interrupted``)."""
+    def run(
+        self, progress: Callable[[Tick], None] | None = None, *, traces: Path | None = None
+    ) -> None:
+        """Simulate the days, then settle; Ctrl-C ends it early (``interrupted``). With
+        ``traces``, every span goes there, one JSON object per line."""
+        if traces is not None:
+            configure_tracing(JsonLinesSpanExporter(traces))
+        try:
+            self._run(progress)
+        finally:
+            if traces is not None:
+                configure_tracing(None)
+
+    def _run(self, progress: Callable[[Tick], None] | None) -> None:
         began = time.perf_counter()
         use_dependencies(self.local.deps)
         stamp = _SimulatedTime(self.local.clock)

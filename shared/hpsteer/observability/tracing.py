@@ -1,0 +1,236 @@
+"""Traces across every hop: spans, the W3C ``traceparent`` carried by messages and tasks, export.
+
+Promises:
+
+- **Spans** come from :func:`tracer`. Without :func:`configure_tracing` the OpenTelemetry API's
+  no-op tracer answers: spans cost next to nothing and nothing is propagated.
+- **Propagation.** Neither Pub/Sub nor Cloud Tasks carries trace context for us. Every backend
+  that publishes a message or creates a task adds the current span's ``traceparent``
+  (:func:`with_traceparent`: to the message's attributes, to the task's headers) unless the
+  caller set one; every handler restores it (:func:`continued`) so its span is a child of the
+  span that published or enqueued. A price event, the plans it causes, their commands, every
+  dispatch attempt and the verification so form one trace.
+- **Sampling** (:func:`configure_tracing`): a trace is sampled at ``sample_rate`` at its root and
+  the decision follows it (parent-based). Spans of unsampled traces are still recorded, and one
+  that ends in error is exported anyway (:func:`error_keeping_processor`): errors are always
+  kept, the rest at the rate.
+- **Export.** In production, Cloud Trace (``opentelemetry-exporter-gcp-trace``); locally, one
+  JSON object per span and line (:class:`JsonLinesSpanExporter`: ``trace_id``, ``span_id``,
+  ``parent_span_id``, ``name``, ``start_at``, ``end_at``, ``status``, ``attributes``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+__all__ = [
+    "TRACEPARENT",
+    "JsonLinesSpanExporter",
+    "configure_tracing",
+    "continued",
+    "current_traceparent",
+    "error_keeping_processor",
+    "tracer",
+    "with_traceparent",
+]
+
+TRACEPARENT = "traceparent"
+TRACER_NAME = "hpsteer"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+_provider: Any = None
+"""The tracer provider :func:`configure_tracing` installed (None: the API's no-op tracer). Kept
+here rather than as OpenTelemetry's global, which can be set only once per process: tests and
+the local runtime install and remove their own."""
+
+
+_tracer: trace.Tracer | None = None
+
+
+def tracer() -> trace.Tracer:
+    """The tracer of the installed provider (built once per provider), else the no-op one."""
+    global _tracer
+    if _tracer is None:
+        source = _provider.get_tracer if _provider is not None else trace.get_tracer
+        _tracer = source(TRACER_NAME)
+    return _tracer
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span (None outside a valid span)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def with_traceparent(carrier: Mapping[str, str]) -> dict[str, str]:
+    """``carrier`` with the current span's ``traceparent`` added, unless it has one already
+    (matched case-insensitively) or there is no current span."""
+    result = dict(carrier)
+    if any(key.lower() == TRACEPARENT for key in result):
+        return result
+    traceparent = current_traceparent()
+    if traceparent is not None:
+        result[TRACEPARENT] = traceparent
+    return result
+
+
+@contextmanager
+def continued(
+    traceparent: str | None, name: str, attributes: Mapping[str, Any] | None = None
+) -> Iterator[trace.Span]:
+    """A span named ``name``, the child of the remote span ``traceparent`` names (a new trace's
+    root when it is missing or malformed), current for the block; an exception escaping the
+    block marks it as an error."""
+    parent = (
+        _PROPAGATOR.extract({TRACEPARENT: traceparent}) if traceparent else otel_context.Context()
+    )
+    with tracer().start_as_current_span(
+        name, context=parent, attributes=dict(attributes or {})
+    ) as span:
+        yield span
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _instant(nanoseconds: int | None) -> str | None:
+    if nanoseconds is None:
+        return None
+    return datetime.fromtimestamp(nanoseconds / 1e9, UTC).isoformat()
+
+
+def span_record(span: Any) -> dict[str, Any]:
+    """One finished span as the local ``traces.jsonl`` holds it."""
+    context = span.get_span_context()
+    parent = span.parent
+    return {
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
+        "name": span.name,
+        "start_at": _instant(span.start_time),
+        "end_at": _instant(span.end_time),
+        "status": span.status.status_code.name,
+        "sampled": bool(context.trace_flags.sampled),
+        "attributes": {key: _plain(value) for key, value in (span.attributes or {}).items()},
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else str(value)
+
+
+class JsonLinesSpanExporter:
+    """A span exporter writing one JSON line per span to a file (the local run's traces)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stream: TextIO | None = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        with self._lock:
+            if self._stream is None:
+                return SpanExportResult.FAILURE
+            for span in spans:
+                self._stream.write(json.dumps(span_record(span), separators=(",", ":")) + "\n")
+            self._stream.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+# -- configuration --------------------------------------------------------------------------------
+
+
+def error_keeping_processor(exporter: Any) -> SpanProcessor:
+    """A span processor exporting each span of an unsampled trace that ended in error (sampled
+    ones go through the exporting processor beside it): errors are always kept, whatever the
+    sampling rate. (Defined here so that importing this module does not import the SDK.)"""
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.trace import StatusCode
+
+    class ErrorKeepingProcessor(SpanProcessor):
+        def on_end(self, span: Any) -> None:
+            if not span.context.trace_flags.sampled and span.status.status_code is StatusCode.ERROR:
+                exporter.export([span])
+
+    return ErrorKeepingProcessor()
+
+
+def _recording_sampler(rate: float) -> Any:
+    """Parent-based sampling at ``rate``; what it drops is still recorded (not exported), so that
+    :func:`error_keeping_processor` can keep its errors."""
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+        TraceIdRatioBased,
+    )
+
+    inner = ParentBased(TraceIdRatioBased(rate))
+
+    class RecordingSampler(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            result = inner.should_sample(*args, **kwargs)
+            if result.decision is Decision.DROP:
+                return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+            return result
+
+        def get_description(self) -> str:
+            return f"RecordingSampler({rate})"
+
+    return RecordingSampler()
+
+
+def configure_tracing(exporter: Any | None, *, sample_rate: float = 1.0, batch: bool = True) -> Any:
+    """Install a tracer provider exporting to ``exporter`` (None: remove it, back to no-op);
+    return the provider. ``batch`` exports in the background (production); without it each
+    span is exported when it ends (tests, the local runtime)."""
+    global _provider, _tracer
+    _tracer = None
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
+    if exporter is None:
+        return None
+    if not 0.0 <= sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must be in [0, 1], got {sample_rate}")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(sampler=_recording_sampler(sample_rate))
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    )
+    if sample_rate < 1.0:
+        provider.add_span_processor(error_keeping_processor(exporter))
+    _provider = provider
+    return provider
