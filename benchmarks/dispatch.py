@@ -496,6 +496,41 @@ def measure(homes: int = 300, seed: int = 7, repeats: int = 3) -> dict[str, Any]
     return figures([run_once(homes, seed) for _ in range(repeats)])
 
 
+class _Discard:
+    """An exporter that drops what it gets: the cost measured is the SDK's, not a network's."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def telemetry_overhead(
+    homes: int, seed: int, repeats: int, without: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The same runs with tracing on, sampled at 10 % as in production (spans are recorded
+    either way; the sampled ones go to a discarding exporter through the batch processor)."""
+    from hpsteer.observability.tracing import configure_tracing
+
+    configure_tracing(_Discard(), sample_rate=0.1)
+    try:
+        traced = measure(homes, seed, repeats)
+    finally:
+        configure_tracing(None)
+    base, slower = without["commands_per_s"], traced["commands_per_s"]
+    return {
+        "commands_per_s_with_telemetry": slower,
+        "telemetry_overhead_pct": round(100.0 * (1.0 - slower / base), 1),
+        "goal_telemetry_overhead_pct": 10.0,
+    }
+
+
 def profile(homes: int, seed: int, top: int = 30) -> str:
     """One run under cProfile: the functions with the most cumulative and own time."""
     profiler = cProfile.Profile()
@@ -538,8 +573,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one run")
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="also measure with tracing on (10 %% sampled) and report telemetry_overhead_pct",
+    )
     args = parser.parse_args(argv)
     result = measure(args.homes, args.seed, args.repeats)
+    if args.telemetry:
+        result |= telemetry_overhead(args.homes, args.seed, args.repeats, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

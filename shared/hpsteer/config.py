@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     local_state_dir: Path | None = None
     """Where the local backends persist (SQLite files, secrets); in memory when unset."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    trace_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of traces exported to Cloud Trace (errors always are); 0 turns tracing off."""
 
     price_feed: Literal["live", "replay"] = "live"
     """``live`` asks the providers; ``replay`` serves the bundled historical files."""

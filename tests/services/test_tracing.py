@@ -185,3 +185,52 @@ def test_errors_are_kept_when_their_trace_is_not_sampled() -> None:
     finally:
         configure_tracing(None)
     assert [s.name for s in exporter.get_finished_spans()] == ["broken"]
+
+
+def test_production_tracing_leaves_the_cloud_trace_exporter_off_the_cold_start() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from hpsteer.observability.tracing import configure_production_tracing, tracer\n"
+        "assert configure_production_tracing('hpsteer-prod', 0.1) is not None\n"
+        "with tracer().start_as_current_span('first request'):\n"
+        "    pass\n"
+        "print('opentelemetry.exporter.cloud_trace' in sys.modules)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60
+    )
+    assert shown.stdout.strip() == "False"
+
+
+def test_a_sample_rate_of_zero_turns_production_tracing_off() -> None:
+    from hpsteer.observability.tracing import configure_production_tracing
+
+    assert configure_production_tracing("hpsteer-prod", 0.0) is None
+    with tracer().start_as_current_span("anything"):
+        assert current_traceparent() is None
+
+
+def test_the_lazy_exporter_builds_its_exporter_on_the_first_export_only() -> None:
+    from hpsteer.observability.tracing import LazyExporter
+
+    built: list[InMemorySpanExporter] = []
+
+    def factory() -> InMemorySpanExporter:
+        built.append(InMemorySpanExporter())
+        return built[-1]
+
+    lazy = LazyExporter(factory)
+    assert built == []
+    configure_tracing(lazy, batch=False)
+    try:
+        with tracer().start_as_current_span("one"):
+            pass
+        with tracer().start_as_current_span("two"):
+            pass
+    finally:
+        configure_tracing(None)
+    assert len(built) == 1
+    assert [s.name for s in built[0].get_finished_spans()] == ["one", "two"]

@@ -29,7 +29,11 @@ from opentelemetry.trace import StatusCode
 from hpsteer.errors import PermanentError
 from hpsteer.messaging.envelope import PubSubMessage, read_pubsub_message
 from hpsteer.observability.logging import configure_logging, log_context
-from hpsteer.observability.tracing import TRACEPARENT, continued
+from hpsteer.observability.tracing import (
+    TRACEPARENT,
+    configure_production_tracing,
+    continued,
+)
 from hpsteer.runtime.bootstrap import Dependencies, from_settings
 
 __all__ = ["dependencies", "run_pubsub", "use_dependencies"]
@@ -47,7 +51,10 @@ def dependencies() -> Dependencies:
     with _lock:
         if _installed is None:
             built = from_settings()
-            configure_logging(built.settings.log_level, project=built.settings.project)
+            settings = built.settings
+            configure_logging(settings.log_level, project=settings.project)
+            if settings.backend == "gcp":
+                configure_production_tracing(settings.project, settings.trace_sample_rate)
             _installed = built
         return _installed
 
