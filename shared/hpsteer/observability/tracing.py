@@ -36,6 +36,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor
 
+    from hpsteer.ports.clock import Clock
+
 __all__ = [
     "TRACEPARENT",
     "JsonLinesSpanExporter",
@@ -45,7 +47,9 @@ __all__ = [
     "continued",
     "current_traceparent",
     "error_keeping_processor",
+    "span",
     "tracer",
+    "use_clock",
     "with_traceparent",
 ]
 
@@ -91,20 +95,49 @@ def with_traceparent(carrier: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
+_clock: Clock | None = None
+"""Where span times come from (None: the SDK's wall clock). The simulation installs its
+simulated clock, so that a span's start and end are the moments of the simulated day."""
+
+
+def use_clock(clock: Clock | None) -> None:
+    global _clock
+    _clock = clock
+
+
+def _now_ns() -> int | None:
+    clock = _clock
+    return None if clock is None else int(clock.now().timestamp() * 1e9)
+
+
+@contextmanager
+def span(
+    name: str, attributes: Mapping[str, Any] | None = None, *, context: Any = None
+) -> Iterator[trace.Span]:
+    """A span named ``name``, current for the block (a child of the current span unless
+    ``context`` says otherwise), timed by the installed clock; an exception escaping the block
+    is recorded and marks it as an error."""
+    started = tracer().start_span(
+        name, context=context, attributes=dict(attributes or {}), start_time=_now_ns()
+    )
+    try:
+        with trace.use_span(started, end_on_exit=False):
+            yield started
+    finally:
+        started.end(end_time=_now_ns())
+
+
 @contextmanager
 def continued(
     traceparent: str | None, name: str, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[trace.Span]:
-    """A span named ``name``, the child of the remote span ``traceparent`` names (a new trace's
-    root when it is missing or malformed), current for the block; an exception escaping the
-    block marks it as an error."""
+    """A :func:`span`, the child of the remote span ``traceparent`` names (a new trace's root
+    when it is missing or malformed)."""
     parent = (
         _PROPAGATOR.extract({TRACEPARENT: traceparent}) if traceparent else otel_context.Context()
     )
-    with tracer().start_as_current_span(
-        name, context=parent, attributes=dict(attributes or {})
-    ) as span:
-        yield span
+    with span(name, attributes, context=parent) as started:
+        yield started
 
 
 # -- export -------------------------------------------------------------------------------------

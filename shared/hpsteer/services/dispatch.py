@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
@@ -82,7 +83,7 @@ from hpsteer.observability.metrics import (
     Metrics,
     metrics,
 )
-from hpsteer.observability.tracing import continued, tracer
+from hpsteer.observability.tracing import continued, span
 from hpsteer.ports.store import Filter
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import failure_alert, raise_alert
@@ -428,9 +429,7 @@ class _Run:
             return self.transient(err, sent=False)
         self.checkpoint("admitted")
         try:
-            with tracer().start_as_current_span(
-                "validate_command", attributes={"action": action.value}
-            ):
+            with span("validate_command", {"action": action.value}):
                 payload, validation = self.gateway.prepare(self.ref, action, admitted=True)
         except TransientError as err:
             self.gateway.cancel(self.ref)
@@ -455,7 +454,7 @@ class _Run:
         self.checkpoint("sent_recorded")
         with log_context(attempt=attempt):
             try:
-                with tracer().start_as_current_span("send_to_oem", attributes={"attempt": attempt}):
+                with span("send_to_oem", {"attempt": attempt}):
                     result = self.gateway.send(self.ref, action, payload)
             except TransientError as err:
                 self.checkpoint("send_failed")
@@ -655,11 +654,12 @@ def _handle(
 ) -> Reply:
     name = "execute_command" if purpose == "send" else "verify_execution"
     attributes = {"task": delivery.task_name, "retry": delivery.retry_count}
-    with continued(delivery.traceparent, name, attributes) as span:
+    with continued(delivery.traceparent, name, attributes) as handling:
         reply = _handle_in_span(purpose, delivery, deps, gateway, checkpoint, counters)
-        span.set_attribute("http.status_code", reply.status)
+        handling.set_attribute("http.status_code", reply.status)
+        handling.set_attribute("outcome", reply.outcome)
         if reply.status >= 500:
-            span.set_status(StatusCode.ERROR, reply.outcome)
+            handling.set_status(StatusCode.ERROR, reply.outcome)
         return reply
 
 
@@ -674,6 +674,9 @@ def _handle_in_span(
     started = _start(delivery, deps, purpose, gateway, checkpoint, counters)
     if isinstance(started, Reply):
         return started
+    current = trace.get_current_span()
+    current.set_attribute("device_id", started.command.device_id)
+    current.set_attribute("command_id", started.command.command_id)
     with log_context(
         device_id=started.command.device_id,
         command_id=started.command.command_id,

@@ -63,7 +63,7 @@ from hpsteer.domain.weather import WeatherSeries
 from hpsteer.errors import MalformedMessage, PermanentError, TransientError, UnknownDevice
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
-from hpsteer.observability.tracing import tracer
+from hpsteer.observability.tracing import span
 from hpsteer.ports.store import DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
@@ -421,8 +421,10 @@ def plan_shard(
     transient: list[tuple[str, TransientError]] = []
 
     def guarded(device_id: str, step: Callable[[], DeviceOutcome | _ToSolve], name: str) -> object:
-        span = tracer().start_as_current_span(name, attributes={"device_id": device_id})
-        with span, log_context(device_id=device_id, trigger=request.trigger):
+        with (
+            span(name, {"device_id": device_id}),
+            log_context(device_id=device_id, trigger=request.trigger),
+        ):
             try:
                 return step()
             except PermanentError as err:

@@ -83,7 +83,7 @@ from hpsteer.errors import (
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
 from hpsteer.observability.metrics import Metrics, metrics
-from hpsteer.observability.tracing import tracer
+from hpsteer.observability.tracing import span
 from hpsteer.ports.store import Document
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, raise_alert
@@ -494,8 +494,7 @@ class _Device:
 
 
 def reconcile_device(ctx: _Context, document: Document) -> DeviceOutcome:
-    span = tracer().start_as_current_span("reconcile_device", attributes={"device_id": document.id})
-    with span, log_context(device_id=document.id):
+    with span("reconcile_device", {"device_id": document.id}), log_context(device_id=document.id):
         try:
             return _Device(ctx, document).run()
         except PermanentError as err:

@@ -54,7 +54,7 @@ from hpsteer.domain.messages import (
     WeatherIngestRequest,
 )
 from hpsteer.messaging.envelope import encode_json_message
-from hpsteer.observability.tracing import JsonLinesSpanExporter, configure_tracing
+from hpsteer.observability.tracing import JsonLinesSpanExporter, configure_tracing, use_clock
 from hpsteer.ports.bus import MessageBus, Subscriber
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
@@ -320,11 +320,13 @@ class Simulation:
         ``traces``, every span goes there, one JSON object per line."""
         if traces is not None:
             configure_tracing(JsonLinesSpanExporter(traces))
+            use_clock(self.local.clock)  # spans in simulated time: the timelines of the day
         try:
             self._run(progress)
         finally:
             if traces is not None:
                 configure_tracing(None)
+                use_clock(None)
 
     def _run(self, progress: Callable[[Tick], None] | None) -> None:
         began = time.perf_counter()
