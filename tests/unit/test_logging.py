@@ -64,3 +64,14 @@ def test_a_line_written_inside_a_span_names_its_trace(lines):
     )
     assert line["logging.googleapis.com/spanId"] == f"{context.span_id:016x}"
     assert line["logging.googleapis.com/trace_sampled"] is True
+
+
+def test_ids_and_the_function_are_labels_cloud_logging_can_filter_on(lines):
+    with log_context(device_id="d1", command_id="c1"):
+        logging.getLogger("hpsteer.test").info("sent", extra={"oem": "vicare", "attempt": 2})
+    (line,) = lines()
+    labels = line["logging.googleapis.com/labels"]
+    assert labels["device_id"] == "d1"
+    assert labels["command_id"] == "c1"
+    assert labels["oem"] == "vicare"
+    assert "attempt" not in labels
