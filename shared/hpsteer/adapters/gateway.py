@@ -40,6 +40,7 @@ from hpsteer.adapters.protocol import (
 from hpsteer.adapters.registry import AdapterRegistry, default_registry
 from hpsteer.domain.actions import GenericAction
 from hpsteer.errors import InvalidInput, OemRateLimited, OemUnavailable
+from hpsteer.observability.tracing import span
 
 __all__ = ["READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
 
@@ -203,5 +204,7 @@ class ManufacturerGateway:
                         raise failed from None
             raise AssertionError("unreachable")  # pragma: no cover
 
-        state: DeviceState = self._guarded(device, read)
+        attributes = {"oem": device.manufacturer, "for_command": for_command}
+        with span("read_device_state", attributes):
+            state: DeviceState = self._guarded(device, read)
         return state
