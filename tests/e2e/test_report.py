@@ -1,8 +1,9 @@
 """`report.html` is one self-contained, deterministic page drawn from a run record alone.
 
 The record is synthetic and small: two manufacturers, three homes (two with samples over one day
-at 15-minute steps), hourly prices including a negative one, a funnel and hourly activity. The
-page is parsed as HTML, each inline SVG as XML, and the page is opened in headless Chromium.
+at 15-minute steps), hourly prices including a negative one, a funnel, two command timelines
+(one with errors, instantaneous and lasting spans) and hourly activity. The page is parsed as
+HTML, each inline SVG as XML, and the page is opened in headless Chromium.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import pytest
 from hpsteer.runtime.simulation.record import (
     FUNNEL_STAGES,
     ActivityPoint,
+    CommandTimeline,
     HomeRecord,
     HomeSample,
     LoadPoint,
     PricePoint,
     RunOptions,
     RunRecord,
+    TimelineSpan,
 )
 from hpsteer.runtime.simulation.report import render_report
 from tests.support.browser import looks_drawn, screenshot
@@ -38,7 +41,10 @@ OPTIONS = RunOptions(
     area="SE3", start="2025-01-15", days=1, devices=3, seed=7, faults="heavy", backend="local"
 )
 HOMES = (("hp-1", "acme", 3.1, True), ("hp-2", "boreal", 3.5, True), ("hp-3", "boreal", 3.3, False))
-DRAWN_FIGURES = 1 + 2 + 1 + 1 + 1  # prices, one per sample home, funnel, activity, savings
+TIMELINES = 2
+DRAWN_FIGURES = 1 + 2 + 1 + TIMELINES + 1 + 1
+"""Prices, one per sample home, funnel, one per command timeline, activity, savings."""
+RED_TEXT = re.compile(r"<text [^>]*fill: #d62728[^>]*>([^<]*)</text>")
 
 
 def samples(offset: float) -> list[HomeSample]:
@@ -72,6 +78,53 @@ def home(device_id: str, manufacturer: str, cost: float, sampled: bool) -> HomeR
     )
 
 
+def span(
+    name: str, depth: int, start_s: int, end_s: int, status: str = "UNSET", **attributes: object
+) -> TimelineSpan:
+    return TimelineSpan(
+        name=name,
+        start_at=(T0 + timedelta(seconds=start_s)).isoformat(),
+        end_at=(T0 + timedelta(seconds=end_s)).isoformat(),
+        status=status,
+        depth=depth,
+        attributes=attributes,
+    )
+
+
+def timeline(
+    command_id: str, final_state: str, why: str, spans: list[TimelineSpan]
+) -> CommandTimeline:
+    return CommandTimeline(
+        device_id="hp-1",
+        command_id=command_id,
+        manufacturer="acme",
+        final_state=final_state,
+        why=why,
+        spans=spans,
+    )
+
+
+def timelines() -> list[CommandTimeline]:
+    failed = [
+        span("handle_price_ingest_request", 0, 0, 0),
+        span("handle_optimize_request", 1, 0, 2),
+        span("release_plan", 2, 1, 2),
+        span("execute_command", 3, 2, 2, "ERROR", outcome="retrying"),
+        span("send_to_oem", 4, 2, 2, "ERROR", attempt=1),
+        span("execute_command", 3, 70, 75, outcome="acknowledged"),
+        span("verify_execution", 3, 600, 600),
+    ]
+    quick = [
+        span("handle_optimize_request", 0, 0, 0),
+        span("execute_command", 1, 0, 0),
+        span("verify_execution", 2, 600, 600),
+    ]
+    return [
+        timeline("c-failed", "failed", "failed; most dispatch attempts (2)", failed),
+        timeline("c-quick", "completed", "completed at its first attempt", quick),
+    ]
+
+
 def synthetic_record() -> RunRecord:
     hours = [T0 + timedelta(hours=h) for h in range(24)]
     quarters = [T0 + timedelta(minutes=15 * q) for q in range(96)]
@@ -99,13 +152,14 @@ def synthetic_record() -> RunRecord:
             )
             for i, h in enumerate(hours)
         ],
+        timelines=timelines(),
     )
 
 
 def empty_record() -> RunRecord:
     record = synthetic_record()
     record["prices"], record["fleet_load"], record["homes"] = [], [], []
-    record["funnel"], record["activity"] = {}, []
+    record["funnel"], record["activity"], record["timelines"] = {}, [], []
     return record
 
 
@@ -182,7 +236,7 @@ def test_the_headline_shows_savings_and_commands_by_final_state(report: Path) ->
 def test_a_record_with_nothing_in_it_says_so_for_every_figure(tmp_path: Path) -> None:
     page = render_report(empty_record(), tmp_path).read_text(encoding="utf-8")
     assert "<svg" not in page
-    assert page.count("nothing to show:") == 5
+    assert page.count("nothing to show:") == 6
 
 
 def test_strings_from_the_record_are_escaped(tmp_path: Path) -> None:
@@ -190,12 +244,51 @@ def test_strings_from_the_record_are_escaped(tmp_path: Path) -> None:
     record["homes"][0]["device_id"] = "<b>x</b>&"
     record["options"]["area"] = "<i>SE3</i>"
     record["funnel"] = {"<b>m</b>": record["funnel"]["acme"]}
+    record["timelines"][0]["command_id"] = "<b>c</b>"
+    record["timelines"][0]["spans"][0]["name"] = "<b>span</b>"
     page = render_report(record, tmp_path).read_text(encoding="utf-8")
     assert "<b>" not in page
     assert "<i>" not in page
     assert "&lt;b&gt;x&lt;/b&gt;&amp;" in page
     for svg in svgs(page):
         ET.fromstring(svg)
+
+
+def timeline_svgs(page: str) -> list[str]:
+    section = page[page.index('<section id="timelines">') :]
+    return svgs(section[: section.index("</section>")])
+
+
+def test_each_command_timeline_is_a_figure_titled_with_the_command_and_why_it_was_picked(
+    report: Path,
+) -> None:
+    page = report.read_text(encoding="utf-8")
+    sections = [page.index(f'<section id="{slug}">') for slug in ("command", "timelines", "drift")]
+    assert sections == sorted(sections), "timelines come after the lifecycle funnel"
+    figures = timeline_svgs(page)
+    assert len(figures) == TIMELINES
+    failed, quick = figures
+    assert "c-failed · hp-1 · acme · failed · picked: failed; most dispatch attempts (2)" in failed
+    assert "c-quick · hp-1 · acme · completed · picked: completed at its first attempt" in quick
+    assert "send_to_oem · attempt 1" in failed
+    assert "execute_command · retrying" in failed
+    assert "simulated time (UTC)" in failed
+
+
+def test_a_timeline_shows_errors_in_red_and_only_where_a_span_ended_in_error(
+    report: Path,
+) -> None:
+    failed, quick = timeline_svgs(report.read_text(encoding="utf-8"))
+    assert RED_TEXT.findall(failed) == ["execute_command · retrying", "send_to_oem · attempt 1"]
+    assert RED_TEXT.findall(quick) == []
+
+
+def test_a_record_from_before_timelines_renders_and_says_it_has_none(tmp_path: Path) -> None:
+    record = synthetic_record()
+    del record["timelines"]
+    page = render_report(record, tmp_path).read_text(encoding="utf-8")
+    assert page.count("<svg") == DRAWN_FIGURES - TIMELINES
+    assert "nothing to show: run.json was written before command timelines existed" in page
 
 
 def test_rendering_twice_gives_the_same_bytes(tmp_path: Path) -> None:

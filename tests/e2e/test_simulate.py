@@ -46,7 +46,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Simulation, dict[str,
         area=PriceArea.SE3, start=date(2023, 1, 9), days=1, devices=20, seed=5, out=out
     )
     simulation = Simulation.build(options, check_options(options))
-    simulation.run()
+    simulation.run(traces=out / "traces.jsonl")
     record = write_results(simulation, out)
     return simulation, record["summary"]
 
@@ -121,6 +121,11 @@ def test_the_run_leaves_its_summary_record_report_and_store(
     assert record["funnel"]
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "store.sqlite").exists()
+    assert record["timelines"]
+    for timeline in record["timelines"]:
+        names = [span["name"] for span in timeline["spans"]]
+        assert "execute_command" in names
+        assert names[0].startswith("handle_")  # from the event that caused it
 
 
 def test_the_runs_report_opens_in_a_browser_with_its_pictures(

@@ -178,7 +178,7 @@ class JsonLinesSpanExporter:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._stream: TextIO | None = path.open("a", encoding="utf-8")
+        self._stream: TextIO | None = path.open("w", encoding="utf-8")  # a new run, a new file
 
     def export(self, spans: Sequence[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult

@@ -70,6 +70,8 @@ class CommandAudit:
     remediations: list[tuple[str, datetime]] = field(default_factory=list)
     """(device id, created at) of every remediation (reconcile's ``remedy-…`` commands)."""
     commands: int = 0
+    listed: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(device id, command id, manufacturer, final state) of every command."""
 
 
 def _all_commands(store: DocumentStore) -> Iterator[Command]:
@@ -112,6 +114,9 @@ def audit_commands(store: DocumentStore, end_at: datetime) -> CommandAudit:
     for command in _all_commands(store):
         audit.commands += 1
         audit.by_state[command.state.value] += 1
+        audit.listed.append(
+            (command.device_id, command.command_id, command.manufacturer, command.state.value)
+        )
         stages = audit.funnel[command.manufacturer]
         stages["created"] += 1
         for stage in FUNNEL_STAGES[1:]:

@@ -7,17 +7,19 @@ string in UTC; every figure is a plain JSON number.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 __all__ = [
     "FUNNEL_STAGES",
     "ActivityPoint",
+    "CommandTimeline",
     "HomeRecord",
     "HomeSample",
     "LoadPoint",
     "PricePoint",
     "RunOptions",
     "RunRecord",
+    "TimelineSpan",
 ]
 
 FUNNEL_STAGES = (
@@ -103,6 +105,32 @@ class ActivityPoint(TypedDict):
     """Alerts published in the hour."""
 
 
+class TimelineSpan(TypedDict):
+    """One span of a command's timeline, as ``traces.jsonl`` holds it (simulated time)."""
+
+    name: str
+    start_at: str
+    end_at: str
+    status: str
+    """``UNSET``, ``OK`` or ``ERROR``."""
+    depth: int
+    """How many of the timeline's spans lie above this one (0: the timeline's root)."""
+    attributes: dict[str, object]
+
+
+class CommandTimeline(TypedDict):
+    """One command's path through the run's traces: the event that caused it, its planning,
+    every dispatch attempt and verification, in start order."""
+
+    device_id: str
+    command_id: str
+    manufacturer: str
+    final_state: str
+    why: str
+    """Why the command was picked: ``failed``, ``most dispatch attempts (n)``, …"""
+    spans: list[TimelineSpan]
+
+
 class RunRecord(TypedDict):
     options: RunOptions
     summary: dict[str, object]
@@ -113,3 +141,5 @@ class RunRecord(TypedDict):
     funnel: dict[str, dict[str, int]]
     """Per manufacturer, commands per stage of :data:`FUNNEL_STAGES`."""
     activity: list[ActivityPoint]
+    timelines: NotRequired[list[CommandTimeline]]
+    """A few commands' timelines (:mod:`.timelines`); absent from records written before."""

@@ -2,10 +2,12 @@
 
 :func:`render_report` writes one self-contained HTML file: inline CSS, figures as inline SVG,
 no script, and no external URL, font or stylesheet, so it reads offline and prints. It shows
-the headline figures and the run's options, then five figures: prices and the fleet's load, a
-few sample homes, the command lifecycle funnel per manufacturer, hourly drift/override/
-remediation/alert counts, and the spread of savings over homes. A figure whose inputs are empty
-is replaced by one line, ``nothing to show: <why>``; empty inputs never raise.
+the headline figures and the run's options, then six kinds of figure: prices and the fleet's
+load, a few sample homes, the command lifecycle funnel per manufacturer, a few commands'
+timelines (their spans from the event that caused them to their verification, as Gantt rows),
+hourly drift/override/remediation/alert counts, and the spread of savings over homes. A figure
+whose inputs are empty (or, for timelines, absent from an older record) is replaced by one line,
+``nothing to show: <why>``; empty inputs never raise.
 
 Every string taken from the record is escaped (HTML in the page, XML inside the SVG, and never
 parsed as mathtext). The output is deterministic: the same record gives the same bytes.
@@ -31,15 +33,34 @@ from matplotlib import dates as mdates
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import NDArray
 
-from hpsteer.runtime.simulation.record import FUNNEL_STAGES, HomeRecord, RunRecord
+from hpsteer.runtime.simulation.record import (
+    FUNNEL_STAGES,
+    CommandTimeline,
+    HomeRecord,
+    RunRecord,
+    TimelineSpan,
+)
 
-__all__ = ["MAX_SAMPLE_HOMES", "render_report"]
+__all__ = ["MAX_SAMPLE_HOMES", "MAX_TIMELINE_ROWS", "render_report"]
 
 MAX_SAMPLE_HOMES = 6
 """At most this many homes with samples are drawn (the first ones in the record)."""
+
+MAX_TIMELINE_ROWS = 60
+"""At most this many spans of one command timeline are drawn (the first ones by start)."""
+
+TIMELINE_DETAILS = (
+    ("outcome", ""),
+    ("http.status_code", "HTTP "),
+    ("attempt", "attempt "),
+    ("action", ""),
+)
+"""The span attributes a timeline row's label shows after the span's name, with their prefix."""
 
 HEADLINE = (
     ("devices", "Homes"),
@@ -77,6 +98,7 @@ _STYLE = {
 }
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf")
 _STEERED, _BASELINE, _COMFORT = "#1f77b4", "#ff7f0e", "#2ca02c"
+_ERROR = "#d62728"
 _SVG_TAG = re.compile(r"<[^<>]+>")
 _SVG_ID = re.compile(r'(\bid="|url\(#|href="#)')
 
@@ -147,6 +169,15 @@ def _page(record: RunRecord) -> str:
             "Command lifecycle",
             "How many commands of each manufacturer reached each stage of their lifecycle.",
             [("funnel", _funnel(record["funnel"]))],
+        ),
+        _section(
+            "Command timelines",
+            "The path of a few commands from the event that caused them to their verification, "
+            "in simulated time (UTC): one row per span, indented under the span that started it, "
+            "red where it ended in error, a diamond where it took no simulated time. They are "
+            "taken from traces.jsonl in the same folder, which holds every span of the run.",
+            _timeline_figures(record),
+            slug="timelines",
         ),
         _section(
             "Drift, overrides, remediations and alerts",
@@ -233,8 +264,14 @@ def _listed(items: list[str], depth: int, most: int = 8) -> str:
     return f"({joined})" if depth else joined
 
 
-def _section(heading: str, sentence: str, drawings: Sequence[tuple[str, Drawing]]) -> str:
-    slug = heading.split()[0].lower().strip(",")
+def _section(
+    heading: str,
+    sentence: str,
+    drawings: Sequence[tuple[str, Drawing]],
+    slug: str | None = None,
+) -> str:
+    """A titled section; its id is ``slug``, by default the heading's first word."""
+    slug = slug or heading.split()[0].lower().strip(",")
     body = [f'<section id="{slug}">\n<h2>{_esc(heading)}</h2>\n<p>{_esc(sentence)}</p>']
     for name, drawing in drawings:
         if isinstance(drawing, Nothing):
@@ -417,6 +454,110 @@ def _funnel(funnel: dict[str, dict[str, int]]) -> Drawing:
     axes.grid(axis="x", visible=False)
     _legend_above(axes, right=True)
     return figure
+
+
+def _timeline_figures(record: RunRecord) -> list[tuple[str, Drawing]]:
+    if "timelines" not in record:
+        return [("timelines", Nothing("run.json was written before command timelines existed"))]
+    timelines = record["timelines"]
+    if not timelines:
+        why = "no command has spans in traces.jsonl, or the run wrote no traces.jsonl"
+        return [("timelines", Nothing(why))]
+    return [
+        (f"timeline{index}", _timeline(timeline))
+        for index, timeline in enumerate(timelines, start=1)
+    ]
+
+
+def _timeline_title(timeline: CommandTimeline) -> str:
+    spans = len(timeline["spans"])
+    shown = (
+        f" (the first {MAX_TIMELINE_ROWS} of {spans} spans)" if spans > MAX_TIMELINE_ROWS else ""
+    )
+    return (
+        f"{timeline['command_id']} · {timeline['device_id']} · {timeline['manufacturer']} · "
+        f"{timeline['final_state']} · picked: {timeline['why']}{shown}"
+    )
+
+
+def _span_label(span: TimelineSpan) -> str:
+    details = [
+        f"{prefix}{span['attributes'][key]}"
+        for key, prefix in TIMELINE_DETAILS
+        if span["attributes"].get(key) is not None
+    ]
+    return " · ".join([span["name"], *details])
+
+
+def _timeline(timeline: CommandTimeline) -> Drawing:
+    spans = timeline["spans"][:MAX_TIMELINE_ROWS]
+    if not spans:
+        return Nothing(f"the timeline of {timeline['command_id']} holds no span")
+    rows = list(range(len(spans)))
+    starts = [_day_number(span["start_at"]) for span in spans]
+    ends = [_day_number(span["end_at"]) for span in spans]
+    colours = [_ERROR if span["status"] == "ERROR" else _STEERED for span in spans]
+    figure = Figure(figsize=(10, 1.5 + 0.17 * len(spans)), layout="constrained")
+    labels, bars = figure.subplots(1, 2, sharey=True, width_ratios=(1.15, 2.0))
+    lasting = [row for row in rows if ends[row] > starts[row]]
+    instant = [row for row in rows if ends[row] <= starts[row]]
+    bars.barh(
+        lasting,
+        [ends[row] - starts[row] for row in lasting],
+        left=[starts[row] for row in lasting],
+        height=0.6,
+        color=[colours[row] for row in lasting],
+    )
+    bars.scatter(
+        [starts[row] for row in instant],
+        instant,
+        marker="D",
+        s=14,
+        color=[colours[row] for row in instant],
+        zorder=3,
+    )
+    _timeline_labels(labels, spans)
+    bars.set_ylim(len(spans) - 0.5, -0.5)
+    bars.set_yticks(rows)
+    bars.tick_params(axis="y", left=False, labelleft=False)
+    bars.set_xlim(*_padded(min(starts), max(ends)))
+    _time_axis(bars)
+    bars.set_xlabel("simulated time (UTC)")
+    handles: list[Artist] = [
+        Patch(color=_STEERED, label="span"),
+        Line2D([], [], marker="D", linestyle="none", color=_STEERED, label="no simulated time"),
+        Patch(color=_ERROR, label="ended in error"),
+    ]
+    _legend_above(bars, handles=handles, right=True)
+    figure.suptitle(_timeline_title(timeline), x=0.01, ha="left", fontsize=9.0)
+    return figure
+
+
+def _timeline_labels(axes: Axes, spans: Sequence[TimelineSpan]) -> None:
+    """The spans' names as a tree: one row each, indented by depth."""
+    axes.set_axis_off()
+    axes.set_xlim(0.0, 1.0)
+    for row, span in enumerate(spans):
+        axes.text(
+            0.01 + 0.035 * span["depth"],
+            row,
+            _span_label(span),
+            ha="left",
+            va="center",
+            fontsize=7.0,
+            color=_ERROR if span["status"] == "ERROR" else "#222222",
+        )
+
+
+def _day_number(at: str) -> float:
+    """An instant as matplotlib's date number (days), which bar widths can be given in."""
+    return float(mdates.date2num(_instant(at)))  # type: ignore[no-untyped-call]
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    """An x range around ``low``..``high`` (date numbers) with a margin, a minute at least."""
+    margin = max((high - low) * 0.03, 1.0 / (24 * 60))
+    return low - margin, high + margin
 
 
 def _activity(record: RunRecord) -> Drawing:

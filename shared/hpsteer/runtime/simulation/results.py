@@ -3,7 +3,8 @@
 :func:`write_results` leaves in the output folder:
 
 - ``summary.json``: the headline figures (below), what ``hpsteer simulate --json`` prints;
-- ``run.json``: the :class:`~.record.RunRecord` the report is drawn from;
+- ``run.json``: the :class:`~.record.RunRecord` the report is drawn from, with a few commands'
+  timelines linked from ``traces.jsonl`` when the run wrote one (:mod:`.timelines`);
 - ``report.html``: the report (:mod:`.report`);
 - ``store.sqlite``: the document store as the run left it, for ``hpsteer inspect``;
 - ``hpsteer.log``: every log line of the run, one JSON object per line (written while running).
@@ -41,6 +42,7 @@ from hpsteer.runtime.simulation.record import (
     RunOptions,
     RunRecord,
 )
+from hpsteer.runtime.simulation.timelines import command_timelines
 
 __all__ = ["build_record", "write_results"]
 
@@ -230,6 +232,7 @@ def build_record(sim: Simulation) -> RunRecord:
         homes=_homes(sim),
         funnel=funnel,
         activity=_activity(sim, audit, alerts),
+        timelines=command_timelines(options.out / "traces.jsonl", audit.listed),
     )
 
 
