@@ -121,6 +121,14 @@ def test_the_run_leaves_its_summary_record_report_and_store(
     assert record["funnel"]
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "store.sqlite").exists()
+    series = json.loads((out / "metrics.json").read_text())["series"]
+    assert sum(p["value"] for p in series["commands_sent_total"]) > 0
+    assert {p["labels"]["oem"] for p in series["estimated_cost_savings_eur"]} == {
+        "viessmann",
+        "nibe_myuplink",
+        "daikin_onecta",
+    }
+    assert all("device_id" not in p["labels"] for points in series.values() for p in points)
     assert record["timelines"]
     for timeline in record["timelines"]:
         names = [span["name"] for span in timeline["spans"]]

@@ -54,6 +54,7 @@ from hpsteer.domain.messages import (
     WeatherIngestRequest,
 )
 from hpsteer.messaging.envelope import encode_json_message
+from hpsteer.observability.metrics import metrics
 from hpsteer.observability.tracing import JsonLinesSpanExporter, configure_tracing, use_clock
 from hpsteer.ports.bus import MessageBus, Subscriber
 from hpsteer.ports.clock import SimulatedClock
@@ -329,6 +330,7 @@ class Simulation:
                 use_clock(None)
 
     def _run(self, progress: Callable[[Tick], None] | None) -> None:
+        metrics.reset()  # the process-wide registry the Pub/Sub handlers count in: this run's
         began = time.perf_counter()
         use_dependencies(self.local.deps)
         stamp = _SimulatedTime(self.local.clock)

@@ -30,6 +30,7 @@ from typing import Any
 
 from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.instants import instant_or_none
+from hpsteer.observability.metrics import metrics
 from hpsteer.ports.store import every_page
 from hpsteer.runtime.simulation.audit import CommandAudit, CountingGateway, audit_commands
 from hpsteer.runtime.simulation.engine import Simulation
@@ -236,6 +237,29 @@ def build_record(sim: Simulation) -> RunRecord:
     )
 
 
+def run_metrics(sim: Simulation, summary: dict[str, Any]) -> dict[str, Any]:
+    """The architecture's metrics as the run counted them (the dispatch path's registry and
+    the process-wide one the Pub/Sub handlers use), and the business figures by manufacturer:
+    what a Cloud Monitoring export would show, per series and label set."""
+    series: dict[str, list[dict[str, object]]] = {}
+    for registry in (sim.local.metrics, metrics):
+        for name, points in registry.snapshot().items():
+            series.setdefault(name, []).extend(points)
+    by_oem: dict[str, dict[str, float]] = {}
+    for home in sim.local.fleet:
+        figures = sim.home_figures.get(home.home_id, {})
+        totals = by_oem.setdefault(home.manufacturer, {"kwh": 0.0, "saved": 0.0})
+        totals["kwh"] += figures.get("electricity_kwh", 0.0)
+        totals["saved"] += figures.get("baseline_cost_eur", 0.0) - figures.get("cost_eur", 0.0)
+    series["energy_consumption_kwh"] = [
+        {"labels": {"oem": oem}, "value": round(t["kwh"], 3)} for oem, t in sorted(by_oem.items())
+    ]
+    series["estimated_cost_savings_eur"] = [
+        {"labels": {"oem": oem}, "value": round(t["saved"], 4)} for oem, t in sorted(by_oem.items())
+    ]
+    return {"simulated_days": summary["days"], "series": dict(sorted(series.items()))}
+
+
 def write_results(
     sim: Simulation, out: Path, *, store_copy: LocalDocumentStore | None = None
 ) -> RunRecord:
@@ -247,6 +271,9 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(record["summary"], indent=2) + "\n")
     (out / "run.json").write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    (out / "metrics.json").write_text(
+        json.dumps(run_metrics(sim, record["summary"]), indent=2) + "\n"
+    )
     store = sim.local.deps.store
     saved = store if isinstance(store, LocalDocumentStore) else store_copy
     if saved is not None:
