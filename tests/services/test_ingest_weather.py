@@ -414,9 +414,9 @@ def test_the_handler_decodes_the_request_and_uses_the_installed_source(
 
 
 def test_the_handler_refuses_a_malformed_request_for_good(deps: Dependencies) -> None:
-    bad = json.dumps({"schema_version": 1, "location_ids": []}).encode()
+    bad = json.dumps({"schema_version": 1, "location_ids": "everywhere"}).encode()
 
-    with pytest.raises(MalformedMessage, match="scheduled_at"):
+    with pytest.raises(MalformedMessage, match="location_ids"):
         handle_weather_ingest_request(message(bad), deps)
 
 

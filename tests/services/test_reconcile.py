@@ -428,3 +428,27 @@ def test_a_device_with_an_unknown_manufacturer_is_reported_not_crashed_on(
     outcomes = r.reconcile()
     assert outcomes[home.home_id].error == "InvalidInput"
     assert all(o.error is None for d, o in outcomes.items() if d != home.home_id)
+
+
+def test_cloud_schedulers_fixed_body_is_reconciled_once_per_tick(rig: Callable[..., Rig]) -> None:
+    """A Pub/Sub target publishes the same body at every tick: the publish minute is the tick, so
+    the scheduler's duplicate within it is a redelivery, and the next tick is a new pass."""
+    from hpsteer.messaging.envelope import PubSubMessage
+    from hpsteer.services.reconcile import handle_reconcile_request
+
+    r = rig()
+    r.steer(r.home("viessmann"))
+    r.local.run_until(SLOT + timedelta(minutes=30))
+
+    def tick(message_id: str, at: datetime) -> None:
+        message = PubSubMessage(
+            message_id=message_id, data=b'{"schema_version": 1}', attributes={}, publish_time=at
+        )
+        handle_reconcile_request(message, r.local.deps)
+
+    at = r.now
+    tick("1", at)
+    tick("2", at + timedelta(seconds=20))  # the scheduler's duplicate of the same tick
+    tick("3", at + timedelta(minutes=10))
+    markers = [d.id for d in r.store.query("reconcile_runs").documents]
+    assert len(markers) == 2

@@ -2,13 +2,15 @@
 
 Each topic carries one message type, JSON-encoded, with ``schema_version``. Producers choose the
 ids that make handling idempotent: a price update names area, day and content hash; a request
-from Cloud Scheduler carries the scheduled time (``X-CloudScheduler-ScheduleTime``, stable across
-its retries).
+from Cloud Scheduler carries the scheduled time when its publisher can set it. A Cloud Scheduler
+job with a Pub/Sub target publishes a fixed body, so such a request may come without
+``scheduled_at``: :func:`schedule_tick` takes the minute its message was published in instead
+(the scheduler's duplicates of one tick are published within it).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -30,6 +32,7 @@ __all__ = [
     "Topic",
     "WeatherIngestRequest",
     "WeatherUpdated",
+    "schedule_tick",
 ]
 
 
@@ -52,7 +55,8 @@ class PriceIngestRequest(Record):
 
     areas: tuple[PriceArea, ...] = Field(min_length=1)
     market_date: date | None = None
-    scheduled_at: UtcDatetime
+    scheduled_at: UtcDatetime | None = None
+    """The schedule's tick; absent in Cloud Scheduler's fixed body (see :func:`schedule_tick`)."""
 
 
 class SpotPricesUpdated(Record):
@@ -69,7 +73,8 @@ class SpotPricesUpdated(Record):
 class WeatherIngestRequest(Record):
     location_ids: tuple[str, ...] = ()
     """Empty means every location with a steered device."""
-    scheduled_at: UtcDatetime
+    scheduled_at: UtcDatetime | None = None
+    """The schedule's tick; absent in Cloud Scheduler's fixed body (see :func:`schedule_tick`)."""
 
 
 class WeatherUpdated(Record):
@@ -95,7 +100,8 @@ class ReplanRequest(Record):
 
 
 class ReconcileRequest(Record):
-    scheduled_at: UtcDatetime
+    scheduled_at: UtcDatetime | None = None
+    """The schedule's tick; absent in Cloud Scheduler's fixed body (see :func:`schedule_tick`)."""
     shard_cursor: str | None = None
     shard_size: int = Field(default=200, ge=1, le=1000)
 
@@ -115,7 +121,8 @@ class CommandTask(Record):
 class CommandSweepRequest(Record):
     """Cloud Scheduler's request to re-create lost outbox tasks and unstick commands."""
 
-    scheduled_at: UtcDatetime
+    scheduled_at: UtcDatetime | None = None
+    """The schedule's tick; absent in Cloud Scheduler's fixed body (see :func:`schedule_tick`)."""
 
 
 class AlertSeverity(StrEnum):
@@ -133,3 +140,11 @@ class Alert(Record):
     device_id: str | None = None
     manufacturer: str | None = None
     command_id: str | None = None
+
+
+def schedule_tick(scheduled_at: datetime | None, published_at: datetime) -> datetime:
+    """The tick a scheduled request stands for: its ``scheduled_at``, or else the minute its
+    message was published in."""
+    if scheduled_at is not None:
+        return scheduled_at
+    return published_at.replace(second=0, microsecond=0)

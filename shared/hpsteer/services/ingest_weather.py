@@ -50,7 +50,7 @@ from pydantic import ValidationError
 from hpsteer.domain.base import describe_validation_error
 from hpsteer.domain.devices import Location
 from hpsteer.domain.instants import format_instant
-from hpsteer.domain.messages import Topic, WeatherIngestRequest, WeatherUpdated
+from hpsteer.domain.messages import Topic, WeatherIngestRequest, WeatherUpdated, schedule_tick
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import (
     ConcurrencyConflict,
@@ -410,5 +410,9 @@ def handle_weather_ingest_request(message: PubSubMessage, deps: Dependencies) ->
     _log.info(
         "weather ingest request handled: %d new forecasts announced",
         len(published),
-        extra={"scheduled_at": format_instant(request.scheduled_at)},
+        extra={
+            "scheduled_at": format_instant(
+                schedule_tick(request.scheduled_at, message.publish_time)
+            )
+        },
     )

@@ -54,6 +54,7 @@ from hpsteer.domain.messages import (
     ReconcileRequest,
     ReplanRequest,
     Topic,
+    schedule_tick,
 )
 from hpsteer.domain.reconciliation import (
     Action,
@@ -503,9 +504,13 @@ def reconcile_device(ctx: _Context, document: Document) -> DeviceOutcome:
             return DeviceOutcome(document.id, ("failed",), error=type(err).__name__)
 
 
-def _run_marker(request: ReconcileRequest) -> str:
+def _tick(request: ReconcileRequest, deps: Dependencies) -> datetime:
+    return schedule_tick(request.scheduled_at, deps.clock.now())
+
+
+def _run_marker(request: ReconcileRequest, tick: datetime) -> str:
     page = hashlib.sha256((request.shard_cursor or "first").encode()).hexdigest()[:16]
-    return f"reconcile_runs/{request.scheduled_at.strftime('%Y%m%dT%H%M%SZ')}~{page}"
+    return f"reconcile_runs/{tick.strftime('%Y%m%dT%H%M%SZ')}~{page}"
 
 
 def reconcile_page(
@@ -520,7 +525,9 @@ def reconcile_page(
     from hpsteer.services.dispatch import gateway_for
 
     store = deps.store
-    marker = _run_marker(request)
+    tick = _tick(request, deps)
+    request = request.model_copy(update={"scheduled_at": tick})  # the next pages carry it
+    marker = _run_marker(request, tick)
     if store.get(marker) is not None:
         _log.info("reconcile page %s already done: redelivery ignored", marker)
         return []
@@ -534,7 +541,7 @@ def reconcile_page(
         gateway or gateway_for(deps),
         counters,
         deps.clock.now(),
-        request.scheduled_at,
+        tick,
         policy
         or Policy(
             max_remediations=settings.max_remediations,
@@ -554,6 +561,9 @@ def reconcile_page(
 def handle_reconcile_request(message: PubSubMessage, deps: Dependencies) -> None:
     """``reconcile-requests``: one page of devices."""
     request = ReconcileRequest.parse_json(message.data)
+    if request.scheduled_at is None:  # Cloud Scheduler's fixed body: the tick is when it came
+        tick = schedule_tick(None, message.publish_time)
+        request = request.model_copy(update={"scheduled_at": tick})
     outcomes = reconcile_page(request, deps)
     counts: dict[str, int] = {}
     for outcome in outcomes:

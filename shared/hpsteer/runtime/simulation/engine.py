@@ -9,7 +9,9 @@ entry point itself, loaded from ``functions/<name>/main.py``, which receives the
 Eventarc would build. Cloud Scheduler's jobs are clock ticks that publish the messages the
 scheduler publishes (:class:`Scheduler`): prices at 13:00 market time for the next day (and, at
 the start, the first day's, as the day before would have), weather every 3 hours, reconciliation
-every ``reconcile_interval_minutes``, the command sweep every 30 minutes.
+every ``reconcile_interval_minutes``, the command sweep every 30 minutes. Like a Cloud Scheduler
+job with a Pub/Sub target, a tick publishes a fixed body (no ``scheduled_at``): the handler takes
+the publish time as the tick.
 
 Time moves from one thing due to the next (a tick, a task, a message waiting out its retry
 backoff, a truth sample). At each instant every ready message and due task is delivered until
@@ -122,21 +124,21 @@ class Scheduler:
                 Topic.RECONCILE_REQUESTS,
                 start,
                 interval,
-                lambda at: ReconcileRequest(scheduled_at=at),
+                lambda at: ReconcileRequest(),
                 settled,
             ),
             _Job(
                 Topic.COMMAND_SWEEP_REQUESTS,
                 start + SWEEP_EVERY,
                 SWEEP_EVERY,
-                lambda at: CommandSweepRequest(scheduled_at=at),
+                lambda at: CommandSweepRequest(),
                 settled,
             ),
             _Job(
                 Topic.WEATHER_INGEST_REQUESTS,
                 start,
                 WEATHER_EVERY,
-                lambda at: WeatherIngestRequest(scheduled_at=at),
+                lambda at: WeatherIngestRequest(),
                 end,
             ),
         ]
@@ -159,7 +161,7 @@ class Scheduler:
                     Topic.PRICE_INGEST_REQUESTS,
                     _local_hour(options, day, PRICE_HOUR_LOCAL),
                     None,
-                    lambda at: PriceIngestRequest(areas=(area,), scheduled_at=at),
+                    lambda at: PriceIngestRequest(areas=(area,)),
                     end,
                 )
             )
