@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cloudevents.http import CloudEvent
+
 from hpsteer.errors import (
     AlreadyExists,
     BusUnavailable,
@@ -194,6 +196,21 @@ class _Wired:
     topic: str
     path: str
     handler: CloudEventHandler
+
+
+def pulled_cloudevent(item: Any, topic: str, project: str, subscription: str) -> CloudEvent:
+    """The CloudEvent Eventarc would deliver for a pulled ``ReceivedMessage``."""
+    message = item.message
+    return pubsub_cloudevent(
+        topic,
+        project,
+        message.message_id,
+        bytes(message.data),
+        dict(message.attributes),
+        message.publish_time,
+        ordering_key=message.ordering_key or None,
+        subscription=subscription,
+    )
 
 
 class PubSubPullSubscriber:
@@ -368,16 +385,7 @@ class PubSubPullSubscriber:
 
     def _handle(self, wired: _Wired, item: Any) -> bool:
         message = item.message
-        event = pubsub_cloudevent(
-            wired.topic,
-            self._project,
-            message.message_id,
-            bytes(message.data),
-            dict(message.attributes),
-            message.publish_time,
-            ordering_key=message.ordering_key or None,
-            subscription=wired.path,
-        )
+        event = pulled_cloudevent(item, wired.topic, self._project, wired.path)
         try:
             wired.handler(event)
         except Exception as err:  # noqa: BLE001 - any handler failure is a nack, as on Pub/Sub

@@ -28,10 +28,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpsteer.backends.gcp.pubsub_bus import PubSubMessageBus
+from hpsteer.backends.gcp.pubsub_bus import PubSubMessageBus, pulled_cloudevent
 from hpsteer.backends.local.bus import DeadLetter
 from hpsteer.backends.local.store import LocalDocumentStore
-from hpsteer.messaging.envelope import PubSubMessage, pubsub_cloudevent
+from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.ports.bus import CloudEventHandler
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.store import DocumentStore
@@ -158,16 +158,7 @@ class EmulatorBus:
 
     def _handle(self, sub: _Subscription, item: Any) -> bool:
         message = item.message
-        event = pubsub_cloudevent(
-            sub.topic,
-            self._project,
-            message.message_id,
-            bytes(message.data),
-            dict(message.attributes),
-            message.publish_time,
-            ordering_key=message.ordering_key or None,
-            subscription=sub.path,
-        )
+        event = pulled_cloudevent(item, sub.topic, self._project, sub.path)
         try:
             sub.handler(event)
         except Exception as err:  # noqa: BLE001 - any handler failure is a nack, as on Pub/Sub
