@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -328,8 +328,15 @@ class PubSubPullSubscriber:
 
     # Delivery
 
-    def deliver(self, timeout_s: float = 0.5, max_messages: int = 100) -> int:
-        """Pull once from every subscription and run the handlers; return the handler calls.
+    def deliver(
+        self,
+        timeout_s: float = 0.5,
+        max_messages: int = 100,
+        *,
+        subscriptions: Collection[str] | None = None,
+    ) -> int:
+        """Pull once from every subscription (or only those named, by path) and run the
+        handlers; return the handler calls.
 
         A pull of an empty subscription is held open until about ``timeout_s`` - 1 s on the
         emulator (returning early when a message arrives) and up to ``timeout_s`` on Pub/Sub,
@@ -337,6 +344,8 @@ class PubSubPullSubscriber:
         """
         calls = 0
         for wired in list(self._wired.values()):
+            if subscriptions is not None and wired.path not in subscriptions:
+                continue
             received = self._pull(wired.path, timeout_s, max_messages)
             acks: list[str] = []
             nacks: list[str] = []

@@ -28,10 +28,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpsteer.backends.gcp.pubsub_bus import PubSubMessageBus, pulled_cloudevent
+from cloudevents.http import CloudEvent
+
+from hpsteer.backends.gcp.pubsub_bus import PubSubMessageBus, PubSubPullSubscriber
 from hpsteer.backends.local.bus import DeadLetter
 from hpsteer.backends.local.store import LocalDocumentStore
-from hpsteer.messaging.envelope import PubSubMessage
+from hpsteer.messaging.envelope import read_pubsub_message
 from hpsteer.ports.bus import CloudEventHandler
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.store import DocumentStore
@@ -51,39 +53,20 @@ PULL_WAIT_S = 5.0
 """How long a round waits for outstanding messages to show up in a pull before giving up."""
 
 
-@dataclass
-class _Subscription:
-    name: str
-    path: str
-    topic: str
-    handler: CloudEventHandler
-
-
 class EmulatorBus:
-    """Publish with the production publisher; deliver by synchronous pulls (module docstring)."""
+    """Publish with the production publisher; deliver by synchronous pulls of the production
+    :class:`~hpsteer.backends.gcp.pubsub_bus.PubSubPullSubscriber` (module docstring)."""
 
     def __init__(self, project: str) -> None:
-        import google.cloud.pubsub_v1 as pubsub_v1
-
         self._project = project
         self._publisher = PubSubMessageBus(project)
-        self._admin = pubsub_v1.PublisherClient()
-        self._subscriber = pubsub_v1.SubscriberClient()
-        self._subscriptions: dict[str, _Subscription] = {}
+        self._pull = PubSubPullSubscriber(project, ack_deadline_s=60)
+        self._topic_of: dict[str, str] = {}
+        """Subscription path -> topic."""
         self._outstanding: Counter[str] = Counter()
         self._failures: Counter[tuple[str, str]] = Counter()
         self._dead: list[DeadLetter] = []
         self._topics: set[str] = set()
-
-    def _ensure_topic(self, topic: str) -> str:
-        from google.api_core import exceptions as gexc
-
-        path = f"projects/{self._project}/topics/{topic}"
-        if topic not in self._topics:
-            with contextlib.suppress(gexc.AlreadyExists):
-                self._admin.create_topic(request={"name": path})
-            self._topics.add(topic)
-        return path
 
     def publish(
         self,
@@ -93,22 +76,47 @@ class EmulatorBus:
         attributes: Mapping[str, str] | None = None,
         ordering_key: str | None = None,
     ) -> str:
-        self._ensure_topic(topic)
+        if topic not in self._topics:
+            self._pull.ensure_topic(topic)
+            self._topics.add(topic)
         message_id = self._publisher.publish(
             topic, data, attributes=attributes, ordering_key=ordering_key
         )
-        for sub in self._subscriptions.values():
-            if sub.topic == topic:
-                self._outstanding[sub.path] += 1
+        for path, subscribed in self._topic_of.items():
+            if subscribed == topic:
+                self._outstanding[path] += 1
         return message_id
 
     def subscribe(self, topic: str, handler: CloudEventHandler, *, name: str | None = None) -> None:
         name = name or f"{topic}-sub"
         path = f"projects/{self._project}/subscriptions/{name}"
-        self._subscriber.create_subscription(
-            request={"name": path, "topic": self._ensure_topic(topic), "ack_deadline_seconds": 60}
-        )
-        self._subscriptions[path] = _Subscription(name, path, topic, handler)
+        self._pull.subscribe(topic, self._counted(path, topic, name, handler), name=name)
+        self._topics.add(topic)
+        self._topic_of[path] = topic
+
+    def _counted(
+        self, path: str, topic: str, name: str, handler: CloudEventHandler
+    ) -> CloudEventHandler:
+        """``handler``, with what the bus must know: an acknowledged message is no longer
+        outstanding, and one that failed :data:`MAX_DELIVERY_ATTEMPTS` times is acknowledged
+        and kept as a dead letter instead of raising (a nack) again."""
+
+        def handle(event: CloudEvent) -> None:
+            try:
+                handler(event)
+            except Exception as err:
+                key = (path, str(event["id"]))
+                self._failures[key] += 1
+                if self._failures[key] < MAX_DELIVERY_ATTEMPTS:
+                    raise
+                self._dead.append(
+                    DeadLetter(
+                        topic, name, read_pubsub_message(event), self._failures[key], repr(err)
+                    )
+                )
+            self._outstanding[path] -= 1
+
+        return handle
 
     def next_due(self) -> None:
         """Nothing waits on a backoff here: outstanding messages are ready now."""
@@ -118,74 +126,28 @@ class EmulatorBus:
         return list(self._dead)
 
     def deliver(self) -> int:
-        """One round: pull every subscription with outstanding messages and run its handler."""
-        calls = 0
-        for sub in list(self._subscriptions.values()):
-            if self._outstanding[sub.path] > 0:
-                calls += self._deliver_from(sub)
-        return calls
-
-    def _deliver_from(self, sub: _Subscription) -> int:
+        """One round: pull every subscription with outstanding messages and run its handler
+        (a message published a moment ago may take the emulator a moment to show)."""
+        waiting = {path for path, count in self._outstanding.items() if count > 0}
+        if not waiting:
+            return 0
         deadline = time.monotonic() + PULL_WAIT_S
         while True:
-            response = self._subscriber.pull(
-                request={"subscription": sub.path, "max_messages": 100}, timeout=10.0
-            )
-            received = list(response.received_messages)
-            if received or time.monotonic() > deadline:
+            calls = self._pull.deliver(subscriptions=waiting)
+            if calls or time.monotonic() > deadline:
                 break
-            time.sleep(0.01)  # published a moment ago: the emulator shows it shortly
-        acks: list[str] = []
-        nacks: list[str] = []
-        for item in received:
-            if self._handle(sub, item):
-                acks.append(item.ack_id)
-            else:
-                nacks.append(item.ack_id)
-        if acks:
-            self._subscriber.acknowledge(request={"subscription": sub.path, "ack_ids": acks})
-            self._outstanding[sub.path] -= len(acks)
-        if nacks:
-            self._subscriber.modify_ack_deadline(
-                request={"subscription": sub.path, "ack_ids": nacks, "ack_deadline_seconds": 0}
-            )
-        if not received:
-            _log.warning(
-                "%d messages outstanding on %s never arrived", self._outstanding[sub.path], sub.path
-            )
-            self._outstanding[sub.path] = 0
-        return len(received)
-
-    def _handle(self, sub: _Subscription, item: Any) -> bool:
-        message = item.message
-        event = pulled_cloudevent(item, sub.topic, self._project, sub.path)
-        try:
-            sub.handler(event)
-        except Exception as err:  # noqa: BLE001 - any handler failure is a nack, as on Pub/Sub
-            key = (sub.path, message.message_id)
-            self._failures[key] += 1
-            if self._failures[key] < MAX_DELIVERY_ATTEMPTS:
-                return False
-            self._dead.append(
-                DeadLetter(
-                    topic=sub.topic,
-                    subscription=sub.name,
-                    message=PubSubMessage(
-                        message_id=message.message_id,
-                        data=bytes(message.data),
-                        attributes=dict(message.attributes),
-                        publish_time=message.publish_time,
-                    ),
-                    attempts=self._failures[key],
-                    last_error=repr(err),
+            time.sleep(0.01)
+        if not calls:
+            for path in waiting:
+                _log.warning(
+                    "%d messages outstanding on %s never arrived", self._outstanding[path], path
                 )
-            )
-        return True
+                self._outstanding[path] = 0
+        return calls
 
     def close(self) -> None:
         self._publisher.close()
-        self._subscriber.close()
-        self._admin.transport.close()
+        self._pull.close()
 
 
 def _paths(client: Any) -> Iterator[str]:
