@@ -109,7 +109,7 @@ class _Job:
     topic: Topic
     next_at: datetime
     every: timedelta | None
-    message: Callable[[datetime], Record]
+    message: Record
     until: datetime
 
 
@@ -124,33 +124,30 @@ class Scheduler:
                 Topic.RECONCILE_REQUESTS,
                 start,
                 interval,
-                lambda at: ReconcileRequest(),
+                ReconcileRequest(),
                 settled,
             ),
             _Job(
                 Topic.COMMAND_SWEEP_REQUESTS,
                 start + SWEEP_EVERY,
                 SWEEP_EVERY,
-                lambda at: CommandSweepRequest(),
+                CommandSweepRequest(),
                 settled,
             ),
             _Job(
                 Topic.WEATHER_INGEST_REQUESTS,
                 start,
                 WEATHER_EVERY,
-                lambda at: WeatherIngestRequest(),
+                WeatherIngestRequest(),
                 end,
             ),
         ]
-        first_day = options.start
         self.jobs.append(
             _Job(
                 Topic.PRICE_INGEST_REQUESTS,
                 start,
                 None,
-                lambda at: PriceIngestRequest(
-                    areas=(area,), market_date=first_day, scheduled_at=at
-                ),
+                PriceIngestRequest(areas=(area,), market_date=options.start, scheduled_at=start),
                 end,
             )
         )
@@ -161,7 +158,7 @@ class Scheduler:
                     Topic.PRICE_INGEST_REQUESTS,
                     _local_hour(options, day, PRICE_HOUR_LOCAL),
                     None,
-                    lambda at: PriceIngestRequest(areas=(area,)),
+                    PriceIngestRequest(areas=(area,)),
                     end,
                 )
             )
@@ -173,7 +170,7 @@ class Scheduler:
         """The messages due at or before ``now``, each job moved to its next run."""
         for job in self.jobs:
             while job.next_at <= now and job.next_at < job.until:
-                yield job.topic, job.message(job.next_at)
+                yield job.topic, job.message
                 job.next_at = job.next_at + job.every if job.every else job.until
 
 
