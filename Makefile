@@ -13,14 +13,19 @@ TOOLS := .tools
 TASKS_EMULATOR := gcloud-tasks-emulator==0.6.2
 # bqemulator needs numpy at start but does not declare it.
 BQ_EMULATOR := bqemulator==1.4.0 duckdb-extension-spatial==1.5.5 numpy==2.4.6
+# Infrastructure checks, each in a venv of its own: checkov ships an `hcl2` module of its own
+# (bc-python-hcl2) that clashes with python-hcl2's.
+HCL_PARSER := python-hcl2==8.1.4
+CHECKOV := checkov==3.3.30
 
-.PHONY: help install tools browser lint typecheck test test-fast demo benchmark clean
+.PHONY: help install tools browser lint typecheck test test-fast stage demo benchmark clean
 
 help:
 	@echo "make demo       set up and run the main job on the local runtime (no cloud account)"
 	@echo "make test       set up everything and run lint, type checks and all tests (emulators included)"
 	@echo "make test-fast  unit, service and local-backend tests only (no emulators)"
 	@echo "make benchmark  run the benchmarks in benchmarks/"
+	@echo "make stage      build each function's deployable folder under build/stage/"
 	@echo "make browser    install Debian's chromium (the report's rendering test opens it headless)"
 
 $(BIN)/uv:
@@ -45,7 +50,16 @@ $(TOOLS)/bq/.installed: Makefile $(TOOLS)/bq/bin/uv
 	$(TOOLS)/bq/bin/uv pip install --quiet --python $(TOOLS)/bq/bin/python $(BQ_EMULATOR)
 	touch $@
 
-tools: $(TOOLS)/tasks/.installed $(TOOLS)/bq/.installed
+$(TOOLS)/hcl/.installed: Makefile $(TOOLS)/hcl/bin/uv
+	$(TOOLS)/hcl/bin/uv pip install --quiet --python $(TOOLS)/hcl/bin/python $(HCL_PARSER)
+	touch $@
+
+$(TOOLS)/checkov/.installed: Makefile $(TOOLS)/checkov/bin/uv
+	$(TOOLS)/checkov/bin/uv pip install --quiet --python $(TOOLS)/checkov/bin/python $(CHECKOV)
+	touch $@
+
+tools: $(TOOLS)/tasks/.installed $(TOOLS)/bq/.installed $(TOOLS)/hcl/.installed \
+	$(TOOLS)/checkov/.installed
 
 # The report test renders report.html in headless Chromium. Debian's package is installed when
 # missing and this user may (root, apt-get); otherwise the test says what to install.
@@ -61,13 +75,18 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy shared $(wildcard functions/*/main.py)
+	$(BIN)/mypy shared deploy $(wildcard functions/*/main.py)
 
 test: install tools browser lint typecheck
 	$(BIN)/pytest
 
 test-fast: install
 	$(BIN)/pytest -m "not emulator"
+
+# Each function's deployable folder under build/stage/ (main.py, the hpsteer package, pinned
+# requirements.txt); terraform zips these folders.
+stage: install
+	$(BIN)/python -m deploy.stage
 
 demo: install
 	$(BIN)/hpsteer simulate
