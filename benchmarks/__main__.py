@@ -9,6 +9,8 @@ from benchmarks import (
     backtest,
     bookkeeping,
     campaign,
+    cloud_cost,
+    coldstart,
     command_log,
     dispatch,
     planner,
@@ -27,6 +29,8 @@ def main() -> int:
     reconcile.main([])
     simulate.main([])
     campaign.main(["--runs", "20"])
+    coldstart.main([])
+    cloud_cost.main([])
     return 0
 
 

@@ -1,6 +1,10 @@
 terraform {
   required_version = ">= 1.6"
 
+  # State in a versioned GCS bucket, one prefix per environment: cloudbuild.yaml passes
+  # -backend-config="bucket=..." and -backend-config="prefix=hpsteer/<environment>".
+  backend "gcs" {}
+
   required_providers {
     google = {
       source  = "hashicorp/google"
@@ -9,6 +13,11 @@ terraform {
     google-beta = {
       source  = "hashicorp/google-beta"
       version = "~> 6.12"
+    }
+    # Zips each staged function folder (build/stage/<folder>) for its source object.
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.6"
     }
   }
 }

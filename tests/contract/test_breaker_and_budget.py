@@ -17,7 +17,6 @@ import pytest
 from benchmarks.bookkeeping import CountingStore
 from hpsteer.adapters.breaker import BreakerConfig, CircuitBreaker
 from hpsteer.adapters.budget import BudgetKind, RateBudget
-from hpsteer.adapters.metrics import CIRCUIT_BREAKER_STATE, Gauges
 from hpsteer.adapters.protocol import RateLimitConfig, RateWindow
 from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.errors import (
@@ -31,6 +30,7 @@ from hpsteer.errors import (
     OemRateLimited,
     OemUnavailable,
 )
+from hpsteer.observability.metrics import CIRCUIT_BREAKER_STATE, Metrics
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
 from tests.support.firestore import PROJECT
@@ -84,9 +84,9 @@ def clock() -> SimulatedClock:
 
 
 def _breaker(
-    store: DocumentStore, clock: SimulatedClock, metrics: Gauges | None = None
+    store: DocumentStore, clock: SimulatedClock, metrics: Metrics | None = None
 ) -> CircuitBreaker:
-    return CircuitBreaker(store, "viessmann", clock, CONFIG, TTL, metrics=metrics or Gauges())
+    return CircuitBreaker(store, "viessmann", clock, CONFIG, TTL, metrics=metrics or Metrics(None))
 
 
 def _fail(breaker: CircuitBreaker, times: int, err: HpsteerError = FAILURE) -> None:
@@ -216,7 +216,7 @@ def test_one_offline_device_among_healthy_calls_never_opens_the_breaker(
 def test_the_breaker_half_opens_after_the_timeout_and_closes_after_successes(
     store: DocumentStore, clock: SimulatedClock
 ) -> None:
-    metrics = Gauges()
+    metrics = Metrics(None)
     breaker = _breaker(store, clock, metrics)
     _fail(breaker, 3)
     assert metrics.get(CIRCUIT_BREAKER_STATE, oem="viessmann") == 2

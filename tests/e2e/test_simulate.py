@@ -16,6 +16,7 @@ import pytest
 
 from hpsteer.domain.commands import Command
 from hpsteer.domain.market import PriceArea
+from hpsteer.observability.metrics import METRICS
 from hpsteer.runtime import cli
 from hpsteer.runtime.simulation.engine import Simulation
 from hpsteer.runtime.simulation.observer import drift_verdict
@@ -134,6 +135,32 @@ def test_the_run_leaves_its_summary_record_report_and_store(
         names = [span["name"] for span in timeline["spans"]]
         assert "execute_command" in names
         assert names[0].startswith("handle_")  # from the event that caused it
+
+
+def test_the_runs_metrics_hold_every_declared_metric_counted_where_it_happens(
+    day: tuple[Simulation, dict[str, Any]],
+) -> None:
+    simulation, _ = day
+    metrics = json.loads((simulation.options.out / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == set(METRICS)
+    assert set(metrics["series"]) == set(METRICS)
+    counted_in_a_day = {
+        "commands_sent_total",
+        "commands_success_total",
+        "command_duration_seconds",
+        "reconciliation_success_total",
+        "oem_api_latency_seconds",
+        "circuit_breaker_state",
+        "energy_consumption_kwh",
+        "estimated_cost_savings_eur",
+    }
+    for name in counted_in_a_day:
+        assert metrics["series"][name], f"{name} was never observed"
+    for point in metrics["series"]["circuit_breaker_state"]:
+        assert point["value"] in (0, 1, 2)
+    for name, points in metrics["series"].items():
+        declared = set(METRICS[name].labels)
+        assert all(set(point["labels"]) == declared for point in points), name
 
 
 def test_the_runs_report_opens_in_a_browser_with_its_pictures(

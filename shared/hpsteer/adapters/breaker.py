@@ -4,7 +4,7 @@ States and thresholds are the architecture's (closed → open after ``failure_th
 consecutive failures or a failure rate over a sliding window; open → half-open after
 ``open_timeout``; half-open → closed after ``success_threshold`` successful probes, → open on a
 failed probe). ``circuit_breaker_state`` (0 closed, 1 half-open, 2 open) is published per
-manufacturer in :mod:`hpsteer.adapters.metrics`.
+manufacturer in :mod:`hpsteer.observability.metrics`.
 
 Why hand-written: dispatch runs as many stateless Cloud Function instances, and all of them must
 stop calling a manufacturer once its cloud is failing. Libraries such as pybreaker or
@@ -54,7 +54,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
 
-from hpsteer.adapters.metrics import CIRCUIT_BREAKER_STATE, Gauges, gauges
 from hpsteer.domain.instants import format_instant
 from hpsteer.errors import (
     CircuitOpen,
@@ -63,6 +62,7 @@ from hpsteer.errors import (
     OemRateLimited,
     OemUnavailable,
 )
+from hpsteer.observability.metrics import CIRCUIT_BREAKER_STATE, Metrics, metrics
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.store import Document, DocumentStore, Transaction
 
@@ -191,7 +191,7 @@ class CircuitBreaker:
         config: BreakerConfig | None = None,
         cache_ttl: timedelta = timedelta(seconds=5),
         *,
-        metrics: Gauges = gauges,
+        metrics: Metrics = metrics,
     ) -> None:
         if not isinstance(manufacturer, str) or not _MANUFACTURER.match(manufacturer):
             raise InvalidInput(f"not a manufacturer name: {manufacturer!r}")

@@ -24,6 +24,7 @@ function instance: breakers and budgets are cached here; their shared state is i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,7 @@ from hpsteer.adapters.protocol import (
 from hpsteer.adapters.registry import AdapterRegistry, default_registry
 from hpsteer.domain.actions import GenericAction
 from hpsteer.errors import InvalidInput, OemRateLimited, OemUnavailable
+from hpsteer.observability.metrics import OEM_API_ERRORS_TOTAL, OEM_API_LATENCY_SECONDS, metrics
 from hpsteer.observability.tracing import span
 
 __all__ = ["READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
@@ -130,22 +132,27 @@ class ManufacturerGateway:
         """An admitted call will not happen after all (frees a half-open probe slot)."""
         self.breaker(device.manufacturer).cancel()
 
-    def _guarded(self, device: DeviceRef, call: Any) -> Any:
+    def _guarded(self, device: DeviceRef, call: Any, endpoint: str) -> Any:
         breaker = self.breaker(device.manufacturer)
+        labels = {"oem": device.manufacturer, "endpoint": endpoint}
+        started = time.perf_counter()
         try:
             result = call()
-        except OemRateLimited as err:
-            breaker.record_failure(err)
-            if err.retry_at is not None:
-                self.budget(device.manufacturer, device.account_id).block_until(
-                    err.retry_at, reason=f"{device.manufacturer} answered 429"
-                )
-            raise
         except Exception as err:
-            breaker.record_failure(err)
+            metrics.observe(OEM_API_LATENCY_SECONDS, time.perf_counter() - started, **labels)
+            metrics.inc(OEM_API_ERRORS_TOTAL, error_type=type(err).__name__, **labels)
+            self._failed(device, breaker, err)
             raise
+        metrics.observe(OEM_API_LATENCY_SECONDS, time.perf_counter() - started, **labels)
         breaker.record_success()
         return result
+
+    def _failed(self, device: DeviceRef, breaker: CircuitBreaker, err: Exception) -> None:
+        breaker.record_failure(err)
+        if isinstance(err, OemRateLimited) and err.retry_at is not None:
+            self.budget(device.manufacturer, device.account_id).block_until(
+                err.retry_at, reason=f"{device.manufacturer} answered 429"
+            )
 
     def prepare(
         self, device: DeviceRef, action: GenericAction, *, admitted: bool = False
@@ -161,7 +168,9 @@ class ManufacturerGateway:
             payload = dict(adapter.translate_generic_command(action, device))
             return payload, adapter.validate_command(action, payload, device)
 
-        prepared: tuple[dict[str, Any], ValidationResult] = self._guarded(device, translate)
+        prepared: tuple[dict[str, Any], ValidationResult] = self._guarded(
+            device, translate, "translate"
+        )
         return prepared
 
     def send(
@@ -170,7 +179,7 @@ class ManufacturerGateway:
         """Send an admitted command (call :meth:`admit_command` first)."""
         adapter = self.adapter(device.manufacturer)
         result: CommandResult = self._guarded(
-            device, lambda: adapter.send_command(action, payload, device)
+            device, lambda: adapter.send_command(action, payload, device), "send_command"
         )
         return result
 
@@ -206,5 +215,5 @@ class ManufacturerGateway:
 
         attributes = {"oem": device.manufacturer, "for_command": for_command}
         with span("read_device_state", attributes):
-            state: DeviceState = self._guarded(device, read)
+            state: DeviceState = self._guarded(device, read, "read_state")
         return state

@@ -16,6 +16,7 @@ from hpsteer.domain.commands import Command
 from hpsteer.domain.messages import Alert, AlertSeverity, Topic
 from hpsteer.errors import DocumentAlreadyExists
 from hpsteer.messaging.envelope import encode_json_message
+from hpsteer.observability.metrics import ALERTS_RAISED_TOTAL, metrics
 from hpsteer.ports.bus import MessageBus
 from hpsteer.ports.store import DocumentStore
 
@@ -36,6 +37,7 @@ def raise_alert(store: DocumentStore, bus: MessageBus, alert: Alert) -> bool:
             path, {**alert.to_document(), "raised_at": alert.raised_at, "published": False}
         )
         created = True
+        metrics.inc(ALERTS_RAISED_TOTAL, kind=alert.kind, severity=alert.severity.value)
         level = logging.ERROR if alert.severity is AlertSeverity.CRITICAL else logging.WARNING
         _log.log(
             level,

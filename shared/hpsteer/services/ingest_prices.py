@@ -12,6 +12,10 @@ For each area of a :class:`~hpsteer.domain.messages.PriceIngestRequest`:
    publish ``spot-price-updates`` for a version not yet announced; the announcement is recorded
    after publishing, so a crash in between announces again on redelivery rather than never.
 
+A run at or after 15:00 market time (:data:`PRICES_DUE_BY`) that still finds no prices for
+tomorrow counts ``prices_missing_total`` (label area) and logs an error: the alert policy
+"prices missing for tomorrow" watches the counter, so the schedule must ask once after 15:00.
+
 A transient failure of every source for some area does not stop the other areas; it is raised at
 the end as :class:`~hpsteer.errors.ProviderUnavailable` so that Pub/Sub delivers again.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Literal
 
 from hpsteer.domain.market import PriceArea, market_date_of
@@ -30,6 +34,7 @@ from hpsteer.domain.prices import MarketDayPrices
 from hpsteer.errors import FeedRejected, InvalidInput, ProviderUnavailable
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
+from hpsteer.observability.metrics import PRICES_MISSING_TOTAL, metrics
 from hpsteer.ports.analytics import Column, TableSchema
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.price_days import load_day, mark_announced, store_day
@@ -47,6 +52,10 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 SourcesFor = Callable[[PriceArea, Dependencies], Sequence[PriceSource]]
+
+PRICES_DUE_BY = time(15, 0)
+"""Tomorrow's prices are overdue after this market-local time: a run that still finds none
+counts ``prices_missing_total`` and logs an error (an alert policy watches the counter)."""
 
 SPOT_PRICES = TableSchema(
     name="spot_prices",
@@ -167,6 +176,12 @@ def _days_to_fetch(deps: Dependencies, area: PriceArea, requested: date | None) 
     return days
 
 
+def _overdue(deps: Dependencies, area: PriceArea, market_date: date) -> bool:
+    """Tomorrow's prices are missing at or after :data:`PRICES_DUE_BY` market time."""
+    local = deps.clock.now().astimezone(area.timezone)
+    return market_date == local.date() + timedelta(days=1) and local.time() >= PRICES_DUE_BY
+
+
 def ingest_prices(
     request: PriceIngestRequest, deps: Dependencies, sources_for: SourcesFor
 ) -> list[DayOutcome]:
@@ -183,6 +198,14 @@ def ingest_prices(
                         "failed" if failed else "not_published"
                     )
                     _log.info("no prices for %s %s (%s)", area.value, market_date, status)
+                    if _overdue(deps, area, market_date):
+                        metrics.inc(PRICES_MISSING_TOTAL, area=area.value)
+                        _log.error(
+                            "no prices for tomorrow (%s %s) after %s market time",
+                            area.value,
+                            market_date,
+                            PRICES_DUE_BY.isoformat("minutes"),
+                        )
                     outcomes.append(
                         DayOutcome(
                             area, market_date, status, unavailable=unavailable, rejected=rejected

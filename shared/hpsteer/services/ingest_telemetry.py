@@ -44,6 +44,8 @@ parses the :class:`~hpsteer.domain.telemetry.TelemetrySample`, then
   manufacturer is not the device's is refused (acknowledged, logged);
 - appends **every** sample, late ones included, to ``telemetry_history`` with insert id
   ``{device_id}/{sample_id}``, so a redelivery adds nothing.
+- observes ``energy_consumption_kwh`` (label oem) when the sample advanced the state: the stored
+  sample's ``power_kw`` times the time since it (gaps over ``ENERGY_MAX_GAP`` are not counted).
 
 **Polling** (reconciliation): :func:`sample_from_device_state` turns an adapter's
 :class:`~hpsteer.adapters.protocol.DeviceState` into a sample (``source=poll``, ``sample_id``
@@ -79,6 +81,7 @@ from hpsteer.errors import (
 )
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
+from hpsteer.observability.metrics import ENERGY_CONSUMPTION_KWH, metrics
 from hpsteer.ports.analytics import Column, TableSchema
 from hpsteer.ports.bus import MessageBus
 from hpsteer.ports.store import DocumentStore, Transaction
@@ -115,6 +118,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+ENERGY_MAX_GAP = timedelta(hours=1)
+"""``energy_consumption_kwh`` integrates power between consecutive samples up to this gap."""
 
 TELEMETRY_HISTORY = TableSchema(
     name="telemetry_history",
@@ -413,8 +419,10 @@ def _stored_observed_at(device: Mapping[str, Any]) -> datetime | None:
 def _advance_state(store: DocumentStore, sample: TelemetrySample, now: datetime) -> bool:
     """Store ``sample`` as the device's last telemetry if it is newer; True if it was."""
     path = device_path(sample.device_id)
+    energy: list[tuple[float, str]] = []  # (kWh since the stored sample, manufacturer)
 
     def advance(tx: Transaction) -> bool:
+        energy.clear()
         device = tx.get(path)
         if device is None:
             raise UnknownDevice(f"no device {sample.device_id}")
@@ -427,10 +435,30 @@ def _advance_state(store: DocumentStore, sample: TelemetrySample, now: datetime)
         stored_at = _stored_observed_at(device.data)
         if stored_at is not None and sample.observed_at <= stored_at:
             return False
+        kwh = _energy_since(device.data.get("last_telemetry"), sample.observed_at)
+        if kwh is not None and isinstance(owner, str):
+            energy.append((kwh, owner))
         tx.update(path, {"last_telemetry": last_telemetry_document(sample, now)})
         return True
 
-    return store.run_transaction(advance)
+    advanced = store.run_transaction(advance)
+    for kwh, oem in energy:
+        metrics.observe(ENERGY_CONSUMPTION_KWH, kwh, oem=oem)
+    return advanced
+
+
+def _energy_since(stored: Any, observed_at: datetime) -> float | None:
+    """kWh from the stored sample to one observed at ``observed_at``, at the stored sample's
+    power (None without a power figure, or across a gap over :data:`ENERGY_MAX_GAP`)."""
+    if not isinstance(stored, Mapping):
+        return None
+    power, since = stored.get("power_kw"), stored.get("observed_at")
+    if not isinstance(power, int | float) or not isinstance(since, datetime):
+        return None
+    gap = observed_at - since
+    if gap > ENERGY_MAX_GAP:
+        return None
+    return float(power) * gap.total_seconds() / 3600.0
 
 
 def _history_row(sample: TelemetrySample, ingested_at: datetime) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from hpsteer.domain.weather import WeatherSeries
 from hpsteer.errors import MalformedMessage, PermanentError, TransientError, UnknownDevice
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
+from hpsteer.observability.metrics import ESTIMATED_COST_SAVINGS_EUR, metrics
 from hpsteer.observability.tracing import span
 from hpsteer.ports.store import DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
@@ -297,6 +298,13 @@ class _Shard:
         if not created:
             plan = plan_from_document(stored)
         self.settle(plan, stored, device_data)
+        if created:
+            metrics.observe(
+                ESTIMATED_COST_SAVINGS_EUR,
+                plan.baseline_cost_eur - plan.expected_cost_eur,
+                oem=str(device_data["manufacturer"]),
+                price_area=plan.price_area.value,
+            )
         _log.info(
             "planned %s: %s, expected %.3f EUR vs baseline %.3f EUR",
             device_id,

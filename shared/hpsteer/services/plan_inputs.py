@@ -42,9 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.devices import Device
@@ -52,7 +50,6 @@ from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.domain.market import PriceArea, Resolution, Slot, market_date_of, slots_between
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import InvalidInput, UnknownDevice
-from hpsteer.optimizer.problem import PlanningProblem
 from hpsteer.ports.store import DocumentStore
 from hpsteer.services.ingest_weather import (
     forecast_location_id,
@@ -62,7 +59,13 @@ from hpsteer.services.ingest_weather import (
 )
 from hpsteer.services.paths import device_path
 from hpsteer.services.price_days import load_day
-from hpsteer.thermal import Plant, SlotConditions, plant_from_parameters
+
+if TYPE_CHECKING:
+    # numpy, the thermal model and the problem load with the first device planned
+    # (optimize_shard), not at import: optimize_trigger, deployed from the same source, never
+    # needs them.
+    from hpsteer.optimizer.problem import PlanningProblem
+    from hpsteer.thermal import Plant
 
 __all__ = [
     "AbsurdThermalParameters",
@@ -138,6 +141,8 @@ def _check_comfort(device_id: str, comfort: object) -> None:
 def load_device(
     store: DocumentStore, device_id: str, *, now: datetime, options: PlanningOptions
 ) -> DeviceRecord:
+    import numpy as np
+
     snapshot = store.get(device_path(device_id))
     if snapshot is None:
         raise UnknownDevice(f"no device {device_id}")
@@ -341,6 +346,8 @@ def inputs_key(inputs: PlanInputs) -> str:
 
 
 def _plant(device: Device) -> Plant:
+    from hpsteer.thermal import plant_from_parameters
+
     try:
         return plant_from_parameters(device.thermal)
     except ValueError as err:
@@ -355,6 +362,11 @@ def assemble(
     forecast: WeatherSeries,
     options: PlanningOptions,
 ) -> PlanInputs:
+    import numpy as np
+
+    from hpsteer.optimizer.problem import PlanningProblem
+    from hpsteer.thermal import SlotConditions
+
     device = record.device
     plant = _plant(device)
     slots = prices.slots

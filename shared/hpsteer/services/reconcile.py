@@ -83,7 +83,15 @@ from hpsteer.errors import (
 )
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
-from hpsteer.observability.metrics import Metrics, metrics
+from hpsteer.observability.metrics import (
+    RECONCILIATION_FAILURE_TOTAL,
+    RECONCILIATION_SKIPPED_TOTAL,
+    RECONCILIATION_SUCCESS_TOTAL,
+    STATE_DRIFT_DETECTED_TOTAL,
+    USER_OVERRIDES_TOTAL,
+    Metrics,
+    metrics,
+)
 from hpsteer.observability.tracing import span
 from hpsteer.ports.store import Document
 from hpsteer.runtime.bootstrap import Dependencies
@@ -106,12 +114,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-STATE_DRIFT_DETECTED_TOTAL = "state_drift_detected_total"
-RECONCILIATION_SUCCESS_TOTAL = "reconciliation_success_total"
-RECONCILIATION_FAILURE_TOTAL = "reconciliation_failure_total"
-USER_OVERRIDES_TOTAL = "user_overrides_total"
-RECONCILE_SKIPPED_TOTAL = "reconciliation_skipped_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +351,7 @@ class _Device:
         ctx = self.ctx
         oem = str(self.data.get("manufacturer", "unknown"))
         if isinstance(action, Skip):
-            ctx.counters.inc(RECONCILE_SKIPPED_TOTAL, reason=action.reason.value)
+            ctx.counters.inc(RECONCILIATION_SKIPPED_TOTAL, reason=action.reason.value)
         elif isinstance(action, InSync):
             ctx.counters.inc(RECONCILIATION_SUCCESS_TOTAL, oem=oem)
             self.set_state(remediations_in_a_row=0, open_remediation_until=None)

@@ -7,6 +7,8 @@
   timelines linked from ``traces.jsonl`` when the run wrote one (:mod:`.timelines`);
 - ``report.html``: the report (:mod:`.report`);
 - ``store.sqlite``: the document store as the run left it, for ``hpsteer inspect``;
+- ``metrics.json``: every declared metric and its series as the run counted them
+  (:func:`run_metrics`; ``docs/operations.md`` lists the metrics);
 - ``hpsteer.log``: every log line of the run, one JSON object per line (written while running).
 
 Headline figures: ``devices``, ``days``, ``cost_eur`` and ``baseline_cost_eur`` (every home,
@@ -30,7 +32,7 @@ from typing import Any
 
 from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.instants import instant_or_none
-from hpsteer.observability.metrics import metrics
+from hpsteer.observability.metrics import METRICS, metrics
 from hpsteer.ports.store import every_page
 from hpsteer.runtime.simulation.audit import CommandAudit, CountingGateway, audit_commands
 from hpsteer.runtime.simulation.engine import Simulation
@@ -237,27 +239,62 @@ def build_record(sim: Simulation) -> RunRecord:
     )
 
 
+def _merged(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per label set: counters added, histograms' counts and sums added (a series
+    counted in both registries), gauges as the last registry saw them."""
+    by_labels: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    for point in points:
+        key = tuple(sorted(point["labels"].items()))
+        seen = by_labels.get(key)
+        if seen is None:
+            by_labels[key] = json.loads(json.dumps(point))
+        elif "buckets" in point:
+            seen["count"] += point["count"]
+            seen["sum"] += point["sum"]
+            for bucket, count in point["buckets"].items():
+                seen["buckets"][bucket] += count
+        else:
+            seen["value"] += point["value"]
+    return [by_labels[key] for key in sorted(by_labels)]
+
+
 def run_metrics(sim: Simulation, summary: dict[str, Any]) -> dict[str, Any]:
-    """The architecture's metrics as the run counted them (the dispatch path's registry and
-    the process-wide one the Pub/Sub handlers use), and the business figures by manufacturer:
-    what a Cloud Monitoring export would show, per series and label set."""
-    series: dict[str, list[dict[str, object]]] = {}
+    """Every declared metric (:data:`~hpsteer.observability.metrics.METRICS`: kind, unit,
+    labels, buckets) and its series as the run counted them, in the dispatch path's registry and
+    the process-wide one the Pub/Sub handlers, the gateway and the breakers use: what the
+    log-based metrics in Cloud Monitoring would show, per label set. ``simulated_by_oem`` adds
+    the simulation's own truth per manufacturer (electricity the homes used, and what they
+    saved against their never-steered twins), which the code cannot observe."""
+    gathered: dict[str, list[dict[str, Any]]] = {name: [] for name in METRICS}
     for registry in (sim.local.metrics, metrics):
         for name, points in registry.snapshot().items():
-            series.setdefault(name, []).extend(points)
+            gathered.setdefault(name, []).extend(points)
     by_oem: dict[str, dict[str, float]] = {}
     for home in sim.local.fleet:
         figures = sim.home_figures.get(home.home_id, {})
-        totals = by_oem.setdefault(home.manufacturer, {"kwh": 0.0, "saved": 0.0})
-        totals["kwh"] += figures.get("electricity_kwh", 0.0)
-        totals["saved"] += figures.get("baseline_cost_eur", 0.0) - figures.get("cost_eur", 0.0)
-    series["energy_consumption_kwh"] = [
-        {"labels": {"oem": oem}, "value": round(t["kwh"], 3)} for oem, t in sorted(by_oem.items())
-    ]
-    series["estimated_cost_savings_eur"] = [
-        {"labels": {"oem": oem}, "value": round(t["saved"], 4)} for oem, t in sorted(by_oem.items())
-    ]
-    return {"simulated_days": summary["days"], "series": dict(sorted(series.items()))}
+        totals = by_oem.setdefault(home.manufacturer, {"electricity_kwh": 0.0, "savings_eur": 0.0})
+        totals["electricity_kwh"] += figures.get("electricity_kwh", 0.0)
+        totals["savings_eur"] += figures.get("baseline_cost_eur", 0.0) - figures.get(
+            "cost_eur", 0.0
+        )
+    return {
+        "simulated_days": summary["days"],
+        "metrics": {
+            spec.name: {
+                "kind": spec.kind,
+                "unit": spec.unit,
+                "labels": list(spec.labels),
+                "buckets": list(spec.buckets),
+                "description": spec.description,
+            }
+            for spec in METRICS.values()
+        },
+        "series": {name: _merged(points) for name, points in sorted(gathered.items())},
+        "simulated_by_oem": {
+            oem: {figure: round(value, 4) for figure, value in totals.items()}
+            for oem, totals in sorted(by_oem.items())
+        },
+    }
 
 
 def write_results(

@@ -1,0 +1,1218 @@
+"""What the cloud would bill per device and month, from what the code does in a simulated week.
+
+Goal (issue 10): at most $0.01 per device-month for a 100,000-device fleet, at 10-minute
+reconciliation and about 10 commands a day, at Google's list prices (europe-west1, Tier 1).
+
+**Method.** ``python -m benchmarks.cloud_cost --json`` runs the real local simulation
+(:mod:`hpsteer.runtime.simulation`: SE3 from 2023-01-09, ``realistic`` faults, the Cloud
+Function entry points themselves) with a counting wrapper around every port the cloud bills:
+
+- the document store (:class:`benchmarks.dispatch.PhasedCountingStore`): reads (a query one per
+  document it returns, at least one; a transaction's reads in every attempt), writes and deletes
+  (a transaction's once), and at the end the stored size of every document written, by
+  Firestore's storage-size rules (document name + fields + 32 bytes) plus an estimate of its
+  automatic single-field index entries (two per field, one per array element);
+- the bus: each publish and each delivery (every handler call, duplicates and retries
+  included), at Pub/Sub's billable size (data + attributes + 20 bytes of timestamp + the
+  message id, at least 1,000 bytes per request: the code publishes one message per request);
+- Cloud Tasks: every ``create_task`` and ``delete_task`` call and every delivery attempt;
+- analytics: rows and their BigQuery size (streaming inserts bill at least 1 KB a row; storage
+  is what a device adds in a month, billed for that month);
+- secrets: every access and every added version (rotated refresh tokens), plus the versions
+  seeded per manufacturer account (one account per home, as in the simulated fleet). The code
+  never destroys a version, so every one stays active: a month's added versions are billed for
+  a whole month (less in the month they appear, more as they pile up in later months);
+- function invocations per entry point, with the wall time spent in the handler minus the time
+  spent inside the simulated manufacturers (their cloud's work, not ours);
+- log lines the handlers write at INFO (as ``JsonFormatter`` writes them) and trace spans (all
+  recorded; billed at the production sample rate 0.1, errors always kept).
+
+Only what happens during the simulated days counts: the fleet's registration before, the
+settling after and the simulation's own observation reads are left out. Per device-day figures
+are ``count / (homes x days)``, times 30.44 days a month. What ``ingest_prices`` and
+``ingest_weather`` do (one area's prices and weather) and what Cloud Scheduler publishes does
+not grow with the fleet: it is counted once for the project. Free tiers are applied once per
+project (or billing account) and month, to the fleet's total, never per device.
+
+**Functions** (Cloud Run functions, gen2: billed as Cloud Run, request-based, CPU only while
+requests run, instance time rounded up to 100 ms). Each entry point is sized as
+``terraform/functions.tf`` sizes it (memory, cpu, concurrency; read when the benchmark runs,
+:func:`function_resources`). Billed instance time per device = handler CPU time / the vCPUs
+(a fractional vCPU stretches the same work) + an assumed round trip per remote call
+(:data:`LATENCY_S`: the local backends answer in microseconds) / concurrency (the requests an
+instance serves at once wait together; at fleet scale its slots are kept busy) + 50 ms of
+rounding per request / concurrency; vCPU-seconds and GiB-seconds are that time times the
+entry point's vCPUs and memory. Requests per device: a task delivery or telemetry
+message per device event; one reconcile page per 200 devices and one optimize shard per 100
+per run, scaled to the fleet; fan-out and sweep triggers once per project.
+
+**Limits.** Wall time on this machine is a proxy for CPU time on Cloud Run's vCPUs; the
+latencies are assumptions, not measurements. What runs once per page or shard (the next page's
+message, the run record) is counted per simulated device, so with fewer homes than a page it is
+overstated (an upper bound). Cloud Run's own request logs, Eventarc, egress to the manufacturers,
+Cloud Monitoring, Artifact Registry and the BigQuery queries of reports are not counted.
+Firestore's europe-west1 row was not in the stored pricing pages (marked unconfirmed).
+The default run has 20 homes (each its own account, plan and command stream, all three
+manufacturers): 140 device-days in about 1.5 minutes. 10 homes gave totals within 3 % of
+20 (without the secret versions), so more homes would change little. They are fewer than a
+reconcile page (200) or an optimize shard (100), hence the upper bound above.
+
+``what_if_usd_per_device_month`` recomputes the total with superseded secret versions
+destroyed, with no secret per device, and with no remote latency as well: what the dominant
+items hang on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import math
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from benchmarks.dispatch import PhasedCountingStore, Tally
+from hpsteer.domain.market import PriceArea
+
+DAYS_PER_MONTH = 30.44
+FLEET_DEVICES = 100_000
+GOAL_USD = 0.01
+READ_ON = "2026-11-28"
+READ_HOW = f"as stored by the search tool, read {READ_ON}"
+GIB = float(2**30)
+TIB = float(2**40)
+PUBSUB_MIN_BYTES = 1000
+PUBSUB_TIMESTAMP_BYTES = 20
+PUBSUB_MESSAGE_ID_BYTES = 16
+"""Pub/Sub message ids are 16-17 digit numbers (the local bus counts from 1)."""
+BIGQUERY_MIN_ROW_BYTES = 1024
+TRACE_SAMPLE_RATE = 0.1
+ROUNDING_S = 0.05
+"""Expected rounding per request when billed time is rounded up to 100 ms."""
+SCHEDULER_JOBS = 4
+"""Reconciliation, the command sweep, weather and prices (one area): the simulation's jobs."""
+
+
+# -- prices -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A list price per unit and the free units a project (or billing account) gets a month."""
+
+    service: str
+    what: str
+    unit: str
+    usd_per_unit: float
+    free_units_per_month: float
+    source: str
+    confirmed: bool = True
+    note: str = ""
+
+
+_FIRESTORE = "https://cloud.google.com/firestore/pricing"
+_RUN = "https://cloud.google.com/run/pricing"
+_OBSERVABILITY = "https://cloud.google.com/stackdriver/pricing"
+_FIRESTORE_UNCONFIRMED = (
+    "europe-west1 row not in the stored pages: the regional (us-central1 / us-west1) prices, "
+    "assumed; the stored pages confirm the free quota (per day: 50,000 reads, 20,000 writes, "
+    "20,000 deletes; 1 GiB stored)"
+)
+
+PRICES: dict[str, Price] = {
+    "firestore_reads": Price(
+        "Firestore",
+        "document reads",
+        "read",
+        0.03 / 100_000,
+        50_000 * DAYS_PER_MONTH,
+        _FIRESTORE,
+        False,
+        _FIRESTORE_UNCONFIRMED,
+    ),
+    "firestore_writes": Price(
+        "Firestore",
+        "document writes",
+        "write",
+        0.09 / 100_000,
+        20_000 * DAYS_PER_MONTH,
+        _FIRESTORE,
+        False,
+        _FIRESTORE_UNCONFIRMED,
+    ),
+    "firestore_deletes": Price(
+        "Firestore",
+        "document deletes",
+        "delete",
+        0.01 / 100_000,
+        20_000 * DAYS_PER_MONTH,
+        _FIRESTORE,
+        False,
+        _FIRESTORE_UNCONFIRMED,
+    ),
+    "firestore_storage": Price(
+        "Firestore",
+        "stored data incl. index entries",
+        "GiB-month",
+        0.18,
+        1.0,
+        _FIRESTORE,
+        False,
+        "regional price assumed (the multi-region rows show $0.18)",
+    ),
+    "pubsub_throughput": Price(
+        "Pub/Sub",
+        "publish + delivery throughput (1,000 bytes min per request)",
+        "TiB",
+        40.0,
+        10 * GIB / TIB,
+        "https://cloud.google.com/pubsub/pricing",
+    ),
+    "tasks_operations": Price(
+        "Cloud Tasks",
+        "API calls and push delivery attempts",
+        "operation",
+        0.40 / 1_000_000,
+        1_000_000,
+        "https://cloud.google.com/tasks/pricing",
+    ),
+    "functions_requests": Price(
+        "Cloud Run functions",
+        "requests",
+        "request",
+        0.40 / 1_000_000,
+        2_000_000,
+        _RUN,
+        note="Tier 1, request-based billing; free tier per billing account",
+    ),
+    "functions_vcpu": Price(
+        "Cloud Run functions",
+        "vCPU time (rounded up to 100 ms per request)",
+        "vCPU-second",
+        0.000024,
+        180_000,
+        _RUN,
+    ),
+    "functions_memory": Price(
+        "Cloud Run functions",
+        "memory time",
+        "GiB-second",
+        0.0000025,
+        360_000,
+        _RUN,
+    ),
+    "bigquery_streaming": Price(
+        "BigQuery",
+        "streaming inserts (insert_rows_json; 1 KB min per row)",
+        "GiB",
+        0.01 / 200 * 1024,
+        0.0,
+        "https://cloud.google.com/bigquery/pricing",
+        note="$0.01 per 200 MB, EU multi-region",
+    ),
+    "bigquery_storage": Price(
+        "BigQuery",
+        "active logical storage of a month's rows",
+        "GiB-month",
+        0.02,
+        10.0,
+        "https://cloud.google.com/bigquery/pricing",
+    ),
+    "secret_access": Price(
+        "Secret Manager",
+        "access operations",
+        "access",
+        0.03 / 10_000,
+        10_000,
+        "https://cloud.google.com/secret-manager/pricing",
+    ),
+    "secret_versions": Price(
+        "Secret Manager",
+        "active secret versions (automatic replication: one location)",
+        "version-month",
+        0.06,
+        6,
+        "https://cloud.google.com/secret-manager/pricing",
+    ),
+    "logging": Price(
+        "Cloud Logging",
+        "log storage (ingestion) of the handlers' INFO lines",
+        "GiB",
+        0.50,
+        50.0,
+        _OBSERVABILITY,
+        note="first 50 GiB per project and month",
+    ),
+    "trace": Price(
+        "Cloud Trace",
+        "spans ingested (sample rate 0.1, errors kept)",
+        "span",
+        0.20 / 1_000_000,
+        2_500_000,
+        _OBSERVABILITY,
+    ),
+    "scheduler": Price(
+        "Cloud Scheduler",
+        "jobs",
+        "job-month",
+        0.10,
+        3,
+        "https://cloud.google.com/scheduler/pricing",
+        note="3 free jobs per billing account",
+    ),
+}
+
+
+# -- the pure arithmetic ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Units of one price a month: per device (grows with the fleet) and for the project."""
+
+    key: str
+    per_device_month: float
+    project_month: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    service: str
+    what: str
+    unit: str
+    quantity_per_device_month: float
+    unit_price_usd: float
+    usd_per_device_month: float
+    fleet_units_per_month: float
+    free_units_per_month: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "what": self.what,
+            "unit": self.unit,
+            "quantity_per_device_month": _round(self.quantity_per_device_month),
+            "unit_price_usd": self.unit_price_usd,
+            "usd_per_device_month": _round(self.usd_per_device_month),
+            "fleet_units_per_month": _round(self.fleet_units_per_month),
+            "free_units_per_month": self.free_units_per_month,
+        }
+
+
+def fleet_units(usage: Usage, fleet: int) -> float:
+    """The project's units a month: every device's plus the project's own."""
+    return usage.per_device_month * fleet + usage.project_month
+
+
+def itemise(usages: Sequence[Usage], prices: Mapping[str, Price], fleet: int) -> list[Item]:
+    """One item per usage: the fleet's units beyond the free tier (applied once, to the
+    project's total) at the unit price, shared by the fleet's devices."""
+    if fleet < 1:
+        raise ValueError("a fleet has at least one device")
+    items = []
+    for usage in usages:
+        price = prices[usage.key]
+        units = fleet_units(usage, fleet)
+        billable = max(0.0, units - price.free_units_per_month)
+        items.append(
+            Item(
+                price.service,
+                price.what,
+                price.unit,
+                units / fleet,
+                price.usd_per_unit,
+                billable * price.usd_per_unit / fleet,
+                units,
+                price.free_units_per_month,
+            )
+        )
+    return items
+
+
+def total_usd(items: Sequence[Item]) -> float:
+    return sum(item.usd_per_device_month for item in items)
+
+
+def firestore_string_bytes(text: str) -> int:
+    return len(text.encode()) + 1
+
+
+def firestore_name_bytes(path: str) -> int:
+    """A document name: each collection and document id as a string, plus 16 bytes."""
+    return sum(firestore_string_bytes(part) for part in path.split("/")) + 16
+
+
+def firestore_value_bytes(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float | datetime):
+        return 8
+    if isinstance(value, str):
+        return firestore_string_bytes(value)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, list):
+        return sum(firestore_value_bytes(v) for v in value)
+    if isinstance(value, Mapping):
+        return sum(firestore_string_bytes(k) + firestore_value_bytes(v) for k, v in value.items())
+    raise TypeError(f"not a Firestore value: {type(value).__name__}")
+
+
+def firestore_document_bytes(path: str, data: Mapping[str, Any]) -> int:
+    """Firestore's storage size of a document: name + fields + 32 bytes."""
+    return firestore_name_bytes(path) + firestore_value_bytes(dict(data)) + 32
+
+
+def _index_leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, int]]:
+    """(field path, value, entries) of every automatically indexed field: maps are indexed by
+    their fields, an array by its elements (array-contains), any other value twice (asc, desc)."""
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            yield from _index_leaves(value, name)
+        elif isinstance(value, list):
+            for element in value:
+                yield name, element, 1
+        else:
+            yield name, value, 2
+
+
+def firestore_index_bytes(path: str, data: Mapping[str, Any]) -> int:
+    """An estimate of a document's single-field index entries: each the document's name, its
+    parent's name, the field path, the value and 32 bytes."""
+    own = firestore_name_bytes(path)
+    parent_path = path.rsplit("/", 2)[0] if path.count("/") >= 3 else ""
+    parent = firestore_name_bytes(parent_path) if parent_path else 16
+    return sum(
+        entries * (own + parent + firestore_string_bytes(name) + firestore_value_bytes(value) + 32)
+        for name, value, entries in _index_leaves(data)
+    )
+
+
+def pubsub_message_bytes(data: bytes, attributes: Mapping[str, str]) -> int:
+    """Pub/Sub's data volume of one message."""
+    sized = sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    return len(data) + sized + PUBSUB_TIMESTAMP_BYTES + PUBSUB_MESSAGE_ID_BYTES
+
+
+def pubsub_billed_bytes(message_bytes: int) -> int:
+    """One message per request: at least 1,000 bytes."""
+    return max(PUBSUB_MIN_BYTES, message_bytes)
+
+
+def bigquery_row_bytes(row: Mapping[str, Any]) -> int:
+    """BigQuery's logical size of a row: STRING 2 + UTF-8 bytes, numbers and times 8, BOOL 1,
+    JSON (maps, lists) its text; NULL nothing."""
+    size = 0
+    for value in row.values():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            size += 1
+        elif isinstance(value, int | float | datetime | date):
+            size += 8
+        elif isinstance(value, str):
+            size += 2 + len(value.encode())
+        else:
+            size += 2 + len(json.dumps(value, default=str).encode())
+    return size
+
+
+def requests_per_device(invocations: float, homes: int, scaling: Scaling, fleet: int) -> float:
+    """Requests a device causes, from ``invocations`` measured with ``homes`` homes: one per
+    device event, one per page of ``scaling.page`` devices per run, or the project's own."""
+    if scaling.kind == "device":
+        return invocations / homes
+    if scaling.kind == "page":
+        runs = invocations / math.ceil(homes / scaling.page)
+        return runs * math.ceil(fleet / scaling.page) / fleet
+    return invocations / fleet
+
+
+# -- the functions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    kind: str
+    """``device``: one request per device event; ``page``: one per ``page`` devices per run;
+    ``project``: a fixed number for the project."""
+    page: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionResources:
+    memory_gib: float
+    vcpu: float
+    concurrency: int
+    source: str
+
+
+TERRAFORM_FUNCTIONS = Path(__file__).resolve().parents[1] / "terraform" / "functions.tf"
+_ASSUMED = "assumed (terraform/functions.tf not found): gen2 defaults for the memory"
+FALLBACK_FUNCTIONS: dict[str, FunctionResources] = {
+    entry: FunctionResources(0.5, 0.333, 1, _ASSUMED)
+    for entry in (
+        "dispatch",
+        "verify",
+        "sweep_commands",
+        "ingest_prices",
+        "ingest_weather",
+        "optimize_trigger",
+        "reconcile",
+        "ingest_telemetry",
+    )
+} | {"optimize_shard": FunctionResources(2.0, 1.0, 1, _ASSUMED)}
+_FUNCTION_BLOCK = re.compile(r"^ {4}(\w+) = \{\n(.*?)^ {4}\}", re.MULTILINE | re.DOTALL)
+_MEMORY_UNITS = {"Ki": 2**-20, "Mi": 2**-10, "Gi": 1.0, "M": 1e6 / GIB, "G": 1e9 / GIB}
+
+
+def terraform_functions(text: str, source: str = "terraform") -> dict[str, FunctionResources]:
+    """Memory, vCPU and requests per instance of each function in terraform's ``functions``
+    map (entries with ``memory``, ``cpu`` and ``concurrency`` lines)."""
+    found = {}
+    for name, body in _FUNCTION_BLOCK.findall(text):
+        memory = re.search(r'memory\s*=\s*"(\d+(?:\.\d+)?)([KMG]i?)"', body)
+        cpu = re.search(r'cpu\s*=\s*"(\d+(?:\.\d+)?)"', body)
+        concurrency = re.search(r"concurrency\s*=\s*(\d+)", body)
+        if memory and cpu and concurrency:
+            found[name] = FunctionResources(
+                float(memory.group(1)) * _MEMORY_UNITS[memory.group(2)],
+                float(cpu.group(1)),
+                int(concurrency.group(1)),
+                source,
+            )
+    return found
+
+
+def function_resources(path: Path = TERRAFORM_FUNCTIONS) -> dict[str, FunctionResources]:
+    """Terraform's sizing where it has it, the assumed sizing for the rest."""
+    found = terraform_functions(path.read_text(), str(path.name)) if path.exists() else {}
+    return FALLBACK_FUNCTIONS | found
+
+
+ENTRY_SCALING: dict[tuple[str, str], Scaling] = {
+    ("dispatch", "dispatch"): Scaling("device"),
+    ("dispatch", "verify"): Scaling("device"),
+    ("dispatch", "sweep_commands"): Scaling("project"),
+    ("ingest_telemetry", "ingest_telemetry"): Scaling("device"),
+    ("reconcile", "reconcile"): Scaling("page", 200),
+    ("optimize", "optimize_shard"): Scaling("page", 100),
+    ("optimize", "optimize_trigger"): Scaling("project"),
+    ("ingest_prices", "ingest_prices"): Scaling("project"),
+    ("ingest_weather", "ingest_weather"): Scaling("project"),
+}
+PROJECT_SCOPED = frozenset({"ingest_prices", "ingest_weather", "scheduler"})
+"""Work that does not grow with the fleet (one area's prices and weather, the scheduler)."""
+LATENCY_S: dict[str, float] = {
+    "store": 0.008,
+    "publish": 0.010,
+    "task": 0.020,
+    "analytics": 0.050,
+    "secret": 0.020,
+    "manufacturer": 0.300,
+}
+"""Assumed round trip of one remote call from a function in europe-west1 (not measured)."""
+
+
+@dataclass
+class Invocations:
+    count: int = 0
+    compute_s: float = 0.0
+    io_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionUsage:
+    requests: float
+    vcpu_s: float
+    gib_s: float
+
+
+def function_usage(
+    function: str,
+    entries: Mapping[str, Invocations],
+    homes: int,
+    fleet: int,
+    resources: Mapping[str, FunctionResources],
+) -> tuple[FunctionUsage, FunctionUsage]:
+    """(per device, per project) requests, vCPU-seconds and GiB-seconds of one function folder's
+    entry points over the measured period. An instance's billed time is its CPU work stretched
+    by its vCPU share, plus remote waits shared by the requests it serves at once
+    (``concurrency``: at fleet scale its slots are kept busy), plus rounding to 100 ms."""
+    device = [0.0, 0.0, 0.0]  # requests, vCPU-seconds, GiB-seconds
+    project = [0.0, 0.0, 0.0]
+    for entry, measured in entries.items():
+        size = resources[entry]
+        scaling = ENTRY_SCALING.get((function, entry), Scaling("device"))
+        instance_s = measured.compute_s / size.vcpu + measured.io_s / size.concurrency
+        if function not in PROJECT_SCOPED:
+            instance_s /= homes
+        if scaling.kind == "project":
+            requests = float(measured.count)
+            project[0] += requests
+            project_s = ROUNDING_S * requests / size.concurrency
+            project[1] += project_s * size.vcpu
+            project[2] += project_s * size.memory_gib
+        else:
+            requests = requests_per_device(measured.count, homes, scaling, fleet)
+            device[0] += requests
+            instance_s += ROUNDING_S * requests / size.concurrency
+        work = project if function in PROJECT_SCOPED else device
+        work[1] += instance_s * size.vcpu
+        work[2] += instance_s * size.memory_gib
+    return FunctionUsage(*device), FunctionUsage(*project)
+
+
+# -- the measurement --------------------------------------------------------------------------
+
+
+class _PathTally(Tally):
+    """A tally that also remembers every document written (for the stored size at the end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: set[str] = set()
+
+    def add(self, phase: str, path: str, operation: str, n: int = 1) -> None:
+        super().add(phase, path, operation, n)
+        if operation == "write":
+            self.written.add(path)
+
+
+@dataclass
+class _Frame:
+    function: str
+    entry: str
+    began: float
+    io_s: float = 0.0
+    outside_s: float = 0.0
+
+
+@dataclass
+class Meter:
+    """Counts by scope (``device`` or ``project``) and key, and the invocations per entry."""
+
+    active: Callable[[], bool]
+    store: PhasedCountingStore
+    counts: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    invocations: dict[tuple[str, str], Invocations] = field(default_factory=dict)
+    stack: list[_Frame] = field(default_factory=list)
+
+    @property
+    def current(self) -> str | None:
+        return self.stack[-1].function if self.stack else None
+
+    def scope(self, function: str | None) -> str:
+        return "project" if (function or "scheduler") in PROJECT_SCOPED else "device"
+
+    def add(self, key: str, amount: float = 1.0, latency: str | None = None) -> None:
+        if not self.active():
+            return
+        self.counts[(self.scope(self.current), key)] += amount
+        if latency is not None and self.stack:
+            self.stack[-1].io_s += LATENCY_S[latency] * (amount if latency == "store" else 1)
+
+    @contextmanager
+    def outside(self) -> Iterator[None]:
+        """Time spent in the simulated manufacturers: not the function's work."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.stack:
+                self.stack[-1].outside_s += time.perf_counter() - began
+
+    @contextmanager
+    def invocation(self, function: str, entry: str) -> Iterator[None]:
+        counted = self.active()
+        previous = self.store.phase
+        self.store.phase = function if counted else "settle"
+        ops_before = self.store.reads + self.store.writes
+        self.stack.append(_Frame(function, entry, time.perf_counter()))
+        try:
+            yield
+        finally:
+            frame = self.stack.pop()
+            self.store.phase = previous
+            if counted:
+                ops = self.store.reads + self.store.writes - ops_before
+                measured = self.invocations.setdefault((function, entry), Invocations())
+                measured.count += 1
+                measured.compute_s += time.perf_counter() - frame.began - frame.outside_s
+                measured.io_s += frame.io_s + ops * LATENCY_S["store"]
+            if self.stack:  # a nested call's time is its own
+                self.stack[-1].outside_s += time.perf_counter() - frame.began
+
+
+class _FollowingClock:
+    """The store's clock: the simulation's once it exists (it is built with the store)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self.target: Any = None
+
+    def now(self) -> datetime:
+        return self.target.now() if self.target is not None else self.start
+
+
+def _wrap(owner: Any, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    setattr(owner, name, make(getattr(owner, name)))
+
+
+def _instrument(simulation: Any, meter: Meter) -> None:
+    """Counting wrappers around the bus, the task queue, analytics, secrets, the manufacturers'
+    transport, task deliveries and the observer's reads."""
+    local = simulation.local
+    deps = local.deps
+
+    def publish(inner: Callable[..., str]) -> Callable[..., str]:
+        def counted(topic: str, data: bytes, **kwargs: Any) -> str:
+            attributes = kwargs.get("attributes") or {}
+            meter.add("pubsub_publishes", 1, "publish")
+            meter.add("pubsub_bytes", pubsub_billed_bytes(pubsub_message_bytes(data, attributes)))
+            if topic == "alerts":  # its notification subscription gets it too
+                meter.add("pubsub_bytes", pubsub_billed_bytes(len(data)))
+            return inner(topic, data, **kwargs)
+
+        return counted
+
+    def create_task(inner: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(task: Any) -> Any:
+            meter.add("tasks_operations", 1, "task")
+            return inner(task)
+
+        return counted
+
+    def delete_task(inner: Callable[..., bool]) -> Callable[..., bool]:
+        def counted(queue: str, name: str) -> bool:
+            meter.add("tasks_operations", 1, "task")
+            return inner(queue, name)
+
+        return counted
+
+    def append(inner: Callable[..., None]) -> Callable[..., None]:
+        def counted(table: str, rows: Sequence[Mapping[str, Any]], insert_ids: Any) -> None:
+            meter.add("bigquery_requests", 1, "analytics")
+            for row in rows:
+                size = bigquery_row_bytes(row)
+                meter.add("bigquery_rows")
+                meter.add("bigquery_bytes", size)
+                meter.add("bigquery_billed_bytes", max(BIGQUERY_MIN_ROW_BYTES, size))
+            inner(table, rows, insert_ids)
+
+        return counted
+
+    def secret_get(inner: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(name: str, version: str = "latest") -> Any:
+            meter.add("secret_accesses", 1, "secret")
+            return inner(name, version)
+
+        return counted
+
+    def secret_add(inner: Callable[..., str]) -> Callable[..., str]:
+        def counted(name: str, payload: bytes) -> str:
+            meter.add("secret_versions_added", 1, "secret")
+            return inner(name, payload)
+
+        return counted
+
+    def handle_request(inner: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(request: Any) -> Any:
+            meter.add("manufacturer_calls", 1, "manufacturer")
+            with meter.outside():
+                return inner(request)
+
+        return counted
+
+    def deliver_once(inner: Callable[..., Any]) -> Callable[..., Any]:
+        verify_path = deps.settings.verify_url.rsplit("/", 1)[-1]
+
+        def counted(request: Any) -> Any:
+            meter.add("tasks_operations")  # a push delivery attempt
+            entry = "verify" if request.url.rstrip("/").endswith(verify_path) else "dispatch"
+            with meter.invocation("dispatch", entry):
+                return inner(request)
+
+        return counted
+
+    def sample(inner: Callable[..., None]) -> Callable[..., None]:
+        def uncounted(at: datetime) -> None:
+            previous, meter.store.phase = meter.store.phase, "observer"
+            try:
+                inner(at)
+            finally:
+                meter.store.phase = previous
+
+        return uncounted
+
+    _wrap(deps.bus, "publish", publish)
+    _wrap(deps.tasks, "create_task", create_task)
+    _wrap(deps.tasks, "delete_task", delete_task)
+    _wrap(deps.analytics, "append", append)
+    _wrap(deps.secrets, "get", secret_get)
+    _wrap(deps.secrets, "add_version", secret_add)
+    _wrap(local.gateway.context.transport, "handle_request", handle_request)
+    _wrap(local, "_deliver_once", deliver_once)
+    _wrap(simulation.observer, "sample", sample)
+
+
+def _metered_simulation_class() -> Any:
+    """:class:`Simulation` whose Pub/Sub handlers are metered (one invocation per handler call,
+    each a push delivery of the message)."""
+    from cloudevents.http import CloudEvent
+
+    from hpsteer.domain.messages import Topic
+    from hpsteer.runtime.simulation.engine import Simulation
+    from hpsteer.runtime.simulation.topology import TRIGGERS
+
+    entries = {t.topic: (t.function, t.entry_point) for t in TRIGGERS}
+
+    class MeteredSimulation(Simulation):
+        meter: Meter | None = None
+
+        def _subscriber(
+            self, topic: Topic, entry: Callable[[CloudEvent], None]
+        ) -> Callable[[CloudEvent], None]:
+            function, entry_point = entries[topic]
+
+            def metered(event: CloudEvent) -> None:
+                meter = self.meter
+                if meter is None:
+                    return entry(event)
+                with meter.invocation(function, entry_point):
+                    message = event.data["message"]
+                    data = base64.b64decode(message.get("data", ""))
+                    size = pubsub_message_bytes(data, message.get("attributes") or {})
+                    meter.add("pubsub_bytes", pubsub_billed_bytes(size))
+                    meter.add("pubsub_deliveries")
+                    return entry(event)
+
+            return super()._subscriber(topic, metered)
+
+    return MeteredSimulation
+
+
+class _LogBytes(logging.Handler):
+    """Counts the bytes of the JSON lines the handlers log (one per record, newline included)."""
+
+    _SIMULATION = ("hpsteer.sim", "hpsteer.runtime.simulation", "hpsteer.backends.local")
+
+    def __init__(self, meter: Meter) -> None:
+        from hpsteer.observability.logging import JsonFormatter
+
+        super().__init__(logging.INFO)
+        self.meter = meter
+        self.setFormatter(JsonFormatter("hpsteer-prod"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.meter.current is None or record.name.startswith(self._SIMULATION):
+            return
+        self.meter.add("log_lines")
+        self.meter.add("log_bytes", len(self.format(record).encode()) + 1)
+
+
+class _SpanCounter:
+    """An exporter that counts spans (all are exported: sampling is applied in the pricing)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+        from opentelemetry.trace import StatusCode
+
+        for span in spans:
+            error = span.status.status_code is StatusCode.ERROR
+            self.meter.add("spans_error" if error else "spans_ok")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+@dataclass
+class Run:
+    """What one metered simulation counted."""
+
+    homes: int
+    days: int
+    seed: int
+    area: str
+    wall_s: float
+    commands: int
+    meter: Meter
+    tally: Tally
+    stored_bytes: int
+    index_bytes: int
+    documents: int
+    seeded_secret_versions: int
+
+
+def measure_run(homes: int, days: int, seed: int = 0) -> Run:
+    """The simulation with every billed port counted (see the module docstring)."""
+    from hpsteer.backends.local.store import LocalDocumentStore
+    from hpsteer.observability.tracing import configure_tracing
+    from hpsteer.runtime.simulation.options import SimulationOptions, check_options
+
+    with TemporaryDirectory() as out:
+        options = SimulationOptions(
+            area=PriceArea.SE3,
+            start=date(2023, 1, 9),
+            days=days,
+            devices=homes,
+            seed=seed,
+            faults="realistic",
+            out=Path(out),
+            planning_processes=1,  # the planner in this process: its time is its CPU time
+        )
+        data = check_options(options)
+        clock = _FollowingClock(options.start_at)
+        store = PhasedCountingStore(LocalDocumentStore(clock=clock))
+        tally = _PathTally()
+        store.tally = tally
+        simulation = _metered_simulation_class().build(options, data, store=store)
+        clock.target = simulation.local.clock
+        end = options.end_at
+        meter = Meter(lambda: simulation.local.clock.now() < end, store)
+        simulation.meter = meter
+        _instrument(simulation, meter)
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        root.handlers[:] = [_LogBytes(meter)]
+        root.setLevel(logging.INFO)
+        configure_tracing(_SpanCounter(meter), sample_rate=1.0, batch=False)
+        try:
+            simulation.run()
+        finally:
+            configure_tracing(None)
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        stored = index = documents = 0
+        for path in sorted(tally.written):
+            if path.count("/") % 2 == 0:
+                continue  # a collection (never written) or a malformed path
+            document = store.inner.get(path)
+            if document is not None:
+                documents += 1
+                stored += firestore_document_bytes(path, document.data)
+                index += firestore_index_bytes(path, document.data)
+        seeded = sum(
+            2 if c.manufacturer == "viessmann" else 3
+            for c in simulation.local.fleet.all_credentials()
+        )
+        commands = int(sum(f["commands_received"] for f in simulation.home_figures.values()))
+        return Run(
+            homes,
+            days,
+            seed,
+            options.area.value,
+            simulation.wall_s,
+            commands,
+            meter,
+            tally,
+            stored,
+            index,
+            documents,
+            seeded,
+        )
+
+
+# -- from counts to usages --------------------------------------------------------------------
+
+
+def usages_from(
+    run: Run, fleet: int, *, io_scale: float = 1.0, secret_versions: str = "measured"
+) -> tuple[list[Usage], dict[str, Any]]:
+    """The month's usages (see the module docstring) and the per device-day details.
+
+    For the what-ifs: ``io_scale`` multiplies the assumed remote latencies;
+    ``secret_versions`` is ``measured`` (every added version stays active), ``latest`` (only
+    the seeded count stays active: superseded versions destroyed) or ``none`` (no secret per
+    device)."""
+    device_days = run.homes * run.days
+    month = DAYS_PER_MONTH / run.days  # measured totals over the run -> a month
+
+    def split(key: str) -> tuple[float, float]:
+        device = run.meter.counts[("device", key)] * month / run.homes
+        project = run.meter.counts[("project", key)] * month
+        return device, project
+
+    def store_split(operation: str) -> tuple[float, float]:
+        by_phase = run.tally.by(0, operation)
+        device = project = 0.0
+        for phase, n in by_phase.items():
+            if phase in ("setup", "observer", "settle"):
+                continue
+            if phase in PROJECT_SCOPED:
+                project += n * month
+            else:
+                device += n * month / run.homes
+        return device, project
+
+    reads, writes_all, deletes = (store_split(op) for op in ("read", "write", "delete"))
+    writes = (writes_all[0] - deletes[0], writes_all[1] - deletes[1])
+    stored_gib = (run.stored_bytes + run.index_bytes) / GIB / run.homes
+    pubsub_tib = tuple(x / TIB for x in split("pubsub_bytes"))
+    bq_billed = tuple(x / GIB for x in split("bigquery_billed_bytes"))
+    bq_stored = tuple(x / GIB for x in split("bigquery_bytes"))
+    log_gib = tuple(x / GIB for x in split("log_bytes"))
+    ok, errors = split("spans_ok"), split("spans_error")
+    spans = tuple(TRACE_SAMPLE_RATE * a + b for a, b in zip(ok, errors, strict=True))
+    added = split("secret_versions_added")
+    seeded = run.seeded_secret_versions / run.homes
+    versions = {
+        "measured": (seeded + added[0], added[1]),
+        "latest": (seeded, 0.0),
+        "none": (0.0, 0.0),
+    }[secret_versions]
+
+    functions: dict[str, dict[str, Invocations]] = {}
+    for (function, entry), measured in run.meter.invocations.items():
+        functions.setdefault(function, {})[entry] = measured
+    requests = [0.0, 0.0]
+    vcpu = [0.0, 0.0]
+    gib_s = [0.0, 0.0]
+    per_function: dict[str, Any] = {}
+    sizes = function_resources()
+    for function, entries in sorted(functions.items()):
+        scaled = {
+            e: Invocations(m.count, m.compute_s, m.io_s * io_scale) for e, m in entries.items()
+        }
+        device, project = function_usage(function, scaled, run.homes, fleet, sizes)
+        for i, u in enumerate((device, project)):
+            requests[i] += u.requests * month
+            vcpu[i] += u.vcpu_s * month
+            gib_s[i] += u.gib_s * month
+        per_function[function] = {
+            "resources": {
+                e: {
+                    "memory_gib": sizes[e].memory_gib,
+                    "vcpu": sizes[e].vcpu,
+                    "concurrency": sizes[e].concurrency,
+                    "source": sizes[e].source,
+                }
+                for e in sorted(entries)
+            },
+            "invocations_per_device_day": {
+                e: round(m.count / device_days, 3) for e, m in sorted(entries.items())
+            },
+            "handler_cpu_ms_per_device_day": round(
+                1000 * sum(m.compute_s for m in entries.values()) / device_days, 2
+            ),
+            "assumed_io_ms_per_device_day": round(
+                1000 * sum(m.io_s for m in entries.values()) / device_days, 2
+            ),
+            "requests_per_device_month": _round(device.requests * month),
+            "vcpu_s_per_device_month": _round(device.vcpu_s * month),
+            "gib_s_per_device_month": _round(device.gib_s * month),
+            "project_requests_per_month": _round(project.requests * month),
+        }
+    usages = [
+        Usage("firestore_reads", *reads),
+        Usage("firestore_writes", *writes),
+        Usage("firestore_deletes", *deletes),
+        Usage("firestore_storage", stored_gib),
+        Usage("pubsub_throughput", *pubsub_tib),
+        Usage("tasks_operations", *split("tasks_operations")),
+        Usage("functions_requests", *requests),
+        Usage("functions_vcpu", *vcpu),
+        Usage("functions_memory", *gib_s),
+        Usage("bigquery_streaming", *bq_billed),
+        Usage("bigquery_storage", *bq_stored),
+        Usage("secret_access", *split("secret_accesses")),
+        Usage("secret_versions", *versions),
+        Usage("logging", *log_gib),
+        Usage("trace", *spans),
+        Usage("scheduler", 0.0, SCHEDULER_JOBS),
+    ]
+
+    def per_day(key: str) -> float:
+        return round(run.meter.counts[("device", key)] / device_days, 3)
+
+    details = {
+        "per_device_day": {
+            "firestore_reads": round(reads[0] / DAYS_PER_MONTH, 2),
+            "firestore_writes": round(writes[0] / DAYS_PER_MONTH, 2),
+            "firestore_deletes": round(deletes[0] / DAYS_PER_MONTH, 2),
+            **{
+                key: per_day(key)
+                for key in (
+                    "pubsub_publishes",
+                    "pubsub_deliveries",
+                    "tasks_operations",
+                    "bigquery_rows",
+                    "bigquery_bytes",
+                    "secret_accesses",
+                    "secret_versions_added",
+                    "manufacturer_calls",
+                    "log_lines",
+                    "log_bytes",
+                    "spans_ok",
+                    "spans_error",
+                )
+            },
+        },
+        "project_per_day": {
+            key: round(n / run.days, 2)
+            for (scope, key), n in sorted(run.meter.counts.items())
+            if scope == "project"
+        },
+        "firestore_per_device_day_by_function": {
+            operation: {
+                phase: round(n / device_days, 2)
+                for phase, n in sorted(run.tally.by(0, operation).items())
+                if phase not in ("setup", "observer", "settle")
+            }
+            for operation in ("read", "write", "delete")
+        },
+        "firestore_per_device_day_by_kind": {
+            operation: {
+                kind: round(n / device_days, 2)
+                for kind, n in sorted(_active_by_kind(run.tally, operation).items())
+            }
+            for operation in ("read", "write", "delete")
+        },
+        "firestore_stored": {
+            "documents_per_device": round(run.documents / run.homes, 1),
+            "document_bytes_per_device": round(run.stored_bytes / run.homes),
+            "index_bytes_per_device_estimate": round(run.index_bytes / run.homes),
+            "note": "at the end of the week, billed as if stored all month",
+        },
+        "secret_versions_seeded_per_device": round(run.seeded_secret_versions / run.homes, 2),
+        "functions": per_function,
+        "assumed_latency_s": LATENCY_S,
+    }
+    return usages, details
+
+
+def _active_by_kind(tally: Tally, operation: str) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for (phase, kind, op), n in tally.counts.items():
+        if op == operation and phase not in ("setup", "observer", "settle"):
+            out[kind] += n
+    return dict(out)
+
+
+WHAT_IFS: dict[str, dict[str, Any]] = {
+    "superseded_secret_versions_destroyed": {"secret_versions": "latest"},
+    "no_secret_per_device": {"secret_versions": "none"},
+    "no_secret_per_device_and_no_remote_latency": {"secret_versions": "none", "io_scale": 0.0},
+}
+"""Totals under other assumptions, to show what the dominant items hang on."""
+
+
+def figures(run: Run, fleet: int = FLEET_DEVICES) -> dict[str, Any]:
+    usages, details = usages_from(run, fleet)
+    items = itemise(usages, PRICES, fleet)
+    total = total_usd(items)
+    what_ifs = {
+        name: _round(total_usd(itemise(usages_from(run, fleet, **kw)[0], PRICES, fleet)))
+        for name, kw in WHAT_IFS.items()
+    }
+    ranked = sorted(items, key=lambda i: i.usd_per_device_month, reverse=True)
+    return {
+        "benchmark": "cloud_cost",
+        "usd_per_device_month": _round(total),
+        "goal_usd": GOAL_USD,
+        "met": total <= GOAL_USD,
+        "fleet_devices": fleet,
+        "reconcile_interval_minutes": 10,
+        "commands_per_device_day": round(run.commands / (run.homes * run.days), 2),
+        "items": [item.as_json() for item in items],
+        "dominant": [
+            f"{i.service}: {i.what} ({100 * i.usd_per_device_month / total:.0f} %)"
+            for i in ranked[:3]
+            if total > 0
+        ],
+        "what_if_usd_per_device_month": what_ifs,
+        "prices": {
+            key: {
+                "service": p.service,
+                "what": p.what,
+                "usd_per_unit": p.usd_per_unit,
+                "unit": p.unit,
+                "free_units_per_month": p.free_units_per_month,
+                "source": p.source,
+                "confirmed": p.confirmed,
+                **({"note": p.note} if p.note else {}),
+            }
+            for key, p in PRICES.items()
+        }
+        | {
+            "region": "europe-west1 (Tier 1); BigQuery dataset in the EU multi-region",
+            "source": "cloud.google.com pricing pages (per price above)",
+            "read_on": READ_HOW,
+        },
+        "details": details,
+        "run": {
+            "homes": run.homes,
+            "days": run.days,
+            "area": run.area,
+            "start": "2023-01-09",
+            "faults": "realistic",
+            "seed": run.seed,
+            "wall_s": round(run.wall_s, 1),
+        },
+    }
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+def _print_table(result: Mapping[str, Any]) -> None:
+    run = result["run"]
+    print(
+        f"cloud cost per device-month, {result['fleet_devices']:,} devices, from "
+        f"{run['homes']} homes x {run['days']} days ({run['area']}, {run['faults']} faults), "
+        f"{result['commands_per_device_day']} commands per device-day"
+    )
+    print(f"  {'service':20} {'what':58} {'qty/device-month':>16} {'USD/device-month':>16}")
+    for item in sorted(result["items"], key=lambda i: -i["usd_per_device_month"]):
+        print(
+            f"  {item['service']:20} {item['what'][:58]:58} "
+            f"{item['quantity_per_device_month']:>12.4g} {item['unit'][:3]:3} "
+            f"{item['usd_per_device_month']:>16.6f}"
+        )
+    verdict = "met" if result["met"] else "missed"
+    print(
+        f"  total ${result['usd_per_device_month']:.5f} per device-month "
+        f"(goal ${result['goal_usd']}: {verdict}); dominant: {'; '.join(result['dominant'])}"
+    )
+    for name, usd in result["what_if_usd_per_device_month"].items():
+        print(f"  what if {name.replace('_', ' ')}: ${usd:.5f}")
+    print(f"  prices: {result['prices']['region']}, {result['prices']['read_on']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--homes", type=int, default=20)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fleet", type=int, default=FLEET_DEVICES)
+    args = parser.parse_args(argv)
+    result = figures(measure_run(args.homes, args.days, args.seed), args.fleet)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+# Firestore indexes and TTL policies: what the code's queries need, and nothing else.
+#
+# The queries are not listed by hand: tests/infra/test_terraform_data.py runs a small simulation
+# (plus the inspect views, the command history and the baseline book) on a recording store,
+# checks that it saw every `.query(` / `.collection_group(` call site of shared/hpsteer, and
+# derives each shape's index from Firestore's rules:
+#   - equality-only queries (==, in) and single-field ranges or orders over ONE collection are
+#     served by the automatic single-field indexes (several equalities by index merging);
+#   - an inequality or order on one field combined with equalities or orders on others needs a
+#     composite index: equality fields first, then the orders (explicit, then the unordered
+#     inequality fields), each in its direction;
+#   - a collection-group query on any field needs a collection-group index: Firestore keeps
+#     automatic single-field indexes at collection scope only.
+# A new query shape without its index here fails that test; so does an index no query uses.
+#
+# Where the queries come from:
+#   alerts (device_id ==, [command_id ==,] order raised_at)  `hpsteer inspect device|command`
+#   commands group (state in, watch_at < | >=)                the outbox sweeps (reconcile tick):
+#                                                             stuck commands, unalerted failures
+#   commands group (command_id ==)                            `hpsteer inspect command ID`
+#   devices (steering_enabled ==[, price_area ==]), outboxes (created_at <), events (dedup_key ==,
+#   order seq), plans (order created_at desc), baselines (key range, order key): automatic.
+
+resource "google_firestore_index" "alerts_of_device" {
+  database    = google_firestore_database.main.name
+  collection  = "alerts"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "device_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "raised_at"
+    order      = "ASCENDING"
+  }
+}
+
+resource "google_firestore_index" "alerts_of_command" {
+  database    = google_firestore_database.main.name
+  collection  = "alerts"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "device_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "command_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "raised_at"
+    order      = "ASCENDING"
+  }
+}
+
+# The sweeps' queries over every device's commands: `state in [...]` with a range on watch_at
+# (implicitly ordered by watch_at, then by document path).
+resource "google_firestore_index" "commands_by_state_and_watch_at" {
+  database    = google_firestore_database.main.name
+  collection  = "commands"
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "watch_at"
+    order      = "ASCENDING"
+  }
+}
+
+# Finding a command by id across devices. An index_config replaces the field's inherited one, so
+# the automatic collection-scope indexes are kept explicitly beside the collection-group one.
+resource "google_firestore_field" "commands_command_id" {
+  database   = google_firestore_database.main.name
+  collection = "commands"
+  field      = "command_id"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "DESCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      array_config = "CONTAINS"
+      query_scope  = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+# TTL: webhook_ids/{hash} carries expires_at (received_at + the id retention, written by
+# hpsteer.services.webhooks): Firestore deletes each id after that, typically within a day; the
+# replay window (5 minutes' timestamp tolerance) is long over by then. The field is not queried,
+# so its indexes are dropped: a monotonically increasing indexed timestamp is a write hotspot.
+# No other document carries an expiry field. Collections that grow without bound and would need
+# one written by the code first: reconcile_runs/{time}~{page} (a marker per reconcile page every
+# 10 minutes, useless once the page's Pub/Sub message can no longer be redelivered), alerts, and
+# the commands (with their events) of plans long past.
+resource "google_firestore_field" "webhook_ids_expires_at" {
+  database   = google_firestore_database.main.name
+  collection = "webhook_ids"
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+}

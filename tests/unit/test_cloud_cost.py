@@ -1,0 +1,206 @@
+"""The pricing arithmetic of ``benchmarks/cloud_cost.py``: how counted operations become dollars
+per device-month (the simulation that counts them is the benchmark's, not tested here)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from benchmarks.cloud_cost import (
+    DAYS_PER_MONTH,
+    PRICES,
+    FunctionResources,
+    FunctionUsage,
+    Invocations,
+    Price,
+    Scaling,
+    Usage,
+    bigquery_row_bytes,
+    firestore_document_bytes,
+    firestore_index_bytes,
+    firestore_name_bytes,
+    function_usage,
+    itemise,
+    pubsub_billed_bytes,
+    pubsub_message_bytes,
+    requests_per_device,
+    terraform_functions,
+    total_usd,
+)
+
+READS = Price("Firestore", "reads", "read", 0.03 / 100_000, 1_000_000.0, "test")
+JOBS = Price("Cloud Scheduler", "jobs", "job-month", 0.10, 3.0, "test")
+STORAGE = Price("Firestore", "stored", "GiB-month", 0.18, 0.0, "test")
+TEST_PRICES = {"reads": READS, "jobs": JOBS, "storage": STORAGE}
+
+
+def test_an_item_is_the_fleets_units_beyond_the_free_tier_shared_by_every_device() -> None:
+    [item] = itemise([Usage("reads", per_device_month=100.0)], TEST_PRICES, fleet=100_000)
+    billable = 100.0 * 100_000 - 1_000_000
+    assert item.usd_per_device_month == pytest.approx(billable * READS.usd_per_unit / 100_000)
+    assert item.quantity_per_device_month == pytest.approx(100.0)
+    assert item.unit_price_usd == READS.usd_per_unit
+
+
+def test_the_free_tier_is_taken_once_per_project_not_once_per_device() -> None:
+    [item] = itemise([Usage("reads", per_device_month=20.0)], TEST_PRICES, fleet=100_000)
+    per_device_free = max(0.0, 20.0 - READS.free_units_per_month) * READS.usd_per_unit
+    assert per_device_free == 0.0  # what a per-device free tier would wrongly give
+    assert item.usd_per_device_month == pytest.approx(
+        (2_000_000 - 1_000_000) * READS.usd_per_unit / 100_000
+    )
+
+
+def test_a_fleet_within_the_free_tier_pays_nothing() -> None:
+    [item] = itemise([Usage("reads", per_device_month=100.0)], TEST_PRICES, fleet=10_000)
+    assert item.usd_per_device_month == 0.0
+
+
+def test_per_device_cost_beyond_the_free_tier_is_the_same_whatever_the_fleet_size() -> None:
+    """Beyond the free tier the per-device price falls only by the free units' share."""
+    usage = [Usage("storage", per_device_month=0.001)]
+    small, large = (itemise(usage, TEST_PRICES, fleet)[0] for fleet in (1_000, 100_000))
+    assert small.usd_per_device_month == pytest.approx(large.usd_per_device_month)
+    assert large.fleet_units_per_month == pytest.approx(100 * small.fleet_units_per_month)
+
+
+def test_a_projects_fixed_cost_is_divided_by_the_fleet() -> None:
+    usage = [Usage("jobs", per_device_month=0.0, project_month=5.0)]
+    for fleet in (10, 100_000):
+        [item] = itemise(usage, TEST_PRICES, fleet)
+        assert item.usd_per_device_month == pytest.approx((5.0 - 3.0) * 0.10 / fleet)
+
+
+def test_the_total_is_the_sum_of_the_items() -> None:
+    usages = [
+        Usage("reads", per_device_month=500.0),
+        Usage("jobs", per_device_month=0.0, project_month=10.0),
+        Usage("storage", per_device_month=0.002),
+    ]
+    items = itemise(usages, TEST_PRICES, fleet=100_000)
+    assert len(items) == 3
+    assert total_usd(items) == pytest.approx(sum(i.usd_per_device_month for i in items))
+    assert total_usd(items) > max(i.usd_per_device_month for i in items)
+
+
+def test_a_fleet_needs_a_device() -> None:
+    with pytest.raises(ValueError, match="at least one device"):
+        itemise([Usage("reads", 1.0)], TEST_PRICES, fleet=0)
+
+
+def test_every_price_names_its_source_and_free_tiers_are_never_negative() -> None:
+    for price in PRICES.values():
+        assert price.source.startswith("https://cloud.google.com/")
+        assert price.usd_per_unit > 0
+        assert price.free_units_per_month >= 0
+
+
+def test_firestore_daily_free_quota_is_counted_over_a_month() -> None:
+    assert PRICES["firestore_reads"].free_units_per_month == pytest.approx(50_000 * DAYS_PER_MONTH)
+
+
+def test_firestore_document_size_follows_the_documented_example() -> None:
+    """Firestore's storage-size page: users/jeff/tasks/my_task_id with four fields is 147
+    bytes (name 44, fields 71, 32 more)."""
+    path = "users/jeff/tasks/my_task_id"
+    data = {
+        "type": "Personal",
+        "done": False,
+        "priority": 1,
+        "description": "Learn Cloud Firestore",
+    }
+    assert firestore_name_bytes(path) == 44
+    assert firestore_document_bytes(path, data) == 147
+
+
+def test_firestore_maps_and_times_are_sized_by_their_parts() -> None:
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    flat = firestore_document_bytes("a/b", {"x": when, "y": None})
+    nested = firestore_document_bytes("a/b", {"m": {"x": when, "y": None}})
+    assert nested == flat + len(b"m") + 1
+
+
+def test_index_entries_are_two_per_field_and_one_per_array_element() -> None:
+    one = firestore_index_bytes("c/d", {"f": 1})
+    assert firestore_index_bytes("c/d", {"f": 1, "g": 2}) == 2 * one
+    assert firestore_index_bytes("c/d", {"f": [1, 2]}) == one  # two elements, one entry each
+    assert firestore_index_bytes("c/d", {}) == 0
+
+
+def test_a_small_pubsub_message_is_billed_as_a_thousand_bytes() -> None:
+    size = pubsub_message_bytes(b"{}", {"device_id": "d1"})
+    assert size == 2 + len("device_id") + 2 + 20 + 16
+    assert pubsub_billed_bytes(size) == 1000
+    assert pubsub_billed_bytes(4000) == 4000
+
+
+def test_a_bigquery_row_is_sized_by_column_type() -> None:
+    row = {"device_id": "abc", "at": datetime(2024, 1, 1, tzinfo=UTC), "on": True, "x": None}
+    assert bigquery_row_bytes(row) == (2 + 3) + 8 + 1
+
+
+def test_requests_per_device_by_scaling() -> None:
+    fleet = 100_000
+    assert requests_per_device(70, 20, Scaling("device"), fleet) == pytest.approx(3.5)
+    # 10 runs of one page of 20 homes; the fleet needs 500 pages of 200 per run
+    assert requests_per_device(10, 20, Scaling("page", 200), fleet) == pytest.approx(
+        10 * 500 / fleet
+    )
+    assert requests_per_device(48, 20, Scaling("project"), fleet) == pytest.approx(48 / fleet)
+
+
+def test_function_time_is_stretched_by_a_fractional_vcpu_and_waits_shared_by_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "e"), Scaling("device"))
+    sizes = {"e": FunctionResources(0.5, 0.25, 4, "test")}
+    device, project = function_usage("f", {"e": Invocations(10, 1.0, 2.0)}, 10, 100_000, sizes)
+    instance_s = (1.0 / 0.25 + 2.0 / 4) / 10 + 0.05 * 1.0 / 4  # per device, one request each
+    assert device.requests == pytest.approx(1.0)
+    assert device.vcpu_s == pytest.approx(instance_s * 0.25)
+    assert device.gib_s == pytest.approx(instance_s * 0.5)
+    assert project == FunctionUsage(0.0, 0.0, 0.0)
+
+
+def test_a_project_wide_trigger_is_billed_to_the_project_not_per_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "tick"), Scaling("project"))
+    sizes = {"tick": FunctionResources(1.0, 1.0, 1, "test")}
+    device, project = function_usage("f", {"tick": Invocations(48, 0.0, 0.0)}, 20, 100_000, sizes)
+    assert project.requests == 48
+    assert project.vcpu_s == pytest.approx(48 * 0.05)
+    assert device.requests == 0.0
+
+
+TERRAFORM = """
+  functions = {
+    # a comment
+    dispatch = {
+      folder        = "dispatch"
+      memory        = "512Mi"
+      cpu           = "1"
+      concurrency   = 8
+      env = {
+        HPSTEER_X = "y"
+      }
+    }
+    optimize_shard = {
+      memory        = "2Gi"
+      cpu           = "2"
+      concurrency   = 1
+    }
+  }
+"""
+
+
+def test_function_sizes_are_read_from_terraforms_functions_map() -> None:
+    sizes = terraform_functions(TERRAFORM)
+    assert sizes["dispatch"] == FunctionResources(0.5, 1.0, 8, "terraform")
+    assert sizes["optimize_shard"] == FunctionResources(2.0, 2.0, 1, "terraform")
+    assert set(sizes) == {"dispatch", "optimize_shard"}
