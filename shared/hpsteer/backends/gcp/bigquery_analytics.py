@@ -130,7 +130,15 @@ class BigQueryAnalytics:
         def ensure() -> None:
             dataset = bigquery.Dataset(f"{self._project}.{self._dataset}")
             dataset.location = self._location
-            client.create_dataset(dataset, exists_ok=True, retry=self._retry, timeout=self._timeout)
+            # In the cloud terraform owns the dataset and the functions hold dataEditor on it
+            # only (no bigquery.datasets.create on the project): look before creating, so that
+            # creating is needed only where nobody provisioned it (emulator, a fresh dev project).
+            try:
+                client.get_dataset(dataset.reference, retry=self._retry, timeout=self._timeout)
+            except ApiNotFound:
+                client.create_dataset(
+                    dataset, exists_ok=True, retry=self._retry, timeout=self._timeout
+                )
             try:
                 table = client.get_table(ref, retry=self._retry, timeout=self._timeout)
             except ApiNotFound:

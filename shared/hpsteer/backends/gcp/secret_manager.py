@@ -50,12 +50,16 @@ class SecretManagerStore:
         *,
         deadline_s: float = 10.0,
         request_timeout_s: float = 5.0,
+        replica_location: str | None = None,
     ) -> None:
         from google.api_core import exceptions as api
         from google.api_core import retry as retries
         from google.cloud import secretmanager_v1
 
         self._project = project
+        self._replica_location = replica_location
+        """Where a secret this store creates keeps its replica (user-managed replication, so
+        households' credentials stay in the region); Google's automatic choice when unset."""
         self._client = (
             client if client is not None else secretmanager_v1.SecretManagerServiceClient()
         )
@@ -74,7 +78,11 @@ class SecretManagerStore:
         """The store of ``settings.project``; over plain gRPC to
         ``HPSTEER_SECRET_MANAGER_EMULATOR_HOST`` when that is set (tests, local stand-ins)."""
         host = settings.secret_manager_emulator_host
-        return cls(settings.project, emulator_client(host) if host else None)
+        return cls(
+            settings.project,
+            emulator_client(host) if host else None,
+            replica_location=None if host else settings.region,
+        )
 
     def __repr__(self) -> str:
         return f"SecretManagerStore(project={self._project!r})"
@@ -112,7 +120,14 @@ class SecretManagerStore:
             raise InvalidInput(f"secret {name}: payload must be bytes")
         parent = f"projects/{self._project}/secrets/{name}"
         secret_payload = sm.SecretPayload(data=payload, data_crc32c=google_crc32c.value(payload))
-        automatic = sm.Secret(replication=sm.Replication(automatic=sm.Replication.Automatic()))
+        if self._replica_location is None:
+            replication = sm.Replication(automatic=sm.Replication.Automatic())
+        else:
+            replica = sm.Replication.UserManaged.Replica(location=self._replica_location)
+            replication = sm.Replication(
+                user_managed=sm.Replication.UserManaged(replicas=[replica])
+            )
+        new_secret = sm.Secret(replication=replication)
 
         def add() -> Any:
             return self._client.add_secret_version(
@@ -124,7 +139,7 @@ class SecretManagerStore:
                 self._client.create_secret(
                     parent=f"projects/{self._project}",
                     secret_id=name,
-                    secret=automatic,
+                    secret=new_secret,
                     retry=None,
                     timeout=self._timeout,
                 )
