@@ -21,6 +21,7 @@ Promises:
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,8 +48,10 @@ __all__ = [
     "continued",
     "current_traceparent",
     "error_keeping_processor",
+    "instrument_clients",
     "span",
     "tracer",
+    "uninstrument_clients",
     "use_clock",
     "with_traceparent",
 ]
@@ -299,10 +302,82 @@ class LazyExporter:
         return True
 
 
+class _InstalledTracer(trace.Tracer):
+    """Starts spans on whichever provider :func:`configure_tracing` installed at the time.
+
+    The client instrumentations take a tracer once, when they patch; this one follows the
+    provider as it is installed and removed (tests, the local runtime)."""
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return tracer().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return tracer().start_as_current_span(*args, **kwargs)
+
+
+class _InstalledProvider(trace.TracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _InstalledTracer()
+
+
+_clients_instrumented = False
+
+
+def instrument_clients() -> None:
+    """Every httpx request (manufacturers, price and weather providers, token endpoints) and every
+    gRPC call (Firestore, Pub/Sub, Cloud Tasks, Secret Manager) becomes a client span, a child of
+    the current span, and carries ``traceparent``: OpenTelemetry's own instrumentations, loaded
+    on first use (not at import: cold starts). Channels and clients made before this call are not
+    instrumented; the backends build theirs on first use, after it."""
+    global _clients_instrumented
+    if _clients_instrumented:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().instrument(tracer_provider=_InstalledProvider())
+    _grpc_instrumentor().instrument()
+    _clients_instrumented = True
+
+
+@functools.cache
+def _grpc_instrumentor() -> Any:
+    """OpenTelemetry's gRPC client instrumentor, made to use :class:`_InstalledProvider`.
+
+    Its ``wrapper_fn`` (0.66b2) looks for ``tracer_provider`` in the arguments of the patched
+    ``grpc.secure_channel`` call, not in those of ``instrument()``, so it would always fall back
+    to the global provider, which hpsteer does not set."""
+    from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, client_interceptor
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+    class _Instrumentor(GrpcInstrumentorClient):
+        def wrapper_fn(self, original: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            channel = original(*args, **kwargs)
+            interceptor = client_interceptor(  # type: ignore[no-untyped-call]
+                tracer_provider=_InstalledProvider(), filter_=self._filter
+            )
+            return intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
+
+    return _Instrumentor()  # type: ignore[no-untyped-call]
+
+
+def uninstrument_clients() -> None:
+    """Undo :func:`instrument_clients` (tests)."""
+    global _clients_instrumented
+    if not _clients_instrumented:
+        return
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().uninstrument()
+    _grpc_instrumentor().uninstrument()
+    _clients_instrumented = False
+
+
 def configure_production_tracing(project: str, sample_rate: float) -> Any:
-    """Cloud Trace export at ``sample_rate`` (errors always); nothing when the rate is 0."""
+    """Cloud Trace export at ``sample_rate`` (errors always), httpx and gRPC calls instrumented;
+    nothing when the rate is 0."""
     if sample_rate <= 0.0:
         return None
+    instrument_clients()
 
     def cloud_trace() -> Any:
         from opentelemetry.exporter.cloud_trace import CloudTraceSpanExporter
