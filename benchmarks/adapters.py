@@ -47,6 +47,9 @@ class _MemorySecrets:
         self._versions.setdefault(name, []).append(payload)
         return str(len(self._versions[name]))
 
+    def destroy_version(self, name: str, version: str) -> None:
+        """Kept readable: the benchmark measures requests, not what a destroyed version costs."""
+
 
 def measure(
     homes: int = 30, seconds_per_manufacturer: float = 1.0, seed: int = 0

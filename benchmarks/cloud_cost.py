@@ -19,9 +19,9 @@ Function entry points themselves) with a counting wrapper around every port the 
 - analytics: rows and their BigQuery size (streaming inserts bill at least 1 KB a row; storage
   is what a device adds in a month, billed for that month);
 - secrets: every access and every added version (rotated refresh tokens), plus the versions
-  seeded per manufacturer account (one account per home, as in the simulated fleet). The code
-  never destroys a version, so every one stays active: a month's added versions are billed for
-  a whole month (less in the month they appear, more as they pile up in later months);
+  seeded per manufacturer account (one account per home, as in the simulated fleet), less the
+  versions destroyed (a rotated refresh token destroys the version it replaces): what stays
+  active is billed for the whole month;
 - function invocations per entry point, with the wall time spent in the handler minus the time
   spent inside the simulated manufacturers (their cloud's work, not ours);
 - log lines the handlers write at INFO (as ``JsonFormatter`` writes them) and trace spans (all
@@ -756,12 +756,20 @@ def _instrument(simulation: Any, meter: Meter) -> None:
 
         return uncounted
 
+    def secret_destroy(inner: Callable[..., None]) -> Callable[..., None]:
+        def counted(name: str, version: str) -> None:
+            meter.add("secret_versions_destroyed", 1, "secret")
+            inner(name, version)
+
+        return counted
+
     _wrap(deps.bus, "publish", publish)
     _wrap(deps.tasks, "create_task", create_task)
     _wrap(deps.tasks, "delete_task", delete_task)
     _wrap(deps.analytics, "append", append)
     _wrap(deps.secrets, "get", secret_get)
     _wrap(deps.secrets, "add_version", secret_add)
+    _wrap(deps.secrets, "destroy_version", secret_destroy)
     _wrap(local.gateway.context.transport, "handle_request", handle_request)
     _wrap(local, "_deliver_once", deliver_once)
     _wrap(simulation.observer, "sample", sample)
@@ -940,7 +948,7 @@ def usages_from(
     """The month's usages (see the module docstring) and the per device-day details.
 
     For the what-ifs: ``io_scale`` multiplies the assumed remote latencies;
-    ``secret_versions`` is ``measured`` (every added version stays active), ``latest`` (only
+    ``secret_versions`` is ``measured`` (added versions less destroyed ones), ``latest`` (only
     the seeded count stays active: superseded versions destroyed) or ``none`` (no secret per
     device)."""
     device_days = run.homes * run.days
@@ -973,9 +981,13 @@ def usages_from(
     ok, errors = split("spans_ok"), split("spans_error")
     spans = tuple(TRACE_SAMPLE_RATE * a + b for a, b in zip(ok, errors, strict=True))
     added = split("secret_versions_added")
+    destroyed = split("secret_versions_destroyed")
     seeded = run.seeded_secret_versions / run.homes
     versions = {
-        "measured": (seeded + added[0], added[1]),
+        "measured": (
+            max(0.0, seeded + added[0] - destroyed[0]),
+            max(0.0, added[1] - destroyed[1]),
+        ),
         "latest": (seeded, 0.0),
         "none": (0.0, 0.0),
     }[secret_versions]

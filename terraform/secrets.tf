@@ -153,10 +153,12 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
   member    = "serviceAccount:${google_service_account.function[each.value.folder].email}"
 }
 
+# Rotating a refresh token adds a version and destroys the one it replaced (Secret Manager bills
+# every version not destroyed): Secret Version Manager holds versions.add and versions.destroy.
 resource "google_secret_manager_secret_iam_member" "version_adder" {
   for_each  = local.secret_version_adders
   secret_id = each.value.secret
-  role      = "roles/secretmanager.secretVersionAdder"
+  role      = "roles/secretmanager.secretVersionManager"
   member    = "serviceAccount:${google_service_account.function[each.value.folder].email}"
 }
 

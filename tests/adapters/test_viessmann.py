@@ -41,6 +41,8 @@ from hpsteer.errors import (
     HpsteerError,
     OemRateLimited,
     OemUnavailable,
+    SecretNotFound,
+    SecretsUnavailable,
     UnknownDevice,
 )
 from hpsteer.ports.clock import SimulatedClock
@@ -559,6 +561,49 @@ def test_a_refresh_stores_the_rotated_refresh_token_and_uses_it_next_time(
     assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN, f"{REFRESH_TOKEN}-r1"]
     assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r2"
     assert rig.secrets.get(name).version == "3"
+
+
+def test_a_rotation_destroys_the_version_holding_the_replaced_refresh_token(
+    make_rig: Callable[[dict[str, Any]], Rig],
+) -> None:
+    rig = make_rig(load("Vitocal250A"))
+    name = refresh_token_secret_name(ACCOUNT)
+
+    rig.adapter.get_device_state(DEVICE)
+    rig.clock.advance(timedelta(seconds=3600 - 30))
+    rig.adapter.get_device_state(DEVICE)
+
+    for replaced in ("1", "2"):
+        with pytest.raises(SecretNotFound):
+            rig.secrets.get(name, replaced)
+    assert rig.secrets.get(name, "3").reveal_text() == f"{REFRESH_TOKEN}-r2"
+
+
+def test_a_failed_destroy_is_a_warning_and_the_refresh_still_succeeds(
+    make_rig: Callable[[dict[str, Any]], Rig],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = make_rig(load("Vitocal250A"))
+
+    def refuse(name: str, version: str) -> None:
+        raise SecretsUnavailable(f"cannot destroy secret {name} version {version}")
+
+    monkeypatch.setattr(rig.secrets, "destroy_version", refuse)
+    with caplog.at_level(logging.WARNING, logger="hpsteer.adapters.oauth"):
+        state = rig.adapter.get_device_state(DEVICE)
+
+    assert state.online is True
+    name = refresh_token_secret_name(ACCOUNT)
+    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "destroy" in warning.getMessage()
+    assert (getattr(warning, "oem", None), getattr(warning, "account_id", None)) == (
+        "viessmann",
+        ACCOUNT,
+    )
+    assert REFRESH_TOKEN not in warning.getMessage()
+    assert REFRESH_TOKEN not in repr(warning.__dict__)
 
 
 def test_an_expired_access_token_is_refreshed_and_the_request_retried_once(

@@ -186,6 +186,51 @@ def test_concurrent_adds_get_distinct_versions(backend: Backend) -> None:
     }
 
 
+def test_a_destroyed_version_can_no_longer_be_read(backend: Backend) -> None:
+    old = backend.store.add_version("rotated", PAYLOAD)
+    backend.store.add_version("rotated", b"newer")
+
+    backend.store.destroy_version("rotated", old)
+
+    with pytest.raises(SecretNotFound, match="rotated") as raised:
+        backend.store.get("rotated", old)
+    assert_hides_payload(raised.value)
+
+
+def test_destroying_a_version_leaves_the_others_and_latest_readable(backend: Backend) -> None:
+    first = backend.store.add_version("rotated", b"one")
+    second = backend.store.add_version("rotated", b"two")
+    third = backend.store.add_version("rotated", b"three")
+
+    backend.store.destroy_version("rotated", second)
+
+    assert backend.store.get("rotated", first).reveal() == b"one"
+    assert backend.store.get("rotated", third).reveal() == b"three"
+    assert backend.store.get("rotated").version == third
+    assert backend.store.add_version("rotated", b"four") not in (first, second, third)
+
+
+def test_destroying_twice_or_a_missing_version_is_not_an_error(backend: Backend) -> None:
+    old = backend.store.add_version("rotated", b"one")
+    backend.store.add_version("rotated", b"two")
+
+    backend.store.destroy_version("rotated", old)
+    backend.store.destroy_version("rotated", old)
+    backend.store.destroy_version("rotated", "99")
+    backend.store.destroy_version("never-stored", "1")
+
+    assert backend.store.get("rotated").reveal() == b"two"
+
+
+def test_destroying_latest_is_refused(backend: Backend) -> None:
+    backend.store.add_version("rotated", PAYLOAD)
+
+    with pytest.raises(InvalidInput, match="latest"):
+        backend.store.destroy_version("rotated", "latest")
+
+    assert backend.store.get("rotated").reveal() == PAYLOAD
+
+
 @pytest.mark.emulator
 def test_a_checksum_mismatch_raises_secrets_unavailable(secret_manager: Backend) -> None:
     fake = secret_manager.fake
@@ -238,6 +283,22 @@ def test_permission_denied_is_permanent_and_names_only_the_secret(secret_manager
         secret_manager.store.get("guarded")
 
     assert_hides_payload(raised.value)
+
+
+@pytest.mark.emulator
+def test_a_destroy_that_meets_a_transient_failure_raises_secrets_unavailable(
+    secret_manager: Backend,
+) -> None:
+    fake = secret_manager.fake
+    assert fake is not None
+    old = secret_manager.store.add_version("flaky-destroy", PAYLOAD)
+    secret_manager.store.add_version("flaky-destroy", b"newer")
+    fake.fail_next(grpc.StatusCode.UNAVAILABLE)
+
+    with pytest.raises(SecretsUnavailable, match="flaky-destroy"):
+        secret_manager.store.destroy_version("flaky-destroy", old)
+
+    assert secret_manager.store.get("flaky-destroy", old).reveal() == PAYLOAD  # still there
 
 
 @pytest.mark.emulator
@@ -318,6 +379,11 @@ def test_the_environment_store_refuses_to_add_versions() -> None:
         store.add_version("token", PAYLOAD)
 
     assert_hides_payload(raised.value)
+
+
+def test_the_environment_store_refuses_to_destroy_versions() -> None:
+    with pytest.raises(InvalidInput, match="read-only"):
+        EnvSecretStore({"HPSTEER_SECRET_TOKEN": "t"}).destroy_version("token", "1")
 
 
 def test_the_environment_store_refuses_invalid_names() -> None:

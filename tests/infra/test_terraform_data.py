@@ -621,7 +621,8 @@ def test_version_adders_are_granted_on_the_refresh_token_secrets_only() -> None:
     ("resource", "role", "grants"),
     [
         ("accessor", "roles/secretmanager.secretAccessor", "secret_accessors"),
-        ("version_adder", "roles/secretmanager.secretVersionAdder", "secret_version_adders"),
+        # Version Manager: a rotation adds a version and destroys the replaced one.
+        ("version_adder", "roles/secretmanager.secretVersionManager", "secret_version_adders"),
     ],
 )
 def test_secret_grants_go_to_the_functions_own_service_accounts_one_secret_at_a_time(

@@ -36,7 +36,8 @@ SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 
 @dataclass
 class _Secret:
-    versions: list[bytes] = field(default_factory=list)
+    versions: list[bytes | None] = field(default_factory=list)
+    """Payloads by version number - 1; ``None`` is a destroyed version."""
 
 
 class FakeSecretManager:
@@ -105,6 +106,9 @@ class FakeSecretManager:
             ),
             "AccessSecretVersion": unary(
                 self._access, sm.AccessSecretVersionRequest, sm.AccessSecretVersionResponse
+            ),
+            "DestroySecretVersion": unary(
+                self._destroy, sm.DestroySecretVersionRequest, sm.SecretVersion
             ),
         }
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -178,6 +182,11 @@ class FakeSecretManager:
                     grpc.StatusCode.NOT_FOUND, f"Secret Version [{request.name}] not found."
                 )
             data = secret.versions[number - 1]
+            if data is None:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"Secret Version [{secret_name}/versions/{number}] is in DESTROYED state.",
+                )
             checksum = google_crc32c.value(data)
             if self._corrupt_next:
                 self._corrupt_next = False
@@ -186,6 +195,25 @@ class FakeSecretManager:
             name=f"{secret_name}/versions/{number}",
             payload=sm.SecretPayload(data=data, data_crc32c=checksum),
         )
+
+    def _destroy(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from google.cloud import secretmanager_v1 as sm
+
+        secret_name, _, version = request.name.rpartition("/versions/")
+        with self._lock:
+            secret = self._secrets.get(secret_name)
+            number = _number(version)
+            if secret is None or not 1 <= number <= len(secret.versions):
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"Secret Version [{request.name}] not found."
+                )
+            if secret.versions[number - 1] is None:
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"Secret Version [{request.name}] is in DESTROYED state.",
+                )
+            secret.versions[number - 1] = None
+        return sm.SecretVersion(name=request.name, state=sm.SecretVersion.State.DESTROYED)
 
 
 def _number(version: str) -> int:

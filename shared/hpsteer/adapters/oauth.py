@@ -4,8 +4,12 @@ Every manufacturer here issues a short-lived access token against a refresh toke
 on use. :func:`refresh_with_rotation` asks the token endpoint with the stored refresh token; when
 that is refused and another instance has meanwhile stored a newer version, it tries that one once;
 a refresh token that comes back different is stored as a new secret version before the access
-token is used. :func:`access_token_from` reads the answer; :class:`AccessToken` caches it until
-shortly before it expires. Token values never reach a log line or an error message.
+token is used, and the version it replaced (whose token the manufacturer no longer accepts) is
+destroyed: Secret Manager bills every version that is not destroyed, and a token rotating many
+times a day would otherwise pile versions up without bound. That destroy is best-effort: a
+failure is logged at WARNING (manufacturer and account, never a token) and the refresh succeeds.
+:func:`access_token_from` reads the answer; :class:`AccessToken` caches it until shortly before it
+expires. Token values never reach a log line or an error message.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hpsteer.errors import CredentialsInvalid, OemUnavailable
+from hpsteer.errors import CredentialsInvalid, HpsteerError, OemUnavailable
 from hpsteer.ports.secrets import SecretStore, SecretValue
 
 __all__ = ["AccessToken", "access_token_from", "refresh_with_rotation"]
@@ -75,7 +79,35 @@ def refresh_with_rotation(
             label,
             extra={"oem": oem, "account_id": account_id, "stored_version": version},
         )
+        _destroy_replaced(
+            secrets, refresh_name, current, label=label, oem=oem, account_id=account_id
+        )
     return document
+
+
+def _destroy_replaced(
+    secrets: SecretStore,
+    refresh_name: str,
+    replaced: SecretValue,
+    *,
+    label: str,
+    oem: str,
+    account_id: str,
+) -> None:
+    """Destroy the version holding the refresh token a rotation made invalid; never raises."""
+    try:
+        secrets.destroy_version(refresh_name, replaced.version)
+    except HpsteerError as err:  # best-effort: the new token is stored, the refresh has succeeded
+        _log.warning(
+            "%s could not destroy the replaced refresh token version: %s",
+            label,
+            type(err).__name__,
+            extra={
+                "oem": oem,
+                "account_id": account_id,
+                "replaced_version": replaced.version,
+            },
+        )
 
 
 def access_token_from(document: Mapping[str, Any], *, label: str, now: datetime) -> AccessToken:

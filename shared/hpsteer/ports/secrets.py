@@ -1,6 +1,8 @@
-"""The secrets port: read a secret's latest or pinned version, add a version.
+"""The secrets port: read a secret's latest or pinned version, add a version, destroy one.
 
-Adding a version is for credentials that rotate on use (OAuth refresh tokens). Payloads are
+Adding a version is for credentials that rotate on use (OAuth refresh tokens); destroying the
+version a rotation replaced keeps the number of stored (and, in Secret Manager, billed) versions
+bounded. Payloads are
 returned wrapped in :class:`SecretValue`, whose ``repr`` and ``str`` never show the payload, so a
 secret that reaches a log line or an error message by accident shows as ``***``.
 """
@@ -39,4 +41,10 @@ class SecretStore(Protocol):
 
     def add_version(self, name: str, payload: bytes) -> str:
         """Store a new version (creating the secret if needed) and return its version id."""
+        ...
+
+    def destroy_version(self, name: str, version: str) -> None:
+        """Destroy one version; destroying one that is already destroyed or missing is not an
+        error (idempotent); 'latest' is refused (InvalidInput). Reading a destroyed version
+        raises SecretNotFound; 'latest' stays the newest version (we only destroy older ones)."""
         ...

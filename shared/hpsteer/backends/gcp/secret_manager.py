@@ -8,6 +8,8 @@ Promises, beyond the port's:
   reading again may succeed).
 * ``add_version`` adds a version with ``data_crc32c`` set, so the service refuses a payload
   damaged on the way; if the secret does not exist it is created first (automatic replication).
+* ``destroy_version`` destroys ``projects/P/secrets/N/versions/V`` (not retried); NOT_FOUND and
+  FAILED_PRECONDITION (already destroyed) count as done, so it is idempotent; ``latest`` is refused.
 * Errors name the secret, never the payload: NOT_FOUND → :class:`~hpsteer.errors.SecretNotFound`
   (also FAILED_PRECONDITION, which is a disabled or destroyed version), PERMISSION_DENIED →
   :class:`~hpsteer.errors.PermanentError`, INVALID_ARGUMENT → InvalidInput, UNAVAILABLE,
@@ -150,6 +152,20 @@ class SecretManagerStore:
             self._call(name, "new", create_secret)
             created = self._call(name, "new", add)
         return str(created.name.rsplit("/", 1)[-1])
+
+    def destroy_version(self, name: str, version: str) -> None:
+        from google.api_core import exceptions as api
+
+        check_name(name)
+        if check_version(version) == "latest":
+            raise InvalidInput(f"secret {name}: destroy a numbered version, not 'latest'")
+        path = f"projects/{self._project}/secrets/{name}/versions/{version}"
+
+        def destroy() -> None:
+            with contextlib.suppress(api.NotFound, api.FailedPrecondition):  # already gone
+                self._client.destroy_secret_version(name=path, retry=None, timeout=self._timeout)
+
+        self._call(name, version, destroy)
 
     def _call(self, name: str, version: str, call: Callable[[], T]) -> T:
         from google.api_core import exceptions as api

@@ -11,7 +11,12 @@
   and links it to the next free number, which never overwrites a version, even with several
   processes writing.
 
-Both validate names with Secret Manager's rules (``[A-Za-z0-9_-]{1,255}``) and versions (``latest``
+``destroy_version`` follows Secret Manager: the version becomes unreadable (SecretNotFound), the
+numbering never reuses it, ``latest`` stays the newest version, destroying twice or a missing
+version is fine, and ``latest`` is refused (InvalidInput). The file store deletes the file; the
+environment store is read-only and refuses like ``add_version``.
+
+All validate names with Secret Manager's rules (``[A-Za-z0-9_-]{1,255}``) and versions (``latest``
 or a positive integer) with :func:`check_name` / :func:`check_version`, raising InvalidInput; a
 missing secret or version raises :class:`~hpsteer.errors.SecretNotFound`. Payloads never appear in
 an error message or a ``repr``.
@@ -56,11 +61,18 @@ def check_version(version: str) -> str:
     return version
 
 
+def _check_destroyable(name: str, version: str) -> None:
+    """A version to destroy is a number: ``latest`` moves, so destroying it is refused."""
+    if check_version(version) == "latest":
+        raise InvalidInput(f"secret {name}: destroy a numbered version, not 'latest'")
+
+
 class MemorySecretStore:
     """Versioned secrets in memory: version ``n`` is the n-th payload added."""
 
     def __init__(self) -> None:
-        self._versions: dict[str, list[bytes]] = {}
+        self._versions: dict[str, list[bytes | None]] = {}
+        """Payloads by version number - 1; ``None`` marks a destroyed version."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -76,7 +88,10 @@ class MemorySecretStore:
             number = len(versions) if version == "latest" else int(version)
             if number > len(versions):
                 raise SecretNotFound(f"secret {name} has no version {version}")
-            return SecretValue(name=name, version=str(number), _payload=versions[number - 1])
+            payload = versions[number - 1]
+            if payload is None:
+                raise SecretNotFound(f"secret {name} version {number} is destroyed")
+            return SecretValue(name=name, version=str(number), _payload=payload)
 
     def add_version(self, name: str, payload: bytes) -> str:
         check_name(name)
@@ -86,6 +101,15 @@ class MemorySecretStore:
             versions = self._versions.setdefault(name, [])
             versions.append(bytes(payload))
             return str(len(versions))
+
+    def destroy_version(self, name: str, version: str) -> None:
+        check_name(name)
+        _check_destroyable(name, version)
+        with self._lock:
+            versions = self._versions.get(name, [])
+            number = int(version)
+            if number <= len(versions):
+                versions[number - 1] = None
 
 
 class EnvSecretStore:
@@ -121,6 +145,13 @@ class EnvSecretStore:
         raise InvalidInput(
             f"cannot add a version to secret {name}: environment secrets are read-only; "
             "use FileSecretStore (or Secret Manager) for secrets that rotate"
+        )
+
+    def destroy_version(self, name: str, version: str) -> None:
+        check_name(name)
+        _check_destroyable(name, version)
+        raise InvalidInput(
+            f"cannot destroy a version of secret {name}: environment secrets are read-only"
         )
 
 
@@ -166,6 +197,16 @@ class FileSecretStore:
                     temporary.unlink(missing_ok=True)
             except OSError as err:
                 raise SecretsUnavailable(f"cannot store secret {name}: {err.strerror}") from None
+
+    def destroy_version(self, name: str, version: str) -> None:
+        folder = self._directory / check_name(name)
+        _check_destroyable(name, version)
+        try:
+            (folder / version).unlink(missing_ok=True)
+        except OSError as err:
+            raise SecretsUnavailable(
+                f"cannot destroy secret {name} version {version}: {err.strerror}"
+            ) from None
 
     @staticmethod
     def _versions(folder: Path) -> list[int]:
