@@ -19,6 +19,7 @@ from typing import Any
 
 from hpsteer.adapters.protocol import AdapterContext
 from hpsteer.adapters.registry import default_registry
+from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.errors import SecretNotFound
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.secrets import SecretValue
@@ -30,8 +31,8 @@ GOAL_READS_PER_S = 2000.0
 
 
 class _MemorySecrets:
-    """Versioned secrets in memory: the file store fsyncs every rotated refresh token, which
-    would measure the disk rather than the adapters and the fleet."""
+    """Versioned secrets in memory (the app credentials and the data key; the rotated refresh
+    tokens are sealed into an in-memory document store)."""
 
     def __init__(self) -> None:
         self._versions: dict[str, list[bytes]] = {}
@@ -62,12 +63,13 @@ def measure(
     total_requests = 0
     total_s = 0.0
     secrets = _MemorySecrets()
-    fleet.seed_secrets(secrets)
+    credentials = fleet.seed_credentials(secrets, LocalDocumentStore(clock=clock))
     context = AdapterContext(
         secrets=secrets,
         clock=clock,
         base_urls=dict.fromkeys(MANUFACTURERS, BASE),
         transport=SimTransport(app),
+        credentials=credentials,  # the baselines stay in memory, as before (no store)
     )
     registry = default_registry()
     for manufacturer in MANUFACTURERS:

@@ -18,10 +18,17 @@ Function entry points themselves) with a counting wrapper around every port the 
 - Cloud Tasks: every ``create_task`` and ``delete_task`` call and every delivery attempt;
 - analytics: rows and their BigQuery size (streaming inserts bill at least 1 KB a row; storage
   is what a device adds in a month, billed for that month);
-- secrets: every access and every added version (rotated refresh tokens), plus the versions
-  seeded per manufacturer account (one account per home, as in the simulated fleet), less the
-  versions destroyed (a rotated refresh token destroys the version it replaces): what stays
-  active is billed for the whole month;
+- secrets: the few the project holds (no secret per household: each household's refresh token
+  is sealed in its Firestore credentials document, whose reads and writes the counting store
+  counts with the rest, :mod:`hpsteer.adapters.credentials`). Versions: those active in the
+  run's secret store at the end (each manufacturer's app client id and secret, the data key)
+  plus the two service secrets the simulation does not use, counted once for the project.
+  Accesses: a secret read for the first time (a name and version this instance had not read) is
+  what every function instance reads once at start (the data key, the app credentials), priced
+  per **instance start**, of which there are assumed to be, per month, every credential-reading
+  entry point's ``max_instances`` (``terraform/functions.tf``) restarted every
+  :data:`INSTANCE_LIFETIME_S` (15 minutes, Cloud Run's idle shutdown: pessimistic for a busy
+  fleet); a secret read again is counted per device (none is, as the code stands);
 - function invocations per entry point, with the wall time spent in the handler minus the time
   spent inside the simulated manufacturers (their cloud's work, not ours);
 - log lines the handlers write at INFO (as ``JsonFormatter`` writes them) and trace spans (all
@@ -54,12 +61,12 @@ Cloud Monitoring, Artifact Registry and the BigQuery queries of reports are not 
 Firestore's europe-west1 row was not in the stored pricing pages (marked unconfirmed).
 The default run has 20 homes (each its own account, plan and command stream, all three
 manufacturers): 140 device-days in about 1.5 minutes. 10 homes gave totals within 3 % of
-20 (without the secret versions), so more homes would change little. They are fewer than a
-reconcile page (200) or an optimize shard (100), hence the upper bound above.
+20, so more homes would change little. They are fewer than a reconcile page (200) or an
+optimize shard (100), hence the upper bound above.
 
-``what_if_usd_per_device_month`` recomputes the total with superseded secret versions
-destroyed, with no secret per device, and with no remote latency as well: what the dominant
-items hang on.
+``what_if_usd_per_device_month`` recomputes the total with no remote latency, and with every
+request of a credential-reading entry point a cold start (each reads the data key and the app
+credentials: what caching them per instance saves).
 """
 
 from __future__ import annotations
@@ -101,6 +108,15 @@ ROUNDING_S = 0.05
 """Expected rounding per request when billed time is rounded up to 100 ms."""
 SCHEDULER_JOBS = 4
 """Reconciliation, the command sweep, weather and prices (one area): the simulation's jobs."""
+INSTANCE_LIFETIME_S = 900.0
+"""Assumed life of a function instance: Cloud Run shuts an idle one down after about 15 minutes;
+a busy fleet's instances live longer, so this overstates the starts (and their secret reads)."""
+CREDENTIAL_ENTRY_POINTS = ("dispatch", "verify", "reconcile")
+"""The entry points that call the manufacturers: each instance reads the data key and the app
+credentials once."""
+SERVICE_SECRET_VERSIONS = 2
+"""The ENTSO-E token and the webhook secret (terraform/secrets.tf), one version each: active in
+the project though the simulation does not read them."""
 
 
 # -- prices -----------------------------------------------------------------------------------
@@ -501,6 +517,45 @@ def function_resources(path: Path = TERRAFORM_FUNCTIONS) -> dict[str, FunctionRe
     return FALLBACK_FUNCTIONS | found
 
 
+TERRAFORM_VARIABLES = TERRAFORM_FUNCTIONS.with_name("variables.tf")
+FALLBACK_MAX_INSTANCES: dict[str, int] = {"dispatch": 20, "verify": 20, "reconcile": 20}
+"""terraform/functions.tf's values when it cannot be read."""
+
+
+def terraform_max_instances(text: str, variables: str = "") -> dict[str, int]:
+    """``max_instances`` of each entry of terraform's ``functions`` map: a number, or a variable
+    (``var.x``) whose ``default`` in ``variables`` is one."""
+    defaults = {
+        name: int(value)
+        for name, value in re.findall(
+            r'variable "(\w+)" \{[^}]*?default\s*=\s*(\d+)', variables, re.DOTALL
+        )
+    }
+    found = {}
+    for name, body in _FUNCTION_BLOCK.findall(text):
+        match = re.search(r"max_instances\s*=\s*(?:(\d+)|var\.(\w+))", body)
+        if match and match.group(1):
+            found[name] = int(match.group(1))
+        elif match and match.group(2) in defaults:
+            found[name] = defaults[match.group(2)]
+    return found
+
+
+def credential_instance_starts_per_month(
+    functions: Path = TERRAFORM_FUNCTIONS, variables: Path = TERRAFORM_VARIABLES
+) -> tuple[float, dict[str, int]]:
+    """Instance starts a month of the entry points that read credentials (module docstring):
+    each one's ``max_instances`` restarted every :data:`INSTANCE_LIFETIME_S`."""
+    found = {}
+    if functions.exists():
+        found = terraform_max_instances(
+            functions.read_text(), variables.read_text() if variables.exists() else ""
+        )
+    slots = {e: found.get(e, FALLBACK_MAX_INSTANCES[e]) for e in CREDENTIAL_ENTRY_POINTS}
+    restarts_per_slot = DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S
+    return sum(slots.values()) * restarts_per_slot, slots
+
+
 ENTRY_SCALING: dict[tuple[str, str], Scaling] = {
     ("dispatch", "dispatch"): Scaling("device"),
     ("dispatch", "verify"): Scaling("device"),
@@ -583,11 +638,22 @@ class _PathTally(Tally):
     def __init__(self) -> None:
         super().__init__()
         self.written: set[str] = set()
+        self.credentials: Counter[str] = Counter()
+        """Operations on the households' credentials documents, by operation (measured days)."""
 
     def add(self, phase: str, path: str, operation: str, n: int = 1) -> None:
         super().add(phase, path, operation, n)
         if operation == "write":
             self.written.add(path)
+        parts = path.split("/")
+        counted = phase not in ("setup", "observer", "settle")
+        if (
+            counted
+            and len(parts) == 4
+            and parts[0] == "manufacturers"
+            and parts[2] == "credentials"
+        ):
+            self.credentials[operation] += n
 
 
 @dataclass
@@ -608,6 +674,8 @@ class Meter:
     counts: defaultdict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
     invocations: dict[tuple[str, str], Invocations] = field(default_factory=dict)
     stack: list[_Frame] = field(default_factory=list)
+    secrets_read: set[tuple[str, str]] = field(default_factory=set)
+    """(name, version) of every secret read so far: this run's instances read each once."""
 
     @property
     def current(self) -> str | None:
@@ -715,7 +783,11 @@ def _instrument(simulation: Any, meter: Meter) -> None:
 
     def secret_get(inner: Callable[..., Any]) -> Callable[..., Any]:
         def counted(name: str, version: str = "latest") -> Any:
-            meter.add("secret_accesses", 1, "secret")
+            if (name, version) in meter.secrets_read:
+                meter.add("secret_accesses", 1, "secret")  # read again: per request
+            else:
+                meter.secrets_read.add((name, version))  # once per instance (module docstring)
+                meter.add("secret_first_reads", 1, "secret")
             return inner(name, version)
 
         return counted
@@ -863,11 +935,12 @@ class Run:
     wall_s: float
     commands: int
     meter: Meter
-    tally: Tally
+    tally: _PathTally
     stored_bytes: int
     index_bytes: int
     documents: int
-    seeded_secret_versions: int
+    project_secret_versions: int
+    """Active versions at the end of the run, plus :data:`SERVICE_SECRET_VERSIONS`."""
 
 
 def measure_run(homes: int, days: int, seed: int = 0) -> Run:
@@ -918,10 +991,7 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
                 documents += 1
                 stored += firestore_document_bytes(path, document.data)
                 index += firestore_index_bytes(path, document.data)
-        seeded = sum(
-            2 if c.manufacturer == "viessmann" else 3
-            for c in simulation.local.fleet.all_credentials()
-        )
+        versions = _active_versions(simulation.local.deps.secrets) + SERVICE_SECRET_VERSIONS
         commands = int(sum(f["commands_received"] for f in simulation.home_figures.values()))
         return Run(
             homes,
@@ -935,22 +1005,51 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
             stored,
             index,
             documents,
-            seeded,
+            versions,
         )
+
+
+def _active_versions(secrets: Any) -> int:
+    """Versions not destroyed of the secrets the simulation holds: each manufacturer's app
+    credentials and the credentials data key (what :meth:`Fleet.seed_credentials` adds)."""
+    from hpsteer.adapters.credentials import KEY_SECRET
+    from hpsteer.adapters.daikin_onecta import client as onecta
+    from hpsteer.adapters.nibe_myuplink import client as myuplink
+    from hpsteer.adapters.viessmann import client as vicare
+    from hpsteer.errors import SecretNotFound
+
+    def get(name: str, version: str = "latest") -> Any:
+        return type(secrets).get(secrets, name, version)  # past the meter's wrapper
+
+    names = [KEY_SECRET, vicare.client_id_secret_name()]
+    for module in (myuplink, onecta):
+        names += [module.client_id_secret_name(), module.client_secret_secret_name()]
+    active = 0
+    for name in names:
+        try:
+            latest = int(get(name).version)
+        except SecretNotFound:
+            continue
+        for number in range(1, latest + 1):
+            try:
+                get(name, str(number))
+            except SecretNotFound:
+                continue
+            active += 1
+    return active
 
 
 # -- from counts to usages --------------------------------------------------------------------
 
 
 def usages_from(
-    run: Run, fleet: int, *, io_scale: float = 1.0, secret_versions: str = "measured"
+    run: Run, fleet: int, *, io_scale: float = 1.0, cold_starts: str = "instances"
 ) -> tuple[list[Usage], dict[str, Any]]:
     """The month's usages (see the module docstring) and the per device-day details.
 
-    For the what-ifs: ``io_scale`` multiplies the assumed remote latencies;
-    ``secret_versions`` is ``measured`` (added versions less destroyed ones), ``latest`` (only
-    the seeded count stays active: superseded versions destroyed) or ``none`` (no secret per
-    device)."""
+    For the what-ifs: ``io_scale`` multiplies the assumed remote latencies; ``cold_starts`` is
+    ``instances`` (the modelled instance starts read the secrets) or ``every_request`` (every
+    request of a credential-reading entry point reads them: no per-instance cache)."""
     device_days = run.homes * run.days
     month = DAYS_PER_MONTH / run.days  # measured totals over the run -> a month
 
@@ -982,15 +1081,26 @@ def usages_from(
     spans = tuple(TRACE_SAMPLE_RATE * a + b for a, b in zip(ok, errors, strict=True))
     added = split("secret_versions_added")
     destroyed = split("secret_versions_destroyed")
-    seeded = run.seeded_secret_versions / run.homes
-    versions = {
-        "measured": (
-            max(0.0, seeded + added[0] - destroyed[0]),
-            max(0.0, added[1] - destroyed[1]),
-        ),
-        "latest": (seeded, 0.0),
-        "none": (0.0, 0.0),
-    }[secret_versions]
+    versions = (
+        max(0.0, added[0] - destroyed[0]),
+        max(0.0, run.project_secret_versions + added[1] - destroyed[1]),
+    )
+    reads_per_start = len(run.meter.secrets_read)
+    starts, slots = credential_instance_starts_per_month()
+    secret_accesses = split("secret_accesses")
+    if cold_starts == "instances":
+        secret_accesses = (secret_accesses[0], secret_accesses[1] + starts * reads_per_start)
+    else:
+        requests_per_device = sum(
+            run.meter.invocations[k].count
+            for k in run.meter.invocations
+            if k[1] in CREDENTIAL_ENTRY_POINTS
+        )
+        scale = month / run.homes
+        secret_accesses = (
+            secret_accesses[0] + requests_per_device * scale * reads_per_start,
+            secret_accesses[1],
+        )
 
     functions: dict[str, dict[str, Invocations]] = {}
     for (function, entry), measured in run.meter.invocations.items():
@@ -1045,7 +1155,7 @@ def usages_from(
         Usage("functions_memory", *gib_s),
         Usage("bigquery_streaming", *bq_billed),
         Usage("bigquery_storage", *bq_stored),
-        Usage("secret_access", *split("secret_accesses")),
+        Usage("secret_access", *secret_accesses),
         Usage("secret_versions", *versions),
         Usage("logging", *log_gib),
         Usage("trace", *spans),
@@ -1104,7 +1214,19 @@ def usages_from(
             "index_bytes_per_device_estimate": round(run.index_bytes / run.homes),
             "note": "at the end of the week, billed as if stored all month",
         },
-        "secret_versions_seeded_per_device": round(run.seeded_secret_versions / run.homes, 2),
+        "credentials": {
+            "documents_per_device_day": {
+                operation: round(n / device_days, 3)
+                for operation, n in sorted(run.tally.credentials.items())
+            },
+            "secret_reads_per_instance_start": sorted(
+                f"{n}/{v}" for n, v in run.meter.secrets_read
+            ),
+            "instance_starts_per_month": round(starts),
+            "max_instances": slots,
+            "assumed_instance_lifetime_s": INSTANCE_LIFETIME_S,
+            "active_secret_versions_project": run.project_secret_versions,
+        },
         "functions": per_function,
         "assumed_latency_s": LATENCY_S,
     }
@@ -1120,9 +1242,8 @@ def _active_by_kind(tally: Tally, operation: str) -> dict[str, int]:
 
 
 WHAT_IFS: dict[str, dict[str, Any]] = {
-    "superseded_secret_versions_destroyed": {"secret_versions": "latest"},
-    "no_secret_per_device": {"secret_versions": "none"},
-    "no_secret_per_device_and_no_remote_latency": {"secret_versions": "none", "io_scale": 0.0},
+    "no_remote_latency": {"io_scale": 0.0},
+    "every_credential_request_a_cold_start": {"cold_starts": "every_request"},
 }
 """Totals under other assumptions, to show what the dominant items hang on."""
 

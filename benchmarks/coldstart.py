@@ -15,7 +15,9 @@ Figures (``python -m benchmarks.coldstart --json``), one object per function nam
 
 - ``import_ms``: the median of the runs' ``import main`` time, functions-framework (and Flask
   under it) included, since ``main.py`` imports it first. Goal: ≤ 300 ms for dispatch,
-  reconcile, ingest_prices, ingest_weather and ingest_telemetry, ≤ 800 ms for optimize (whose
+  reconcile, ingest_prices, ingest_weather and ingest_telemetry, ≤ 350 ms for api (the operator
+  API builds its forty-odd request and answer models at import; its use cases load on first
+  use: about 310 ms here against dispatch's 270), ≤ 800 ms for optimize (whose
   ``optimize_shard`` loads OR-Tools on first use, not at import), on this machine.
 - ``framework_ms``: the part of it that is importing ``functions_framework`` (the same for every
   function; in Cloud Functions the framework's own process has loaded it before ``main.py``), and
@@ -56,6 +58,7 @@ GOALS_MS: dict[str, float] = {
     "ingest_weather": 300.0,
     "ingest_telemetry": 300.0,
     "optimize": 800.0,
+    "api": 350.0,
 }
 DEFAULT_GOAL_MS = 300.0
 HEAVY_MODULES = (

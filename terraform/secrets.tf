@@ -1,49 +1,40 @@
 # Secret Manager: the secrets the code reads, declared without values (add versions with
-# `gcloud secrets versions add NAME --data-file=-`), and who may read or rotate each.
+# `gcloud secrets versions add NAME --data-file=-`), and who may read each.
 #
 # Names are the code's: the service secrets are Settings' defaults (hpsteer.config:
-# entsoe_token_secret, telemetry_webhook_secret); the manufacturer credentials follow the
-# adapters' naming functions (hpsteer.adapters.<manufacturer>.client.<kind>_secret_name), expanded
-# for every account of var.manufacturer_accounts. tests/infra/test_terraform_data.py renders these
-# patterns for sample account ids and compares them with the functions.
+# entsoe_token_secret, telemetry_webhook_secret); the manufacturers' application credentials are
+# what the clients' naming functions return (hpsteer.adapters.<manufacturer>.client.
+# <kind>_secret_name()); the data key is hpsteer.adapters.credentials.KEY_SECRET.
+# tests/infra/test_terraform_data.py compares them with the code.
 #
-# Replication is user-managed in var.region: the manufacturer credentials open EU households'
-# heat pumps, and automatic replication would let Google place replicas outside the EU. One
-# region is enough for this deployment: the functions run in that region and fail with it.
+# No secret per household. Secret Manager bills $0.06 a month per active version: a secret per
+# household account (client id, client secret, rotating refresh token) cost $0.16 per
+# device-month, sixteen times the whole budget (issue 10). What is per household (the refresh
+# token; for a myUplink household with its own app, that app's client id and secret) lives in
+# Firestore, manufacturers/{manufacturer}/credentials/{account_id}, sealed with AES-256-GCM
+# under the data key below (hpsteer.adapters.credentials explains why a data key read once per
+# instance and not Cloud KMS per operation). What stays here is per environment: one client
+# registration per manufacturer (all three register clients per application, not per user:
+# reference/manufacturer-apis.md §1.1, §2.1, §3.1), the data key, and the service secrets.
+# Eight secrets with one version each, whatever the fleet.
+#
+# Replication is user-managed in var.region: the app credentials and the data key open EU
+# households' heat pumps, and automatic replication would let Google place replicas outside the
+# EU. One region is enough for this deployment: the functions run in that region and fail with it.
 #
 # Who reads what (derived from the code by the same test, through each functions/<folder>/main.py
 # call graph): ingest_prices reads the ENTSO-E token (hpsteer.sources.catalogue), ingest_telemetry
-# the webhook secret (its Standard Webhooks verifier), dispatch and reconcile the manufacturer
-# credentials (the manufacturer gateway). Both of the latter refresh OAuth tokens, and a refresh
-# token that rotates on use is stored as a new version at once (hpsteer.adapters.oauth), so they
-# may also add versions to the refresh-token secrets, and only to those.
+# the webhook secret (its Standard Webhooks verifier), dispatch and reconcile the manufacturers'
+# app credentials and the data key (the manufacturer gateway: each read once per instance). No
+# function adds or destroys a version: a rotated refresh token is a Firestore write now. Key
+# rotation is an operator's: add a version (`head -c 32 /dev/urandom | base64 | gcloud secrets
+# versions add credentials-encryption-key --data-file=-`); the newest seals, the previous one
+# still opens, and every token refresh reseals an account still sealed with the older key (the
+# reconciler reads every device every 10 minutes, so every account refreshes within an hour);
+# disable the older version after that, destroy it later.
 #
 # Every secret must exist before a function reads it: the functions may not create secrets, and
-# reading a secret that does not exist is a permission error, not "not found". A myUplink
-# account with client credentials only leaves its refresh-token secret without a version (the
-# adapter then asks for a client-credentials token).
-
-variable "manufacturer_accounts" {
-  description = "Manufacturer (daikin_onecta, nibe_myuplink, viessmann) -> the account ids whose credentials hpsteer holds; each account gets its credential secrets."
-  type        = map(list(string))
-  default     = {}
-
-  validation {
-    condition = alltrue([
-      for manufacturer in keys(var.manufacturer_accounts) :
-      contains(["daikin_onecta", "nibe_myuplink", "viessmann"], manufacturer)
-    ])
-    error_message = "manufacturer_accounts keys must be daikin_onecta, nibe_myuplink or viessmann."
-  }
-
-  validation {
-    condition = alltrue(flatten([
-      for accounts in values(var.manufacturer_accounts) :
-      [for account in accounts : can(regex("^[A-Za-z0-9_-]{1,200}$", account))]
-    ]))
-    error_message = "account ids must be 1-200 letters, digits, '_' or '-' (they become part of secret ids)."
-  }
-}
+# reading a secret that does not exist is a permission error, not "not found".
 
 locals {
   # The service secrets by name: the Settings field that names it, and the function folders that
@@ -59,38 +50,22 @@ locals {
     }
   }
 
-  # The adapters' secret names per credential kind; {account} stands for the account id.
-  manufacturer_secret_patterns = {
-    daikin_onecta = {
-      client_id     = "onecta-{account}-client-id"
-      client_secret = "onecta-{account}-client-secret"
-      refresh_token = "onecta-{account}-refresh-token"
-    }
-    nibe_myuplink = {
-      client_id     = "myuplink-{account}-client-id"
-      client_secret = "myuplink-{account}-client-secret"
-      refresh_token = "myuplink-{account}-refresh-token"
-    }
-    viessmann = {
-      client_id     = "vicare-{account}-client-id"
-      refresh_token = "vicare-{account}-refresh-token"
-    }
+  # hpsteer's application credentials at each manufacturer's developer portal, one registration
+  # per manufacturer and environment, by the names the clients read. ViCare's client is public
+  # (authorization code + PKCE): no client secret.
+  manufacturer_app_secrets = {
+    "vicare-client-id"       = { manufacturer = "viessmann", kind = "client_id" }
+    "myuplink-client-id"     = { manufacturer = "nibe_myuplink", kind = "client_id" }
+    "myuplink-client-secret" = { manufacturer = "nibe_myuplink", kind = "client_secret" }
+    "onecta-client-id"       = { manufacturer = "daikin_onecta", kind = "client_id" }
+    "onecta-client-secret"   = { manufacturer = "daikin_onecta", kind = "client_secret" }
   }
 
-  # The function folders that call the manufacturers (read every credential), and those that
-  # store rotated refresh tokens.
-  manufacturer_secret_readers = ["dispatch", "reconcile"]
-  refresh_token_writers       = ["dispatch", "reconcile"]
+  # The data key that seals the households' credentials in Firestore: 32 random bytes, base64.
+  credentials_key_secret = "credentials-encryption-key"
 
-  manufacturer_secrets = merge([
-    for manufacturer, accounts in var.manufacturer_accounts : {
-      for pair in setproduct(accounts, keys(local.manufacturer_secret_patterns[manufacturer])) :
-      replace(local.manufacturer_secret_patterns[manufacturer][pair[1]], "{account}", pair[0]) => {
-        manufacturer = manufacturer
-        kind         = pair[1]
-      }
-    }
-  ]...)
+  # The function folders that call the manufacturers: they read the app credentials and the key.
+  manufacturer_secret_readers = ["dispatch", "reconcile"]
 
   secret_accessors = merge(
     {
@@ -99,19 +74,14 @@ locals {
       ]) : "${pair[0]}/${pair[1]}" => { secret = google_secret_manager_secret.service[pair[0]].id, folder = pair[1] }
     },
     {
-      for pair in setproduct(keys(local.manufacturer_secrets), local.manufacturer_secret_readers) :
+      for pair in setproduct(keys(local.manufacturer_app_secrets), local.manufacturer_secret_readers) :
       "${pair[0]}/${pair[1]}" => { secret = google_secret_manager_secret.manufacturer[pair[0]].id, folder = pair[1] }
     },
+    {
+      for folder in local.manufacturer_secret_readers :
+      "${local.credentials_key_secret}/${folder}" => { secret = google_secret_manager_secret.credentials_key.id, folder = folder }
+    },
   )
-
-  refresh_token_secrets = [
-    for name, secret in local.manufacturer_secrets : name if secret.kind == "refresh_token"
-  ]
-
-  secret_version_adders = {
-    for pair in setproduct(local.refresh_token_secrets, local.refresh_token_writers) :
-    "${pair[0]}/${pair[1]}" => { secret = google_secret_manager_secret.manufacturer[pair[0]].id, folder = pair[1] }
-  }
 }
 
 resource "google_secret_manager_secret" "service" {
@@ -131,9 +101,28 @@ resource "google_secret_manager_secret" "service" {
 }
 
 resource "google_secret_manager_secret" "manufacturer" {
-  for_each  = local.manufacturer_secrets
+  for_each  = local.manufacturer_app_secrets
   secret_id = each.key
-  labels    = merge(local.labels, { purpose = "manufacturer", manufacturer = each.value.manufacturer })
+  labels    = merge(local.labels, { purpose = "manufacturer-app", manufacturer = each.value.manufacturer })
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The data key. A destroyed version that still seals households' credentials would make every
+# one of them consent again: destruction is delayed 30 days (the version is disabled meanwhile
+# and can be re-enabled).
+resource "google_secret_manager_secret" "credentials_key" {
+  secret_id           = local.credentials_key_secret
+  labels              = merge(local.labels, { purpose = "credentials-key" })
+  version_destroy_ttl = "2592000s"
 
   replication {
     user_managed {
@@ -153,19 +142,11 @@ resource "google_secret_manager_secret_iam_member" "accessor" {
   member    = "serviceAccount:${google_service_account.function[each.value.folder].email}"
 }
 
-# Rotating a refresh token adds a version and destroys the one it replaced (Secret Manager bills
-# every version not destroyed): Secret Version Manager holds versions.add and versions.destroy.
-resource "google_secret_manager_secret_iam_member" "version_adder" {
-  for_each  = local.secret_version_adders
-  secret_id = each.value.secret
-  role      = "roles/secretmanager.secretVersionManager"
-  member    = "serviceAccount:${google_service_account.function[each.value.folder].email}"
-}
-
 output "secrets" {
   description = "Every secret declared (values are added outside terraform)."
   value = concat(
     [for secret in google_secret_manager_secret.service : secret.secret_id],
     [for secret in google_secret_manager_secret.manufacturer : secret.secret_id],
+    [google_secret_manager_secret.credentials_key.secret_id],
   )
 }

@@ -22,15 +22,16 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from hpsteer.adapters.credentials import KEY_SECRET
 from hpsteer.adapters.daikin_onecta import (
     DaikinOnectaAdapter,
     client_id_secret_name,
     client_secret_secret_name,
-    refresh_token_secret_name,
 )
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, ManufacturerAdapter, RateWindow
 from hpsteer.adapters.registry import default_registry
 from hpsteer.backends.local.secrets import FileSecretStore
+from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import (
     CommandRejected,
@@ -42,6 +43,7 @@ from hpsteer.errors import (
     UnknownDevice,
 )
 from hpsteer.ports.clock import SimulatedClock
+from tests.adapters.vault import Vault
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oem" / "daikin_onecta"
 API = "https://api.onecta.daikineurope.com"
@@ -162,14 +164,26 @@ class FakeOnecta:
 class Rig:
     fake: FakeOnecta
     adapter: DaikinOnectaAdapter
-    secrets: FileSecretStore
+    vault: Vault
     clock: SimulatedClock
 
+    def stored_refresh_token(self) -> str | None:
+        """What another instance reads from the account's credentials document."""
+        return self.vault.instance().require("daikin_onecta", ACCOUNT).refresh_token
 
-def store_credentials(secrets: FileSecretStore) -> None:
-    secrets.add_version(client_id_secret_name(ACCOUNT), CLIENT_ID.encode())
-    secrets.add_version(client_secret_secret_name(ACCOUNT), CLIENT_SECRET.encode())
-    secrets.add_version(refresh_token_secret_name(ACCOUNT), REFRESH_TOKEN.encode())
+    def generation(self) -> int:
+        return self.vault.instance().require("daikin_onecta", ACCOUNT).generation
+
+
+APP = {client_id_secret_name(): CLIENT_ID, client_secret_secret_name(): CLIENT_SECRET}
+"""hpsteer's confidential Onecta client, as secrets."""
+
+
+def onecta_vault(directory: Path, clock: SimulatedClock) -> Vault:
+    """The app's secrets and the data key; the account onboarded with its refresh token."""
+    vault = Vault.create(directory, clock, APP)
+    vault.instance().onboard("daikin_onecta", ACCOUNT, refresh_token=REFRESH_TOKEN)
+    return vault
 
 
 @pytest.fixture
@@ -177,14 +191,12 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[[list[dict[str, Any]]], Rig]]:
     clients: list[httpx.Client] = []
 
     def make(units: list[dict[str, Any]]) -> Rig:
-        secrets = FileSecretStore(tmp_path / "secrets")
-        if not (tmp_path / "secrets").exists():
-            store_credentials(secrets)
         clock = SimulatedClock(NOW)
+        vault = onecta_vault(tmp_path / f"vault-{len(clients)}", clock)
         fake = FakeOnecta(units)
         http = httpx.Client(transport=httpx.MockTransport(fake))
         clients.append(http)
-        return Rig(fake, DaikinOnectaAdapter(secrets, clock, http=http), secrets, clock)
+        return Rig(fake, DaikinOnectaAdapter(vault.instance(), clock, http=http), vault, clock)
 
     yield make
     for client in clients:
@@ -227,7 +239,10 @@ def test_the_adapter_implements_the_manufacturer_protocol_with_onecta_limits(
 
 def test_the_registry_builds_the_adapter_from_its_import_path(tmp_path: Path) -> None:
     context = AdapterContext(
-        secrets=FileSecretStore(tmp_path), clock=SimulatedClock(NOW), transport=None
+        secrets=FileSecretStore(tmp_path),
+        clock=SimulatedClock(NOW),
+        transport=None,
+        store=LocalDocumentStore(),
     )
     adapter = default_registry().build("daikin_onecta", context)
     assert isinstance(adapter, DaikinOnectaAdapter)
@@ -235,9 +250,8 @@ def test_the_registry_builds_the_adapter_from_its_import_path(tmp_path: Path) ->
     adapter._http.close()
 
 
-def test_the_factory_uses_the_context_transport_and_base_url(tmp_path: Path) -> None:
-    secrets = FileSecretStore(tmp_path)
-    store_credentials(secrets)
+def test_the_factory_uses_the_context_transport_base_url_and_credentials(tmp_path: Path) -> None:
+    vault = onecta_vault(tmp_path, SimulatedClock(NOW))
     unit = load("altherma_boost")[0]
     seen: list[str] = []
 
@@ -248,10 +262,11 @@ def test_the_factory_uses_the_context_transport_and_base_url(tmp_path: Path) -> 
         return httpx.Response(200, json=unit)
 
     context = AdapterContext(
-        secrets=secrets,
+        secrets=vault.secrets,
         clock=SimulatedClock(NOW),
         base_urls={"daikin_onecta": "http://fleet.test"},
         transport=httpx.MockTransport(handler),
+        store=vault.store,
     )
     DaikinOnectaAdapter.factory(context).capabilities(ref(unit))
     assert seen == [
@@ -679,14 +694,27 @@ def test_a_refresh_stores_the_rotated_refresh_token_and_uses_it_next_time(
     rig.adapter.get_device_state(ref(unit))
     rig.adapter.get_device_state(ref(unit))
     assert len(rig.fake.token_requests()) == 1  # the access token is kept until near expiry
-    name = refresh_token_secret_name(ACCOUNT)
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
 
     rig.clock.advance(timedelta(seconds=3600 - 30))  # inside the 60 s margin
     rig.adapter.get_device_state(ref(unit))
     assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN, f"{REFRESH_TOKEN}-r1"]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r2"
-    assert rig.secrets.get(name).version == "3"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r2"
+    assert rig.generation() == 3
+
+
+def test_the_app_credentials_and_the_data_key_are_read_once_per_instance(
+    make_rig: Callable[[list[dict[str, Any]]], Rig],
+) -> None:
+    unit = load("altherma_boost")[0]
+    rig = make_rig([unit])
+    rig.vault.reads.clear()  # onboarding's own reads
+    for _ in range(3):
+        rig.adapter.get_device_state(ref(unit))
+        rig.clock.advance(timedelta(hours=1))  # every read refreshes and rotates
+    assert len(rig.fake.token_requests()) == 3
+    read_once = [KEY_SECRET, client_id_secret_name(), client_secret_secret_name()]
+    assert sorted(rig.vault.reads) == sorted(f"{name}/latest" for name in read_once)
 
 
 def test_an_expired_access_token_is_refreshed_and_the_request_retried_once(
@@ -738,23 +766,37 @@ def test_a_refused_refresh_is_retried_with_a_refresh_token_another_instance_stor
 ) -> None:
     unit = load("altherma_boost")[0]
     rig = make_rig([unit])
-    name = refresh_token_secret_name(ACCOUNT)
+    elsewhere = rig.vault.instance()
+    read_by_elsewhere = elsewhere.require("daikin_onecta", ACCOUNT)
 
     def rotate_elsewhere() -> None:
-        rig.secrets.add_version(name, b"elsewhere")
+        assert elsewhere.store_refresh_token(read_by_elsewhere, "elsewhere") is not None
 
     rig.fake.before_token.append(rotate_elsewhere)
     rig.fake.token_answers.append(httpx.Response(400, json={"error": "invalid_grant"}))
 
     rig.adapter.capabilities(ref(unit))
     assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN, "elsewhere"]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
 
 
-def test_missing_credentials_are_invalid_credentials(tmp_path: Path) -> None:
+def test_missing_app_credentials_are_invalid_credentials_naming_the_secret(
+    tmp_path: Path,
+) -> None:
+    vault = Vault.create(tmp_path, SimulatedClock(NOW), {})
+    vault.instance().onboard("daikin_onecta", ACCOUNT, refresh_token=REFRESH_TOKEN)
     http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-    adapter = DaikinOnectaAdapter(FileSecretStore(tmp_path), SimulatedClock(NOW), http=http)
-    with pytest.raises(CredentialsInvalid, match=r"onecta-acct-1-client-id not found"):
+    adapter = DaikinOnectaAdapter(vault.instance(), SimulatedClock(NOW), http=http)
+    with pytest.raises(CredentialsInvalid, match=r"onecta-client-id not found"):
+        adapter.capabilities(DeviceRef("daikin_onecta", "unit-1", ACCOUNT))
+    http.close()
+
+
+def test_an_account_never_onboarded_is_invalid_credentials(tmp_path: Path) -> None:
+    vault = Vault.create(tmp_path, SimulatedClock(NOW), APP)
+    http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    adapter = DaikinOnectaAdapter(vault.instance(), SimulatedClock(NOW), http=http)
+    with pytest.raises(CredentialsInvalid, match=r"daikin_onecta account acct-1 has no stored"):
         adapter.capabilities(DeviceRef("daikin_onecta", "unit-1", ACCOUNT))
     http.close()
 
@@ -952,7 +994,7 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
     unit = load("altherma_schedule")[0]
     rig = make_rig([unit])
     device = ref(unit)
-    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.secrets)]
+    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.vault.secrets)]
 
     def attempt(call: Callable[[], object]) -> None:
         try:
@@ -984,13 +1026,17 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
     rig.clock.advance(timedelta(hours=1))
     attempt(lambda: rig.adapter.get_device_state(device))
     shown += [repr(client) for client in rig.adapter._clients.values()]
-    shown.append(repr(rig.secrets.get(refresh_token_secret_name(ACCOUNT))))
+    shown += [repr(rig.vault.instance().require("daikin_onecta", ACCOUNT))]
+    shown += [repr(rig.adapter._credentials)]
 
     assert len(rig.fake.token_requests()) >= 4  # the cycle really refreshed and rotated
     assert any("Authorization" in r.headers for r in rig.fake.api_requests())
     records = [record.getMessage() for record in caplog.records]
     records += [json.dumps(record.__dict__, default=str) for record in caplog.records]
     assert records, "the adapter logs at DEBUG"
-    for secret in (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN):
+    stored = rig.vault.stored_text()
+    key = rig.vault.key_bytes().decode()
+    for secret in (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN, key):
         assert not [line for line in records if secret in line]
         assert not [text for text in shown if secret in text]
+        assert secret not in stored

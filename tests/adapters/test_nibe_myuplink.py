@@ -23,16 +23,15 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from hpsteer.adapters.credentials import KEY_SECRET
 from hpsteer.adapters.nibe_myuplink import (
     NibeMyUplinkAdapter,
     client_id_secret_name,
     client_secret_secret_name,
-    refresh_token_secret_name,
 )
 from hpsteer.adapters.nibe_myuplink.params import Point, PointSet, family_of
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, ManufacturerAdapter, RateWindow
 from hpsteer.adapters.registry import default_registry
-from hpsteer.backends.local.secrets import FileSecretStore
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import (
     CommandRejected,
@@ -44,6 +43,7 @@ from hpsteer.errors import (
     UnknownDevice,
 )
 from hpsteer.ports.clock import SimulatedClock
+from tests.adapters.vault import Vault
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oem" / "nibe_myuplink"
 API = "https://api.myuplink.com"
@@ -59,6 +59,9 @@ NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 CLIENT_ID = "fake-client-id-7f3a9c"
 CLIENT_SECRET = "fake-client-secret-c81e07"
 REFRESH_TOKEN = "fake-refresh-token-0b9c44"
+OWN_CLIENT_ID = "fake-own-app-id-3d9e21"
+"""A household's own myUplink app (client credentials): per account, sealed with it."""
+OWN_CLIENT_SECRET = "fake-own-app-secret-77a0c4"
 ACCESS_TOKEN = "fake-access-token-51d2e8"
 MODES = [GenericAction.SET_MODE_MIN, GenericAction.SET_MODE_MID, GenericAction.SET_MODE_MAX]
 
@@ -89,6 +92,8 @@ class FakeMyUplink:
     valid_tokens: set[str] = field(default_factory=set)
     token_forms: list[dict[str, str]] = field(default_factory=list)
     before_token: list[Callable[[], None]] = field(default_factory=list)
+    client: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET)
+    """The OAuth client the token endpoint expects."""
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -126,11 +131,12 @@ class FakeMyUplink:
     def _token(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         self.token_forms.append(form)
+        client_id, client_secret = self.client
         if form["grant_type"] == "refresh_token":
-            assert form["client_id"] == CLIENT_ID
-            assert form["client_secret"] == CLIENT_SECRET
+            assert form["client_id"] == client_id
+            assert form["client_secret"] == client_secret
         else:
-            basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+            basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
             assert request.headers["Authorization"] == f"Basic {basic}"
         while self.before_token:
             self.before_token.pop(0)()
@@ -162,8 +168,32 @@ class FakeMyUplink:
 class Rig:
     fake: FakeMyUplink
     adapter: NibeMyUplinkAdapter
-    secrets: FileSecretStore
+    vault: Vault
     clock: SimulatedClock
+
+    def stored_refresh_token(self) -> str | None:
+        """What another instance reads from the account's credentials document."""
+        return self.vault.instance().require("nibe_myuplink", ACCOUNT).refresh_token
+
+    def generation(self) -> int:
+        return self.vault.instance().require("nibe_myuplink", ACCOUNT).generation
+
+
+APP = {client_id_secret_name(): CLIENT_ID, client_secret_secret_name(): CLIENT_SECRET}
+"""hpsteer's myUplink app, as secrets."""
+
+
+def myuplink_vault(directory: Path, clock: SimulatedClock, *, refresh_token: bool = True) -> Vault:
+    """The app's secrets and the data key; the account onboarded with a refresh token, or
+    (``refresh_token=False``) with its own app's client id and secret."""
+    vault = Vault.create(directory, clock, APP)
+    if refresh_token:
+        vault.instance().onboard("nibe_myuplink", ACCOUNT, refresh_token=REFRESH_TOKEN)
+    else:
+        vault.instance().onboard(
+            "nibe_myuplink", ACCOUNT, client_id=OWN_CLIENT_ID, client_secret=OWN_CLIENT_SECRET
+        )
+    return vault
 
 
 @pytest.fixture
@@ -171,16 +201,16 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     clients: list[httpx.Client] = []
 
     def make(*, refresh_token: bool = True) -> Rig:
-        secrets = FileSecretStore(tmp_path / "secrets")
-        secrets.add_version(client_id_secret_name(ACCOUNT), CLIENT_ID.encode())
-        secrets.add_version(client_secret_secret_name(ACCOUNT), CLIENT_SECRET.encode())
-        if refresh_token:
-            secrets.add_version(refresh_token_secret_name(ACCOUNT), REFRESH_TOKEN.encode())
         clock = SimulatedClock(NOW)
+        vault = myuplink_vault(
+            tmp_path / f"vault-{len(clients)}", clock, refresh_token=refresh_token
+        )
         fake = FakeMyUplink()
+        if not refresh_token:
+            fake.client = (OWN_CLIENT_ID, OWN_CLIENT_SECRET)
         http = httpx.Client(transport=httpx.MockTransport(fake))
         clients.append(http)
-        return Rig(fake, NibeMyUplinkAdapter(secrets, clock, http=http), secrets, clock)
+        return Rig(fake, NibeMyUplinkAdapter(vault.instance(), clock, http=http), vault, clock)
 
     yield make
     for client in clients:
@@ -205,10 +235,7 @@ def test_the_adapter_implements_the_manufacturer_protocol_with_myuplink_limits(r
 def test_the_default_registry_builds_it_from_the_context_transport_and_base_url(
     tmp_path: Path,
 ) -> None:
-    secrets = FileSecretStore(tmp_path)
-    secrets.add_version(client_id_secret_name(ACCOUNT), CLIENT_ID.encode())
-    secrets.add_version(client_secret_secret_name(ACCOUNT), CLIENT_SECRET.encode())
-    secrets.add_version(refresh_token_secret_name(ACCOUNT), REFRESH_TOKEN.encode())
+    vault = myuplink_vault(tmp_path, SimulatedClock(NOW))
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -220,10 +247,11 @@ def test_the_default_registry_builds_it_from_the_context_transport_and_base_url(
         return httpx.Response(200, json=load("device.json"))
 
     context = AdapterContext(
-        secrets=secrets,
+        secrets=vault.secrets,
         clock=SimulatedClock(NOW),
         base_urls={"nibe_myuplink": "http://fleet.test"},
         transport=httpx.MockTransport(handler),
+        store=vault.store,
     )
     adapter = default_registry().build("nibe_myuplink", context)
     assert isinstance(adapter, NibeMyUplinkAdapter)
@@ -503,8 +531,7 @@ def test_a_refresh_stores_the_rotated_refresh_token_and_uses_it_next_time(rig: R
     rig.adapter.get_device_state(DEVICE)
     rig.adapter.get_device_state(DEVICE)
     assert len(rig.fake.token_requests()) == 1  # the access token is kept until near expiry
-    name = refresh_token_secret_name(ACCOUNT)
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
 
     rig.clock.advance(timedelta(seconds=3600 - 30))  # inside the 60 s margin
     rig.adapter.get_device_state(DEVICE)
@@ -512,11 +539,21 @@ def test_a_refresh_stores_the_rotated_refresh_token_and_uses_it_next_time(rig: R
         REFRESH_TOKEN,
         f"{REFRESH_TOKEN}-r1",
     ]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r2"
-    assert rig.secrets.get(name).version == "3"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r2"
+    assert rig.generation() == 3
 
 
-def test_an_account_without_a_refresh_token_uses_client_credentials(
+def test_the_app_credentials_and_the_data_key_are_read_once_per_instance(rig: Rig) -> None:
+    rig.vault.reads.clear()  # onboarding's own reads
+    for _ in range(3):
+        rig.adapter.get_device_state(DEVICE)
+        rig.clock.advance(timedelta(hours=1))  # every read refreshes and rotates
+    assert len(rig.fake.token_requests()) == 3
+    read_once = [KEY_SECRET, client_id_secret_name(), client_secret_secret_name()]
+    assert sorted(rig.vault.reads) == sorted(f"{name}/latest" for name in read_once)
+
+
+def test_an_account_with_its_own_app_and_no_refresh_token_uses_client_credentials(
     make_rig: Callable[..., Rig],
 ) -> None:
     rig = make_rig(refresh_token=False)
@@ -524,6 +561,9 @@ def test_an_account_without_a_refresh_token_uses_client_credentials(
     assert rig.fake.token_forms == [
         {"grant_type": "client_credentials", "scope": "READSYSTEM WRITESYSTEM"}
     ]
+    stored = rig.vault.stored_text()
+    assert OWN_CLIENT_ID not in stored
+    assert OWN_CLIENT_SECRET not in stored
 
 
 def test_an_expired_access_token_is_refreshed_and_the_request_retried_once(rig: Rig) -> None:
@@ -554,23 +594,37 @@ def test_a_refused_refresh_means_invalid_credentials(rig: Rig) -> None:
 def test_a_refused_refresh_is_retried_with_a_refresh_token_another_instance_stored(
     rig: Rig,
 ) -> None:
-    name = refresh_token_secret_name(ACCOUNT)
+    elsewhere = rig.vault.instance()
+    read_by_elsewhere = elsewhere.require("nibe_myuplink", ACCOUNT)
 
     def rotate_elsewhere() -> None:
-        rig.secrets.add_version(name, b"elsewhere")
+        assert elsewhere.store_refresh_token(read_by_elsewhere, "elsewhere") is not None
 
     rig.fake.before_token.append(rotate_elsewhere)
     rig.fake.token_answers.append(httpx.Response(400, json={"error": "invalid_grant"}))
 
     rig.adapter.capabilities(DEVICE)
     assert [f["refresh_token"] for f in rig.fake.token_forms] == [REFRESH_TOKEN, "elsewhere"]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
 
 
-def test_missing_credentials_are_invalid_credentials(tmp_path: Path) -> None:
+def test_missing_app_credentials_are_invalid_credentials_naming_the_secret(
+    tmp_path: Path,
+) -> None:
+    vault = Vault.create(tmp_path, SimulatedClock(NOW), {})
+    vault.instance().onboard("nibe_myuplink", ACCOUNT, refresh_token=REFRESH_TOKEN)
     http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-    adapter = NibeMyUplinkAdapter(FileSecretStore(tmp_path), SimulatedClock(NOW), http=http)
-    with pytest.raises(CredentialsInvalid, match=r"myuplink-acct-1-client-id not found"):
+    adapter = NibeMyUplinkAdapter(vault.instance(), SimulatedClock(NOW), http=http)
+    with pytest.raises(CredentialsInvalid, match=r"myuplink-client-id not found"):
+        adapter.capabilities(DEVICE)
+    http.close()
+
+
+def test_an_account_never_onboarded_is_invalid_credentials(tmp_path: Path) -> None:
+    vault = Vault.create(tmp_path, SimulatedClock(NOW), APP)
+    http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    adapter = NibeMyUplinkAdapter(vault.instance(), SimulatedClock(NOW), http=http)
+    with pytest.raises(CredentialsInvalid, match=r"nibe_myuplink account acct-1 has no stored"):
         adapter.capabilities(DEVICE)
     http.close()
 
@@ -734,7 +788,7 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.secrets)]
+    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.vault.secrets)]
 
     def attempt(call: Callable[[], object]) -> None:
         try:
@@ -766,16 +820,20 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
     rig.clock.advance(timedelta(hours=1))
     attempt(lambda: rig.adapter.get_device_state(DEVICE))
     shown += [repr(client) for client in rig.adapter._clients.values()]
-    shown.append(repr(rig.secrets.get(refresh_token_secret_name(ACCOUNT))))
+    shown += [repr(rig.vault.instance().require("nibe_myuplink", ACCOUNT))]
+    shown += [repr(rig.adapter._credentials)]
 
     assert len(rig.fake.token_requests()) >= 4  # the cycle really refreshed and rotated
     assert any("Authorization" in r.headers for r in rig.fake.api_requests())
     records = [record.getMessage() for record in caplog.records]
     records += [json.dumps(record.__dict__, default=str) for record in caplog.records]
     assert records, "the adapter logs at DEBUG"
-    for secret in (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN):
+    stored = rig.vault.stored_text()
+    key = rig.vault.key_bytes().decode()
+    for secret in (CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ACCESS_TOKEN, key):
         assert not [line for line in records if secret in line]
         assert not [text for text in shown if secret in text]
+        assert secret not in stored
 
 
 def test_the_recorded_points_parse_with_duplicates_and_odd_ids_handled() -> None:

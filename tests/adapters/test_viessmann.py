@@ -21,18 +21,14 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from hpsteer.adapters.credentials import KEY_SECRET
 from hpsteer.adapters.protocol import (
     AdapterContext,
     DeviceRef,
     ManufacturerAdapter,
     RateWindow,
 )
-from hpsteer.adapters.viessmann import (
-    ViessmannAdapter,
-    client_id_secret_name,
-    refresh_token_secret_name,
-)
-from hpsteer.backends.local.secrets import FileSecretStore
+from hpsteer.adapters.viessmann import ViessmannAdapter, client_id_secret_name
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import (
     CommandRejected,
@@ -41,11 +37,10 @@ from hpsteer.errors import (
     HpsteerError,
     OemRateLimited,
     OemUnavailable,
-    SecretNotFound,
-    SecretsUnavailable,
     UnknownDevice,
 )
 from hpsteer.ports.clock import SimulatedClock
+from tests.adapters.vault import Vault
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "oem" / "viessmann_vicare"
 API = "https://api.viessmann-climatesolutions.com"
@@ -190,8 +185,22 @@ EXPIRED_TOKEN = {
 class Rig:
     fake: FakeViCare
     adapter: ViessmannAdapter
-    secrets: FileSecretStore
+    vault: Vault
     clock: SimulatedClock
+
+    def stored_refresh_token(self) -> str | None:
+        """What another instance reads from the account's credentials document."""
+        return self.vault.instance().require("viessmann", ACCOUNT).refresh_token
+
+    def generation(self) -> int:
+        return self.vault.instance().require("viessmann", ACCOUNT).generation
+
+
+def vicare_vault(directory: Path, clock: SimulatedClock) -> Vault:
+    """ViCare's app client id and the data key as secrets; the account onboarded."""
+    vault = Vault.create(directory, clock, {client_id_secret_name(): CLIENT_ID})
+    vault.instance().onboard("viessmann", ACCOUNT, refresh_token=REFRESH_TOKEN)
+    return vault
 
 
 @pytest.fixture
@@ -199,15 +208,12 @@ def make_rig(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Rig]]:
     clients: list[httpx.Client] = []
 
     def make(features: dict[str, Any]) -> Rig:
-        secrets = FileSecretStore(tmp_path / "secrets")
-        if not (tmp_path / "secrets").exists():
-            secrets.add_version(client_id_secret_name(ACCOUNT), CLIENT_ID.encode())
-            secrets.add_version(refresh_token_secret_name(ACCOUNT), REFRESH_TOKEN.encode())
         clock = SimulatedClock(datetime(2025, 1, 15, 12, 0, tzinfo=UTC))
+        vault = vicare_vault(tmp_path / f"vault-{len(clients)}", clock)
         fake = FakeViCare(features)
         http = httpx.Client(transport=httpx.MockTransport(fake))
         clients.append(http)
-        return Rig(fake, ViessmannAdapter(secrets, clock, http=http), secrets, clock)
+        return Rig(fake, ViessmannAdapter(vault.instance(), clock, http=http), vault, clock)
 
     yield make
     for client in clients:
@@ -236,10 +242,9 @@ def test_the_adapter_implements_the_manufacturer_protocol_with_vicare_limits(
     assert adapter.rate_limits.read_share == 0.3
 
 
-def test_the_factory_uses_the_context_transport_and_base_url(tmp_path: Path) -> None:
-    secrets = FileSecretStore(tmp_path)
-    secrets.add_version(client_id_secret_name(ACCOUNT), CLIENT_ID.encode())
-    secrets.add_version(refresh_token_secret_name(ACCOUNT), REFRESH_TOKEN.encode())
+def test_the_factory_uses_the_context_transport_base_url_and_credentials(tmp_path: Path) -> None:
+    clock = SimulatedClock(datetime(2025, 1, 15, tzinfo=UTC))
+    vault = vicare_vault(tmp_path, clock)
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -249,10 +254,11 @@ def test_the_factory_uses_the_context_transport_and_base_url(tmp_path: Path) -> 
         return httpx.Response(200, json=load("Vitocal250A"))
 
     context = AdapterContext(
-        secrets=secrets,
-        clock=SimulatedClock(datetime(2025, 1, 15, tzinfo=UTC)),
+        secrets=vault.secrets,
+        clock=clock,
         base_urls={"viessmann": "http://fleet.test"},
         transport=httpx.MockTransport(handler),
+        store=vault.store,
     )
     ViessmannAdapter.factory(context).capabilities(DEVICE)
     assert seen == ["http://fleet.test/idp/v3/token", "http://fleet.test" + FEATURES_PATH]
@@ -553,57 +559,44 @@ def test_a_refresh_stores_the_rotated_refresh_token_and_uses_it_next_time(
     rig.adapter.get_device_state(DEVICE)
     rig.adapter.get_device_state(DEVICE)
     assert len(rig.fake.token_requests()) == 1  # the access token is kept until near expiry
-    name = refresh_token_secret_name(ACCOUNT)
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
+    assert rig.generation() == 2
 
     rig.clock.advance(timedelta(seconds=3600 - 30))  # inside the 60 s margin
     rig.adapter.get_device_state(DEVICE)
     assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN, f"{REFRESH_TOKEN}-r1"]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r2"
-    assert rig.secrets.get(name).version == "3"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r2"
+    assert rig.generation() == 3
 
 
-def test_a_rotation_destroys_the_version_holding_the_replaced_refresh_token(
+def test_a_rotation_rewrites_the_sealed_document_and_adds_no_secret_version(
     make_rig: Callable[[dict[str, Any]], Rig],
 ) -> None:
     rig = make_rig(load("Vitocal250A"))
-    name = refresh_token_secret_name(ACCOUNT)
+    before = rig.vault.document("viessmann", ACCOUNT)
 
     rig.adapter.get_device_state(DEVICE)
     rig.clock.advance(timedelta(seconds=3600 - 30))
     rig.adapter.get_device_state(DEVICE)
 
-    for replaced in ("1", "2"):
-        with pytest.raises(SecretNotFound):
-            rig.secrets.get(name, replaced)
-    assert rig.secrets.get(name, "3").reveal_text() == f"{REFRESH_TOKEN}-r2"
+    after = rig.vault.document("viessmann", ACCOUNT)
+    assert after["sealed"]["ciphertext"] != before["sealed"]["ciphertext"]
+    assert after["onboarded_at"] == before["onboarded_at"]
+    assert rig.vault.secrets.get(KEY_SECRET).version == "1"
+    assert rig.vault.secrets.get(client_id_secret_name()).version == "1"
+    assert f"{REFRESH_TOKEN}-r2" not in rig.vault.stored_text()
 
 
-def test_a_failed_destroy_is_a_warning_and_the_refresh_still_succeeds(
+def test_the_app_client_id_and_the_data_key_are_read_once_per_instance(
     make_rig: Callable[[dict[str, Any]], Rig],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
     rig = make_rig(load("Vitocal250A"))
-
-    def refuse(name: str, version: str) -> None:
-        raise SecretsUnavailable(f"cannot destroy secret {name} version {version}")
-
-    monkeypatch.setattr(rig.secrets, "destroy_version", refuse)
-    with caplog.at_level(logging.WARNING, logger="hpsteer.adapters.oauth"):
-        state = rig.adapter.get_device_state(DEVICE)
-
-    assert state.online is True
-    name = refresh_token_secret_name(ACCOUNT)
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
-    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "destroy" in warning.getMessage()
-    assert (getattr(warning, "oem", None), getattr(warning, "account_id", None)) == (
-        "viessmann",
-        ACCOUNT,
-    )
-    assert REFRESH_TOKEN not in warning.getMessage()
-    assert REFRESH_TOKEN not in repr(warning.__dict__)
+    rig.vault.reads.clear()  # onboarding's own reads
+    for _ in range(3):
+        rig.adapter.get_device_state(DEVICE)
+        rig.clock.advance(timedelta(hours=1))  # every read refreshes and rotates
+    assert len(rig.fake.token_requests()) == 3
+    assert sorted(rig.vault.reads) == [f"{KEY_SECRET}/latest", f"{client_id_secret_name()}/latest"]
 
 
 def test_an_expired_access_token_is_refreshed_and_the_request_retried_once(
@@ -646,26 +639,50 @@ def test_a_refused_refresh_is_retried_with_a_refresh_token_another_instance_stor
     make_rig: Callable[[dict[str, Any]], Rig],
 ) -> None:
     rig = make_rig(load("Vitocal250A"))
-    name = refresh_token_secret_name(ACCOUNT)
+    elsewhere = rig.vault.instance()
+    read_by_elsewhere = elsewhere.require("viessmann", ACCOUNT)
 
     # Another instance rotates the token while this one's refresh is on its way.
     def rotate_elsewhere() -> None:
-        rig.secrets.add_version(name, b"elsewhere")
+        assert elsewhere.store_refresh_token(read_by_elsewhere, "elsewhere") is not None
 
     rig.fake.before_token.append(rotate_elsewhere)
     rig.fake.token_answers.append(httpx.Response(400, json={"error": "invalid_grant"}))
 
     rig.adapter.capabilities(DEVICE)
     assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN, "elsewhere"]
-    assert rig.secrets.get(name).reveal_text() == f"{REFRESH_TOKEN}-r1"
+    assert rig.stored_refresh_token() == f"{REFRESH_TOKEN}-r1"
+    assert rig.generation() == 3  # onboarding, the other instance, this one
 
 
-def test_missing_credentials_are_invalid_credentials(tmp_path: Path) -> None:
+def test_a_refused_refresh_with_no_newer_token_stored_is_not_retried(
+    make_rig: Callable[[dict[str, Any]], Rig],
+) -> None:
+    rig = make_rig(load("Vitocal250A"))
+    rig.fake.token_answers.append(httpx.Response(400, json={"error": "invalid_grant"}))
+    with pytest.raises(CredentialsInvalid):
+        rig.adapter.capabilities(DEVICE)
+    assert rig.fake.refresh_tokens_seen == [REFRESH_TOKEN]
+    assert rig.generation() == 1
+
+
+def test_a_missing_app_client_id_is_invalid_credentials_naming_the_secret(tmp_path: Path) -> None:
+    clock = SimulatedClock(datetime(2025, 1, 1, tzinfo=UTC))
+    vault = Vault.create(tmp_path, clock, {})
+    vault.instance().onboard("viessmann", ACCOUNT, refresh_token=REFRESH_TOKEN)
     http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-    adapter = ViessmannAdapter(
-        FileSecretStore(tmp_path), SimulatedClock(datetime(2025, 1, 1, tzinfo=UTC)), http=http
-    )
-    with pytest.raises(CredentialsInvalid, match=r"vicare-acct-1-client-id not found"):
+    adapter = ViessmannAdapter(vault.instance(), clock, http=http)
+    with pytest.raises(CredentialsInvalid, match=r"vicare-client-id not found"):
+        adapter.capabilities(DEVICE)
+    http.close()
+
+
+def test_an_account_never_onboarded_is_invalid_credentials(tmp_path: Path) -> None:
+    clock = SimulatedClock(datetime(2025, 1, 1, tzinfo=UTC))
+    vault = Vault.create(tmp_path, clock, {client_id_secret_name(): CLIENT_ID})
+    http = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    adapter = ViessmannAdapter(vault.instance(), clock, http=http)
+    with pytest.raises(CredentialsInvalid, match=r"viessmann account acct-1 has no stored"):
         adapter.capabilities(DEVICE)
     http.close()
 
@@ -840,7 +857,7 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     rig = make_rig(load("Vitocal300G_CU401B"))
-    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.secrets)]
+    shown: list[str] = [repr(rig.adapter), str(rig.adapter), repr(rig.vault.secrets)]
     shown += [repr(client) for client in rig.adapter._clients.values()]
 
     def attempt(call: Callable[[], object]) -> None:
@@ -874,13 +891,19 @@ def test_no_credential_appears_in_any_log_record_error_or_repr(
     rig.clock.advance(timedelta(hours=1))
     attempt(lambda: rig.adapter.get_device_state(DEVICE))
     shown += [repr(client) for client in rig.adapter._clients.values()]
-    shown.append(repr(rig.secrets.get(refresh_token_secret_name(ACCOUNT))))
+    shown += [
+        repr(rig.vault.instance().require("viessmann", ACCOUNT)),
+        repr(rig.adapter._credentials),
+    ]
 
     assert len(rig.fake.token_requests()) >= 4  # the cycle really refreshed and rotated
     assert any("Authorization" in r.headers for r in rig.fake.api_requests())
     records = [record.getMessage() for record in caplog.records]
     records += [json.dumps(record.__dict__, default=str) for record in caplog.records]
     assert records, "the adapter logs at DEBUG"
-    for secret in (CLIENT_ID, REFRESH_TOKEN, ACCESS_TOKEN):
+    stored = rig.vault.stored_text()
+    key = rig.vault.key_bytes().decode()
+    for secret in (CLIENT_ID, REFRESH_TOKEN, ACCESS_TOKEN, key):
         assert not [line for line in records if secret in line]
         assert not [text for text in shown if secret in text]
+        assert secret not in stored

@@ -2,13 +2,16 @@
 
 A full command cycle runs on the local command path with its state on disk (SQLite files for
 the store and analytics): plans are released, commands dispatched through the real adapters
-(OAuth token refresh with rotating refresh tokens), some refused by faults and retried, then
-verified. Every log record at DEBUG (as the JSON Cloud Logging would get) and every byte of the
-persisted state are searched for the fleet's client secrets, refresh tokens and access tokens.
+(OAuth token refresh with rotating refresh tokens, each rotation sealed into the account's
+credentials document), some refused by faults and retried, then verified. Every log record at
+DEBUG (as the JSON Cloud Logging would get) and every byte of the persisted state, which holds
+the sealed credentials documents, are searched for the fleet's client secrets, refresh tokens,
+access tokens and the data key that seals them.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import re
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from hpsteer.adapters.credentials import KEY_SECRET
 from hpsteer.config import Settings
 from hpsteer.domain.actions import GenericAction
 from hpsteer.observability.logging import JsonFormatter
@@ -80,7 +84,10 @@ def test_a_full_command_cycle_with_faults_leaks_no_credential(
     assert b"dispatch" in logs or b"command" in logs  # the run did log
     persisted = b"".join(p.read_bytes() for p in state.rglob("*") if p.is_file())
     assert persisted  # the run did store
+    assert b"AES-256-GCM" in persisted  # ...the sealed credentials documents among it
     secrets |= {c.refresh_token.encode() for c in local.fleet.all_credentials()}
+    key = local.deps.secrets.get(KEY_SECRET).reveal()
+    secrets |= {key, base64.b64decode(key)}
     for where, blob in (("logs", logs), ("stored state", persisted)):
         assert not TOKEN.search(blob), f"a token appears in the {where}"
         for secret in secrets:

@@ -6,9 +6,10 @@
 - **BigQuery**: one table per ``TableSchema`` of the code, its schema file generated from it
   (``python -m deploy.bigquery_schemas``), partitioned and clustered as the code declares; the
   functions that append rows (and only they) may edit the dataset.
-- **Secret Manager**: the secrets are named as the code names them, and each function may read
-  (or add versions to) exactly the secrets its own code reads (or rotates), found by following
-  the references from its ``functions/<folder>/main.py`` through ``shared/hpsteer``.
+- **Secret Manager**: the secrets are named as the code names them (a fixed set: the households'
+  credentials are sealed in Firestore, not kept as secrets), each function may read exactly the
+  secrets its own code reads, found by following the references from its
+  ``functions/<folder>/main.py`` through ``shared/hpsteer``, and none may add or destroy versions.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from deploy import bigquery_schemas
+from hpsteer.adapters.credentials import KEY_SECRET
 from hpsteer.adapters.registry import DEFAULT_FACTORIES
 from hpsteer.config import Settings
 from hpsteer.ports.analytics import TableSchema
@@ -312,8 +314,6 @@ def test_the_generated_types_read_back_as_the_codes_types() -> None:
 
 # == Secret Manager: names ====================================================================
 
-SAMPLE_ACCOUNTS = ("acct-1", "Home_42")
-
 
 def _client_module(manufacturer: str) -> Any:
     import importlib
@@ -341,38 +341,34 @@ def test_the_service_secrets_carry_the_names_the_settings_default_to() -> None:
     assert named == {s["setting"] for s in secrets.values()}
 
 
-def test_every_manufacturer_of_the_registry_has_its_secret_patterns() -> None:
-    patterns = _locals()["manufacturer_secret_patterns"]
-    assert set(patterns) == set(DEFAULT_FACTORIES)
-    variable = next(
-        b["manufacturer_accounts"] for b in blocks("variable") if "manufacturer_accounts" in b
-    )
-    conditions = " ".join(rule["condition"] for rule in variable["validation"])
-    for manufacturer in DEFAULT_FACTORIES:
-        assert f'"{manufacturer}"' in conditions, "manufacturer_accounts' validation lacks it"
+def test_every_manufacturer_of_the_registry_has_its_app_secrets() -> None:
+    app = _locals()["manufacturer_app_secrets"]
+    assert {secret["manufacturer"] for secret in app.values()} == set(DEFAULT_FACTORIES)
 
 
 @pytest.mark.parametrize("manufacturer", sorted(DEFAULT_FACTORIES))
-def test_the_secret_patterns_render_the_names_the_adapters_read(manufacturer: str) -> None:
-    patterns = _locals()["manufacturer_secret_patterns"][manufacturer]
-    functions = _naming_functions(manufacturer)
-    assert set(patterns) == set(functions)
-    for kind, pattern in patterns.items():
-        for account in SAMPLE_ACCOUNTS:
-            assert pattern.replace("{account}", account) == functions[kind](account)
+def test_the_app_secrets_are_the_names_the_clients_read(manufacturer: str) -> None:
+    app = _locals()["manufacturer_app_secrets"]
+    declared = {name: s["kind"] for name, s in app.items() if s["manufacturer"] == manufacturer}
+    read = {function(): kind for kind, function in _naming_functions(manufacturer).items()}
+    assert declared == read
 
 
-def test_the_manufacturer_secrets_expand_every_pattern_for_every_account() -> None:
-    expansion = _locals()["manufacturer_secrets"]
-    assert 'replace(local.manufacturer_secret_patterns[manufacturer][pair[1]], "{account}"' in (
-        expansion
-    )
-    assert "setproduct(accounts, keys(local.manufacturer_secret_patterns[manufacturer]))" in (
-        expansion
-    )
-    assert "var.manufacturer_accounts" in expansion
-    default = next(b for b in blocks("variable") if "manufacturer_accounts" in b)
-    assert default["manufacturer_accounts"]["default"] == {}
+def test_the_data_key_is_the_secret_the_credential_store_reads() -> None:
+    assert _locals()["credentials_key_secret"] == KEY_SECRET
+    body = resources()[("google_secret_manager_secret", "credentials_key")]
+    assert body["secret_id"] == "${local.credentials_key_secret}"
+
+
+def test_the_data_keys_versions_are_destroyed_only_after_a_delay() -> None:
+    body = resources()[("google_secret_manager_secret", "credentials_key")]
+    assert int(body["version_destroy_ttl"].removesuffix("s")) >= 7 * 86_400
+
+
+def test_no_secret_is_declared_per_household_account() -> None:
+    assert not [b for b in blocks("variable") if "manufacturer_accounts" in b]
+    for body in _of_type("google_secret_manager_secret").values():
+        assert "account" not in json.dumps(body.get("for_each", ""))
 
 
 def test_secrets_hold_no_values_in_terraform() -> None:
@@ -548,11 +544,15 @@ def _names_a_manufacturer_secret(node: ast.AST) -> bool:
     )
 
 
-def _adds_a_secret_version(node: ast.AST) -> bool:
+def _reads_the_data_key(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id == "KEY_SECRET"
+
+
+def _changes_secret_versions(node: ast.AST) -> bool:
     return (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
-        and node.func.attr == "add_version"
+        and node.func.attr in ("add_version", "destroy_version")
     )
 
 
@@ -577,18 +577,17 @@ def test_manufacturer_credentials_are_readable_by_exactly_the_functions_calling_
     readers = sorted(f for f in FOLDERS if _uses(f, _names_a_manufacturer_secret))
     assert readers, "no function reads manufacturer credentials"
     assert sorted(_locals()["manufacturer_secret_readers"]) == readers
+    key_readers = sorted(f for f in FOLDERS if _uses(f, _reads_the_data_key))
+    assert key_readers == readers, "the data key is read where the credentials are opened"
 
 
-def test_refresh_tokens_may_be_rotated_by_exactly_the_functions_that_store_rotated_tokens() -> None:
-    writers = sorted(f for f in FOLDERS if _uses(f, _adds_a_secret_version))
-    assert writers, "no function stores a rotated refresh token (hpsteer.adapters.oauth)"
-    assert sorted(_locals()["refresh_token_writers"]) == writers
-    # ...and what they store is the refresh token: every add_version outside the backends is in
-    # the rotation, which writes the secret it read the refresh token from.
-    for folder in writers:
-        assert _uses(folder, _adds_a_secret_version) == [
-            "hpsteer.adapters.oauth.refresh_with_rotation"
-        ]
+def test_no_function_adds_or_destroys_a_secret_version() -> None:
+    # A rotated refresh token is a Firestore write (hpsteer.adapters.credentials); no function
+    # holds secretVersionAdder or secretVersionManager.
+    for folder in FOLDERS:
+        assert _uses(folder, _changes_secret_versions) == [], folder
+    roles = json.dumps(_of_type("google_secret_manager_secret_iam_member"))
+    assert "secretVersion" not in roles
 
 
 def _appends_analytics_rows(node: ast.AST) -> bool:
@@ -611,30 +610,25 @@ def test_the_dataset_is_editable_by_exactly_the_functions_that_append_rows() -> 
     assert body["member"] == "serviceAccount:${google_service_account.function[each.value].email}"
 
 
-def test_version_adders_are_granted_on_the_refresh_token_secrets_only() -> None:
-    expression = _locals()["refresh_token_secrets"]
-    assert 'if secret.kind == "refresh_token"' in expression
-    assert "local.manufacturer_secrets" in expression
-
-
-@pytest.mark.parametrize(
-    ("resource", "role", "grants"),
-    [
-        ("accessor", "roles/secretmanager.secretAccessor", "secret_accessors"),
-        # Version Manager: a rotation adds a version and destroys the replaced one.
-        ("version_adder", "roles/secretmanager.secretVersionManager", "secret_version_adders"),
-    ],
-)
-def test_secret_grants_go_to_the_functions_own_service_accounts_one_secret_at_a_time(
-    resource: str, role: str, grants: str
-) -> None:
-    body = resources()[("google_secret_manager_secret_iam_member", resource)]
-    assert body["for_each"] == f"${{local.{grants}}}"
-    assert body["role"] == role
+def test_secret_grants_go_to_the_functions_own_service_accounts_one_secret_at_a_time() -> None:
+    body = resources()[("google_secret_manager_secret_iam_member", "accessor")]
+    assert body["for_each"] == "${local.secret_accessors}"
+    assert body["role"] == "roles/secretmanager.secretAccessor"
     assert body["secret_id"] == "${each.value.secret}"
     assert body["member"] == (
         "serviceAccount:${google_service_account.function[each.value.folder].email}"
     )
+    assert set(_of_type("google_secret_manager_secret_iam_member")) == {"accessor"}
+
+
+def test_the_accessors_cover_the_app_secrets_and_the_data_key_for_the_readers() -> None:
+    expression = _locals()["secret_accessors"]
+    assert (
+        "setproduct(keys(local.manufacturer_app_secrets), local.manufacturer_secret_readers)"
+        in (expression)
+    )
+    assert "for folder in local.manufacturer_secret_readers" in expression
+    assert "google_secret_manager_secret.credentials_key.id" in expression
 
 
 def test_no_secret_role_is_granted_on_the_whole_project() -> None:
@@ -650,6 +644,5 @@ def test_every_function_folder_named_in_a_secret_grant_exists() -> None:
     named = {
         *(f for s in _locals()["service_secrets"].values() for f in s["readers"]),
         *_locals()["manufacturer_secret_readers"],
-        *_locals()["refresh_token_writers"],
     }
     assert named <= set(FOLDERS), sorted(named - set(FOLDERS))

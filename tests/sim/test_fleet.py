@@ -14,9 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.protocol import AdapterContext, ManufacturerAdapter
 from hpsteer.adapters.registry import default_registry
 from hpsteer.backends.local.secrets import FileSecretStore
+from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import DeviceOffline, OemRateLimited, OemUnavailable
 from hpsteer.ports.clock import SimulatedClock
@@ -36,6 +38,8 @@ class Rig:
     app: SimApp
     transport: SimTransport
     secrets: FileSecretStore
+    credentials: CredentialStore
+    """Another instance's view of the credentials the adapters use."""
     adapters: dict[str, ManufacturerAdapter]
 
     def home(self, manufacturer: str) -> Home:
@@ -66,16 +70,18 @@ def make_rig(tmp_path: Path) -> Callable[..., Rig]:
         app = SimApp(fleet)
         transport = SimTransport(app)
         secrets = FileSecretStore(tmp_path / f"secrets-{made}")
-        fleet.seed_secrets(secrets)
+        store = LocalDocumentStore(clock=clock)
+        credentials = fleet.seed_credentials(secrets, store)
         context = AdapterContext(
             secrets=secrets,
             clock=clock,
             base_urls=dict.fromkeys(MANUFACTURERS, BASE),
             transport=transport,
+            store=store,
         )
         registry = default_registry()
         adapters = {m: registry.build(m, context) for m in MANUFACTURERS}
-        return Rig(clock, fleet, app, transport, secrets, adapters)
+        return Rig(clock, fleet, app, transport, secrets, credentials, adapters)
 
     return make
 
@@ -350,13 +356,13 @@ def test_every_refresh_rotates_the_refresh_token_and_the_old_one_stops_working(
 ) -> None:
     rig = make_rig()
     home = rig.home(manufacturer)
-    prefix = {"viessmann": "vicare", "nibe_myuplink": "myuplink", "daikin_onecta": "onecta"}
-    name = f"{prefix[manufacturer]}-{home.account_id}-refresh-token"
-    original = rig.secrets.get(name).reveal_text()
+    seeded = rig.credentials.require(manufacturer, home.account_id)
+    original = seeded.refresh_token
+    assert original is not None
     rig.adapter(manufacturer).get_device_state(home.ref())
-    rotated = rig.secrets.get(name)
-    assert rotated.version == "2"
-    assert rotated.reveal_text() != original
+    rotated = rig.credentials.require(manufacturer, home.account_id)
+    assert rotated.generation == seeded.generation + 1
+    assert rotated.refresh_token not in (None, original)
     token_path = {
         "viessmann": "/idp/v3/token",
         "nibe_myuplink": "/oauth/token",
@@ -378,7 +384,9 @@ def test_every_refresh_rotates_the_refresh_token_and_the_old_one_stops_working(
     assert answer.json() == {"error": "invalid_grant"}
     rig.clock.advance(timedelta(hours=2))  # the access token expired: a refresh with the new one
     assert rig.adapter(manufacturer).get_device_state(home.ref()).online is True
-    assert rig.secrets.get(name).version == "3"
+    assert rig.credentials.require(manufacturer, home.account_id).generation == (
+        seeded.generation + 2
+    )
 
 
 # -- the ways in ------------------------------------------------------------------------------
@@ -406,7 +414,8 @@ def test_an_adapter_reads_through_the_real_server_on_localhost(tmp_path: Path) -
     clock = SimulatedClock(T0)
     fleet = Fleet(clock, homes=1, seed=1)
     secrets = FileSecretStore(tmp_path)
-    fleet.seed_secrets(secrets)
+    store = LocalDocumentStore(clock=clock)
+    fleet.seed_credentials(secrets, store)
     with SimServer(SimApp(fleet), port=0) as server, httpx.HTTPTransport() as transport:
         assert server.url.startswith("http://127.0.0.1:")
         context = AdapterContext(
@@ -414,6 +423,7 @@ def test_an_adapter_reads_through_the_real_server_on_localhost(tmp_path: Path) -
             clock=clock,
             base_urls={"viessmann": server.url},
             transport=transport,  # a real socket transport, closed when the test ends
+            store=store,
         )
         adapter = default_registry().build("viessmann", context)
         state = adapter.get_device_state(fleet.home("home-0000").ref())

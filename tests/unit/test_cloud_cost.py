@@ -4,11 +4,14 @@ per device-month (the simulation that counts them is the benchmark's, not tested
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from benchmarks.cloud_cost import (
+    CREDENTIAL_ENTRY_POINTS,
     DAYS_PER_MONTH,
+    INSTANCE_LIFETIME_S,
     PRICES,
     FunctionResources,
     FunctionUsage,
@@ -17,6 +20,7 @@ from benchmarks.cloud_cost import (
     Scaling,
     Usage,
     bigquery_row_bytes,
+    credential_instance_starts_per_month,
     firestore_document_bytes,
     firestore_index_bytes,
     firestore_name_bytes,
@@ -26,6 +30,7 @@ from benchmarks.cloud_cost import (
     pubsub_message_bytes,
     requests_per_device,
     terraform_functions,
+    terraform_max_instances,
     total_usd,
 )
 
@@ -204,3 +209,49 @@ def test_function_sizes_are_read_from_terraforms_functions_map() -> None:
     assert sizes["dispatch"] == FunctionResources(0.5, 1.0, 8, "terraform")
     assert sizes["optimize_shard"] == FunctionResources(2.0, 2.0, 1, "terraform")
     assert set(sizes) == {"dispatch", "optimize_shard"}
+
+
+SCALED = """
+  functions = {
+    dispatch = {
+      memory        = "512Mi"
+      max_instances = var.dispatch_max_instances
+    }
+    verify = {
+      max_instances = var.dispatch_max_instances
+    }
+    reconcile = {
+      max_instances = 20
+    }
+    sweep_commands = {
+      max_instances = var.not_declared
+    }
+  }
+"""
+VARIABLES = """
+variable "dispatch_max_instances" {
+  description = "Most dispatch/verify instances."
+  type        = number
+  default     = 7
+}
+"""
+
+
+def test_max_instances_are_read_as_numbers_or_from_a_variables_default() -> None:
+    assert terraform_max_instances(SCALED, VARIABLES) == {
+        "dispatch": 7,
+        "verify": 7,
+        "reconcile": 20,
+    }
+
+
+def test_credential_instance_starts_are_every_slot_restarted_once_per_assumed_lifetime(
+    tmp_path: Path,
+) -> None:
+    functions, variables = tmp_path / "functions.tf", tmp_path / "variables.tf"
+    functions.write_text(SCALED)
+    variables.write_text(VARIABLES)
+    starts, slots = credential_instance_starts_per_month(functions, variables)
+    assert slots == {"dispatch": 7, "verify": 7, "reconcile": 20}
+    assert set(slots) == set(CREDENTIAL_ENTRY_POINTS)
+    assert starts == pytest.approx(34 * DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S)

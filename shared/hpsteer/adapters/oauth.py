@@ -1,15 +1,16 @@
 """OAuth2 access tokens for manufacturer clients: cached, refreshed, and rotated safely.
 
 Every manufacturer here issues a short-lived access token against a refresh token that may rotate
-on use. :func:`refresh_with_rotation` asks the token endpoint with the stored refresh token; when
-that is refused and another instance has meanwhile stored a newer version, it tries that one once;
-a refresh token that comes back different is stored as a new secret version before the access
-token is used, and the version it replaced (whose token the manufacturer no longer accepts) is
-destroyed: Secret Manager bills every version that is not destroyed, and a token rotating many
-times a day would otherwise pile versions up without bound. That destroy is best-effort: a
-failure is logged at WARNING (manufacturer and account, never a token) and the refresh succeeds.
-:func:`access_token_from` reads the answer; :class:`AccessToken` caches it until shortly before it
-expires. Token values never reach a log line or an error message.
+on use. :func:`refresh_with_rotation` asks the token endpoint with the account's stored refresh
+token (:class:`~hpsteer.adapters.credentials.CredentialStore`: one document read per refresh,
+never a cached token, so an instance always presents the newest one stored). When that is
+refused and another instance has meanwhile stored a newer one, it tries that one once. A refresh
+token that comes back different is stored at once, in a transaction that writes only over the
+generation this instance read (``CredentialStore.store_refresh_token``): if another instance
+stored first, its token stands and this instance just uses the access token it got. A refresh
+that does not rotate reseals the account with the newest data key when an older one sealed it
+(key rotation). :func:`access_token_from` reads the answer; :class:`AccessToken` caches it until
+shortly before it expires. Token values never reach a log line or an error message.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hpsteer.errors import CredentialsInvalid, HpsteerError, OemUnavailable
-from hpsteer.ports.secrets import SecretStore, SecretValue
+from hpsteer.adapters.credentials import AccountCredentials, CredentialStore
+from hpsteer.errors import CredentialsInvalid, OemUnavailable
 
 __all__ = ["AccessToken", "access_token_from", "refresh_with_rotation"]
 
@@ -43,71 +44,51 @@ class AccessToken:
 
 
 def refresh_with_rotation(
-    secrets: SecretStore,
-    refresh_name: str,
-    current: SecretValue,
+    credentials: CredentialStore,
+    current: AccountCredentials,
     request: Callable[[str], dict[str, Any]],
-    read_secret: Callable[[str], SecretValue],
     *,
     label: str,
-    oem: str,
-    account_id: str,
 ) -> dict[str, Any]:
-    """The token endpoint's answer for the refresh token ``current`` (see the module docstring).
+    """The token endpoint's answer for ``current``'s refresh token (see the module docstring).
 
-    ``request`` posts one refresh with the given refresh token; ``read_secret`` reads a secret and
-    turns a missing one into the client's own error.
+    ``request`` posts one refresh with the given refresh token. An account without a refresh
+    token is :class:`CredentialsInvalid`.
     """
+    extra = {"oem": current.manufacturer, "account_id": current.account_id}
+    if not current.refresh_token:
+        raise CredentialsInvalid(
+            f"{label} account {current.account_id} has no refresh token: a person must consent"
+        )
     try:
-        document = request(current.reveal_text().strip())
+        document = request(current.refresh_token)
     except CredentialsInvalid:
-        latest = read_secret(refresh_name)
-        if latest.version == current.version:
+        latest = credentials.account(current.manufacturer, current.account_id)
+        if (
+            latest is None
+            or latest.generation == current.generation
+            or not latest.refresh_token
+            or latest.refresh_token == current.refresh_token
+        ):
             raise
         _log.debug(
-            "%s refresh refused; a newer refresh token exists, trying it",
-            label,
-            extra={"oem": oem, "account_id": account_id},
+            "%s refresh refused; a newer refresh token exists, trying it", label, extra=extra
         )
         current = latest
-        document = request(current.reveal_text().strip())
+        document = request(latest.refresh_token)
     rotated = document.get("refresh_token")
-    if isinstance(rotated, str) and rotated and rotated != current.reveal_text().strip():
-        version = secrets.add_version(refresh_name, rotated.encode("utf-8"))
+    if isinstance(rotated, str) and rotated and rotated != current.refresh_token:
+        stored = credentials.store_refresh_token(current, rotated)
         _log.debug(
-            "%s refresh token rotated and stored",
+            "%s refresh token rotated and stored"
+            if stored is not None
+            else "%s refresh token rotated; another instance stored one first, which stands",
             label,
-            extra={"oem": oem, "account_id": account_id, "stored_version": version},
+            extra={**extra, "generation": current.generation},
         )
-        _destroy_replaced(
-            secrets, refresh_name, current, label=label, oem=oem, account_id=account_id
-        )
+    else:
+        credentials.reseal(current)
     return document
-
-
-def _destroy_replaced(
-    secrets: SecretStore,
-    refresh_name: str,
-    replaced: SecretValue,
-    *,
-    label: str,
-    oem: str,
-    account_id: str,
-) -> None:
-    """Destroy the version holding the refresh token a rotation made invalid; never raises."""
-    try:
-        secrets.destroy_version(refresh_name, replaced.version)
-    except HpsteerError as err:  # best-effort: the new token is stored, the refresh has succeeded
-        _log.warning(
-            "%s could not destroy the replaced refresh token version: %s",
-            label,
-            type(err).__name__,
-            extra={
-                "oem": oem,
-                "account_id": account_id,
-                "replaced_version": replaced.version,
-            },
-        )
 
 
 def access_token_from(document: Mapping[str, Any], *, label: str, now: datetime) -> AccessToken:

@@ -19,6 +19,7 @@ and the local runtime drives them from its own loop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from hpsteer.ports.store import DocumentStore
 
 if TYPE_CHECKING:
     from hpsteer.adapters.baseline import BaselineBook
+    from hpsteer.adapters.credentials import CredentialStore
 
 __all__ = [
     "AdapterContext",
@@ -153,6 +155,9 @@ class ManufacturerAdapter(Protocol):
         ...
 
 
+_CONTEXT_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class AdapterContext:
     """What a factory needs to build an adapter: credentials, time, and where the API is."""
@@ -164,7 +169,31 @@ class AdapterContext:
     transport: Any = None
     """An httpx transport to use (tests: MockTransport; the local runtime: the fleet's ASGI app)."""
     store: DocumentStore | None = None
-    """Where shared adapter state lives (the households' baselines); None: in memory only."""
+    """Where shared adapter state lives (the households' baselines and credentials); None: in
+    memory only."""
+    credentials: CredentialStore | None = None
+    """The households' credentials; None: one over ``store`` and ``secrets``, built on first use
+    and shared by every adapter of this context (so each secret is read once per instance)."""
+    _built_credentials: list[CredentialStore] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def credential_store(self) -> CredentialStore:
+        """The :class:`~hpsteer.adapters.credentials.CredentialStore` adapters built from this
+        context share (without a ``store``: over an empty in-memory store)."""
+        if self.credentials is not None:
+            return self.credentials
+        with _CONTEXT_LOCK:
+            if not self._built_credentials:
+                from hpsteer.adapters.credentials import CredentialStore
+
+                store = self.store
+                if store is None:
+                    from hpsteer.backends.local.store import LocalDocumentStore
+
+                    store = LocalDocumentStore(clock=self.clock)
+                self._built_credentials.append(CredentialStore(store, self.secrets, self.clock))
+            return self._built_credentials[0]
 
     def baselines(self, manufacturer: str) -> BaselineBook:
         """The baseline book adapters built from this context share."""

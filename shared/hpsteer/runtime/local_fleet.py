@@ -4,9 +4,11 @@
 
 - the local backends on a :class:`~hpsteer.ports.clock.SimulatedClock`;
 - a :class:`~hpsteer.sim.Fleet` of homes behind the manufacturers' emulated APIs, reached in
-  process (:class:`~hpsteer.sim.SimTransport`), with each account's credentials in the secrets
-  port, and a :class:`~hpsteer.adapters.gateway.ManufacturerGateway` (real adapters, breakers,
-  budgets) over it;
+  process (:class:`~hpsteer.sim.SimTransport`), with the manufacturers' app credentials and the
+  data key in the secrets port and each account's refresh token onboarded (sealed) into the
+  store (:mod:`hpsteer.adapters.credentials`), and a
+  :class:`~hpsteer.adapters.gateway.ManufacturerGateway` (real adapters, breakers, budgets) over
+  it;
 - a :class:`~hpsteer.backends.local.tasks.LocalTaskQueue` whose deliveries call
   :func:`~hpsteer.services.dispatch.handle_dispatch` or
   :func:`~hpsteer.services.dispatch.handle_verify` directly, with the same headers Cloud Tasks
@@ -112,7 +114,7 @@ class LocalFleet:
             outdoor=outdoor,
             price=price,
         )
-        fleet.seed_secrets(deps.secrets)
+        fleet.seed_credentials(deps.secrets, deps.store)
         context = AdapterContext(
             secrets=deps.secrets,
             clock=clock,

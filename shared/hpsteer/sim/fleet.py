@@ -51,17 +51,21 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from hpsteer.adapters.protocol import DeviceRef
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.secrets import SecretStore
+from hpsteer.ports.store import DocumentStore
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 from hpsteer.thermal import ARCHETYPES, Plant, SlotConditions, perturbed
 from hpsteer.thermal.building import transition
 from hpsteer.thermal.heat_pump import KELVIN_OFFSET
+
+if TYPE_CHECKING:
+    from hpsteer.adapters.credentials import CredentialStore
 
 __all__ = [
     "MANUFACTURERS",
@@ -515,16 +519,39 @@ class Fleet:
             self._credentials[(credentials.manufacturer, credentials.account_id)] = rotated
             return rotated
 
-    def seed_secrets(self, secrets: SecretStore) -> None:
-        """Store every account's client id, client secret and refresh token under the names the
-        adapters read (``vicare-…``, ``myuplink-…``, ``onecta-…``)."""
-        prefixes = {"viessmann": "vicare", "nibe_myuplink": "myuplink", "daikin_onecta": "onecta"}
+    def seed_credentials(self, secrets: SecretStore, store: DocumentStore) -> CredentialStore:
+        """Store what the adapters read (:mod:`hpsteer.adapters.credentials`): each
+        manufacturer's app credentials (client id, and client secret where the client is
+        confidential) as secrets under the names the clients read, a data key if the secrets
+        hold none, and every account's refresh token, onboarded into ``store``. Returns the
+        credential store used (another instance's view of the same credentials)."""
+        from hpsteer.adapters.credentials import CredentialStore, ensure_data_key
+        from hpsteer.adapters.daikin_onecta import client as onecta
+        from hpsteer.adapters.nibe_myuplink import client as myuplink
+        from hpsteer.adapters.viessmann import client as vicare
+
+        app_secrets = {
+            "viessmann": (vicare.client_id_secret_name(), None),
+            "nibe_myuplink": (
+                myuplink.client_id_secret_name(),
+                myuplink.client_secret_secret_name(),
+            ),
+            "daikin_onecta": (onecta.client_id_secret_name(), onecta.client_secret_secret_name()),
+        }
+        ensure_data_key(secrets)
+        credentials = CredentialStore(store, secrets, self.clock)
+        seeded: set[str] = set()
         for creds in self.all_credentials():
-            prefix = f"{prefixes[creds.manufacturer]}-{creds.account_id}"
-            secrets.add_version(f"{prefix}-client-id", creds.client_id.encode())
-            if creds.manufacturer != "viessmann":  # ViCare's client is public: no secret
-                secrets.add_version(f"{prefix}-client-secret", creds.client_secret.encode())
-            secrets.add_version(f"{prefix}-refresh-token", creds.refresh_token.encode())
+            id_name, secret_name = app_secrets[creds.manufacturer]
+            if creds.manufacturer not in seeded:  # one app per manufacturer (the sim's clients)
+                seeded.add(creds.manufacturer)
+                secrets.add_version(id_name, creds.client_id.encode())
+                if secret_name is not None:  # ViCare's client is public: no secret
+                    secrets.add_version(secret_name, creds.client_secret.encode())
+            credentials.onboard(
+                creds.manufacturer, creds.account_id, refresh_token=creds.refresh_token
+            )
+        return credentials
 
     # -- faults and state ---------------------------------------------------------------------
 

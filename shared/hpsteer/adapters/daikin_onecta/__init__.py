@@ -1,8 +1,8 @@
 """Daikin Onecta: the adapter, its HTTP client and its management-point table.
 
-``client`` speaks HTTP and OAuth2 (credentials from the secrets port), ``params`` holds the
-management points and characteristics as data, ``adapter`` translates generic actions and unit
-state.
+``client`` speaks HTTP and OAuth2 (credentials from :mod:`hpsteer.adapters.credentials`),
+``params`` holds the management points and characteristics as data, ``adapter`` translates
+generic actions and unit state.
 """
 
 from hpsteer.adapters.daikin_onecta.adapter import RATE_LIMITS, DaikinOnectaAdapter
@@ -10,7 +10,6 @@ from hpsteer.adapters.daikin_onecta.client import (
     OnectaClient,
     client_id_secret_name,
     client_secret_secret_name,
-    refresh_token_secret_name,
 )
 
 __all__ = [
@@ -19,5 +18,4 @@ __all__ = [
     "OnectaClient",
     "client_id_secret_name",
     "client_secret_secret_name",
-    "refresh_token_secret_name",
 ]

@@ -4,8 +4,9 @@ Promises:
 
 - ``DeviceRef.external_id`` is the gateway device id (``"1ece521b-…"``), optionally followed by
   ``"/{embeddedId}"`` of the climate-control point to steer (default: the main zone,
-  ``climateControlMainZone``). The account's credentials are the secrets named in
-  :mod:`hpsteer.adapters.daikin_onecta.client`.
+  ``climateControlMainZone``). The account's credentials are those
+  :mod:`hpsteer.adapters.daikin_onecta.client` reads from the
+  :class:`~hpsteer.adapters.credentials.CredentialStore`.
 - Everything the adapter decides comes from the unit's own document (which characteristics are
   ``settable``, their ``minValue``/``maxValue``/``stepValue``/``values``) and the tables in
   :mod:`hpsteer.adapters.daikin_onecta.params` (which also states the mode rule: room setpoint
@@ -43,6 +44,7 @@ from typing import Any, Final
 import httpx
 
 from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.daikin_onecta.client import (
     DEFAULT_BASE_URL,
     DEFAULT_TOKEN_URL,
@@ -80,7 +82,6 @@ from hpsteer.adapters.protocol import (
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import CommandRejected, DeviceOffline, UnknownDevice
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore
 
 __all__ = ["RATE_LIMITS", "DaikinOnectaAdapter"]
 
@@ -121,7 +122,7 @@ class DaikinOnectaAdapter:
 
     def __init__(
         self,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -130,7 +131,7 @@ class DaikinOnectaAdapter:
         baselines: BaselineBook | None = None,
         device_max_age: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url
@@ -160,7 +161,7 @@ class DaikinOnectaAdapter:
             token_url = DEFAULT_TOKEN_URL
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return DaikinOnectaAdapter(
-            context.secrets,
+            context.credential_store(),
             context.clock,
             http=http,
             base_url=base_url,
@@ -383,7 +384,7 @@ class DaikinOnectaAdapter:
             if client is None:
                 client = OnectaClient(
                     device.account_id,
-                    self._secrets,
+                    self._credentials,
                     self._clock,
                     http=self._http,
                     base_url=self._base_url,

@@ -3,15 +3,16 @@ characteristics of their management points.
 
 Promises:
 
-- **Credentials come from the secrets port only**, per account: ``onecta-{account_id}-client-id``
-  and ``onecta-{account_id}-client-secret`` (Daikin's developer portal registers a confidential
-  client) and ``onecta-{account_id}-refresh-token`` (from the authorization-code consent a person
-  gives once at onboarding, scope ``openid onecta:basic.integration offline_access``). Only the
-  refresh grant runs here: ``POST {token_url}`` form ``grant_type=refresh_token, client_id,
+- **Credentials** (:mod:`hpsteer.adapters.credentials`): hpsteer's confidential client from
+  Daikin's developer portal (one per application: secrets ``onecta-client-id`` and
+  ``onecta-client-secret``, read once per instance) and the account's refresh token (from the
+  authorization-code consent a person gives once at onboarding, scope ``openid
+  onecta:basic.integration offline_access``), sealed in the account's credentials document. Only
+  the refresh grant runs here: ``POST {token_url}`` form ``grant_type=refresh_token, client_id,
   client_secret, refresh_token``. A refresh token in the answer that differs from the one sent is
-  stored at once as a new secret version (whether Daikin rotates is **unconfirmed**; storing
-  whenever it does is safe either way). When a refresh is refused and a newer refresh-token
-  version exists (another instance rotated it meanwhile), the refresh is tried once more with it.
+  stored at once (whether Daikin rotates is **unconfirmed**; storing whenever it does is safe
+  either way). When a refresh is refused and a newer refresh token was stored meanwhile (another
+  instance rotated it), the refresh is tried once more with it.
 - The access token is kept in memory until 60 s before it expires. A 401 answer refreshes and
   retries the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Endpoints (reference/manufacturer-apis.md §3): ``GET /v1/gateway-devices`` (every unit of the
@@ -30,8 +31,8 @@ Promises:
                                                           ``X-RateLimit-Remaining-minute`` is 0
   5xx, 408, a non-JSON body on a read (gateway HTML       OemUnavailable
   page), timeouts, connection errors
-  401 after a refresh, a refused refresh, a missing       CredentialsInvalid
-  credential secret, 403
+  401 after a refresh, a refused refresh, missing or      CredentialsInvalid
+  unopenable credentials, 403
   a PATCH refused with 400/404/409/422 (e.g. ``{"code":   CommandRejected
   "READ_ONLY_CHARACTERISTIC", "message": …}``)
   a read refused with 400/404                             UnknownDevice
@@ -60,27 +61,27 @@ from urllib.parse import quote
 
 import httpx
 
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
     OemRateLimited,
     OemUnavailable,
-    SecretNotFound,
     UnknownDevice,
 )
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore, SecretValue
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TOKEN_URL",
+    "MANUFACTURER",
     "OnectaClient",
     "client_id_secret_name",
     "client_secret_secret_name",
-    "refresh_token_secret_name",
 ]
 
+MANUFACTURER: Final = "daikin_onecta"
 DEFAULT_BASE_URL: Final = "https://api.onecta.daikineurope.com"
 DEFAULT_TOKEN_URL: Final = "https://idp.onecta.daikineurope.com/v1/oidc/token"
 _DEVICES_PATH: Final = "/v1/gateway-devices"
@@ -96,19 +97,14 @@ _URLS_KEPT: Final = 1024
 _log = logging.getLogger(__name__)
 
 
-def refresh_token_secret_name(account_id: str) -> str:
-    """The secret holding an account's current OAuth2 refresh token."""
-    return f"onecta-{account_id}-refresh-token"
+def client_id_secret_name() -> str:
+    """The secret holding hpsteer's client id from Daikin's developer portal (per application)."""
+    return "onecta-client-id"
 
 
-def client_id_secret_name(account_id: str) -> str:
-    """The secret holding the developer portal's client id the account consented to."""
-    return f"onecta-{account_id}-client-id"
-
-
-def client_secret_secret_name(account_id: str) -> str:
+def client_secret_secret_name() -> str:
     """The secret holding that client's secret (Daikin's clients are confidential)."""
-    return f"onecta-{account_id}-client-secret"
+    return "onecta-client-secret"
 
 
 class _Unauthorized(Exception):
@@ -121,7 +117,7 @@ class OnectaClient:
     def __init__(
         self,
         account_id: str,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -130,7 +126,7 @@ class OnectaClient:
         timeout_s: float = 15.0,
     ) -> None:
         self.account_id = account_id
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -241,20 +237,13 @@ class OnectaClient:
         return self._refresh()
 
     def _refresh(self) -> str:
-        client_id = self._secret(client_id_secret_name(self.account_id)).reveal_text().strip()
-        client_secret = (
-            self._secret(client_secret_secret_name(self.account_id)).reveal_text().strip()
-        )
-        refresh_name = refresh_token_secret_name(self.account_id)
+        client_id = self._credentials.app_secret(client_id_secret_name())
+        client_secret = self._credentials.app_secret(client_secret_secret_name())
         document = refresh_with_rotation(
-            self._secrets,
-            refresh_name,
-            self._secret(refresh_name),
+            self._credentials,
+            self._credentials.require(MANUFACTURER, self.account_id),
             lambda token: self._token_request(client_id, client_secret, token),
-            self._secret,
             label="Onecta",
-            oem="daikin_onecta",
-            account_id=self.account_id,
         )
         self._access = access_token_from(document, label="Onecta", now=self._clock.now())
         return self._access.value
@@ -304,12 +293,6 @@ class OnectaClient:
         if not isinstance(document, dict):
             raise OemUnavailable(f"Onecta token endpoint: HTTP {status} with a non-JSON body")
         return document
-
-    def _secret(self, name: str) -> SecretValue:
-        try:
-            return self._secrets.get(name)
-        except SecretNotFound as err:
-            raise CredentialsInvalid(f"Onecta credentials missing: {err}") from None
 
 
 @lru_cache(maxsize=_URLS_KEPT)

@@ -1,7 +1,8 @@
 """NIBE via myUplink: the adapter, its HTTP client and its point table.
 
-``client`` speaks HTTP and OAuth2 (credentials from the secrets port), ``params`` holds the
-points per product family as data, ``adapter`` translates generic actions and device state.
+``client`` speaks HTTP and OAuth2 (credentials from :mod:`hpsteer.adapters.credentials`),
+``params`` holds the points per product family as data, ``adapter`` translates generic actions
+and device state.
 """
 
 from hpsteer.adapters.nibe_myuplink.adapter import (
@@ -14,7 +15,6 @@ from hpsteer.adapters.nibe_myuplink.client import (
     MyUplinkClient,
     client_id_secret_name,
     client_secret_secret_name,
-    refresh_token_secret_name,
 )
 
 __all__ = [
@@ -25,5 +25,4 @@ __all__ = [
     "NibeMyUplinkAdapter",
     "client_id_secret_name",
     "client_secret_secret_name",
-    "refresh_token_secret_name",
 ]

@@ -3,7 +3,8 @@
 Promises:
 
 - ``DeviceRef.external_id`` is ``"{systemId}/{deviceId}"`` (discovery builds it); the account's
-  credentials are the secrets named in :mod:`hpsteer.adapters.nibe_myuplink.client`.
+  credentials are those :mod:`hpsteer.adapters.nibe_myuplink.client` reads from the
+  :class:`~hpsteer.adapters.credentials.CredentialStore`.
 - Everything decided comes from the device's own answers (``GET /v2/devices/{id}``: product,
   ``availableFeatures``; ``GET …/points``: which points exist, are writable, their limits) and the
   table in :mod:`hpsteer.adapters.nibe_myuplink.params`. Both are cached per device for
@@ -40,6 +41,7 @@ from typing import Any, Final
 import httpx
 
 from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.nibe_myuplink.client import (
     DEFAULT_BASE_URL,
     DEFAULT_TOKEN_URL,
@@ -74,7 +76,6 @@ from hpsteer.adapters.protocol import (
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import CommandRejected, DeviceOffline, UnknownDevice
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore
 
 __all__ = ["RATE_LIMITS", "BaselineBook", "MemoryBaselineBook", "NibeMyUplinkAdapter"]
 
@@ -120,7 +121,7 @@ class NibeMyUplinkAdapter:
 
     def __init__(
         self,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -129,7 +130,7 @@ class NibeMyUplinkAdapter:
         baselines: BaselineBook | None = None,
         cache_max_age: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url
@@ -155,7 +156,7 @@ class NibeMyUplinkAdapter:
         )
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return NibeMyUplinkAdapter(
-            context.secrets,
+            context.credential_store(),
             context.clock,
             http=http,
             base_url=base_url,
@@ -336,7 +337,7 @@ class NibeMyUplinkAdapter:
             if client is None:
                 client = MyUplinkClient(
                     device.account_id,
-                    self._secrets,
+                    self._credentials,
                     self._clock,
                     http=self._http,
                     base_url=self._base_url,

@@ -2,21 +2,24 @@
 
 Promises:
 
-- **Credentials come from the secrets port only**, per account:
-  ``myuplink-{account_id}-client-id`` and ``myuplink-{account_id}-client-secret`` (the app
-  registered at dev.myuplink.com) and ``myuplink-{account_id}-refresh-token``.
+- **Credentials** (:mod:`hpsteer.adapters.credentials`): hpsteer's app registered at
+  dev.myuplink.com (one per application: secrets ``myuplink-client-id`` and
+  ``myuplink-client-secret``, read once per instance) and the account's sealed credentials
+  document.
 
   * *Authorization code* (the normal case): a person consents once (scopes ``READSYSTEM
     WRITESYSTEM offline_access``) and the refresh token is stored. Here only the refresh grant
     runs: ``POST {token_url}`` form ``grant_type=refresh_token, refresh_token, client_id,
-    client_secret`` → an access token (3600 s). A refresh token in the answer is stored at once as
-    a new secret version (whether myUplink rotates it, and how long it lives, is **unconfirmed**:
-    storing whatever comes back is safe either way). When a refresh is refused and a newer
-    refresh-token version exists (another instance rotated it meanwhile), it is tried once more.
-  * *Client credentials*: an account whose store holds **no** refresh-token secret is served with
-    ``grant_type=client_credentials`` (HTTP Basic client id:secret, scope ``READSYSTEM
-    WRITESYSTEM``). myUplink issues such tokens only for the systems of the account that owns the
-    app (openHAB's binding uses it so): it suits a household running its own app, not a fleet.
+    client_secret`` → an access token (3600 s). A refresh token in the answer is stored at once
+    (whether myUplink rotates it, and how long it lives, is **unconfirmed**: storing whatever
+    comes back is safe either way). When a refresh is refused and a newer refresh token was
+    stored meanwhile (another instance rotated it), it is tried once more.
+  * *Client credentials*: an account onboarded with its **own** app's client id and secret and no
+    refresh token is served with ``grant_type=client_credentials`` (HTTP Basic client id:secret,
+    scope ``READSYSTEM WRITESYSTEM``). myUplink issues such tokens only for the systems of the
+    account that owns the app (openHAB's binding uses it so): it suits a household running its
+    own app, not a fleet, so that app's id and secret are per account and sealed with the
+    account (an account's own app is also used for its refresh grant).
 
 - The access token is kept in memory until 60 s before it expires. A 401 refreshes and retries
   the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
@@ -32,8 +35,8 @@ Promises:
   the token lacks ``WRITESYSTEM``)                           must renew Premium or re-consent)
   400/404/409/422 on PATCH/PUT; a PATCH answer other than    CommandRejected
   ``"modified"`` for a point
-  401 after a refresh, a refused refresh, a missing           CredentialsInvalid
-  credential secret, 403 on a read
+  401 after a refresh, a refused refresh, missing or          CredentialsInvalid
+  unopenable credentials, 403 on a read
   400/404 on a read                                          UnknownDevice
   =========================================================  ===================================
 
@@ -59,28 +62,28 @@ from urllib.parse import quote
 
 import httpx
 
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
     OemRateLimited,
     OemUnavailable,
-    SecretNotFound,
     UnknownDevice,
 )
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore, SecretValue
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TOKEN_URL",
+    "MANUFACTURER",
     "PATCH_ACCEPTED",
     "MyUplinkClient",
     "client_id_secret_name",
     "client_secret_secret_name",
-    "refresh_token_secret_name",
 ]
 
+MANUFACTURER: Final = "nibe_myuplink"
 DEFAULT_BASE_URL: Final = "https://api.myuplink.com"
 DEFAULT_TOKEN_URL: Final = "https://api.myuplink.com/oauth/token"
 CLIENT_CREDENTIALS_SCOPE: Final = "READSYSTEM WRITESYSTEM"
@@ -96,19 +99,14 @@ _URLS_KEPT: Final = 1024
 _log = logging.getLogger(__name__)
 
 
-def client_id_secret_name(account_id: str) -> str:
-    """The secret holding the myUplink app's client id."""
-    return f"myuplink-{account_id}-client-id"
+def client_id_secret_name() -> str:
+    """The secret holding hpsteer's myUplink app's client id (per application)."""
+    return "myuplink-client-id"
 
 
-def client_secret_secret_name(account_id: str) -> str:
-    """The secret holding the myUplink app's client secret."""
-    return f"myuplink-{account_id}-client-secret"
-
-
-def refresh_token_secret_name(account_id: str) -> str:
-    """The secret holding the account's refresh token; absent: a client-credentials account."""
-    return f"myuplink-{account_id}-refresh-token"
+def client_secret_secret_name() -> str:
+    """The secret holding hpsteer's myUplink app's client secret."""
+    return "myuplink-client-secret"
 
 
 class _Unauthorized(Exception):
@@ -121,7 +119,7 @@ class MyUplinkClient:
     def __init__(
         self,
         account_id: str,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -130,7 +128,7 @@ class MyUplinkClient:
         timeout_s: float = 15.0,
     ) -> None:
         self.account_id = account_id
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -274,25 +272,25 @@ class MyUplinkClient:
         return self._refresh()
 
     def _refresh(self) -> str:
-        client_id = self._secret(client_id_secret_name(self.account_id)).reveal_text().strip()
-        client_secret = (
-            self._secret(client_secret_secret_name(self.account_id)).reveal_text().strip()
-        )
-        refresh_name = refresh_token_secret_name(self.account_id)
-        try:
-            current: SecretValue | None = self._secrets.get(refresh_name)
-        except SecretNotFound:
-            current = None  # a client-credentials account (module docstring)
-        if current is None:
+        account = self._credentials.require(MANUFACTURER, self.account_id)
+        if account.refresh_token is None:  # a household's own app (module docstring)
+            if not account.client_id or not account.client_secret:
+                raise CredentialsInvalid(
+                    f"myUplink account {self.account_id} has neither a refresh token nor its own "
+                    "app's client credentials: a person must consent"
+                )
             document = self._token_request(
                 {"grant_type": "client_credentials", "scope": CLIENT_CREDENTIALS_SCOPE},
-                auth=(client_id, client_secret),
+                auth=(account.client_id, account.client_secret),
             )
         else:
+            client_id = account.client_id or self._credentials.app_secret(client_id_secret_name())
+            client_secret = account.client_secret or self._credentials.app_secret(
+                client_secret_secret_name()
+            )
             document = refresh_with_rotation(
-                self._secrets,
-                refresh_name,
-                current,
+                self._credentials,
+                account,
                 lambda token: self._token_request(
                     {
                         "grant_type": "refresh_token",
@@ -301,10 +299,7 @@ class MyUplinkClient:
                         "client_secret": client_secret,
                     }
                 ),
-                self._secret,
                 label="myUplink",
-                oem="nibe_myuplink",
-                account_id=self.account_id,
             )
         self._access = access_token_from(document, label="myUplink", now=self._clock.now())
         return self._access.value
@@ -350,12 +345,6 @@ class MyUplinkClient:
         if not isinstance(document, dict):
             raise OemUnavailable(f"myUplink token endpoint: HTTP {status} with a non-JSON body")
         return document
-
-    def _secret(self, name: str) -> SecretValue:
-        try:
-            return self._secrets.get(name)
-        except SecretNotFound as err:
-            raise CredentialsInvalid(f"myUplink credentials missing: {err}") from None
 
 
 @lru_cache(maxsize=_URLS_KEPT)

@@ -1,7 +1,8 @@
 """Viessmann ViCare: the adapter, its HTTP client and its feature table.
 
-``client`` speaks HTTP and OAuth2 (credentials from the secrets port), ``params`` holds the
-feature table as data, ``adapter`` translates generic actions and device state.
+``client`` speaks HTTP and OAuth2 (credentials from :mod:`hpsteer.adapters.credentials`),
+``params`` holds the feature table as data, ``adapter`` translates generic actions and device
+state.
 """
 
 from hpsteer.adapters.viessmann.adapter import (
@@ -13,7 +14,6 @@ from hpsteer.adapters.viessmann.adapter import (
 from hpsteer.adapters.viessmann.client import (
     ViCareClient,
     client_id_secret_name,
-    refresh_token_secret_name,
 )
 
 __all__ = [
@@ -23,5 +23,4 @@ __all__ = [
     "ViCareClient",
     "ViessmannAdapter",
     "client_id_secret_name",
-    "refresh_token_secret_name",
 ]

@@ -3,7 +3,8 @@
 Promises:
 
 - ``DeviceRef.external_id`` is ``"{installation_id}/{gateway_serial}/{device_id}"``; the account's
-  credentials are the secrets named in :mod:`hpsteer.adapters.viessmann.client`.
+  credentials are those :mod:`hpsteer.adapters.viessmann.client` reads from the
+  :class:`~hpsteer.adapters.credentials.CredentialStore`.
 - Everything the adapter decides comes from the device's own feature list (which features are
   enabled, which commands executable, their ``min``/``max``/``stepping``) and the table in
   :mod:`hpsteer.adapters.viessmann.params`. Feature lists are cached per device for
@@ -38,6 +39,7 @@ from typing import Any, Final
 import httpx
 
 from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.protocol import (
     AdapterContext,
     Capabilities,
@@ -66,7 +68,6 @@ from hpsteer.adapters.viessmann.params import (
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import CommandRejected, DeviceOffline, UnknownDevice
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore
 
 __all__ = ["RATE_LIMITS", "BaselineBook", "MemoryBaselineBook", "ViessmannAdapter"]
 
@@ -88,7 +89,7 @@ class ViessmannAdapter:
 
     def __init__(
         self,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -97,7 +98,7 @@ class ViessmannAdapter:
         baselines: BaselineBook | None = None,
         features_max_age: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url
@@ -126,7 +127,7 @@ class ViessmannAdapter:
             token_url = DEFAULT_TOKEN_URL
         http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
         return ViessmannAdapter(
-            context.secrets,
+            context.credential_store(),
             context.clock,
             http=http,
             base_url=base_url,
@@ -313,7 +314,7 @@ class ViessmannAdapter:
             if client is None:
                 client = ViCareClient(
                     device.account_id,
-                    self._secrets,
+                    self._credentials,
                     self._clock,
                     http=self._http,
                     base_url=self._base_url,

@@ -2,14 +2,15 @@
 
 Promises:
 
-- **Credentials come from the secrets port only**, per account: ``vicare-{account_id}-client-id``
-  (the developer portal's public client id) and ``vicare-{account_id}-refresh-token`` (from the
-  authorization-code + PKCE consent done once by a person). Only the refresh grant runs here:
+- **Credentials** (:mod:`hpsteer.adapters.credentials`): hpsteer's client id from the developer
+  portal (a public client, one per application: secret ``vicare-client-id``, read once per
+  instance) and the account's refresh token (from the authorization-code + PKCE consent done once
+  by a person), sealed in the account's credentials document. Only the refresh grant runs here:
   ``POST {token_url}`` form ``grant_type=refresh_token, client_id, refresh_token`` → an access
-  token (3600 s) and, every time, a new refresh token, which is stored at once as a new secret
-  version (whether the old one stops working is unconfirmed; storing every time is safe either
-  way). When a refresh is refused with ``invalid_grant`` and a newer refresh-token version exists
-  (another instance rotated it meanwhile), the refresh is tried once more with that one.
+  token (3600 s) and, every time, a new refresh token, which is stored at once (whether the old
+  one stops working is unconfirmed; storing every time is safe either way). When a refresh is
+  refused with ``invalid_grant`` and a newer refresh token was stored meanwhile (another instance
+  rotated it), the refresh is tried once more with that one.
 - The access token is kept in memory until 60 s before it expires. A 401 answer (``EXPIRED
   TOKEN``) refreshes and retries the request once; a second 401 is
   :class:`~hpsteer.errors.CredentialsInvalid`.
@@ -25,7 +26,7 @@ Promises:
   any 5xx, a non-JSON body (gateway HTML page), timeouts,
   connection errors
   401 after a refresh, a refused refresh (``invalid_grant``),  CredentialsInvalid
-  a missing credential secret, 403 other than a plan limit
+  missing or unopenable credentials, 403 other than a plan limit
   a command refused: 400/404/409/422 (``validationErrors``),   CommandRejected
   ``PACKAGE_NOT_PAID_FOR``, ``{"data": {"success": false}}``
   a read refused with 400/404                                  UnknownDevice
@@ -53,6 +54,7 @@ from urllib.parse import quote
 
 import httpx
 
+from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
 from hpsteer.errors import (
     CommandRejected,
@@ -60,20 +62,19 @@ from hpsteer.errors import (
     DeviceOffline,
     OemRateLimited,
     OemUnavailable,
-    SecretNotFound,
     UnknownDevice,
 )
 from hpsteer.ports.clock import Clock
-from hpsteer.ports.secrets import SecretStore, SecretValue
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TOKEN_URL",
+    "MANUFACTURER",
     "ViCareClient",
     "client_id_secret_name",
-    "refresh_token_secret_name",
 ]
 
+MANUFACTURER: Final = "viessmann"
 DEFAULT_BASE_URL: Final = "https://api.viessmann-climatesolutions.com"
 DEFAULT_TOKEN_URL: Final = "https://iam.viessmann-climatesolutions.com/idp/v3/token"
 _FEATURES_PATH: Final = "/iot/v2/features/installations/{inst}/gateways/{serial}/devices/{dev}"
@@ -87,14 +88,9 @@ _URLS_KEPT: Final = 1024
 _log = logging.getLogger(__name__)
 
 
-def refresh_token_secret_name(account_id: str) -> str:
-    """The secret holding an account's current OAuth2 refresh token (rotated on every refresh)."""
-    return f"vicare-{account_id}-refresh-token"
-
-
-def client_id_secret_name(account_id: str) -> str:
-    """The secret holding the developer portal's client id the account consented to."""
-    return f"vicare-{account_id}-client-id"
+def client_id_secret_name() -> str:
+    """The secret holding hpsteer's client id from ViCare's developer portal (per application)."""
+    return "vicare-client-id"
 
 
 class _Unauthorized(Exception):
@@ -107,7 +103,7 @@ class ViCareClient:
     def __init__(
         self,
         account_id: str,
-        secrets: SecretStore,
+        credentials: CredentialStore,
         clock: Clock,
         *,
         http: httpx.Client,
@@ -116,7 +112,7 @@ class ViCareClient:
         timeout_s: float = 15.0,
     ) -> None:
         self.account_id = account_id
-        self._secrets = secrets
+        self._credentials = credentials
         self._clock = clock
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -241,17 +237,12 @@ class ViCareClient:
         return self._refresh()
 
     def _refresh(self) -> str:
-        client_id = self._secret(client_id_secret_name(self.account_id)).reveal_text().strip()
-        refresh_name = refresh_token_secret_name(self.account_id)
+        client_id = self._credentials.app_secret(client_id_secret_name())
         document = refresh_with_rotation(
-            self._secrets,
-            refresh_name,
-            self._secret(refresh_name),
+            self._credentials,
+            self._credentials.require(MANUFACTURER, self.account_id),
             lambda token: self._token_request(client_id, token),
-            self._secret,
             label="ViCare",
-            oem="viessmann",
-            account_id=self.account_id,
         )
         self._access = access_token_from(document, label="ViCare", now=self._clock.now())
         return self._access.value
@@ -298,12 +289,6 @@ class ViCareClient:
         if not isinstance(document, dict):
             raise OemUnavailable(f"ViCare token endpoint: HTTP {status} with a non-JSON body")
         return document
-
-    def _secret(self, name: str) -> SecretValue:
-        try:
-            return self._secrets.get(name)
-        except SecretNotFound as err:
-            raise CredentialsInvalid(f"ViCare credentials missing: {err}") from None
 
 
 @lru_cache(maxsize=_URLS_KEPT)
