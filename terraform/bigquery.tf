@@ -43,6 +43,14 @@ locals {
       require_partition_filter = true
       description              = "Every command lifecycle event, as stored in Firestore (one row per event)."
     }
+    # Every change made through the operator API (hpsteer.services.operator.audit). Small
+    # (people's actions), read whole by an auditor: no partition filter required.
+    audit_events = {
+      partition_field          = "occurred_at"
+      clustering               = ["target_type", "target_id"]
+      require_partition_filter = false
+      description              = "Every change made through the operator API: who, when, what, before and after."
+    }
     plans = {
       partition_field          = "start_at"
       clustering               = ["device_id"]
@@ -77,12 +85,12 @@ resource "google_bigquery_table" "history" {
   }
 }
 
-# Every function appends rows (command events from dispatch, optimize and reconcile; prices,
-# weather, telemetry and plans from their own functions), so each function's account edits the
-# dataset's tables; none runs queries (no jobUser). tests/infra/test_terraform_data.py derives
-# the list from each folder's code.
+# Every function appends rows (command events from dispatch, optimize, reconcile and the API;
+# prices, weather, telemetry and plans from their own functions; audit events from the API), so
+# each function's account edits the dataset's tables; none runs queries (no jobUser).
+# tests/infra/test_terraform_data.py derives the list from each folder's code.
 locals {
-  bigquery_writers = ["dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"]
+  bigquery_writers = ["api", "dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"]
 }
 
 resource "google_bigquery_dataset_iam_member" "writer" {

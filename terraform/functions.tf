@@ -19,6 +19,8 @@ locals {
   function_url_prefix = "https://${var.region}-${var.project}.cloudfunctions.net"
   dispatch_url        = "${local.function_url_prefix}/dispatch"
   verify_url          = "${local.function_url_prefix}/verify"
+  # The operator API's URL, the audience its callers' ID tokens carry (HPSTEER_API_URL).
+  api_url = "${local.function_url_prefix}/api"
 
   # Every function's settings (hpsteer.config.Settings, prefix HPSTEER_).
   common_env = {
@@ -187,8 +189,20 @@ locals {
     }
   }
 
-  function_folders = toset(concat([for fn in local.functions : fn.folder], ["ingest_telemetry"]))
+  function_folders = toset(concat([for fn in local.functions : fn.folder], ["ingest_telemetry", "api"]))
   function_name    = { for key, fn in local.functions : key => replace(key, "_", "-") }
+
+  # The operator API's settings beyond the common ones: its own URL (the ID tokens' audience),
+  # the callers' roles, and what the hand-back command's Cloud Task needs (it enqueues on the
+  # dispatch queues when steering stops).
+  api_env = {
+    HPSTEER_API_URL               = local.api_url
+    HPSTEER_API_ROLES             = jsonencode(var.api_roles)
+    HPSTEER_DISPATCH_URL          = local.dispatch_url
+    HPSTEER_VERIFY_URL            = local.verify_url
+    HPSTEER_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
+    HPSTEER_TASKS_LOCATION        = var.region
+  }
 }
 
 data "google_project" "this" {}
@@ -373,4 +387,51 @@ resource "google_api_gateway_gateway" "telemetry" {
   region       = var.region
   display_name = "hpsteer telemetry webhook (${var.environment})"
   labels       = local.labels
+}
+
+# --- the operator API ------------------------------------------------------------------------
+# HTTP from operators' tools (the CLI with --api, curl with an ID token) outside Google Cloud, so
+# ingress allows all; Cloud Run's IAM admits only var.api_invokers (iam.tf), and the function
+# verifies the token again and maps the caller's email to a role (var.api_roles).
+# Sizing: I/O bound (Firestore reads and transactions, a publish, a task), used by a few people:
+# 512 MiB and 1 vCPU, 8 requests per instance, 3 instances. Timeout 300 s for the largest request,
+# a CSV import of 1,000 rows, each its own transaction (about 0.1 s a row); everything else
+# answers in well under a second.
+resource "google_cloudfunctions2_function" "api" {
+  name        = "api"
+  location    = var.region
+  description = "hpsteer api.api: the operator API (${var.environment})"
+  labels      = merge(local.labels, { function = "api" })
+
+  build_config {
+    runtime     = "python311"
+    entry_point = "api"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.function_sources.name
+        object = google_storage_bucket_object.function_source["api"].name
+      }
+    }
+  }
+
+  service_config {
+    # checkov:skip=CKV_GCP_124: operators call the API from their own machines, so ingress must allow all; IAM admits only var.api_invokers (iam.tf), never allUsers, and the function verifies each caller's Google ID token and role
+    available_memory                 = "512Mi"
+    available_cpu                    = "1"
+    timeout_seconds                  = 300
+    min_instance_count               = 0
+    max_instance_count               = 3
+    max_instance_request_concurrency = 8
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.function["api"].email
+    environment_variables            = merge(local.common_env, local.api_env)
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+output "api_url" {
+  description = "The operator API's URL (hpsteer devices ... --api URL); callers need roles/run.invoker (var.api_invokers) and a role in var.api_roles."
+  value       = google_cloudfunctions2_function.api.url
 }

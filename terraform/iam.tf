@@ -10,6 +10,7 @@
 locals {
   # Topics each folder's code publishes on (roles/pubsub.publisher on those topics only).
   function_publishes = {
+    api              = ["replan-requests"]
     dispatch         = ["alerts"]
     ingest_prices    = ["spot-price-updates"]
     ingest_telemetry = ["device-telemetry"]
@@ -19,16 +20,18 @@ locals {
   }
 
   # Folders whose code creates Cloud Tasks: enqueuer on the queues, actAs on the invoker account
-  # (a task carries that account's OIDC token).
-  task_enqueuers = ["dispatch", "optimize", "reconcile"]
+  # (a task carries that account's OIDC token). The API enqueues the hand-back command.
+  task_enqueuers = ["api", "dispatch", "optimize", "reconcile"]
 
-  # Folders whose code deletes a superseded command's task (outbox.supersede).
-  task_deleters = ["dispatch", "optimize"]
+  # Folders whose code deletes a superseded command's task (outbox.supersede; the API when
+  # steering stops).
+  task_deleters = ["api", "dispatch", "optimize"]
 
   # Project-level roles by folder, from the clients the code imports: Firestore (all) and the
   # Cloud Trace exporter (all: entrypoint configures it). Logs go to stdout, which Cloud Logging
   # collects without a role; no metrics exporter exists yet (no metricWriter).
   function_project_roles = {
+    api              = ["roles/cloudtrace.agent", "roles/datastore.user"]
     dispatch         = ["roles/cloudtrace.agent", "roles/datastore.user"]
     ingest_prices    = ["roles/cloudtrace.agent", "roles/datastore.user"]
     ingest_telemetry = ["roles/cloudtrace.agent", "roles/datastore.user"]
@@ -65,7 +68,7 @@ locals {
 # One account per folder: the keys are the folder names (secrets.tf and bigquery.tf grant to
 # google_service_account.function["<folder>"]).
 resource "google_service_account" "function" {
-  for_each     = toset(["dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"])
+  for_each     = toset(["api", "dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"])
   account_id   = "hps-${var.environment}-${replace(each.value, "_", "-")}"
   display_name = "hpsteer ${each.value} function (${var.environment})"
   description  = "Runs functions/${each.value}; roles: iam.tf, secrets.tf, bigquery.tf."
@@ -144,4 +147,16 @@ resource "google_cloud_run_v2_service_iam_member" "webhook_gateway" {
   name     = google_cloudfunctions2_function.telemetry_webhook.service_config[0].service
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.webhook_gateway.email}"
+}
+
+# The operator API: the members of var.api_invokers may call it (people and their tools, each
+# with a Google ID token; never allUsers: the variable's validation refuses it). Inside, the
+# caller's email needs a role in var.api_roles.
+resource "google_cloud_run_v2_service_iam_member" "api_invoker" {
+  for_each = toset(var.api_invokers)
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.api.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
 }

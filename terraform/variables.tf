@@ -92,3 +92,27 @@ variable "pubsub_max_delivery_attempts" {
     error_message = "Pub/Sub allows 5 to 100 delivery attempts."
   }
 }
+
+variable "api_invokers" {
+  description = "IAM members who may call the operator API (user:, group: or serviceAccount:; roles/run.invoker on the api function). What each may do inside is api_roles."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for member in var.api_invokers : can(regex("^(user|group|serviceAccount):[^@\\s]+@[^@\\s]+$", member))
+    ])
+    error_message = "api_invokers must be user:, group: or serviceAccount: members with an email; never allUsers or allAuthenticatedUsers."
+  }
+}
+
+variable "api_roles" {
+  description = "Caller email -> role inside the operator API: viewer (read), operator (everything but delete and bulk import), admin (everything). HPSTEER_API_ROLES of the api function; an invoker with no role here is refused (403)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for role in values(var.api_roles) : contains(["viewer", "operator", "admin"], role)])
+    error_message = "api_roles values must be viewer, operator or admin."
+  }
+}

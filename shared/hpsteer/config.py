@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     price_request_max_age_minutes: int = Field(default=180, ge=1)
     """A price ingest request older than this is dropped (the scheduler asks again)."""
 
+    api_url: str = "http://127.0.0.1:8080/api"
+    """The operator API's URL: the audience its callers' Google ID tokens must carry (gcp
+    backend; the function's gen2 URL in the cloud)."""
+    api_roles: dict[str, Literal["viewer", "operator", "admin"]] = Field(default_factory=dict)
+    """Caller email -> role inside the operator API, e.g.
+    ``HPSTEER_API_ROLES='{"alice@example.com": "admin"}'`` (emails compared case-insensitively);
+    a verified caller whose email is not here is refused (403). ``viewer`` reads, ``operator``
+    does everything but delete and bulk import, ``admin`` everything. Locally (backend local)
+    every call is a fixed local admin."""
+
     firestore_emulator_host: str | None = Field(
         default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST")
     )

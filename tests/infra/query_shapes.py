@@ -10,7 +10,8 @@ only in production. Listing the queries by hand would go stale; instead:
 - :func:`record_queries` runs a small simulation (5 homes, 1 day, the ``heavy`` fault profile,
   whose redeliveries and crashes make the twin-delivery and sweep queries certain rather than
   likely), then reads its result the way ``hpsteer simulate`` and ``hpsteer inspect`` do, and
-  calls the one query path a day of steering does not reach (the baseline book's ``forget``);
+  calls the query paths a day of steering does not reach (the baseline book's ``forget``; what
+  an operator does through the API);
 - :func:`code_call_sites` finds every ``.query(`` / ``.collection_group(`` call in
   ``shared/hpsteer`` (outside the store backends and the port) by parsing the source, so a new
   query the run does not reach fails the coverage test rather than slipping through;
@@ -261,7 +262,45 @@ def record_queries(out: Path) -> QueryRecorder:
         # for the device; one simulated day does not get there.
         book = StoreBaselineBook(store, "viessmann", simulation.local.clock)
         book.forget(f"{device_id}|")
+        _operate(simulation.local.deps, device_id)
     return recorder
+
+
+def _operate(deps: Any, device_id: str) -> None:
+    """What an operator does through the API (hpsteer.services.operator), which no simulated
+    day does: list and filter devices and alerts, read a device's status, register a device
+    (its duplicate check), switch a device's steering off (its hand-back supersedes)."""
+    from hpsteer.domain.market import PriceArea
+    from hpsteer.domain.operator_requests import (
+        AlertListQuery,
+        DeviceListQuery,
+        DeviceRegistration,
+    )
+    from hpsteer.domain.roles import Role
+    from hpsteer.services.operator import alerts, devices, status
+    from hpsteer.services.operator.audit import Actor
+
+    actor = Actor("query-shapes@hpsteer.local", Role.ADMIN)
+    listed = DeviceListQuery(
+        price_area=PriceArea.SE3, manufacturer="viessmann", steering_enabled=True
+    )
+    devices.list_devices(deps, listed)
+    alerts.list_alerts(deps, AlertListQuery(device_id=device_id, kind="command_failed"))
+    status.device_status(deps, device_id)
+    stored = devices.get_device(deps, device_id)
+    registration = DeviceRegistration.model_validate(
+        {
+            "manufacturer": stored.manufacturer,
+            "external_id": f"{stored.external_id}-second",
+            "account_id": stored.account_id,
+            "price_area": stored.price_area,
+            "location": {"latitude": 59.3, "longitude": 18.1},
+            "archetype": "old_radiators",
+            "comfort": {"min_indoor_temp_c": 20, "setpoint_c": 21, "max_indoor_temp_c": 23},
+        }
+    )
+    devices.register_device(deps, actor, registration)
+    devices.set_steering(deps, actor, device_id, False)
 
 
 # -- the code's call sites -------------------------------------------------------------------

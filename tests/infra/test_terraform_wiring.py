@@ -176,8 +176,11 @@ def deployed_functions() -> dict[str, Deployed]:
             entries = {name: {}}
         for key, each in entries.items():
             raw_env = service["environment_variables"]
+            own = re.fullmatch(r"\$\{merge\(local\.common_env, local\.(\w+)\)\}", raw_env)
             if raw_env == "${merge(local.common_env, each.value.env)}":
                 env = {**the_locals["common_env"], **each["env"]}
+            elif own is not None:  # a function of its own with settings of its own (the API)
+                env = {**the_locals["common_env"], **the_locals[own.group(1)]}
             else:
                 assert raw_env == "${local.common_env}", raw_env
                 env = dict(the_locals["common_env"])
@@ -280,9 +283,11 @@ def test_dispatch_and_verify_urls_are_the_urls_of_those_functions() -> None:
         assert the_locals[f"{key}_url"] == "${local.function_url_prefix}/" + name
 
 
-def test_only_the_telemetry_webhook_accepts_traffic_from_outside_google_cloud() -> None:
+def test_only_the_telemetry_webhook_and_the_api_accept_traffic_from_outside_google_cloud() -> None:
+    # Manufacturers' webhooks (through API Gateway) and operators' tools (IAM: api_invokers) come
+    # from outside; everything else is called by Pub/Sub and Cloud Tasks only.
     outside = {d.key for d in deployed_functions().values() if d.ingress != "ALLOW_INTERNAL_ONLY"}
-    assert outside == {"telemetry_webhook"}
+    assert outside == {"telemetry_webhook", "api"}
 
 
 def test_pushed_functions_ack_deadline_is_their_timeout() -> None:
@@ -581,6 +586,11 @@ def _invoker_grants() -> dict[str, set[str]]:
             continue
         assert rtype == "google_cloud_run_v2_service_iam_member", (rtype, name)
         target = body["name"]
+        if body.get("for_each") == "${toset(var.api_invokers)}":  # people: one grant each
+            assert target == "${google_cloudfunctions2_function.api.service_config[0].service}"
+            assert body["member"] == "${each.value}"
+            grants.setdefault("var.api_invokers", set()).add("api")
+            continue
         if "for_each" in body:
             keys_expr = body["for_each"]
             if keys_expr == "${local.pushed_functions}":
@@ -606,6 +616,7 @@ def test_each_invoker_account_may_call_exactly_its_functions() -> None:
         "serviceAccount:${google_service_account.tasks_invoker.email}": {"dispatch", "verify"},
         "serviceAccount:${google_service_account.pubsub_push.email}": pushed,
         "serviceAccount:${google_service_account.webhook_gateway.email}": {"telemetry_webhook"},
+        "var.api_invokers": {"api"},
     }
 
 

@@ -62,6 +62,7 @@ from opentelemetry.trace import StatusCode
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
+from hpsteer.domain.hand_back import is_hand_back
 from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.domain.messages import CommandTask
 from hpsteer.errors import (
@@ -299,7 +300,9 @@ class _Run:
 
     def stale_reason(self) -> tuple[str, dict[str, Any]] | None:
         command, device, now = self.command, self.device, self.deps.clock.now()
-        if device.get("steering_enabled") is False:
+        if device.get("steering_enabled") is False and not is_hand_back(command.command_id):
+            # Steering off: nothing steers any more, except the one command that hands the
+            # heat pump back to its own control (hpsteer.domain.hand_back).
             return "steering_disabled", {}
         override = device.get("override_until")
         if isinstance(override, datetime) and now < override:
