@@ -198,6 +198,7 @@ locals {
   api_env = {
     HPSTEER_API_URL               = local.api_url
     HPSTEER_API_ROLES             = jsonencode(var.api_roles)
+    HPSTEER_API_EXTRA_AUDIENCES   = jsonencode(var.api_extra_audiences)
     HPSTEER_DISPATCH_URL          = local.dispatch_url
     HPSTEER_VERIFY_URL            = local.verify_url
     HPSTEER_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email

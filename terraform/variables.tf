@@ -116,3 +116,9 @@ variable "api_roles" {
     error_message = "api_roles values must be viewer, operator or admin."
   }
 }
+
+variable "api_extra_audiences" {
+  description = "ID-token audiences the operator API accepts besides its URL (HPSTEER_API_EXTRA_AUDIENCES). A person's `gcloud auth print-identity-token` carries gcloud's client id, 32555940559.apps.googleusercontent.com, and cannot ask for another: add it to let people call the API with their own account (their role in api_roles still decides). Empty: only tokens minted for the API's URL."
+  type        = list(string)
+  default     = []
+}

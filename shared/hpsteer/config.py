@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8080/api"
     """The operator API's URL: the audience its callers' Google ID tokens must carry (gcp
     backend; the function's gen2 URL in the cloud)."""
+    api_extra_audiences: list[str] = Field(default_factory=list)
+    """Audiences accepted besides ``api_url``, e.g. ``["32555940559.apps.googleusercontent.com"]``
+    (the audience of ``gcloud auth print-identity-token`` for a person's account, which cannot ask
+    for another; Cloud Run's invoker check accepts it too). The role map still decides who may do
+    what; empty by default, so only tokens minted for this API are accepted."""
     api_roles: dict[str, Literal["viewer", "operator", "admin"]] = Field(default_factory=dict)
     """Caller email -> role inside the operator API, e.g.
     ``HPSTEER_API_ROLES='{"alice@example.com": "admin"}'`` (emails compared case-insensitively);

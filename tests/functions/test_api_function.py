@@ -581,6 +581,43 @@ def test_callers_without_a_valid_token_or_a_role_are_refused_before_anything_is_
     assert audit_count(production.store) == before
 
 
+GCLOUD_AUDIENCE = "32555940559.apps.googleusercontent.com"
+"""The audience of a person's ``gcloud auth print-identity-token``, which cannot ask for another."""
+
+
+def test_a_person_s_gcloud_token_is_let_in_only_when_its_audience_is_configured(
+    production: bootstrap.Dependencies, google_key: SigningKey
+) -> None:
+    gcloud_token = bearer(token(google_key, "otto@example.com", aud=GCLOUD_AUDIENCE))
+
+    refused = client().post("/v1/areas/SE3/replan", headers=gcloud_token)
+
+    settings = production.settings.model_copy(update={"api_extra_audiences": [GCLOUD_AUDIENCE]})
+    widened = bootstrap.Dependencies(
+        settings,
+        production.clock,
+        store=lambda: production.store,
+        bus=lambda: production.bus,
+        tasks=lambda: production.tasks,
+        analytics=lambda: production.analytics,
+        secrets=lambda: production.secrets,
+    )
+    certs = GoogleCerts(lambda: ({google_key.kid: google_key.cert_pem}, 3600.0))
+    audiences = (API_URL, GCLOUD_AUDIENCE)
+    widened.singleton(verifier_key(audiences), lambda: caller_verifier(audiences, certs))
+    use_dependencies(widened)
+    accepted = client().post("/v1/areas/SE3/replan", headers=gcloud_token)
+    for_the_api = client().get("/v1/devices", headers=bearer(token(google_key, "otto@example.com")))
+    for_another = bearer(token(google_key, "otto@example.com", aud=f"{API_URL}-other"))
+    elsewhere = client().get("/v1/devices", headers=for_another)
+
+    assert refused.status_code == 401
+    assert accepted.status_code == 202
+    assert accepted.headers["X-Hpsteer-Identity"] == "otto@example.com (operator)"
+    assert for_the_api.status_code == 200
+    assert elsewhere.status_code == 401
+
+
 def _csv(account: str) -> str:
     return f"{HEADER}\nviessmann,imported,{account},SE3,59.3,18.1,old_radiators,20,21,23\n"
 

@@ -3,11 +3,12 @@
 **In the cloud** (``HPSTEER_BACKEND=gcp``) the function is invokable only by the members of
 ``var.api_invokers`` (Cloud Run's IAM checks their Google-signed ID token before the request
 arrives). The function checks the token again (:mod:`hpsteer.runtime.oidc`: signature by Google's
-current keys, expiry, audience ``Settings.api_url``, Google as issuer, a verified email), so a
-misconfigured ingress or invoker binding cannot let an unverified caller through, and takes the
-token's email as the caller. The email's role comes from ``Settings.api_roles`` (compared without
-case); an email with no role is refused. No or a bad token: 401; a valid token of an email with
-no role (or none verified): 403; Google's keys unreachable and none cached: 503.
+current keys, expiry, audience ``Settings.api_url`` or one of ``Settings.api_extra_audiences``,
+Google as issuer, a verified email), so a misconfigured ingress or invoker binding cannot let an
+unverified caller through, and takes the token's email as the caller. The email's role comes
+from ``Settings.api_roles`` (compared without case); an email with no role is refused. No or a
+bad token: 401; a valid token of an email with no role (or none verified): 403; Google's keys
+unreachable and none cached: 503.
 
 **Locally** (backend ``local``) there is no identity to check: every call is the fixed
 :data:`LOCAL_IDENTITY`, an admin, and every answer says so in :data:`IDENTITY_HEADER`.
@@ -16,7 +17,7 @@ no role (or none verified): 403; Google's keys unreachable and none cached: 503.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,12 +55,14 @@ class Caller:
         return f"{self.actor.email} ({self.actor.role.value})"
 
 
-def verifier_key(audience: str) -> str:
+def verifier_key(audience: str | Sequence[str]) -> str:
     """The name under which :func:`identify` keeps its verifier in the dependencies."""
-    return f"api-oidc:{audience}"
+    return f"api-oidc:{audience if isinstance(audience, str) else ','.join(audience)}"
 
 
-def caller_verifier(audience: str, certs: GoogleCerts | None = None) -> OidcVerifier:
+def caller_verifier(
+    audience: str | Sequence[str], certs: GoogleCerts | None = None
+) -> OidcVerifier:
     """An :class:`~hpsteer.runtime.oidc.OidcVerifier` for callers: any Google-verified email is
     accepted by the token check (people and service accounts alike); the role map decides."""
     from hpsteer.runtime.oidc import AccessDenied, OidcPolicy, OidcVerifier
@@ -73,7 +76,8 @@ def caller_verifier(audience: str, certs: GoogleCerts | None = None) -> OidcVeri
             if claims.get("email_verified") not in (True, "true"):
                 raise AccessDenied(f"token email {email!r} is not verified")
 
-    return CallerVerifier(OidcPolicy(audience=audience, service_account="(any caller)"), certs)
+    audiences = audience if isinstance(audience, str) else tuple(audience)
+    return CallerVerifier(OidcPolicy(audience=audiences, service_account="(any caller)"), certs)
 
 
 def _roles(deps: Dependencies) -> dict[str, Role]:
@@ -87,7 +91,9 @@ def identify(deps: Dependencies, authorization: str | None) -> Caller:
         return Caller(Actor(LOCAL_IDENTITY, Role.ADMIN), local=True)
     from hpsteer.runtime.oidc import AccessDenied, AuthenticationFailed, CertsUnavailable
 
-    audience = settings.api_url
+    audience: str | tuple[str, ...] = settings.api_url
+    if settings.api_extra_audiences:
+        audience = (settings.api_url, *settings.api_extra_audiences)
     verifier = deps.singleton(verifier_key(audience), lambda: caller_verifier(audience))
     try:
         claims = verifier.verify(authorization)

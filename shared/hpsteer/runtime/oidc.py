@@ -98,9 +98,10 @@ class CertsUnavailable(TransientError):
 
 @dataclass(frozen=True, slots=True)
 class OidcPolicy:
-    """What a token must say: its audience (the function's URL) and the tasks' service account."""
+    """What a token must say: its audience (the function's URL; or one of several) and the
+    tasks' service account."""
 
-    audience: str
+    audience: str | tuple[str, ...]
     service_account: str
     issuers: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
     clock_skew_s: int = 10
@@ -184,7 +185,11 @@ class OidcVerifier:
             claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]  # google-auth
                 token,
                 certs=certs,
-                audience=self._policy.audience,
+                audience=(
+                    self._policy.audience
+                    if isinstance(self._policy.audience, str)
+                    else list(self._policy.audience)
+                ),
                 clock_skew_in_seconds=self._policy.clock_skew_s,
             )
         except (google_auth_exceptions.GoogleAuthError, ValueError) as err:
