@@ -3,7 +3,8 @@
 ``simulate`` (the whole system on one machine, with its report; ``demo`` is its default run),
 ``inspect`` (a simulated run's devices and commands, as the Firestore console would show them),
 ``prices parse``, ``backtest`` (a simulated house on real prices and weather), ``sim serve``
-(the simulated fleet's manufacturer APIs on 127.0.0.1) and ``version``.
+(the simulated fleet's manufacturer APIs on 127.0.0.1), ``devices`` and ``alerts`` (the operator
+API: on a local run's store as the local admin, or ``--api URL``) and ``version``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from hpsteer.runtime.inspect import add_inspect_parser
+    from hpsteer.runtime.operator_cli import add_operator_parsers
     from hpsteer.runtime.simulation.command import add_simulate_parser
 
     sub.add_parser("demo", help="the default simulation (hpsteer simulate with its defaults)")
     add_simulate_parser(sub)
     add_inspect_parser(sub)
+    add_operator_parsers(sub)
 
     prices = sub.add_parser("prices", help="day-ahead prices").add_subparsers(
         dest="prices_command", required=True, metavar="SUBCOMMAND"
@@ -234,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             args = _parser().parse_args(["simulate"])
         return run_simulate(args, out=sys.stdout, err=sys.stderr)
+    if args.command in ("devices", "alerts"):
+        from hpsteer.runtime.operator_cli import run_operator
+
+        return run_operator(args, sys.stdout, sys.stderr)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses others
 
 
