@@ -16,6 +16,7 @@ from benchmarks import (
     planner,
     reconcile,
     simulate,
+    tariffs,
 )
 
 
@@ -26,6 +27,7 @@ def main() -> int:
     dispatch.main([])
     planner.main([])
     backtest.main([])
+    tariffs.main([])
     reconcile.main([])
     simulate.main([])
     campaign.main(["--runs", "20"])

@@ -12,6 +12,12 @@ For every folder under ``functions/`` (or the ones named), ``build/stage/<folder
   ``hpsteer.runtime.simulation``, the backtest, the planner for all but ``optimize``); a reached
   package is copied whole. Over-keeping costs a few kilobytes, under-keeping a broken function;
   ``tests/infra/test_staging.py`` installs and imports every staged folder;
+- the data the reached code reads at run time: ``data/tariffs/`` (the household tariffs) when
+  the closure reaches ``hpsteer.tariffs`` (optimize, api), copied to ``data/tariffs/`` beside the
+  package, where :func:`hpsteer.tariffs.default_directory` looks first. A folder beside the code,
+  not an environment variable naming a path in the runtime's file system: the staged folder is
+  complete on its own, the install test imports and reads it as deployed, and no terraform value
+  has to know where Cloud Run unpacks the source;
 - ``requirements.txt``: the function's direct needs (``functions/<folder>/requirements.txt``,
   version ranges) and everything they depend on, each pinned to the version in
   ``requirements.lock``.
@@ -47,9 +53,11 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 __all__ = [
+    "DATA_DIR",
     "DEFAULT_OUT",
     "FUNCTIONS_DIR",
     "LOCK_FILE",
+    "PACKAGE_DATA",
     "REPO",
     "SHARED_DIR",
     "LockedPackage",
@@ -67,6 +75,10 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = REPO / "functions"
 SHARED_DIR = REPO / "shared"
+DATA_DIR = REPO / "data"
+PACKAGE_DATA: dict[str, str] = {"hpsteer.tariffs": "tariffs"}
+"""``data/<folder>`` a function gets (as ``data/<folder>`` in its staged folder) when its import
+closure reaches the module that reads it."""
 PACKAGE = "hpsteer"
 LOCK_FILE = REPO / "requirements.lock"
 DEFAULT_OUT = REPO / "build" / "stage"
@@ -197,6 +209,19 @@ def _is_package(shared: Path, parts: Sequence[str]) -> bool:
     return any(directory.glob("*.py"))
 
 
+def _data_files(data: Path, modules: frozenset[str]) -> list[Path]:
+    """Files of the ``data/`` folders the reached modules read (:data:`PACKAGE_DATA`)."""
+    kept: list[Path] = []
+    for module, folder in sorted(PACKAGE_DATA.items()):
+        if module not in modules:
+            continue
+        for path in sorted((data / folder).rglob("*")):
+            relative = path.relative_to(data)
+            if path.is_file() and not _SKIPPED_NAMES.intersection(relative.parts):
+                kept.append(path)
+    return kept
+
+
 def package_names(shared: Path = SHARED_DIR) -> list[str]:
     """Every package of ``shared/hpsteer``, sorted."""
     return sorted(
@@ -310,6 +335,7 @@ def stage_function(
     *,
     functions: Path = FUNCTIONS_DIR,
     shared: Path = SHARED_DIR,
+    data: Path = DATA_DIR,
     lock: Mapping[NormalizedName, LockedPackage] | None = None,
 ) -> StagedFunction:
     """Build ``out/<name>/`` afresh from ``functions/<name>`` (see the module docstring)."""
@@ -336,6 +362,8 @@ def stage_function(
         _write(target / path.relative_to(source), path.read_bytes())
     for path in _package_files(shared, packages):
         _write(target / path.relative_to(shared), path.read_bytes())
+    for path in _data_files(data, modules):
+        _write(target / "data" / path.relative_to(data), path.read_bytes())
     _write(target / REQUIREMENTS, _requirements_text(name, pins).encode())
     _fix_directory_times(target)
     return StagedFunction(name, target, modules, packages, pins)

@@ -316,6 +316,18 @@ BAD_REGISTRATIONS: dict[str, tuple[Callable[[str], dict[str, Any]], int, str, st
         "unknown_account",
         "account_id",
     ),
+    "unknown tariff": (
+        lambda a: _json(registration_body(a, tariff_id="se3-nowhere")),
+        422,
+        "unknown_tariff",
+        "tariff_id",
+    ),
+    "tariff of another area": (
+        lambda a: _json(registration_body(a, tariff_id="dk1-n1")),
+        422,
+        "tariff_area_mismatch",
+        "tariff_id",
+    ),
     "not JSON at all": (
         lambda a: {"data": "manufacturer=viessmann", "content_type": "text/plain"},
         415,
@@ -633,7 +645,7 @@ EVERY_OPERATION: dict[str, tuple[str, str, dict[str, Any], int]] = {
         201,
     ),
     "getDevice": ("GET", "/v1/devices/d1", {}, 200),
-    "updateDevice": ("PATCH", "/v1/devices/d1", {"json": {"tariff_id": "t-1"}}, 200),
+    "updateDevice": ("PATCH", "/v1/devices/d1", {"json": {"tariff_id": "se3-vattenfall-t4"}}, 200),
     "deleteDevice": ("DELETE", "/v1/devices/d1", {}, 200),
     "setSteering": ("PUT", "/v1/devices/d1/steering", {"json": {"enabled": False}}, 200),
     "getDeviceStatus": ("GET", "/v1/devices/d1/status", {}, 200),

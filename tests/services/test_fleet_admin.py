@@ -306,12 +306,13 @@ def test_a_new_comfort_band_is_audited_with_before_and_after_and_re_plans(
 
 def test_a_tariff_alone_changes_without_a_re_plan(local: LocalFleet) -> None:
     device_id = home_of(local, "viessmann").home_id
+    tariff = "se3-vattenfall-t4"
 
     changed = devices.update_device(
-        local.deps, ALICE, device_id, DeviceUpdate.model_validate({"tariff_id": "se3-ellevio"})
+        local.deps, ALICE, device_id, DeviceUpdate.model_validate({"tariff_id": tariff})
     )
 
-    assert changed.tariff_id == "se3-ellevio"
+    assert changed.tariff_id == tariff
     assert replans(local) == []
 
 

@@ -136,6 +136,12 @@ def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="planner to run (default ortools)",
     )
     backtest.add_argument("--seed", default="0", help="seed of house and forecast noise (0)")
+    backtest.add_argument(
+        "--tariff",
+        metavar="ID",
+        help="plan on this household tariff (data/tariffs, e.g. dk1-n1) and report the bill: "
+        "bill_eur, baseline_bill_eur, bill_savings_pct, bill_savings_if_planned_on_spot_pct",
+    )
     backtest.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -207,6 +213,7 @@ def _backtest(args: argparse.Namespace) -> int:
             archetype=args.archetype,
             planner=args.planner,
             seed=seed,
+            tariff=args.tariff,
         )
         result = run_backtest(scenario)
     except HpsteerError as err:

@@ -26,6 +26,20 @@ written and only makes sure it is current and recorded (nothing new is written).
 outbox, made current and recorded (:mod:`hpsteer.services.plans_store`), and its outbox released
 into commands and Cloud Tasks (:mod:`hpsteer.services.outbox`) once it is the current plan.
 
+**On the household's bill.** A device with a ``tariff_id`` is planned on the effective price of
+each slot (:mod:`hpsteer.optimizer.bill_prices`: spot + markup + grid time-of-use + taxes, VAT on
+the lot, from the tariff version in force at the slot), so heat moves to the hours that are cheap
+on the bill, not only on the exchange. The plan stores both: ``expected_cost_eur`` and
+``baseline_cost_eur`` at spot (as for every plan, so savings audits keep their meaning) and
+``expected_bill_eur`` and ``baseline_bill_eur`` at the effective price, with ``tariff_id``, each
+slot's ``bill_price_eur_per_kwh``, and the tariff's content hash and versions in ``inputs`` (its
+hash is part of the plan id: changed tariff values make a new plan). A tariff that is unknown,
+broken, meant for another price area or not in force for some slot of the horizon never fails
+the plan: the device is planned on spot, the plan says why (``tariff_note``, no bill figures) and
+a WARNING is logged. The tariff module (and the ``holidays`` calendar it needs) is imported only
+when a shard meets a device with a tariff; a tariff is read once per instance (``cached_tariff``)
+and priced once per shard and price area.
+
 A device whose planning fails for good (unknown device, infeasible comfort band, missing prices
 for the next slot, no forecast, absurd thermal parameters, an infeasible plan) is logged once
 with its id and its error's type, and **keeps its previous plan**; the shard goes on. A device
@@ -36,6 +50,7 @@ devices already planned are found and skipped then.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -95,6 +110,7 @@ if TYPE_CHECKING:
     from hpsteer.optimizer.planner import OrToolsPlanner
 
 __all__ = [
+    "Billing",
     "DeviceOutcome",
     "OptimizeTrigger",
     "decode_trigger",
@@ -102,6 +118,7 @@ __all__ = [
     "handle_optimize_request",
     "handle_optimize_trigger",
     "plan_shard",
+    "tariff_billing",
 ]
 
 _log = logging.getLogger(__name__)
@@ -210,11 +227,64 @@ class DeviceOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Billing:
+    """What a device's tariff makes of its horizon (plain data: it travels to the planning
+    executor's workers)."""
+
+    tariff_id: str
+    prices_eur_per_mwh: tuple[float, ...] | None
+    """The effective price of each slot, EUR/MWh; None: the tariff cannot price the horizon and
+    the device is planned on spot (``note`` says why)."""
+    inputs: dict[str, Any]
+    """What the plan's ``inputs`` record of the tariff: id, content hash, versions in force."""
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The tariff's part of the plan's inputs key."""
+        if self.prices_eur_per_mwh is None:
+            return f"tariff={self.tariff_id}:spot"
+        return f"tariff={self.tariff_id}@{self.inputs['content_hash']}"
+
+
+def tariff_billing(tariff_id: str, area: PriceArea, prices: HorizonPrices) -> Billing:
+    """The effective prices of ``prices``' slots under the tariff ``tariff_id``, or why the
+    horizon is planned on spot instead (module docstring)."""
+    from hpsteer.optimizer.bill_prices import bill_prices_eur_per_mwh, why_unusable
+    from hpsteer.tariffs import TariffError, cached_tariff
+
+    starts = [slot.start_at for slot in prices.slots]
+    try:
+        tariff = cached_tariff(tariff_id)
+        reason = why_unusable(tariff, area, starts)
+        bill = (
+            None
+            if reason is not None
+            else bill_prices_eur_per_mwh(tariff, starts, prices.prices_eur_per_mwh)
+        )
+    except TariffError as err:
+        return Billing(tariff_id, None, {"tariff_id": tariff_id}, str(err).splitlines()[0])
+    recorded = {"tariff_id": tariff_id, "content_hash": tariff.content_hash}
+    if bill is None:
+        return Billing(tariff_id, None, recorded, reason)
+    days = sorted({tariff.local_date(start) for start in starts})
+    versions = sorted({v.isoformat() for day in days if (v := tariff.version_on(day))})
+    return Billing(tariff_id, tuple(float(p) for p in bill), {**recorded, "valid_from": versions})
+
+
+def _inputs_key(inputs: PlanInputs, billing: Billing | None) -> str:
+    """What names the plan (its id is a hash of it): the inputs' key, and the tariff's part
+    when the device has one (a device without keeps the key it always had)."""
+    return inputs.inputs_key() if billing is None else f"{inputs.inputs_key()}|{billing.key}"
+
+
+@dataclass(frozen=True, slots=True)
 class _ToSolve:
     device_id: str
     inputs: PlanInputs
     plan_id: str
     device_data: dict[str, Any]
+    billing: Billing | None = None
 
 
 Solved = tuple[Plan, dict[str, Any]] | BaseException
@@ -229,6 +299,7 @@ class _Shard:
     now: datetime
     prices: dict[str, HorizonPrices] = field(default_factory=dict)
     forecasts: dict[str, WeatherSeries] = field(default_factory=dict)
+    billings: dict[tuple[str, str], Billing] = field(default_factory=dict)
     tables_ready: bool = False
 
     def horizon(self, area: PriceArea) -> HorizonPrices:
@@ -243,6 +314,25 @@ class _Shard:
         if key not in self.forecasts:
             self.forecasts[key] = latest_forecast(self.deps.store, latitude, longitude)
         return self.forecasts[key]
+
+    def billing(self, device_id: str, area: PriceArea) -> Billing | None:
+        """The device's tariff over the area's horizon (None: the device has no tariff)."""
+        snapshot = self.deps.store.get(device_path(device_id))
+        tariff_id = None if snapshot is None else snapshot.data.get("tariff_id")
+        if not isinstance(tariff_id, str) or not tariff_id:
+            return None
+        key = (area.value, tariff_id)
+        if key not in self.billings:
+            self.billings[key] = tariff_billing(tariff_id, area, self.horizon(area))
+        billing = self.billings[key]
+        if billing.note is not None:
+            _log.warning(
+                "device %s planned on spot: %s",
+                device_id,
+                billing.note,
+                extra={"tariff_id": tariff_id},
+            )
+        return billing
 
     def record(self, plan: Plan, document: dict[str, Any]) -> None:
         analytics = self.deps.analytics
@@ -283,13 +373,14 @@ class _Shard:
         prices = self.horizon(device.price_area)
         forecast = self.forecast(device.location.latitude, device.location.longitude)
         inputs = assemble(record, prices, forecast, self.options)
-        plan_id = plan_id_for(device_id, inputs.problem.start_at, inputs.inputs_key())
+        billing = self.billing(device_id, device.price_area)
+        plan_id = plan_id_for(device_id, inputs.problem.start_at, _inputs_key(inputs, billing))
         existing = store.get(plan_path(device_id, plan_id))
         device_data = {"manufacturer": device.manufacturer}
         if existing is not None:
             self.settle(plan_from_document(existing.data), existing.data, device_data)
             return DeviceOutcome(device_id, "unchanged", plan_id)
-        return _ToSolve(device_id, inputs, plan_id, device_data)
+        return _ToSolve(device_id, inputs, plan_id, device_data, billing)
 
     def complete(self, job: _ToSolve, plan: Plan, document: dict[str, Any]) -> DeviceOutcome:
         """Write the solved plan, make it current and release it."""
@@ -305,12 +396,16 @@ class _Shard:
                 oem=str(device_data["manufacturer"]),
                 price_area=plan.price_area.value,
             )
+        bill, baseline_bill = stored.get("expected_bill_eur"), stored.get("baseline_bill_eur")
         _log.info(
-            "planned %s: %s, expected %.3f EUR vs baseline %.3f EUR",
+            "planned %s: %s, expected %.3f EUR vs baseline %.3f EUR at spot%s",
             device_id,
             plan.plan_id,
             plan.expected_cost_eur,
             plan.baseline_cost_eur,
+            ""
+            if bill is None or baseline_bill is None
+            else f"; bill {bill:.3f} EUR vs {baseline_bill:.3f} EUR ({stored.get('tariff_id')})",
             extra={"plan_id": plan.plan_id},
         )
         return DeviceOutcome(device_id, "planned" if created else "unchanged", plan.plan_id)
@@ -338,22 +433,41 @@ def _solve_job(planner: OrToolsPlanner, job: _ToSolve, *, now: datetime, trigger
     """One device's plan, or the error solving it raised (handed back to the device's turn)."""
     with log_context(device_id=job.device_id, trigger=trigger):
         try:
-            return solve_plan(planner, job.inputs, job.plan_id, now=now, trigger=trigger)
+            return solve_plan(
+                planner, job.inputs, job.plan_id, now=now, trigger=trigger, billing=job.billing
+            )
         except Exception as err:  # noqa: BLE001 - re-raised in the device's turn
             return err
 
 
 def solve_plan(
-    planner: OrToolsPlanner, inputs: PlanInputs, plan_id: str, *, now: datetime, trigger: str
+    planner: OrToolsPlanner,
+    inputs: PlanInputs,
+    plan_id: str,
+    *,
+    now: datetime,
+    trigger: str,
+    billing: Billing | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
-    """The plan of one device's inputs, and its document (pure: no I/O)."""
+    """The plan of one device's inputs, and its document (pure: no I/O). With ``billing``
+    prices, the planner sees the effective prices; costs are stated at spot and on the bill."""
+    import numpy as np
+
     from hpsteer.optimizer.baselines import OwnControl
     from hpsteer.optimizer.problem import evaluate
 
     problem = inputs.problem
+    bill_prices = None if billing is None else billing.prices_eur_per_mwh
+    if bill_prices is not None:
+        problem = dataclasses.replace(problem, prices_eur_per_mwh=np.array(bill_prices))
     result = planner.solve(problem)
     planned = evaluate(problem, result.modes)
     baseline = evaluate(problem, OwnControl().plan(problem))
+    spot = np.array(inputs.prices.prices_eur_per_mwh)
+    expected_cost, baseline_cost = planned.energy_cost_eur, baseline.energy_cost_eur
+    if bill_prices is not None:
+        expected_cost = float(spot @ planned.electricity_kwh) / 1000.0
+        baseline_cost = float(spot @ baseline.electricity_kwh) / 1000.0
     slots = tuple(
         PlanSlot(
             start_at=slot.start_at,
@@ -379,8 +493,8 @@ def solve_plan(
         resolution=inputs.prices.resolution,
         created_at=now,
         slots=slots,
-        expected_cost_eur=planned.energy_cost_eur,
-        baseline_cost_eur=baseline.energy_cost_eur,
+        expected_cost_eur=expected_cost,
+        baseline_cost_eur=baseline_cost,
         price_content_hashes=tuple(d.content_hash for d in inputs.prices.days),
         weather_issued_at=inputs.forecast.issued_at,
         solver=result.solver,
@@ -394,8 +508,8 @@ def solve_plan(
             "solve_ms": result.solve_ms,
             "solver_termination": result.termination,
             "trigger": trigger,
-            "inputs": inputs.versions(),
-            "inputs_key": inputs.inputs_key(),
+            "inputs": inputs.versions() | ({} if billing is None else {"tariff": billing.inputs}),
+            "inputs_key": _inputs_key(inputs, billing),
             "weather_held": held is not None,
             "weather_held_after_at": held,
             "horizon_truncated": inputs.prices.truncated_reason,
@@ -407,8 +521,15 @@ def solve_plan(
             "cost_by_day": cost_by_day(
                 plan, list(planned.electricity_kwh), list(baseline.electricity_kwh)
             ),
+            "tariff_id": None if billing is None else billing.tariff_id,
+            "tariff_note": None if billing is None else billing.note,
+            "expected_bill_eur": None if bill_prices is None else planned.energy_cost_eur,
+            "baseline_bill_eur": None if bill_prices is None else baseline.energy_cost_eur,
         },
     )
+    if bill_prices is not None:
+        for slot, price in zip(document["slots"], bill_prices, strict=True):
+            slot["bill_price_eur_per_kwh"] = price / 1000.0
     return plan, document
 
 

@@ -11,6 +11,10 @@
   plan's (``current_plan_start_at``, ``current_plan_created_at`` kept beside the id). So a late
   redelivery of an older trigger never replaces a newer plan, and a re-plan of the same slot
   (a price correction, a changed comfort band) does.
+- A plan of a device with a tariff also carries ``tariff_id``, ``expected_bill_eur`` and
+  ``baseline_bill_eur`` (what the household pays, at the effective price) and, per slot,
+  ``bill_price_eur_per_kwh`` beside the spot ``price_eur_per_mwh`` (see
+  :mod:`hpsteer.services.optimize`); :func:`plan_from_document` reads past these.
 - :func:`record_plan` appends one row to ``plans`` (the architecture document's optimization
   runs) and one row per local delivery day to ``cost_savings``, with insert ids
   ``{device_id}/{plan_id}[/{market_date}]``: appending again adds nothing.
@@ -25,7 +29,7 @@ from typing import Any
 
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.market import market_date_of
-from hpsteer.domain.plans import Plan
+from hpsteer.domain.plans import Plan, PlanSlot
 from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
 from hpsteer.ports.store import DocumentStore, Transaction
@@ -60,6 +64,17 @@ PLANS = TableSchema(
         Column("gap", "FLOAT64"),
         Column("solve_ms", "FLOAT64"),
         Column("trigger", "STRING"),
+        Column("tariff_id", "STRING", description="the household's tariff; null: planned on spot"),
+        Column(
+            "expected_bill_eur",
+            "FLOAT64",
+            description="the plan's energy at the tariff's effective price (incl. VAT)",
+        ),
+        Column(
+            "baseline_bill_eur",
+            "FLOAT64",
+            description="own control's energy at the tariff's effective price (incl. VAT)",
+        ),
     ),
     partition_by="start_at",
     cluster_by=("device_id",),
@@ -203,8 +218,18 @@ def cost_by_day(
 
 
 def plan_from_document(data: Mapping[str, Any]) -> Plan:
-    """The :class:`Plan` inside a stored plan document (which carries more fields)."""
-    return Plan.parse({k: v for k, v in data.items() if k in Plan.model_fields})
+    """The :class:`Plan` inside a stored plan document (which carries more fields, also in its
+    slots)."""
+    fields = {k: v for k, v in data.items() if k in Plan.model_fields}
+    slots = fields.get("slots")
+    if isinstance(slots, list):
+        fields["slots"] = [
+            {k: v for k, v in slot.items() if k in PlanSlot.model_fields}
+            if isinstance(slot, Mapping)
+            else slot
+            for slot in slots
+        ]
+    return Plan.parse(fields)
 
 
 def record_plan(
@@ -226,6 +251,9 @@ def record_plan(
         "gap": plan.solver_gap,
         "solve_ms": document.get("solve_ms"),
         "trigger": document.get("trigger", trigger),
+        "tariff_id": document.get("tariff_id"),
+        "expected_bill_eur": document.get("expected_bill_eur"),
+        "baseline_bill_eur": document.get("baseline_bill_eur"),
     }
     analytics.append(PLANS.name, [row], [f"{plan.device_id}/{plan.plan_id}"])
     rows = [

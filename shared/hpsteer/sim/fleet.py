@@ -25,7 +25,9 @@ Promises:
   cloud's readings and their timestamps freeze while physics goes on).
 - **Surroundings.** The outdoor temperature is a daily cycle around each home's own base unless
   the fleet is given ``outdoor`` (the local runtime passes the bundled real weather of the price
-  area); with ``price`` (EUR/MWh at an instant) each home's electricity cost is kept too.
+  area); with ``price`` (EUR/MWh at an instant) each home's electricity cost is kept too, and
+  with ``bill_price`` (EUR/kWh from the instant and that spot price: a household tariff's
+  effective price, set before the run starts) what the household pays for it (``bill_eur``).
 - **Truth for reports.** Each home keeps its electricity (and cost) so far, the kelvin-hours its
   air spent below the comfort floor (``comfort_min_c``, 1 K below the setpoint, or 1 K below the
   household's own lower setting if it chose one), and a **baseline
@@ -307,6 +309,7 @@ class Twin:
     mass_temp_c: float
     electricity_kwh: float = 0.0
     cost_eur: float = 0.0
+    bill_eur: float = 0.0
     kh_below: float = 0.0
 
 
@@ -344,6 +347,8 @@ class Home:
     """The comfort floor the household agreed to (the registered band's minimum)."""
     electricity_kwh: float = 0.0
     cost_eur: float = 0.0
+    bill_eur: float = 0.0
+    """The household's bill for the electricity so far (with the fleet's ``bill_price``)."""
     kh_below: float = 0.0
     """Kelvin-hours of indoor air below ``comfort_min_c`` so far."""
     twin: Twin | None = None
@@ -394,6 +399,7 @@ class Fleet:
         manufacturers: Iterable[str] = MANUFACTURERS,
         outdoor: Callable[[datetime], float] | None = None,
         price: Callable[[datetime], float] | None = None,
+        bill_price: Callable[[datetime, float], float] | None = None,
     ) -> None:
         chosen = tuple(manufacturers)
         unknown = sorted(set(chosen) - set(MANUFACTURERS))
@@ -406,6 +412,8 @@ class Fleet:
         self.faults = faults if faults is not None else FaultPlan(seed=seed)
         self._outdoor = outdoor
         self._price = price
+        self.bill_price = bill_price
+        """EUR/kWh the household pays at an instant, given the spot price (EUR/MWh) then."""
         self.lock = threading.RLock()
         self._rng = random.Random(seed)
         self.homes: dict[str, Home] = {}
@@ -471,7 +479,7 @@ class Fleet:
         )
         self._step(home, now + timedelta(minutes=5), draw_events=False)
         home.stepped_at = now
-        home.electricity_kwh = home.cost_eur = home.kh_below = 0.0
+        home.electricity_kwh = home.cost_eur = home.bill_eur = home.kh_below = 0.0
         home.twin = Twin(home.air_temp_c, home.mass_temp_c)
         home.reported = self._reading(home, now)
         return home
@@ -608,7 +616,11 @@ class Fleet:
         duration_h = (end - home.stepped_at) / timedelta(hours=1)
         plant = home.scalar_plant()
         outdoor = self.outdoor_at(home, home.stepped_at)
-        price_eur_per_kwh = self._price(home.stepped_at) / _KWH_PER_MWH if self._price else 0.0
+        spot_eur_per_mwh = self._price(home.stepped_at) if self._price else 0.0
+        price_eur_per_kwh = spot_eur_per_mwh / _KWH_PER_MWH
+        bill_eur_per_kwh = (
+            self.bill_price(home.stepped_at, spot_eur_per_mwh) if self.bill_price else 0.0
+        )
         result = plant.step(
             home.air_temp_c,
             home.mass_temp_c,
@@ -622,6 +634,7 @@ class Fleet:
         home.power_kw = result.electricity_kwh / duration_h
         home.electricity_kwh += result.electricity_kwh
         home.cost_eur += result.electricity_kwh * price_eur_per_kwh
+        home.bill_eur += result.electricity_kwh * bill_eur_per_kwh
         floor = min(home.comfort_min_c, home.household_target_c - 1.0)  # a household's own
         home.kh_below += max(0.0, floor - home.air_temp_c) * duration_h  # cooler choice is no harm
         twin = home.twin
@@ -636,6 +649,7 @@ class Fleet:
             twin.air_temp_c, twin.mass_temp_c = shadow.air_temp_c, shadow.mass_temp_c
             twin.electricity_kwh += shadow.electricity_kwh
             twin.cost_eur += shadow.electricity_kwh * price_eur_per_kwh
+            twin.bill_eur += shadow.electricity_kwh * bill_eur_per_kwh
             twin.kh_below += max(0.0, floor - shadow.air_temp_c) * duration_h
         home.supply_temp_c = plant.flow_for_heat_c(home.heat_kw, home.air_temp_c)
         if home.dhw_boost:

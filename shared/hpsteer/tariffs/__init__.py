@@ -13,11 +13,14 @@ API (stable; the planner, plans, backtest and report build on it)::
 
     available_tariffs()                     # ['de-ew-wanfried-14a-modul3', 'dk1-dinel', ...]
     tariff = load_tariff("dk1-n1")          # from $HPSTEER_TARIFFS_DIR or data/tariffs
+    cached_tariff("dk1-n1")                 # the same, kept per process (re-read if a file changed)
     tariff.covers(start_at)                 # can it price the slot starting at this instant?
     tariff.effective_price_eur_per_kwh(start_at, spot_eur_per_mwh)   # EUR/kWh incl. VAT
     tariff.effective_prices(starts, spots)  # the same for many slots (cached per local date)
     tariff.breakdown(start_at, spot)        # PriceBreakdown(spot, markup, grid, taxes, vat, total)
     tariff.with_markup(0.05)                # a copy with a supplier markup (tariff currency/kWh)
+    tariff.content_hash                     # names the values that price a slot (plan inputs)
+    tariff.version_on(local_date)           # latest valid_from of the versions in force that day
 
 Effective price per slot, EUR/kWh = (spot + markup + grid + taxes) x (1 + VAT), where grid and
 taxes are converted from the tariff's currency with the exchange rate in force on the slot's
@@ -29,7 +32,13 @@ Provenance travels with the tariff: ``sources``, ``retrieved``, ``unconfirmed``,
 """
 
 from hpsteer.tariffs.errors import TariffError, TariffNotInForce, UnknownTariff
-from hpsteer.tariffs.files import ENV_DIRECTORY, available_tariffs, default_directory, load_tariff
+from hpsteer.tariffs.files import (
+    ENV_DIRECTORY,
+    available_tariffs,
+    cached_tariff,
+    default_directory,
+    load_tariff,
+)
 from hpsteer.tariffs.model import PriceBreakdown
 from hpsteer.tariffs.tariff import Tariff
 
@@ -41,6 +50,7 @@ __all__ = [
     "TariffNotInForce",
     "UnknownTariff",
     "available_tariffs",
+    "cached_tariff",
     "default_directory",
     "load_tariff",
 ]

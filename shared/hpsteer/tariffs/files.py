@@ -1,9 +1,12 @@
 """Reading tariff files and refusing bad ones with a message that names the file and the field.
 
 Tariffs are data, not code: one TOML file per grid company or product in ``data/tariffs/`` (or
-``$HPSTEER_TARIFFS_DIR``), named ``<id>.toml``. Components shared by several tariffs (national
-fees and taxes, VAT) live in ``shared/<name>.toml`` and are pulled in with ``include``; exchange
-rates live in ``shared/exchange_rates.toml``. See ``data/tariffs/README.md`` for the format.
+``$HPSTEER_TARIFFS_DIR``), named ``<id>.toml``. A deployed function's folder carries its own copy
+in ``data/tariffs/`` beside the ``hpsteer`` package (``deploy/stage.py`` puts it there), so
+:func:`default_directory` finds the files in the repository and in a staged function alike.
+Components shared by several tariffs (national fees and taxes, VAT) live in ``shared/<name>.toml``
+and are pulled in with ``include``; exchange rates live in ``shared/exchange_rates.toml``. See
+``data/tariffs/PROVENANCE.md`` for the format.
 
 Checks beyond the field types: the id matches the file name; the time zone, price areas and
 currency are known; every list of versions is non-empty and strictly ascending by ``valid_from``;
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -28,7 +32,6 @@ import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpsteer.domain.market import PriceArea
-from hpsteer.sources.replay_prices import bundled_data_dir
 from hpsteer.tariffs.errors import TariffError, UnknownTariff
 from hpsteer.tariffs.model import (
     DayKind,
@@ -42,9 +45,19 @@ from hpsteer.tariffs.model import (
 )
 from hpsteer.tariffs.tariff import Tariff
 
-__all__ = ["ENV_DIRECTORY", "available_tariffs", "default_directory", "load_tariff"]
+__all__ = [
+    "ENV_DIRECTORY",
+    "available_tariffs",
+    "cached_tariff",
+    "default_directory",
+    "load_tariff",
+]
 
 ENV_DIRECTORY = "HPSTEER_TARIFFS_DIR"
+_PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+"""``shared/`` in the repository; the function's root folder when staged."""
+_STAGED_DIRECTORY = _PACKAGE_PARENT / "data" / "tariffs"
+_REPOSITORY_DIRECTORY = _PACKAGE_PARENT.parent / "data" / "tariffs"
 SHARED = "shared"
 RATES_FILE = "exchange_rates.toml"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -109,9 +122,12 @@ class RatesDocument(_Document):
 
 
 def default_directory() -> Path:
-    """``$HPSTEER_TARIFFS_DIR`` if set, else the repository's ``data/tariffs``."""
+    """``$HPSTEER_TARIFFS_DIR`` if set; else ``data/tariffs`` beside the ``hpsteer`` package (a
+    staged function's copy) if it exists; else the repository's ``data/tariffs``."""
     configured = os.environ.get(ENV_DIRECTORY)
-    return Path(configured) if configured else bundled_data_dir() / "tariffs"
+    if configured:
+        return Path(configured)
+    return _STAGED_DIRECTORY if _STAGED_DIRECTORY.is_dir() else _REPOSITORY_DIRECTORY
 
 
 def available_tariffs(directory: Path | None = None) -> list[str]:
@@ -174,15 +190,56 @@ def load_tariff(tariff_id: str, directory: Path | None = None) -> Tariff:
     return tariff
 
 
+_CACHE: dict[tuple[Path, str], tuple[tuple[int, ...], Tariff]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_tariff(tariff_id: str, directory: Path | None = None) -> Tariff:
+    """:func:`load_tariff`, kept per process: the same tariff again costs a few ``stat`` calls.
+
+    The planner, the API's checks and a CSV import ask for the same few tariffs over and over;
+    a cached :class:`Tariff` also keeps its per-day price tables. An entry is read afresh when
+    the modification time of the tariff's file or of any shared file changed (a test, or a
+    person editing the data, sees the new values at once). Refusals are not cached.
+    """
+    folder = (directory if directory is not None else default_directory()).resolve()
+    key = (folder, tariff_id)
+    stamp = _stamp(folder, tariff_id)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    tariff = load_tariff(tariff_id, folder)
+    if stamp is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = (stamp, tariff)
+    return tariff
+
+
+def _stamp(folder: Path, tariff_id: str) -> tuple[int, ...] | None:
+    """The modification times and sizes of the files a tariff is read from (None: not all
+    there)."""
+    if not _ID.match(tariff_id):
+        return None
+    try:
+        paths = [folder / f"{tariff_id}.toml", *sorted((folder / SHARED).glob("*.toml"))]
+        stats = [path.stat() for path in paths]
+    except OSError:
+        return None
+    return tuple(value for stat in stats for value in (stat.st_mtime_ns, stat.st_size))
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 
 def _display(path: Path) -> str:
-    """A path relative to the repository when it is inside it (``data/tariffs/x.toml``)."""
-    try:
-        return str(path.resolve().relative_to(bundled_data_dir().parent))
-    except ValueError:
-        return str(path)
+    """A path relative to the repository (or the staged function) when it is inside it
+    (``data/tariffs/x.toml``)."""
+    resolved = path.resolve()
+    for root in (_STAGED_DIRECTORY.parents[1], _REPOSITORY_DIRECTORY.parents[1]):
+        if resolved.is_relative_to(root / "data"):
+            return str(resolved.relative_to(root))
+    return str(path)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ market. Per local date the non-spot part is computed once and cached (see
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -27,7 +28,7 @@ from hpsteer.tariffs.model import (
     RateVersion,
     VatVersion,
 )
-from hpsteer.tariffs.pricing import Components, DayTable, build_day_table
+from hpsteer.tariffs.pricing import Components, DayTable, build_day_table, version_at
 
 __all__ = ["Tariff"]
 
@@ -129,6 +130,40 @@ class Tariff(BaseModel):
             vat=vat,
             total=net + vat,
         )
+
+    @property
+    def content_hash(self) -> str:
+        """16 hex digits of a hash of everything that prices a slot (not the provenance): a plan
+        made with this tariff names it, so changed values make a new plan."""
+        priced = self.model_dump_json(
+            include={
+                "id",
+                "country",
+                "timezone",
+                "currency",
+                "in_force_until",
+                "public_holidays",
+                "holiday_subdivision",
+                "markup",
+                "vat",
+                "grid",
+                "fees",
+                "rates",
+            }
+        )
+        return hashlib.sha256(priced.encode()).hexdigest()[:16]
+
+    def version_on(self, day: date) -> date | None:
+        """The tariff's version on local date ``day``: the latest ``valid_from`` of the
+        component versions (markup, VAT, grid, fees, exchange rate) in force that day; None
+        when the tariff does not cover the day."""
+        if self._day_table_or_none(day) is None:
+            return None
+        versions: list[Sequence[FlatVersion] | Sequence[VatVersion] | Sequence[GridVersion]]
+        versions = [self.markup, self.vat, self.grid, *(fee.versions for fee in self.fees)]
+        dates = [v.valid_from for group in versions if (v := version_at(group, day)) is not None]
+        rate = version_at(self.rates, day) if self.currency != "EUR" else None
+        return max([*dates, *([rate.valid_from] if rate is not None else [])])
 
     def with_markup(self, per_kwh: float, note: str = "set by the operator") -> Tariff:
         """A copy with one supplier markup (tariff currency per kWh, excl. VAT) for all dates."""

@@ -6,6 +6,13 @@ temperature (slot means). Mean indoor temperatures stand beside the baseline's s
 home is not mistaken for a saving. With several houses the top-level figures are those of the
 average house: every quantity averaged, savings computed from the averaged costs (so the formula
 holds at the top level too), the worst day's changes the maximum over houses.
+
+With a tariff the planner plans on the effective price; ``cost_eur`` and ``savings_pct`` stay at
+spot (the same kWh at the exchange price), and four figures are added: ``bill_eur`` and
+``baseline_bill_eur`` (the household's bill for the energy, incl. VAT), ``bill_savings_pct``, and
+``bill_savings_if_planned_on_spot_pct`` (the same house and period planned on spot alone, then
+billed on the tariff), with that run's comfort and mean temperature beside it, and the bound's
+``perfect_model_bill_savings_pct``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,13 @@ class HouseResult:
     baseline_mean_indoor_temp_c: float
     perfect_model_mean_indoor_temp_c: float
     replans: dict[str, int]
+    bill_eur: float | None = None
+    baseline_bill_eur: float | None = None
+    perfect_model_bill_eur: float | None = None
+    spot_planned_bill_eur: float | None = None
+    spot_planned_cost_eur: float | None = None
+    spot_planned_comfort_kh_below_per_day: float | None = None
+    spot_planned_mean_indoor_temp_c: float | None = None
 
     @property
     def savings_pct(self) -> float:
@@ -49,6 +63,44 @@ class HouseResult:
     @property
     def perfect_model_savings_pct(self) -> float:
         return _savings_pct(self.baseline_cost_eur, self.perfect_model_cost_eur)
+
+    def _bill_savings_pct(self, bill: float | None) -> float | None:
+        baseline = self.baseline_bill_eur
+        return None if bill is None or baseline is None else _savings_pct(baseline, bill)
+
+    @property
+    def bill_savings_pct(self) -> float | None:
+        """Bill savings of the run planned on the tariff (None without a tariff)."""
+        return self._bill_savings_pct(self.bill_eur)
+
+    @property
+    def bill_savings_if_planned_on_spot_pct(self) -> float | None:
+        """Bill savings of the same house and period planned on spot alone."""
+        return self._bill_savings_pct(self.spot_planned_bill_eur)
+
+    @property
+    def perfect_model_bill_savings_pct(self) -> float | None:
+        return self._bill_savings_pct(self.perfect_model_bill_eur)
+
+    def bill_figures(self) -> dict[str, Any]:
+        """The figures of the bill (empty without a tariff)."""
+        if self.bill_eur is None:
+            return {}
+        values: dict[str, tuple[float | None, int]] = {
+            "bill_eur": (self.bill_eur, 4),
+            "baseline_bill_eur": (self.baseline_bill_eur, 4),
+            "bill_savings_pct": (self.bill_savings_pct, 3),
+            "bill_savings_if_planned_on_spot_pct": (self.bill_savings_if_planned_on_spot_pct, 3),
+            "perfect_model_bill_savings_pct": (self.perfect_model_bill_savings_pct, 3),
+            "spot_planned_bill_eur": (self.spot_planned_bill_eur, 4),
+            "spot_planned_cost_eur": (self.spot_planned_cost_eur, 4),
+            "spot_planned_comfort_kh_below_per_day": (
+                self.spot_planned_comfort_kh_below_per_day,
+                4,
+            ),
+            "spot_planned_mean_indoor_temp_c": (self.spot_planned_mean_indoor_temp_c, 3),
+        }
+        return {k: None if v is None else round(v, d) for k, (v, d) in values.items()}
 
     def figures(self) -> dict[str, Any]:
         def r(value: float, digits: int) -> float:
@@ -74,6 +126,7 @@ class HouseResult:
             "baseline_mean_indoor_temp_c": r(self.baseline_mean_indoor_temp_c, 3),
             "perfect_model_mean_indoor_temp_c": r(self.perfect_model_mean_indoor_temp_c, 3),
             "replans": dict(sorted(self.replans.items())),
+            **self.bill_figures(),
         }
 
 
@@ -112,6 +165,7 @@ class BacktestResult:
     weather_site: str
     weather_note: str
     houses: tuple[HouseResult, ...]
+    tariff: str | None = None
 
     @property
     def summary(self) -> HouseResult:
@@ -133,6 +187,8 @@ class BacktestResult:
         }
         if self.weather_note:
             head["weather_note"] = self.weather_note
+        if self.tariff is not None:
+            head["tariff"] = self.tariff
         return {
             **head,
             **self.summary.figures(),
@@ -153,27 +209,36 @@ _COLUMNS = (
     ("K·h<min/d", "{:>9.3f}", "comfort_kh_below_per_day"),
     ("chg/d", "{:>6.1f}", "mode_changes_per_day"),
 )
+_BILL_COLUMNS = (
+    ("bill €", "{:>8.2f}", "bill_eur"),
+    ("base bill", "{:>9.2f}", "baseline_bill_eur"),
+    ("bill %", "{:>7.1f}", "bill_savings_pct"),
+    ("on spot %", "{:>9.1f}", "bill_savings_if_planned_on_spot_pct"),
+)
 
 
 def format_table(result: BacktestResult) -> str:
-    """The figures as a plain-text table, one row per house (and the average)."""
+    """The figures as a plain-text table, one row per house (and the average); with a tariff,
+    the bill's columns too ("on spot %": the bill savings had the house been planned on spot)."""
+    columns = _COLUMNS if result.tariff is None else _COLUMNS + _BILL_COLUMNS
     lines = [
         f"backtest {result.area.value} from {result.start.isoformat()}, {result.days} day(s), "
         f"planner {result.planner}, seed {result.seed}, weather {result.weather_site}, "
-        f"band {result.comfort_band_c[0]:g}..{result.comfort_band_c[1]:g} °C",
+        f"band {result.comfort_band_c[0]:g}..{result.comfort_band_c[1]:g} °C"
+        + ("" if result.tariff is None else f", tariff {result.tariff}"),
     ]
     if result.weather_note:
         lines.append(f"note: {result.weather_note}")
-    widths = [len(fmt.format(0.0 if i else "")) for i, (_, fmt, _) in enumerate(_COLUMNS)]
+    widths = [len(fmt.format(0.0 if i else "")) for i, (_, fmt, _) in enumerate(columns)]
     lines.append(
         " ".join(
             f"{title:<{w}}" if i == 0 else f"{title:>{w}}"
-            for i, ((title, _, _), w) in enumerate(zip(_COLUMNS, widths, strict=True))
+            for i, ((title, _, _), w) in enumerate(zip(columns, widths, strict=True))
         )
     )
     rows = list(result.houses)
     if len(rows) > 1:
         rows.append(result.summary)
     for house in rows:
-        lines.append(" ".join(fmt.format(getattr(house, attr)) for _, fmt, attr in _COLUMNS))
+        lines.append(" ".join(fmt.format(getattr(house, attr)) for _, fmt, attr in columns))
     return "\n".join(lines)

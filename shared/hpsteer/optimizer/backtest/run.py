@@ -6,17 +6,29 @@ the nominal plant. Three runs share the true plant, the real weather and the sta
 the planner with forecasts (:func:`~.simulate.run_mpc`), the same planner with the true plant and
 the real weather (the bound), and the baseline (own control, ``mid`` throughout), judged with
 :func:`~hpsteer.optimizer.problem.evaluate`.
+
+With a tariff (``scenario.tariff``) the planner (and the bound) plan on the effective price of
+each slot (:mod:`hpsteer.optimizer.bill_prices`), and every run is priced twice: at spot
+(``cost_eur``, as without a tariff) and on the bill (``bill_eur``: the same kWh at the effective
+price). A fourth run plans the same house on spot alone, as a planner that ignores the tariff
+would, and is billed on the tariff too (``spot_planned_bill_eur``): the difference between the
+two bill savings is what planning on the tariff is worth, measured rather than assumed. The
+tariff must be meant for the area and price every slot of the period, else
+:class:`~hpsteer.errors.InvalidInput` says why in one line; when it does not price the day after
+the period, the planner does not see that day (as when its prices are not bundled).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections import Counter
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 
 import numpy as np
 
 from hpsteer.domain.actions import Mode
+from hpsteer.errors import InvalidInput
 from hpsteer.optimizer.backtest.inputs import ForecastErrors, MarketInputs, load_inputs
 from hpsteer.optimizer.backtest.planners import make_planner
 from hpsteer.optimizer.backtest.report import BacktestResult, HouseResult
@@ -50,12 +62,56 @@ def _below_per_day(evaluation: Evaluation, days: int) -> float:
     return evaluation.comfort_kh_below / days
 
 
+@dataclass(frozen=True)
+class _Prices:
+    """The period's inputs at spot and, with a tariff, at the effective price (EUR/MWh)."""
+
+    spot: MarketInputs
+    bill: MarketInputs | None = None
+
+    @property
+    def planned(self) -> MarketInputs:
+        """What the planner plans on."""
+        return self.spot if self.bill is None else self.bill
+
+    def cost(self, evaluation: Evaluation, on_bill: bool = False) -> float:
+        inputs = self.bill if on_bill and self.bill is not None else self.spot
+        prices = inputs.prices_eur_per_mwh[: len(evaluation.electricity_kwh)]
+        return float(prices @ evaluation.electricity_kwh) / 1000.0
+
+
+def _billed(scenario: BacktestScenario, inputs: MarketInputs) -> _Prices:
+    """The inputs on the scenario's tariff (module docstring); at spot alone without one."""
+    if scenario.tariff is None:
+        return _Prices(inputs)
+    from hpsteer.optimizer.bill_prices import bill_prices_eur_per_mwh, why_unusable
+    from hpsteer.tariffs import load_tariff
+
+    tariff = load_tariff(scenario.tariff)
+    starts = [inputs.slot_start(i) for i in range(inputs.slots)]
+    reason = why_unusable(tariff, scenario.area, starts[: inputs.period_slots])
+    if reason is not None:
+        raise InvalidInput(f"{reason}; choose a tariff and period that match")
+    if why_unusable(tariff, scenario.area, starts) is not None:  # the day after: not seen
+        inputs = replace(
+            inputs,
+            day_ends=inputs.day_ends[: scenario.days],
+            prices_eur_per_mwh=inputs.prices_eur_per_mwh[: inputs.period_slots],
+            outdoor_temp_c=inputs.outdoor_temp_c[: inputs.period_slots],
+            solar_irradiance_w_per_m2=inputs.solar_irradiance_w_per_m2[: inputs.period_slots],
+        )
+        starts = starts[: inputs.period_slots]
+    bill = bill_prices_eur_per_mwh(tariff, starts, list(inputs.prices_eur_per_mwh))
+    return _Prices(inputs, replace(inputs, prices_eur_per_mwh=bill))
+
+
 def _house(
     name: str,
     scenario: BacktestScenario,
-    inputs: MarketInputs,
+    prices: _Prices,
     planner: Planner,
 ) -> HouseResult:
+    inputs = prices.spot
     nominal = ARCHETYPES[name].plant
     rng = np.random.default_rng([scenario.seed, _PLANT_STREAM, zlib.crc32(name.encode())])
     true_plant = perturbed(nominal, rng, scenario.plant_spread)
@@ -66,15 +122,17 @@ def _house(
     mpc = partial(
         run_mpc,
         scenario=scenario,
-        inputs=inputs,
         planner=planner,
         true_plant=true_plant,
         start=start,
         timezone=scenario.area.timezone,
     )
-    run = mpc(planner_plant=nominal, forecasts=forecast)
+    run = mpc(inputs=prices.planned, planner_plant=nominal, forecasts=forecast)
     bound = mpc(
-        planner_plant=true_plant, forecasts=ForecastErrors(scenario.seed, 0.0, 0.0), perfect=True
+        inputs=prices.planned,
+        planner_plant=true_plant,
+        forecasts=ForecastErrors(scenario.seed, 0.0, 0.0),
+        perfect=True,
     )
     baseline = evaluate(
         period_problem(scenario, inputs, true_plant, start), (Mode.MID,) * inputs.period_slots
@@ -82,11 +140,11 @@ def _house(
     days = scenario.days
     per_day = _changes_per_day(run.modes, inputs, days)
     assert sum(per_day) == count_changes(run.modes, Mode.MID)
-    return HouseResult(
+    result = HouseResult(
         archetype=name,
-        cost_eur=run.evaluation.energy_cost_eur,
-        baseline_cost_eur=baseline.energy_cost_eur,
-        perfect_model_cost_eur=bound.evaluation.energy_cost_eur,
+        cost_eur=prices.cost(run.evaluation),
+        baseline_cost_eur=prices.cost(baseline),
+        perfect_model_cost_eur=prices.cost(bound.evaluation),
         heat_pump_kwh=float(run.evaluation.electricity_kwh.sum()),
         baseline_kwh=float(baseline.electricity_kwh.sum()),
         perfect_model_kwh=float(bound.evaluation.electricity_kwh.sum()),
@@ -100,6 +158,19 @@ def _house(
         perfect_model_mean_indoor_temp_c=float(bound.evaluation.mean_air_temp_c.mean()),
         replans=run.replans,
     )
+    if prices.bill is None:
+        return result
+    on_spot = mpc(inputs=inputs, planner_plant=nominal, forecasts=forecast).evaluation
+    return replace(
+        result,
+        bill_eur=prices.cost(run.evaluation, on_bill=True),
+        baseline_bill_eur=prices.cost(baseline, on_bill=True),
+        perfect_model_bill_eur=prices.cost(bound.evaluation, on_bill=True),
+        spot_planned_bill_eur=prices.cost(on_spot, on_bill=True),
+        spot_planned_cost_eur=prices.cost(on_spot),
+        spot_planned_comfort_kh_below_per_day=_below_per_day(on_spot, days),
+        spot_planned_mean_indoor_temp_c=float(on_spot.mean_air_temp_c.mean()),
+    )
 
 
 def run_backtest(
@@ -107,8 +178,9 @@ def run_backtest(
 ) -> BacktestResult:
     """Simulate ``scenario`` on the bundled prices (or ``prices``) and weather."""
     inputs = load_inputs(scenario, prices or _bundled_prices())
+    billed = _billed(scenario, inputs)
     planner = make_planner(scenario.planner, timezone=scenario.area.timezone)
-    houses = tuple(_house(name, scenario, inputs, planner) for name in scenario.archetypes)
+    houses = tuple(_house(name, scenario, billed, planner) for name in scenario.archetypes)
     site = scenario.weather_site
     return BacktestResult(
         area=scenario.area,
@@ -123,4 +195,5 @@ def run_backtest(
         weather_site=site.location.location_id,
         weather_note=site.note,
         houses=houses,
+        tariff=scenario.tariff,
     )

@@ -82,6 +82,8 @@ class BacktestScenario:
     ``forecast_sigma_k`` is the standard deviation of the outdoor-temperature forecast error at
     24 h lead; the error is a random walk in lead time, so it grows as sqrt(lead / 24 h) from 0
     at issue. ``solar_forecast_sigma`` is the same for the relative error of irradiance.
+    ``tariff`` (an id of ``data/tariffs``): plan on what the household pays and report its bill
+    too (:mod:`.run`); it must be meant for ``area`` and price every day of the period.
     """
 
     area: PriceArea
@@ -102,6 +104,7 @@ class BacktestScenario:
     max_horizon_h: float = 48.0
     min_dwell_h: float = 1.0
     max_changes_per_day: int = 6
+    tariff: str | None = None
 
     def __post_init__(self) -> None:
         if self.days < 1:

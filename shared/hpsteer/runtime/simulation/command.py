@@ -179,7 +179,13 @@ def _headline(summary: dict[str, object]) -> str:
     return "\n".join(
         [
             f"cost {summary['cost_eur']} EUR against {summary['baseline_cost_eur']} EUR under "
-            f"the heat pumps' own control: savings {summary['savings_pct']} %",
+            f"the heat pumps' own control: savings {summary['savings_pct']} %"
+            + (
+                ""
+                if summary.get("tariff_id") is None
+                else f"; on the bill ({summary['tariff_id']}) {summary['bill_eur']} EUR against "
+                f"{summary['baseline_bill_eur']} EUR: bill savings {summary['bill_savings_pct']} %"
+            ),
             f"comfort: {summary['comfort_kh_below_per_home_day']} K·h below the band per home "
             f"and day (own control: {summary['baseline_comfort_kh_below_per_home_day']})",
             f"commands by final state: {summary['commands']}; lost: {summary['commands_lost']}",

@@ -19,6 +19,10 @@ nothing is left, so a chain (prices → optimize fan-out → shards → plans �
 instant it starts, as it would within seconds in the cloud. The homes' physics is stepped in
 quarter hours and at each sample; prices and weather are the bundled real ones of the area.
 
+Each home's device carries its area's default tariff when one covers the run
+(:mod:`.tariffs`): optimize plans it on what the household pays, and the fleet keeps each home's
+and twin's bill beside their spot cost.
+
 Faults (:mod:`.chaos`): a profile's message and task copies are delivered one after another;
 a crash at a command-path checkpoint fails that delivery (Cloud Tasks retries it); a crash after
 a Pub/Sub handler's work fails its acknowledgement (Pub/Sub delivers it again).
@@ -67,6 +71,7 @@ from hpsteer.runtime.simulation.audit import CountingGateway
 from hpsteer.runtime.simulation.chaos import Chaos, Crash, chaos_for
 from hpsteer.runtime.simulation.observer import Observer
 from hpsteer.runtime.simulation.options import AreaData, SimulationOptions
+from hpsteer.runtime.simulation.tariffs import bill_price, run_tariff
 from hpsteer.runtime.simulation.topology import TRIGGERS, load_entry_point
 
 __all__ = ["SETTLE", "Simulation", "Tick"]
@@ -221,6 +226,8 @@ class Simulation:
     wall_s: float = 0.0
     planning_s: float = 0.0
     home_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    tariff_id: str | None = None
+    """The tariff every home's device carries (None: planned and billed at spot)."""
     _deliveries: Counter[str] = field(default_factory=Counter)
     _planning_pool: Executor | None = None
 
@@ -250,6 +257,11 @@ class Simulation:
             bus=bus,
         )
         local.register_devices(options.area, data.location)
+        tariff = run_tariff(options)
+        if tariff is not None:
+            for home in local.fleet:
+                local.deps.store.update(f"devices/{home.home_id}", {"tariff_id": tariff.id})
+            local.fleet.bill_price = bill_price(tariff)
         interval = timedelta(minutes=settings.reconcile_interval_minutes)
         window = 2 * timedelta(seconds=settings.verify_delay_seconds) + timedelta(minutes=5)
         sampled = frozenset(h.home_id for h in list(local.fleet)[: options.sample_homes])
@@ -258,6 +270,7 @@ class Simulation:
         )
         observer.blackout = chaos.in_outage
         simulation = cls(options, data, local, chaos, observer, Scheduler(options, interval))
+        simulation.tariff_id = None if tariff is None else tariff.id
         simulation._wire()
         if options.planning_processes != 1:
             pool = _planning_pool(options.planning_processes)
@@ -422,6 +435,11 @@ class Simulation:
                 "baseline_electricity_kwh": twin.electricity_kwh if twin else 0.0,
                 "commands_received": float(home.commands_received),
             }
+            if self.tariff_id is not None:
+                self.home_figures[home.home_id]["bill_eur"] = home.bill_eur
+                self.home_figures[home.home_id]["baseline_bill_eur"] = (
+                    twin.bill_eur if twin else home.bill_eur
+                )
 
     def tick(self) -> Tick:
         now = self.local.clock.now()

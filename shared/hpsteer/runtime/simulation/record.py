@@ -88,6 +88,10 @@ class HomeRecord(TypedDict):
     """None when the baseline cost is not positive (nothing to save relative to)."""
     comfort_kh_below: float
     baseline_comfort_kh_below: float
+    bill_eur: NotRequired[float]
+    """What the household paid on its tariff (incl. VAT); absent when the run had no tariff."""
+    baseline_bill_eur: NotRequired[float]
+    bill_savings_pct: NotRequired[float | None]
     samples: list[HomeSample]
     """Only for the sample homes the report draws (a few); empty for the others."""
 

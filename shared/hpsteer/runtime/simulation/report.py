@@ -5,7 +5,9 @@ no script, and no external URL, font or stylesheet, so it reads offline and prin
 the headline figures and the run's options, then six kinds of figure: prices and the fleet's
 load, a few sample homes, the command lifecycle funnel per manufacturer, a few commands'
 timelines (their spans from the event that caused them to their verification, as Gantt rows),
-hourly drift/override/remediation/alert counts, and the spread of savings over homes. A figure
+hourly drift/override/remediation/alert counts, and the spread of savings over homes (with a
+tariff, bill savings beside spot savings: in the headline, each sample home's title and the
+spread). A figure
 whose inputs are empty (or, for timelines, absent from an older record) is replaced by one line,
 ``nothing to show: <why>``; empty inputs never raise.
 
@@ -66,8 +68,12 @@ HEADLINE = (
     ("devices", "Homes"),
     ("days", "Days simulated"),
     ("savings_pct", "Savings vs baseline (%)"),
+    ("bill_savings_pct", "Bill savings vs baseline (%)"),
     ("cost_eur", "Electricity cost (EUR)"),
     ("baseline_cost_eur", "Baseline cost (EUR)"),
+    ("tariff_id", "Tariff"),
+    ("bill_eur", "Household bill (EUR)"),
+    ("baseline_bill_eur", "Baseline bill (EUR)"),
     ("comfort_kh_below_per_home_day", "Below comfort (K·h per home and day)"),
     ("baseline_comfort_kh_below_per_home_day", "Baseline below comfort (K·h per home and day)"),
     ("mode_changes_per_day", "Mode changes per home and day"),
@@ -78,6 +84,9 @@ HEADLINE = (
     ("alerts", "Alerts by kind"),
 )
 """The summary's headline keys, in the order shown, with their labels."""
+
+BILL_KEYS = frozenset({"bill_savings_pct", "bill_eur", "baseline_bill_eur"})
+"""Headline keys shown only when the run had a tariff (``tariff_id`` not None)."""
 
 MAX_VECTOR_POINTS = 2_000
 """Above this many homes the cost scatter is embedded as an image inside its SVG (still inline),
@@ -187,8 +196,9 @@ def _page(record: RunRecord) -> str:
         ),
         _section(
             "Savings per home",
-            "How savings spread over the homes (median marked), and each home's cost against its "
-            "twin's (below the diagonal: cheaper than the baseline).",
+            "How savings spread over the homes (median marked; with a tariff, the savings on "
+            "the household's bill beside those at spot), and each home's cost at spot against "
+            "its twin's (below the diagonal: cheaper than the baseline).",
             [("savings", _savings(record["homes"]))],
         ),
         "<footer>Drawn from run.json in the same folder. Prices are real (the bundled day-ahead "
@@ -207,7 +217,12 @@ def _esc(value: object) -> str:
 def _headline(record: RunRecord) -> str:
     summary = record["summary"]
     known = {key for key, _ in HEADLINE}
-    headline = [(label, key) for key, label in HEADLINE if key in summary]
+    billed = summary.get("tariff_id") is not None
+    headline = [
+        (label, key)
+        for key, label in HEADLINE
+        if key in summary and (billed or key not in BILL_KEYS)
+    ]
     others = [(key.replace("_", " ").capitalize(), key) for key in summary if key not in known]
     options = [(key.capitalize(), key) for key in record["options"]]
     return "\n".join(
@@ -393,6 +408,14 @@ def _savings_text(savings: float | None) -> str:
     return "savings n/a" if savings is None else f"savings {_number(savings)} %"
 
 
+def _home_savings_text(home: HomeRecord) -> str:
+    """Spot savings, and the bill's beside them when the run had a tariff."""
+    spot = _savings_text(home["savings_pct"])
+    if "bill_savings_pct" not in home:
+        return spot
+    return f"{spot}, bill {_savings_text(home['bill_savings_pct'])}"
+
+
 def _sample_home(home: HomeRecord) -> Figure:
     samples = home["samples"]
     times = _instants(samples)
@@ -414,7 +437,7 @@ def _sample_home(home: HomeRecord) -> Figure:
     _legend_above(temps, right=True)
     temps.set_title(
         f"{home['device_id']} · {home['manufacturer']} · {home['archetype']} · "
-        f"{_savings_text(home['savings_pct'])}",
+        f"{_home_savings_text(home)}",
         loc="left",
     )
     for levels, label, colour, width in (
@@ -590,7 +613,11 @@ def _savings(homes: list[HomeRecord]) -> Drawing:
         return Nothing("the record holds no homes")
     figure = Figure(figsize=(10, 3.6), layout="constrained")
     spread, costs = figure.subplots(1, 2)
-    _savings_histogram(spread, [h["savings_pct"] for h in homes if h["savings_pct"] is not None])
+    _savings_histogram(
+        spread,
+        [h["savings_pct"] for h in homes if h["savings_pct"] is not None],
+        [s for h in homes if (s := h.get("bill_savings_pct")) is not None],
+    )
     baseline = [h["baseline_cost_eur"] for h in homes]
     steered = [h["cost_eur"] for h in homes]
     top = max(0.0, *baseline, *steered) * 1.05 or 1.0
@@ -615,15 +642,32 @@ def _savings(homes: list[HomeRecord]) -> Drawing:
     return figure
 
 
-def _savings_histogram(axes: Axes, savings: list[float]) -> None:
+def _savings_histogram(
+    axes: Axes, savings: list[float], bill_savings: Sequence[float] = ()
+) -> None:
+    """Spot savings over the homes; with a tariff, the bill savings over them beside."""
     axes.set_xlabel("savings vs baseline (%)")
     axes.set_ylabel("homes")
     if not savings:
         message = "no home had a positive baseline cost"
         axes.text(0.5, 0.5, message, ha="center", transform=axes.transAxes)
         return
-    axes.hist(savings, bins=min(30, max(5, len(savings) // 4)), color=_COMFORT, alpha=0.8)
-    median = statistics.median(savings)
-    axes.axvline(median, color="#222222", linestyle="--", label=f"median {median:.1f} %")
+    count = min(30, max(5, len(savings) // 4))
+    bins = list(np.histogram_bin_edges([*savings, *bill_savings], bins=count))  # one grid
+    shown = [(savings, "at spot", _COMFORT, "--")]
+    if bill_savings:
+        shown.append((list(bill_savings), "on the bill", _STEERED, ":"))
+    for values, name, colour, style in shown:
+        label = name if bill_savings else None
+        axes.hist(
+            values, bins=bins, color=colour, alpha=0.8 if len(shown) == 1 else 0.5, label=label
+        )
+        median = statistics.median(values)
+        axes.axvline(
+            median,
+            color="#222222",
+            linestyle=style,
+            label=f"median {median:.1f} %" + (f" {name}" if bill_savings else ""),
+        )
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     _legend_above(axes)

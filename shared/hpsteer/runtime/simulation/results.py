@@ -13,7 +13,10 @@
 
 Headline figures: ``devices``, ``days``, ``cost_eur`` and ``baseline_cost_eur`` (every home,
 the simulated days, at the real prices; the baseline is each home's never-steered twin),
-``savings_pct``, ``comfort_kh_below_per_home_day`` (kelvin-hours below the comfort floor per home
+``savings_pct``, ``tariff_id`` (the tariff every home paid, :mod:`.tariffs`; None: none) with
+``bill_eur``, ``baseline_bill_eur`` and ``bill_savings_pct`` (what the households and their twins
+paid for the same electricity on it, incl. grid, taxes and VAT; None without a tariff),
+``comfort_kh_below_per_home_day`` (kelvin-hours below the comfort floor per home
 and day, and the twin's), ``mode_changes_per_day`` (commands the heat pumps received, per home and
 day), ``commands`` (by final state), ``commands_lost``, ``forked_histories``,
 ``duplicate_side_effects``, ``drift_corrected_within_interval_pct`` with the episodes behind it,
@@ -74,6 +77,9 @@ def _summary(sim: Simulation, audit: CommandAudit, alerts: list[dict[str, Any]])
     device_days = max(1e-9, len(figures) * sim.simulated_days)
     cost = sum(f["cost_eur"] for f in figures.values())
     baseline = sum(f["baseline_cost_eur"] for f in figures.values())
+    billed = sim.tariff_id is not None
+    bill = sum(f.get("bill_eur", 0.0) for f in figures.values())
+    baseline_bill = sum(f.get("baseline_bill_eur", 0.0) for f in figures.values())
     drifts = drift_figures(sim.observer.finish(), sim.interval)
     against = _remediations_against_override(sim, audit)
     changes = sim.observer.changes
@@ -96,6 +102,10 @@ def _summary(sim: Simulation, audit: CommandAudit, alerts: list[dict[str, Any]])
         "cost_eur": round(cost, 2),
         "baseline_cost_eur": round(baseline, 2),
         "savings_pct": _pct(baseline - cost, baseline),
+        "tariff_id": sim.tariff_id,
+        "bill_eur": round(bill, 2) if billed else None,
+        "baseline_bill_eur": round(baseline_bill, 2) if billed else None,
+        "bill_savings_pct": _pct(baseline_bill - bill, baseline_bill) if billed else None,
         "energy_kwh": round(sum(f["electricity_kwh"] for f in figures.values()), 1),
         "baseline_energy_kwh": round(
             sum(f["baseline_electricity_kwh"] for f in figures.values()), 1
@@ -190,22 +200,26 @@ def _homes(sim: Simulation) -> list[HomeRecord]:
         figures = sim.home_figures.get(home.home_id, {})
         cost = figures.get("cost_eur", 0.0)
         baseline = figures.get("baseline_cost_eur", 0.0)
-        records.append(
-            HomeRecord(
-                device_id=home.home_id,
-                manufacturer=home.manufacturer,
-                archetype=home.archetype,
-                comfort_min_c=home.comfort_min_c,
-                comfort_max_c=home.comfort_min_c + 3.0,
-                setpoint_c=home.comfort_min_c + 1.0,
-                cost_eur=round(cost, 4),
-                baseline_cost_eur=round(baseline, 4),
-                savings_pct=_pct(baseline - cost, baseline),
-                comfort_kh_below=round(figures.get("kh_below", 0.0), 3),
-                baseline_comfort_kh_below=round(figures.get("baseline_kh_below", 0.0), 3),
-                samples=sim.observer.samples.get(home.home_id, []),
-            )
+        record = HomeRecord(
+            device_id=home.home_id,
+            manufacturer=home.manufacturer,
+            archetype=home.archetype,
+            comfort_min_c=home.comfort_min_c,
+            comfort_max_c=home.comfort_min_c + 3.0,
+            setpoint_c=home.comfort_min_c + 1.0,
+            cost_eur=round(cost, 4),
+            baseline_cost_eur=round(baseline, 4),
+            savings_pct=_pct(baseline - cost, baseline),
+            comfort_kh_below=round(figures.get("kh_below", 0.0), 3),
+            baseline_comfort_kh_below=round(figures.get("baseline_kh_below", 0.0), 3),
+            samples=sim.observer.samples.get(home.home_id, []),
         )
+        if "bill_eur" in figures:
+            bill, baseline_bill = figures["bill_eur"], figures["baseline_bill_eur"]
+            record["bill_eur"] = round(bill, 4)
+            record["baseline_bill_eur"] = round(baseline_bill, 4)
+            record["bill_savings_pct"] = _pct(baseline_bill - bill, baseline_bill)
+        records.append(record)
     return records
 
 

@@ -14,7 +14,8 @@ before anything is written (:class:`~hpsteer.services.operator.errors.Refused`, 
 field), as does a file over :data:`MAX_ROWS` rows. Otherwise every row is one registration
 (:func:`~hpsteer.services.operator.devices.store_registration`, one transaction with its audit
 event: all of the row or none of it), validated like a JSON registration (an empty cell is an
-absent value); a row that is refused is reported with its line number (its first line in the
+absent value; a ``tariff_id`` must name a tariff of the row's price area, the tariffs read once
+per instance); a row that is refused is reported with its line number (its first line in the
 file, the header being line 1), a code, the column at fault and the reason, and the next row
 goes on. A row registered before with the same settings is ``existing``. Each account is checked
 once per file, and the rows' audit events are appended to the analytics table in one call at

@@ -9,7 +9,10 @@ building, comfort, tariff; and the device id, when given) answers the stored dev
 (the simulator's) are found by a query on the pair. A deleted device is registered afresh under
 its id, its revision going on, its command history kept. The account must be one whose
 credentials hpsteer holds (:func:`hpsteer.adapters.credentials.account_known`, the one
-place that decides it, next to where the credentials are kept).
+place that decides it, next to where the credentials are kept). A ``tariff_id`` must name a tariff
+file hpsteer has (:mod:`hpsteer.tariffs`) meant for the device's price area
+(:func:`require_tariff`, also for a change and for every row of an import); the tariff module is
+imported only when a request names a tariff.
 
 **Changes** (:func:`update_device`, :func:`set_steering`, :func:`delete_device`) are each one
 transaction: read the device, decide, write the changed fields with ``revision`` + 1,
@@ -70,6 +73,7 @@ __all__ = [
     "list_devices",
     "register_device",
     "require_account",
+    "require_tariff",
     "set_steering",
     "store_registration",
     "update_device",
@@ -164,6 +168,37 @@ def require_account(deps: Dependencies, manufacturer: str, account_id: str) -> N
         )
 
 
+def require_tariff(tariff_id: str | None, price_area: str | None = None) -> None:
+    """Refuse (422, ``tariff_id``) a tariff hpsteer has no file for, one that cannot be read, or,
+    given ``price_area``, one meant for other price areas. ``None`` (no tariff) passes."""
+    if tariff_id is None:
+        return
+    from hpsteer.tariffs import TariffError, UnknownTariff, available_tariffs, cached_tariff
+
+    try:
+        tariff = cached_tariff(tariff_id)
+    except UnknownTariff:
+        raise Refused(
+            f"no tariff {tariff_id!r}; known: {', '.join(available_tariffs())}",
+            code="unknown_tariff",
+            field="tariff_id",
+        ) from None
+    except TariffError as err:
+        _log.error("tariff %s cannot be read: %s", tariff_id, err)
+        raise Refused(
+            f"tariff {tariff_id!r} cannot be used: {str(err).splitlines()[0]}",
+            code="unusable_tariff",
+            field="tariff_id",
+        ) from None
+    if price_area is not None and price_area not in tariff.price_areas:
+        raise Refused(
+            f"tariff {tariff_id!r} is for price area {', '.join(tariff.price_areas)}, "
+            f"not {price_area}",
+            code="tariff_area_mismatch",
+            field="tariff_id",
+        )
+
+
 def register_device(
     deps: Dependencies,
     actor: Actor,
@@ -187,6 +222,7 @@ def store_registration(
 ) -> tuple[Registered, list[AuditEvent]]:
     """:func:`register_device` for a caller that checked the account and exports the audit
     events itself (an import appends all its rows' events at once)."""
+    require_tariff(registration.tariff_id, registration.price_area.value)
     manufacturer, external_id = registration.manufacturer, registration.external_id
     device_id = registration.device_id or derived_device_id(manufacturer, external_id)
     key_path = device_key_path(manufacturer, external_id)
@@ -338,14 +374,20 @@ def update_device(
     deps: Dependencies, actor: Actor, device_id: str, update: DeviceUpdate
 ) -> DeviceView:
     """Change comfort band and/or tariff; a new comfort band of a steered device re-plans it."""
+    new_tariff = "tariff_id" in update.model_fields_set
+    if new_tariff:
+        require_tariff(update.tariff_id)  # the file, before the transaction; the area inside
 
     def decide(data: Mapping[str, Any]) -> dict[str, Any] | None:
+        if new_tariff:
+            area = data.get("price_area")
+            require_tariff(update.tariff_id, area if isinstance(area, str) else None)
         changes: dict[str, Any] = {}
         if update.comfort is not None:
             band = update.comfort.band().model_dump(mode="json")
             if dict(data.get("comfort") or {}) != band:
                 changes["comfort"] = band
-        if "tariff_id" in update.model_fields_set and data.get("tariff_id") != update.tariff_id:
+        if new_tariff and data.get("tariff_id") != update.tariff_id:
             changes["tariff_id"] = update.tariff_id
         return changes or None
 
