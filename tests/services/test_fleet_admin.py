@@ -304,16 +304,34 @@ def test_a_new_comfort_band_is_audited_with_before_and_after_and_re_plans(
     assert [r.device_id for r in replans(local)] == [device_id]
 
 
-def test_a_tariff_alone_changes_without_a_re_plan(local: LocalFleet) -> None:
+def test_a_new_tariff_re_plans_a_steered_device_once(local: LocalFleet) -> None:
     device_id = home_of(local, "viessmann").home_id
     tariff = "se3-vattenfall-t4"
 
     changed = devices.update_device(
         local.deps, ALICE, device_id, DeviceUpdate.model_validate({"tariff_id": tariff})
     )
+    devices.update_device(
+        local.deps, ALICE, device_id, DeviceUpdate.model_validate({"tariff_id": tariff})
+    )
 
     assert changed.tariff_id == tariff
-    assert replans(local) == []
+    assert [r.device_id for r in replans(local)] == [device_id]
+
+
+def test_a_new_tariff_of_a_device_not_steered_asks_for_no_plan(local: LocalFleet) -> None:
+    device_id = home_of(local, "viessmann").home_id
+    devices.set_steering(local.deps, ALICE, device_id, False)
+    before = len(replans(local))
+
+    devices.update_device(
+        local.deps,
+        ALICE,
+        device_id,
+        DeviceUpdate.model_validate({"tariff_id": "se3-vattenfall-t4"}),
+    )
+
+    assert len(replans(local)) == before
 
 
 def test_disabling_steering_mid_plan_supersedes_the_plan_and_hands_back_once(

@@ -26,7 +26,7 @@ request never counts twice.
   hand-back (a crash in between is finished by the retry).
 - Enabling supersedes a hand-back not sent yet and asks for a re-plan (every time: a re-plan is
   harmless and a retry after a crash must not lose it).
-- Changing the comfort band asks for a re-plan when the device is steered.
+- Changing the comfort band or the tariff asks for a re-plan when the device is steered.
 - Deleting hands the device back first (the same hand-back, when steering was on) and keeps the
   document as a tombstone (``deleted_at``, steering off): its commands' history stays readable
   under it and the hand-back can still reach the heat pump. Deleted devices are absent from
@@ -373,7 +373,8 @@ def _change(
 def update_device(
     deps: Dependencies, actor: Actor, device_id: str, update: DeviceUpdate
 ) -> DeviceView:
-    """Change comfort band and/or tariff; a new comfort band of a steered device re-plans it."""
+    """Change comfort band and/or tariff; either, changed on a steered device, re-plans it (the
+    planner plans on the band and on the tariff's price)."""
     new_tariff = "tariff_id" in update.model_fields_set
     if new_tariff:
         require_tariff(update.tariff_id)  # the file, before the transaction; the area inside
@@ -394,9 +395,14 @@ def update_device(
     changed = _change(deps, actor, device_id, Operation.UPDATE_DEVICE, decide)
     event = changed.event
     if event is not None and event.before is not None and event.after is not None:
-        comfort_moved = event.before.get("comfort") != event.after.get("comfort")
-        if comfort_moved and changed.view.steering_enabled:
-            publish_replan(deps, f"comfort changed by {actor.email}", device_id=device_id)
+        moved = [
+            field
+            for field in ("comfort", "tariff_id")
+            if event.before.get(field) != event.after.get(field)
+        ]
+        if moved and changed.view.steering_enabled:
+            what = " and ".join("tariff" if f == "tariff_id" else f for f in moved)
+            publish_replan(deps, f"{what} changed by {actor.email}", device_id=device_id)
     return changed.view
 
 
