@@ -219,7 +219,7 @@ ROUTES: tuple[Route, ...] = (
         body_media="application/json",
         body_required=True,
         tags=("devices",),
-        description="A new comfort band of a steered device re-plans it.",
+        description="A new comfort band or tariff of a steered device re-plans it.",
     ),
     Route(
         "DELETE",
