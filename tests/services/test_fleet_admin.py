@@ -591,6 +591,30 @@ def test_the_status_shows_plan_intended_and_actual_mode_commands_alerts_and_over
     assert seen.override.in_force
 
 
+def test_the_status_shows_the_bill_beside_spot_when_a_plan_was_made_on_a_tariff(
+    local: LocalFleet,
+) -> None:
+    home = home_of(local, "viessmann")
+    plan, _ = store_plan(local, home.home_id, [Mode.MAX, Mode.MIN])
+    untariffed = status.device_status(local.deps, home.home_id).current_plan
+    local.deps.store.update(
+        f"devices/{home.home_id}/plans/{plan.plan_id}",
+        {"tariff_id": "se3-vattenfall-t4", "expected_bill_eur": 1.37, "baseline_bill_eur": 1.52},
+    )
+
+    shown = status.device_status(local.deps, home.home_id).current_plan
+
+    assert untariffed is not None
+    assert (untariffed.tariff_id, untariffed.expected_bill_eur) == (None, None)
+    assert shown is not None
+    assert (shown.tariff_id, shown.expected_bill_eur, shown.baseline_bill_eur) == (
+        "se3-vattenfall-t4",
+        1.37,
+        1.52,
+    )
+    assert (shown.expected_cost_eur, shown.baseline_cost_eur) == (0.42, 0.51)
+
+
 # -- bulk import ----------------------------------------------------------------------------------
 
 

@@ -114,6 +114,18 @@ class PlanView(FrozenModel):
     resolution_minutes: int
     expected_cost_eur: float
     baseline_cost_eur: float = Field(description="what the heat pump's own control would cost")
+    tariff_id: str | None = Field(
+        default=None, description="the household tariff it was planned on; null: spot"
+    )
+    tariff_note: str | None = Field(
+        default=None, description="why a device with a tariff was planned on spot"
+    )
+    expected_bill_eur: float | None = Field(
+        default=None, description="expected cost at the household's effective price"
+    )
+    baseline_bill_eur: float | None = Field(
+        default=None, description="the heat pump's own control at the effective price"
+    )
     solver: str
     solver_gap: float | None = None
     slots: list[PlanSlot] = Field(description="mode, price and predicted indoor temperature")

@@ -226,8 +226,20 @@ def _plan_lines(plan: PlanView | None) -> list[str]:
         f"current plan {plan.plan_id}: {text(plan.start_at)} to {text(plan.end_at)}, "
         f"{plan.resolution_minutes}-minute slots, expected {text(plan.expected_cost_eur)} € "
         f"against {text(plan.baseline_cost_eur)} € under the heat pump's own control "
-        f"(solver {plan.solver}{gap})",
+        f"(solver {plan.solver}{gap}) at spot",
+        *_bill_lines(plan),
         *(f"  {line}" for line in table(_RUN_COLUMNS, _runs(plan.slots))),
+    ]
+
+
+def _bill_lines(plan: PlanView) -> list[str]:
+    if plan.tariff_note:
+        return [f"planned on spot: {plan.tariff_note}"]
+    if plan.tariff_id is None or plan.expected_bill_eur is None:
+        return []
+    return [
+        f"on the household's bill (tariff {plan.tariff_id}): expected "
+        f"{text(plan.expected_bill_eur)} € against {text(plan.baseline_bill_eur)} €"
     ]
 
 

@@ -67,6 +67,10 @@ def _plan(deps: Dependencies, device_id: str, plan_id: object) -> PlanView | Non
         resolution_minutes=int(plan.resolution),
         expected_cost_eur=plan.expected_cost_eur,
         baseline_cost_eur=plan.baseline_cost_eur,
+        tariff_id=_text(snapshot.data.get("tariff_id")),
+        tariff_note=_text(snapshot.data.get("tariff_note")),
+        expected_bill_eur=_number(snapshot.data.get("expected_bill_eur")),
+        baseline_bill_eur=_number(snapshot.data.get("baseline_bill_eur")),
         solver=plan.solver,
         solver_gap=plan.solver_gap,
         slots=list(plan.slots),
@@ -118,3 +122,13 @@ def device_status(deps: Dependencies, device_id: str) -> DeviceStatus:
             until=override_until, in_force=override_until is not None and now < override_until
         ),
     )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
