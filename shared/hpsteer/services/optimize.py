@@ -315,11 +315,9 @@ class _Shard:
             self.forecasts[key] = latest_forecast(self.deps.store, latitude, longitude)
         return self.forecasts[key]
 
-    def billing(self, device_id: str, area: PriceArea) -> Billing | None:
+    def billing(self, device_id: str, tariff_id: str | None, area: PriceArea) -> Billing | None:
         """The device's tariff over the area's horizon (None: the device has no tariff)."""
-        snapshot = self.deps.store.get(device_path(device_id))
-        tariff_id = None if snapshot is None else snapshot.data.get("tariff_id")
-        if not isinstance(tariff_id, str) or not tariff_id:
+        if tariff_id is None:
             return None
         key = (area.value, tariff_id)
         if key not in self.billings:
@@ -373,7 +371,7 @@ class _Shard:
         prices = self.horizon(device.price_area)
         forecast = self.forecast(device.location.latitude, device.location.longitude)
         inputs = assemble(record, prices, forecast, self.options)
-        billing = self.billing(device_id, device.price_area)
+        billing = self.billing(device_id, record.tariff_id, device.price_area)
         plan_id = plan_id_for(device_id, inputs.problem.start_at, _inputs_key(inputs, billing))
         existing = store.get(plan_path(device_id, plan_id))
         device_data = {"manufacturer": device.manufacturer}

@@ -121,6 +121,8 @@ class DeviceRecord:
     indoor_temp_c: float | None
     observed_mode: Mode | None
     telemetry_observed_at: datetime | None
+    tariff_id: str | None = None
+    """The household tariff the device is planned on (None: spot)."""
 
 
 def _check_comfort(device_id: str, comfort: object) -> None:
@@ -166,7 +168,9 @@ def load_device(
             mode = None
         if not fresh:
             observed_at = None
-    return DeviceRecord(device, indoor, mode, observed_at)
+    tariff = data.get("tariff_id")
+    tariff_id = tariff if isinstance(tariff, str) and tariff else None
+    return DeviceRecord(device, indoor, mode, observed_at, tariff_id)
 
 
 # -- prices -----------------------------------------------------------------------------------
