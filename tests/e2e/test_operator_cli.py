@@ -510,6 +510,40 @@ def test_enable_says_the_re_plan_is_not_delivered_locally(run: Run) -> None:
     assert "not delivered" in note
 
 
+def test_devices_update_changes_the_tariff_and_the_comfort_band_and_says_what_holds(
+    run: Run,
+) -> None:
+    tariffed = hpsteer(
+        "devices", "update", run.planned, "--tariff", "se3-vattenfall-t4", *run.state
+    )
+    band = ("--comfort-min", "19.5", "--setpoint", "20.5", "--comfort-max", "22")
+    banded = hpsteer("devices", "update", run.planned, *band, "--no-tariff", *run.state)
+
+    assert (tariffed.code, banded.code) == (0, 0)
+    assert "tariff se3-vattenfall-t4" in tariffed.out
+    assert "comfort 19.5 / 20.5 / 22" in banded.out
+    assert "tariff none (planned on spot)" in banded.out
+    device = run.store().get(f"devices/{run.planned}")
+    assert device is not None
+    assert device.data["tariff_id"] is None
+    assert device.data["comfort"]["setpoint_c"] == 20.5
+
+
+def test_devices_update_refuses_an_unknown_tariff_a_partial_band_and_nothing_to_change(
+    run: Run,
+) -> None:
+    unknown = hpsteer("devices", "update", run.planned, "--tariff", "xx-nowhere", *run.state)
+    partial = hpsteer("devices", "update", run.planned, "--setpoint", "21", *run.state)
+    nothing = hpsteer("devices", "update", run.planned, *run.state)
+
+    assert unknown.code == 1
+    assert "unknown_tariff" in unknown.err
+    assert "tariff_id" in unknown.err
+    assert partial.code == 2
+    assert "--comfort-min, --setpoint and --comfort-max" in partial.err
+    assert nothing.code == 2
+
+
 def test_delete_needs_yes_then_hands_back_and_the_device_is_gone(run: Run) -> None:
     unconfirmed = hpsteer("devices", "delete", run.planned, *run.state)
 
@@ -596,7 +630,7 @@ def test_identity_options_without_api_or_a_store_with_it_are_usage_errors(run: R
         ["devices", "--help"],
         ["alerts", "--help"],
         *(["devices", name, "--help"] for name in ("add", "import", "list", "show")),
-        *(["devices", name, "--help"] for name in ("enable", "disable", "delete")),
+        *(["devices", name, "--help"] for name in ("update", "enable", "disable", "delete")),
         ["alerts", "list", "--help"],
         ["alerts", "ack", "--help"],
     ],
@@ -739,6 +773,7 @@ def test_every_command_reaches_the_api_with_the_callers_identity(
         "show": deployed.as_(ada, "devices", "show", "d1", "--json"),
         "disable": deployed.as_(ada, "devices", "disable", "d1", "--json"),
         "enable": deployed.as_(ada, "devices", "enable", "d1", "--json"),
+        "update": deployed.as_(ada, "devices", "update", "d1", "--tariff", "se3-vattenfall-t4"),
         "alerts": deployed.as_(ada, "alerts", "list", "--json"),
         "ack": deployed.as_(ada, "alerts", "ack", "a-1", "--note", "on it", "--json"),
         "delete": deployed.as_(ada, "devices", "delete", "d1", "--yes", "--json"),
@@ -751,6 +786,7 @@ def test_every_command_reaches_the_api_with_the_callers_identity(
     assert json.loads(ran["show"].out)["device"]["device_id"] == "d1"
     assert json.loads(ran["disable"].out)["hand_back_command_id"] == "handback-r000002"
     assert json.loads(ran["ack"].out)["acknowledged_by"] == ada
+    assert "tariff se3-vattenfall-t4" in ran["update"].out
     assert json.loads(ran["delete"].out)["device_id"] == "d1"
     assert deployed.deps.store.get("devices/d1").data["deleted_by"] == ada  # type: ignore[union-attr]
     assert ada in audit_actors(deployed.deps)

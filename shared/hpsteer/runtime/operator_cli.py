@@ -1,6 +1,6 @@
 """``hpsteer devices …`` and ``hpsteer alerts …``: the operator API from the command line.
 
-``devices add|import|list|show|enable|disable|delete`` and ``alerts list|ack`` each call one
+``devices add|import|list|show|update|enable|disable|delete`` and ``alerts list|ack`` each call one
 operation of the operator API, through one of two transports
 (:mod:`hpsteer.runtime.operator_client`):
 
@@ -42,6 +42,7 @@ from hpsteer.domain.operator_requests import (
     DeviceListQuery,
     DevicePath,
     DeviceRegistration,
+    DeviceUpdate,
     NoteBody,
 )
 from hpsteer.runtime.operator_client import TOKEN_ENV, ApiRefusal, ClientError
@@ -277,6 +278,23 @@ def _add_devices(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     shown.add_argument("device_id", metavar="ID", help="the device's id (e.g. home-0000)")
 
+    update = _leaf(
+        actions,
+        "update",
+        "change a device's comfort band or tariff (operator)",
+        "Change the comfort band (all three of --comfort-min, --setpoint, --comfort-max) and/or "
+        "the household tariff (--tariff ID, or --no-tariff to plan on spot); a steered device is "
+        "re-planned. The same change again changes nothing.",
+        common,
+    )
+    update.add_argument("device_id", metavar="ID", help="the device's id")
+    update.add_argument("--comfort-min", type=_finite, metavar="C", help="lowest indoor °C")
+    update.add_argument("--setpoint", type=_finite, metavar="C", help="the household's setpoint °C")
+    update.add_argument("--comfort-max", type=_finite, metavar="C", help="highest indoor °C")
+    tariff = update.add_mutually_exclusive_group()
+    tariff.add_argument("--tariff", metavar="ID", help="the household's tariff id (data/tariffs)")
+    tariff.add_argument("--no-tariff", action="store_true", help="remove the tariff: plan on spot")
+
     for name, what in (
         ("enable", "switch steering on: the device is re-planned (operator)"),
         ("disable", "switch steering off: hand the heat pump back to its own control (operator)"),
@@ -509,6 +527,28 @@ def _devices_show(args: argparse.Namespace, connect: Connect) -> Outcome:
     return Outcome(status.model_dump(mode="json"), show.status_lines(status))
 
 
+def _devices_update(args: argparse.Namespace, connect: Connect) -> Outcome:
+    from hpsteer.runtime import operator_output as show
+
+    device_id = _path_id(DevicePath, "device_id", args.device_id)
+    body: dict[str, Any] = {}
+    comfort = {field: getattr(args, flag) for flag, field in COMFORT_FLAGS}
+    if any(v is not None for v in comfort.values()):
+        if any(v is None for v in comfort.values()):
+            raise UsageError("a comfort band needs --comfort-min, --setpoint and --comfort-max")
+        body["comfort"] = comfort
+    if args.tariff is not None or args.no_tariff:
+        body["tariff_id"] = None if args.no_tariff else args.tariff
+    if not body:
+        raise UsageError("devices update needs a comfort band or --tariff ID / --no-tariff")
+    try:
+        update = DeviceUpdate.model_validate(body, strict=True)
+    except ValidationError as err:
+        raise _refusal(err, 422, "invalid_body") from None
+    device = connect().update_device(device_id, update)
+    return Outcome(device.model_dump(mode="json"), show.update_lines(device))
+
+
 def _devices_steer(args: argparse.Namespace, connect: Connect) -> Outcome:
     from hpsteer.runtime import operator_output as show
 
@@ -566,6 +606,7 @@ COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Connect], Outcome]
     ("devices", "import"): _devices_import,
     ("devices", "list"): _devices_list,
     ("devices", "show"): _devices_show,
+    ("devices", "update"): _devices_update,
     ("devices", "enable"): _devices_steer,
     ("devices", "disable"): _devices_steer,
     ("devices", "delete"): _devices_delete,

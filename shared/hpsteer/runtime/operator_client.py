@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the command line's parser imports this module: it stays lig
         AlertListQuery,
         DeviceListQuery,
         DeviceRegistration,
+        DeviceUpdate,
     )
     from hpsteer.domain.operator_views import (
         AlertsPage,
@@ -97,6 +98,8 @@ class OperatorClient(Protocol):
     def device_status(self, device_id: str) -> DeviceStatus: ...
 
     def set_steering(self, device_id: str, enabled: bool) -> DeviceView: ...
+
+    def update_device(self, device_id: str, update: DeviceUpdate) -> DeviceView: ...
 
     def delete_device(self, device_id: str) -> DeletedDevice: ...
 

@@ -35,7 +35,12 @@ from pydantic import BaseModel, ValidationError
 from hpsteer import __version__
 from hpsteer.api.routes import ROUTES
 from hpsteer.api.routing import Route
-from hpsteer.domain.operator_requests import AlertListQuery, DeviceListQuery, DeviceRegistration
+from hpsteer.domain.operator_requests import (
+    AlertListQuery,
+    DeviceListQuery,
+    DeviceRegistration,
+    DeviceUpdate,
+)
 from hpsteer.domain.operator_views import (
     AlertsPage,
     AlertView,
@@ -296,6 +301,11 @@ class ApiClient:
 
     def set_steering(self, device_id: str, enabled: bool) -> DeviceView:
         response = self._call("setSteering", {"device_id": device_id}, body={"enabled": enabled})
+        return self._answer(response, DeviceView)
+
+    def update_device(self, device_id: str, update: DeviceUpdate) -> DeviceView:
+        body = update.model_dump(mode="json", exclude_unset=True)
+        response = self._call("updateDevice", {"device_id": device_id}, body=body)
         return self._answer(response, DeviceView)
 
     def delete_device(self, device_id: str) -> DeletedDevice:

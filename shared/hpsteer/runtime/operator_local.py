@@ -36,7 +36,12 @@ from hpsteer.api.auth import LOCAL_IDENTITY
 from hpsteer.backends.local.analytics import SqliteAnalytics
 from hpsteer.config import Settings
 from hpsteer.domain.instants import format_instant, parse_instant
-from hpsteer.domain.operator_requests import AlertListQuery, DeviceListQuery, DeviceRegistration
+from hpsteer.domain.operator_requests import (
+    AlertListQuery,
+    DeviceListQuery,
+    DeviceRegistration,
+    DeviceUpdate,
+)
 from hpsteer.domain.operator_views import (
     AlertsPage,
     AlertView,
@@ -248,6 +253,11 @@ class LocalClient:
         from hpsteer.services.operator import devices
 
         return self._run(lambda: devices.set_steering(self.deps, LOCAL_ADMIN, device_id, enabled))
+
+    def update_device(self, device_id: str, update: DeviceUpdate) -> DeviceView:
+        from hpsteer.services.operator import devices
+
+        return self._run(lambda: devices.update_device(self.deps, LOCAL_ADMIN, device_id, update))
 
     def delete_device(self, device_id: str) -> DeletedDevice:
         from hpsteer.services.operator import devices

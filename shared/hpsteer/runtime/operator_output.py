@@ -120,6 +120,15 @@ def registration_lines(registered: Registration) -> list[str]:
     ]
 
 
+def update_lines(device: DeviceView) -> list[str]:
+    band = device.comfort
+    tariff = device.tariff_id or "none (planned on spot)"
+    return [
+        f"{device.device_id} (revision {device.revision}): comfort {text(band.min_indoor_temp_c)}"
+        f" / {text(band.setpoint_c)} / {text(band.max_indoor_temp_c)} °C, tariff {tariff}"
+    ]
+
+
 def steering_lines(device: DeviceView) -> list[str]:
     if device.steering_enabled:
         return [f"steering of {device.device_id} is on (revision {device.revision})"]
