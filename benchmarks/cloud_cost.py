@@ -31,8 +31,14 @@ Function entry points themselves) with a counting wrapper around every port the 
   fleet); a secret read again is counted per device (none is, as the code stands);
 - function invocations per entry point, with the wall time spent in the handler minus the time
   spent inside the simulated manufacturers (their cloud's work, not ours);
-- log lines the handlers write at INFO (as ``JsonFormatter`` writes them) and trace spans (all
-  recorded; billed at the production sample rate 0.1, errors always kept).
+- log lines the handlers write at INFO and above, with the functions' own logging setup
+  (:func:`~hpsteer.observability.logging.configure_logging`), as ``JsonFormatter`` writes them.
+  Cloud Logging bills the bytes streamed into log buckets ("a one-time charge for streaming logs
+  into log bucket storage", https://cloud.google.com/stackdriver/pricing; the Log Router is
+  free), so the metric records, which ``terraform/monitoring.tf`` excludes from the ``_Default``
+  bucket (the log-based metrics count them all the same), are counted apart
+  (``metric_record_bytes``) and not billed;
+- trace spans (all recorded; billed at the production sample rate 0.1, errors always kept).
 
 Only what happens during the simulated days counts: the fleet's registration before, the
 settling after and the simulation's own observation reads are left out. Per device-day figures
@@ -41,22 +47,40 @@ are ``count / (homes x days)``, times 30.44 days a month. What ``ingest_prices``
 not grow with the fleet: it is counted once for the project. Free tiers are applied once per
 project (or billing account) and month, to the fleet's total, never per device.
 
-**Functions** (Cloud Run functions, gen2: billed as Cloud Run, request-based, CPU only while
-requests run, instance time rounded up to 100 ms). Each entry point is sized as
-``terraform/functions.tf`` sizes it (memory, cpu, concurrency; read when the benchmark runs,
-:func:`function_resources`). Billed instance time per device = handler CPU time / the vCPUs
-(a fractional vCPU stretches the same work) + an assumed round trip per remote call
-(:data:`LATENCY_S`: the local backends answer in microseconds) / concurrency (the requests an
-instance serves at once wait together; at fleet scale its slots are kept busy) + 50 ms of
-rounding per request / concurrency; vCPU-seconds and GiB-seconds are that time times the
-entry point's vCPUs and memory. Requests per device: a task delivery or telemetry
-message per device event; one reconcile page per 200 devices and one optimize shard per 100
-per run, scaled to the fleet; fan-out and sweep triggers once per project.
+**Functions** (Cloud Run functions, gen2: billed as Cloud Run, request-based: "instances are
+only charged when they process requests, when they start, and when they shut down",
+https://cloud.google.com/run/docs/configuring/billing-settings; the time an instance processes
+at least one request is billed once however many requests it serves then; rounded up to
+100 ms). Each entry point is sized as ``terraform/functions.tf`` sizes it (memory, cpu,
+concurrency, max_instances; read when the benchmark runs, :func:`function_resources`). A
+request's duration is its handler CPU time / the vCPUs (a fractional vCPU stretches the same
+work) + an assumed round trip per remote call (:data:`LATENCY_S`: the local backends answer in
+microseconds). The requests an instance really serves at once (:func:`effective_concurrency`)
+follow from the fleet's load (:func:`fleet_in_flight`: a device event's rate times its
+duration; every page of a reconcile run, every shard of an optimize run, at once) and Cloud
+Run's autoscaler, which keeps each instance at 60 % of its maximum concurrency
+(https://cloud.google.com/run/docs/about-instance-autoscaling) up to ``max_instances``. Billed
+instance time = the requests' durations / that concurrency, never less than their CPU time on
+the instance's vCPUs, + 50 ms of rounding per request / that concurrency; vCPU-seconds and
+GiB-seconds are that time times the entry point's vCPUs and memory. (An earlier model
+divided the waits by terraform's maximum concurrency whatever the load: too low where the load
+cannot fill an instance's slots, as for dispatch and ingest_telemetry.) Requests per device:
+a task delivery or telemetry message per device event; one reconcile page per 200 devices and
+one optimize shard per 100 per run, scaled to the fleet; fan-out and sweep triggers once per
+project.
+
+**By code path** (``by_code_path`` in the JSON, ``--by-caller`` prints it): every document
+operation by entry point, code path (the innermost frame of hpsteer's own code above the store:
+``services.reconcile:reconcile_page``, ``adapters.budget:acquire_all``) and collection
+(``devices/{id}``); every log line by entry point and source (logger and message template, or
+the metric a metric record counts); the assumed remote waits by entry point and kind; the
+messages published by entry point and topic; each priced per device-month at the list price.
 
 **Limits.** Wall time on this machine is a proxy for CPU time on Cloud Run's vCPUs; the
 latencies are assumptions, not measurements. What runs once per page or shard (the next page's
-message, the run record) is counted per simulated device, so with fewer homes than a page it is
-overstated (an upper bound). Cloud Run's own request logs, Eventarc, egress to the manufacturers,
+message, its log line) is counted per simulated device, so with fewer homes than a page it is
+overstated (an upper bound); the reconcile page's run record (:data:`PER_PAGE_DOCUMENTS`) is
+counted per page of the fleet. Cloud Run's own request logs, Eventarc, egress to the manufacturers,
 Cloud Monitoring, Artifact Registry and the BigQuery queries of reports are not counted.
 Firestore's europe-west1 row was not in the stored pricing pages (marked unconfirmed).
 The default run has 20 homes (each its own account, plan and command stream, all three
@@ -64,15 +88,17 @@ manufacturers): 140 device-days in about 1.5 minutes. 10 homes gave totals withi
 20, so more homes would change little. They are fewer than a reconcile page (200) or an
 optimize shard (100), hence the upper bound above.
 
-``what_if_usd_per_device_month`` recomputes the total with no remote latency, and with every
+``what_if_usd_per_device_month`` recomputes the total with no remote latency, with every
 request of a credential-reading entry point a cold start (each reads the data key and the app
-credentials: what caching them per instance saves).
+credentials: what caching them per instance saves), and with reconcile serving 40 pages per
+instance instead of terraform's 4 (its pages wait on the manufacturers almost all the time).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import logging
 import math
@@ -86,6 +112,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from types import FrameType
 from typing import Any
 
 from benchmarks.dispatch import PhasedCountingStore, Tally
@@ -262,12 +289,16 @@ PRICES: dict[str, Price] = {
     ),
     "logging": Price(
         "Cloud Logging",
-        "log storage (ingestion) of the handlers' INFO lines",
+        "log storage (ingestion) of the handlers' lines; metric records excluded",
         "GiB",
         0.50,
         50.0,
         _OBSERVABILITY,
-        note="first 50 GiB per project and month",
+        note=(
+            "first 50 GiB per project and month; a one-time charge for streaming logs into log "
+            "bucket storage, so the metric records terraform/monitoring.tf excludes from the "
+            "_Default bucket (counted by the log-based metrics all the same) are not billed"
+        ),
     ),
     "trace": Price(
         "Cloud Trace",
@@ -541,6 +572,16 @@ def terraform_max_instances(text: str, variables: str = "") -> dict[str, int]:
     return found
 
 
+def function_max_instances(
+    functions: Path = TERRAFORM_FUNCTIONS, variables: Path = TERRAFORM_VARIABLES
+) -> dict[str, int]:
+    """Every entry point's ``max_instances`` as terraform sets it (none found: the fallback)."""
+    if not functions.exists():
+        return dict(FALLBACK_MAX_INSTANCES)
+    text = variables.read_text() if variables.exists() else ""
+    return FALLBACK_MAX_INSTANCES | terraform_max_instances(functions.read_text(), text)
+
+
 def credential_instance_starts_per_month(
     functions: Path = TERRAFORM_FUNCTIONS, variables: Path = TERRAFORM_VARIABLES
 ) -> tuple[float, dict[str, int]]:
@@ -567,6 +608,9 @@ ENTRY_SCALING: dict[tuple[str, str], Scaling] = {
     ("ingest_prices", "ingest_prices"): Scaling("project"),
     ("ingest_weather", "ingest_weather"): Scaling("project"),
 }
+PER_PAGE_DOCUMENTS = frozenset({("reconcile", "reconcile_runs/{id}")})
+"""(entry, collection) of the documents an entry point reads and writes once per page, not per
+device: counted per page of the fleet (:data:`ENTRY_SCALING`), not per simulated device."""
 PROJECT_SCOPED = frozenset({"ingest_prices", "ingest_weather", "scheduler"})
 """Work that does not grow with the fleet (one area's prices and weather, the scheduler)."""
 LATENCY_S: dict[str, float] = {
@@ -594,35 +638,94 @@ class FunctionUsage:
     gib_s: float
 
 
+AUTOSCALE_TARGET = 0.6
+"""Cloud Run's autoscaler adds instances to keep each one's requests in flight at 60 % of its
+maximum concurrency (and its CPU at 60 %), over a one-minute window
+(https://cloud.google.com/run/docs/about-instance-autoscaling)."""
+DEFAULT_MAX_INSTANCES = 100
+"""Cloud Run's default, for an entry point terraform does not cap."""
+
+
+def fleet_in_flight(
+    measured: Invocations,
+    scaling: Scaling,
+    size: FunctionResources,
+    *,
+    homes: int,
+    fleet: int,
+    period_s: float,
+) -> float:
+    """Requests of one entry point running at once across the fleet (Little's law): a device
+    event's rate times one request's duration; every page of a run at once (a run's pages are
+    published together); one at a time for the project's own triggers."""
+    if measured.count == 0:
+        return 0.0
+    if scaling.kind == "page":
+        return float(math.ceil(fleet / scaling.page))
+    if scaling.kind == "project":
+        return 1.0
+    duration = (measured.compute_s / size.vcpu + measured.io_s) / measured.count
+    return measured.count / homes * fleet / period_s * duration
+
+
+def effective_concurrency(in_flight: float, size: FunctionResources, max_instances: int) -> float:
+    """Requests an instance serves at once at fleet scale: the autoscaler's instances
+    (:data:`AUTOSCALE_TARGET` of the maximum concurrency each, at most ``max_instances``) share
+    what is in flight; past ``max_instances`` the requests wait their turn (Pub/Sub and Cloud
+    Tasks retry) and every slot is busy. Never below one request."""
+    if in_flight <= 1.0:
+        return 1.0
+    wanted = math.ceil(in_flight / (AUTOSCALE_TARGET * size.concurrency))
+    instances = min(max(1, max_instances), max(1, wanted))
+    return max(1.0, min(float(size.concurrency), in_flight / instances))
+
+
 def function_usage(
     function: str,
     entries: Mapping[str, Invocations],
     homes: int,
     fleet: int,
     resources: Mapping[str, FunctionResources],
+    *,
+    period_s: float,
+    max_instances: Mapping[str, int],
 ) -> tuple[FunctionUsage, FunctionUsage]:
     """(per device, per project) requests, vCPU-seconds and GiB-seconds of one function folder's
-    entry points over the measured period. An instance's billed time is its CPU work stretched
-    by its vCPU share, plus remote waits shared by the requests it serves at once
-    (``concurrency``: at fleet scale its slots are kept busy), plus rounding to 100 ms."""
+    entry points over the measured period (``period_s`` seconds).
+
+    Request-based billing charges an instance while it processes at least one request: requests
+    that overlap on one instance are billed once, not each
+    (https://cloud.google.com/run/docs/configuring/billing-settings). So an entry point's billed
+    instance time is its requests' summed durations (CPU work stretched by the vCPU share, plus
+    the remote waits) divided by the requests an instance really serves at once
+    (:func:`effective_concurrency`, from the fleet's load and terraform's concurrency and
+    ``max_instances``), never less than its CPU work on the instance's vCPUs, plus 100 ms
+    rounding per busy period."""
     device = [0.0, 0.0, 0.0]  # requests, vCPU-seconds, GiB-seconds
     project = [0.0, 0.0, 0.0]
     for entry, measured in entries.items():
         size = resources[entry]
         scaling = ENTRY_SCALING.get((function, entry), Scaling("device"))
-        instance_s = measured.compute_s / size.vcpu + measured.io_s / size.concurrency
+        in_flight = fleet_in_flight(
+            measured, scaling, size, homes=homes, fleet=fleet, period_s=period_s
+        )
+        shared = effective_concurrency(
+            in_flight, size, max_instances.get(entry, DEFAULT_MAX_INSTANCES)
+        )
+        cpu_s = measured.compute_s / size.vcpu
+        instance_s = max((cpu_s + measured.io_s) / shared, cpu_s)
         if function not in PROJECT_SCOPED:
             instance_s /= homes
         if scaling.kind == "project":
             requests = float(measured.count)
             project[0] += requests
-            project_s = ROUNDING_S * requests / size.concurrency
+            project_s = ROUNDING_S * requests / shared
             project[1] += project_s * size.vcpu
             project[2] += project_s * size.memory_gib
         else:
             requests = requests_per_device(measured.count, homes, scaling, fleet)
             device[0] += requests
-            instance_s += ROUNDING_S * requests / size.concurrency
+            instance_s += ROUNDING_S * requests / shared
         work = project if function in PROJECT_SCOPED else device
         work[1] += instance_s * size.vcpu
         work[2] += instance_s * size.memory_gib
@@ -632,21 +735,54 @@ def function_usage(
 # -- the measurement --------------------------------------------------------------------------
 
 
+UNCOUNTED_PHASES = frozenset({"setup", "observer", "settle"})
+"""Store phases outside the measured days' functions (registration, observation, settling)."""
+_NOT_A_CALLER = ("hpsteer.backends.", "hpsteer.ports.", "hpsteer.runtime.")
+
+
+def collection_pattern(path: str) -> str:
+    """``devices/{id}/commands/{id}`` for ``devices/home-3/commands/c-17``: a document path with
+    its ids elided; a collection (a query's) gets `` (query)``."""
+    parts = path.strip("/").split("/")
+    shaped = "/".join(part if i % 2 == 0 else "{id}" for i, part in enumerate(parts))
+    return shaped if len(parts) % 2 == 0 else f"{shaped} (query)"
+
+
+def code_path(skip: int = 2) -> str:
+    """``services.reconcile:save``: the innermost frame of hpsteer's own code (not a backend,
+    a port or the local runtime) on the stack above the caller's ``skip`` frames."""
+    frame: FrameType | None = sys._getframe(skip)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith("hpsteer.") and not module.startswith(_NOT_A_CALLER):
+            return f"{module.removeprefix('hpsteer.')}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return "(outside hpsteer)"
+
+
 class _PathTally(Tally):
-    """A tally that also remembers every document written (for the stored size at the end)."""
+    """A tally that also remembers every document written (for the stored size at the end) and
+    what each operation was: entry point, code path and collection (the breakdown)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.written: set[str] = set()
         self.credentials: Counter[str] = Counter()
         """Operations on the households' credentials documents, by operation (measured days)."""
+        self.entry_of: Callable[[], str] = lambda: "?"
+        """The entry point running now (set once the meter exists)."""
+        self.paths: Counter[tuple[str, str, str, str, str]] = Counter()
+        """(function, entry, code path, collection pattern, operation) -> documents."""
 
     def add(self, phase: str, path: str, operation: str, n: int = 1) -> None:
         super().add(phase, path, operation, n)
         if operation == "write":
             self.written.add(path)
         parts = path.split("/")
-        counted = phase not in ("setup", "observer", "settle")
+        counted = phase not in UNCOUNTED_PHASES
+        if counted:
+            key = (phase, self.entry_of(), code_path(), collection_pattern(path), operation)
+            self.paths[key] += n
         if (
             counted
             and len(parts) == 4
@@ -663,6 +799,7 @@ class _Frame:
     began: float
     io_s: float = 0.0
     outside_s: float = 0.0
+    io_by_kind: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
 @dataclass
@@ -676,10 +813,24 @@ class Meter:
     stack: list[_Frame] = field(default_factory=list)
     secrets_read: set[tuple[str, str]] = field(default_factory=set)
     """(name, version) of every secret read so far: this run's instances read each once."""
+    io_by_entry: defaultdict[tuple[str, str, str], float] = field(
+        default_factory=lambda: defaultdict(float)
+    )
+    """(function, entry, kind of remote call) -> assumed seconds waited (the breakdown)."""
+    log_lines: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(function, entry, source: logger and message template or metric) -> lines."""
+    log_bytes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    publishes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(function, entry, topic) -> messages published."""
 
     @property
     def current(self) -> str | None:
         return self.stack[-1].function if self.stack else None
+
+    @property
+    def where(self) -> tuple[str, str]:
+        """(function, entry) running now; the scheduler's when none is."""
+        return (self.stack[-1].function, self.stack[-1].entry) if self.stack else ("scheduler", "")
 
     def scope(self, function: str | None) -> str:
         return "project" if (function or "scheduler") in PROJECT_SCOPED else "device"
@@ -689,7 +840,9 @@ class Meter:
             return
         self.counts[(self.scope(self.current), key)] += amount
         if latency is not None and self.stack:
-            self.stack[-1].io_s += LATENCY_S[latency] * (amount if latency == "store" else 1)
+            waited = LATENCY_S[latency] * (amount if latency == "store" else 1)
+            self.stack[-1].io_s += waited
+            self.stack[-1].io_by_kind[latency] += waited
 
     @contextmanager
     def outside(self) -> Iterator[None]:
@@ -719,6 +872,9 @@ class Meter:
                 measured.count += 1
                 measured.compute_s += time.perf_counter() - frame.began - frame.outside_s
                 measured.io_s += frame.io_s + ops * LATENCY_S["store"]
+                for kind, waited in frame.io_by_kind.items():
+                    self.io_by_entry[(function, entry, kind)] += waited
+                self.io_by_entry[(function, entry, "store")] += ops * LATENCY_S["store"]
             if self.stack:  # a nested call's time is its own
                 self.stack[-1].outside_s += time.perf_counter() - frame.began
 
@@ -748,6 +904,8 @@ def _instrument(simulation: Any, meter: Meter) -> None:
         def counted(topic: str, data: bytes, **kwargs: Any) -> str:
             attributes = kwargs.get("attributes") or {}
             meter.add("pubsub_publishes", 1, "publish")
+            if meter.active():
+                meter.publishes[(*meter.where, str(topic))] += 1
             meter.add("pubsub_bytes", pubsub_billed_bytes(pubsub_message_bytes(data, attributes)))
             if topic == "alerts":  # its notification subscription gets it too
                 meter.add("pubsub_bytes", pubsub_billed_bytes(len(data)))
@@ -883,10 +1041,21 @@ def _metered_simulation_class() -> Any:
     return MeteredSimulation
 
 
+def log_source(record: logging.LogRecord) -> str:
+    """Where a line comes from: its logger and message template (``%s`` unfilled), or for a
+    metric record the metric's name."""
+    from hpsteer.observability.metric_records import LOGGER_NAME, METRIC_FIELD
+
+    if record.name == LOGGER_NAME:
+        return f"metric record {getattr(record, METRIC_FIELD, '?')}"
+    return f"{record.name.removeprefix('hpsteer.')}: {str(record.msg)[:80]}"
+
+
 class _LogBytes(logging.Handler):
     """Counts the bytes of the JSON lines the handlers log (one per record, newline included)."""
 
     _SIMULATION = ("hpsteer.sim", "hpsteer.runtime.simulation", "hpsteer.backends.local")
+    _METRIC_RECORDS = "hpsteer.metrics"
 
     def __init__(self, meter: Meter) -> None:
         from hpsteer.observability.logging import JsonFormatter
@@ -898,8 +1067,17 @@ class _LogBytes(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.meter.current is None or record.name.startswith(self._SIMULATION):
             return
-        self.meter.add("log_lines")
-        self.meter.add("log_bytes", len(self.format(record).encode()) + 1)
+        size = len(self.format(record).encode()) + 1
+        if record.name == self._METRIC_RECORDS:  # excluded from the log buckets: not billed
+            self.meter.add("metric_record_lines")
+            self.meter.add("metric_record_bytes", size)
+        else:
+            self.meter.add("log_lines")
+            self.meter.add("log_bytes", size)
+        if self.meter.active():
+            key = (*self.meter.where, log_source(record))
+            self.meter.log_lines[key] += 1
+            self.meter.log_bytes[key] += size
 
 
 class _SpanCounter:
@@ -946,6 +1124,7 @@ class Run:
 def measure_run(homes: int, days: int, seed: int = 0) -> Run:
     """The simulation with every billed port counted (see the module docstring)."""
     from hpsteer.backends.local.store import LocalDocumentStore
+    from hpsteer.observability.logging import CHATTY_LIBRARIES, configure_logging
     from hpsteer.observability.tracing import configure_tracing
     from hpsteer.runtime.simulation.options import SimulationOptions, check_options
 
@@ -969,12 +1148,14 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
         clock.target = simulation.local.clock
         end = options.end_at
         meter = Meter(lambda: simulation.local.clock.now() < end, store)
+        tally.entry_of = lambda: meter.stack[-1].entry if meter.stack else "scheduler"
         simulation.meter = meter
         _instrument(simulation, meter)
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
+        libraries = {name: logging.getLogger(name).level for name in CHATTY_LIBRARIES}
+        configure_logging("INFO", stream=io.StringIO())  # the functions' logging setup
         root.handlers[:] = [_LogBytes(meter)]
-        root.setLevel(logging.INFO)
         configure_tracing(_SpanCounter(meter), sample_rate=1.0, batch=False)
         try:
             simulation.run()
@@ -982,6 +1163,8 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
             configure_tracing(None)
             root.handlers[:] = handlers
             root.setLevel(level)
+            for name, library_level in libraries.items():
+                logging.getLogger(name).setLevel(library_level)
         stored = index = documents = 0
         for path in sorted(tally.written):
             if path.count("/") % 2 == 0:
@@ -1043,13 +1226,19 @@ def _active_versions(secrets: Any) -> int:
 
 
 def usages_from(
-    run: Run, fleet: int, *, io_scale: float = 1.0, cold_starts: str = "instances"
+    run: Run,
+    fleet: int,
+    *,
+    io_scale: float = 1.0,
+    cold_starts: str = "instances",
+    concurrencies: Mapping[str, int] | None = None,
 ) -> tuple[list[Usage], dict[str, Any]]:
     """The month's usages (see the module docstring) and the per device-day details.
 
     For the what-ifs: ``io_scale`` multiplies the assumed remote latencies; ``cold_starts`` is
     ``instances`` (the modelled instance starts read the secrets) or ``every_request`` (every
-    request of a credential-reading entry point reads them: no per-instance cache)."""
+    request of a credential-reading entry point reads them: no per-instance cache);
+    ``concurrencies`` replaces terraform's maximum concurrency of the entry points it names."""
     device_days = run.homes * run.days
     month = DAYS_PER_MONTH / run.days  # measured totals over the run -> a month
 
@@ -1059,13 +1248,15 @@ def usages_from(
         return device, project
 
     def store_split(operation: str) -> tuple[float, float]:
-        by_phase = run.tally.by(0, operation)
         device = project = 0.0
-        for phase, n in by_phase.items():
-            if phase in ("setup", "observer", "settle"):
+        for (phase, entry, _, collection, op), n in run.tally.paths.items():
+            if op != operation:
                 continue
             if phase in PROJECT_SCOPED:
                 project += n * month
+            elif (entry, collection) in PER_PAGE_DOCUMENTS:
+                scaling = ENTRY_SCALING[(phase, entry)]
+                device += requests_per_device(n, run.homes, scaling, fleet) * month
             else:
                 device += n * month / run.homes
         return device, project
@@ -1091,14 +1282,14 @@ def usages_from(
     if cold_starts == "instances":
         secret_accesses = (secret_accesses[0], secret_accesses[1] + starts * reads_per_start)
     else:
-        requests_per_device = sum(
+        credential_requests = sum(
             run.meter.invocations[k].count
             for k in run.meter.invocations
             if k[1] in CREDENTIAL_ENTRY_POINTS
         )
         scale = month / run.homes
         secret_accesses = (
-            secret_accesses[0] + requests_per_device * scale * reads_per_start,
+            secret_accesses[0] + credential_requests * scale * reads_per_start,
             secret_accesses[1],
         )
 
@@ -1109,12 +1300,21 @@ def usages_from(
     vcpu = [0.0, 0.0]
     gib_s = [0.0, 0.0]
     per_function: dict[str, Any] = {}
-    sizes = function_resources()
+    sizes = {
+        entry: FunctionResources(size.memory_gib, size.vcpu, concurrency, f"{size.source}, what-if")
+        if (concurrency := (concurrencies or {}).get(entry)) is not None
+        else size
+        for entry, size in function_resources().items()
+    }
+    caps = function_max_instances()
+    period_s = run.days * 86_400.0
     for function, entries in sorted(functions.items()):
         scaled = {
             e: Invocations(m.count, m.compute_s, m.io_s * io_scale) for e, m in entries.items()
         }
-        device, project = function_usage(function, scaled, run.homes, fleet, sizes)
+        device, project = function_usage(
+            function, scaled, run.homes, fleet, sizes, period_s=period_s, max_instances=caps
+        )
         for i, u in enumerate((device, project)):
             requests[i] += u.requests * month
             vcpu[i] += u.vcpu_s * month
@@ -1125,6 +1325,22 @@ def usages_from(
                     "memory_gib": sizes[e].memory_gib,
                     "vcpu": sizes[e].vcpu,
                     "concurrency": sizes[e].concurrency,
+                    "max_instances": caps.get(e, DEFAULT_MAX_INSTANCES),
+                    "requests_in_flight_fleet": _round(
+                        in_flight := fleet_in_flight(
+                            scaled[e],
+                            ENTRY_SCALING.get((function, e), Scaling("device")),
+                            sizes[e],
+                            homes=run.homes,
+                            fleet=fleet,
+                            period_s=period_s,
+                        )
+                    ),
+                    "effective_concurrency": _round(
+                        effective_concurrency(
+                            in_flight, sizes[e], caps.get(e, DEFAULT_MAX_INSTANCES)
+                        )
+                    ),
                     "source": sizes[e].source,
                 }
                 for e in sorted(entries)
@@ -1183,6 +1399,8 @@ def usages_from(
                     "manufacturer_calls",
                     "log_lines",
                     "log_bytes",
+                    "metric_record_lines",
+                    "metric_record_bytes",
                     "spans_ok",
                     "spans_error",
                 )
@@ -1241,9 +1459,111 @@ def _active_by_kind(tally: Tally, operation: str) -> dict[str, int]:
     return dict(out)
 
 
+def _per_device_day(
+    run: Run, fleet: int, function: str, n: float, per_page: tuple[str, str] | None = None
+) -> float:
+    """A count over the run per device and day; the project's own work shared by the fleet;
+    ``per_page`` (entry, collection) documents counted per page of the fleet."""
+    if function in PROJECT_SCOPED:
+        return n / run.days / fleet
+    if per_page in PER_PAGE_DOCUMENTS:
+        scaling = ENTRY_SCALING[(function, per_page[0])]
+        return requests_per_device(n, run.homes, scaling, fleet) / run.days
+    return n / (run.homes * run.days)
+
+
+def _ranked(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    rows.sort(key=lambda row: -row["usd_per_device_month"])
+    return rows[:top]
+
+
+def breakdown(run: Run, fleet: int = FLEET_DEVICES, top: int = 30) -> dict[str, Any]:
+    """What each code path caused (``--by-caller``), per device-day, and its price per
+    device-month at the list prices (the marginal price, beyond the free tiers), the most
+    expensive first: document operations by entry point, code path (the innermost frame of
+    hpsteer's own code) and collection; log lines by entry point and source (logger and message
+    template, or the metric a metric record counts); remote waits by entry point and kind; Pub/Sub
+    messages by entry point and topic."""
+    month = DAYS_PER_MONTH
+    reads, writes = PRICES["firestore_reads"].usd_per_unit, PRICES["firestore_writes"].usd_per_unit
+    deletes, log_gib = PRICES["firestore_deletes"].usd_per_unit, PRICES["logging"].usd_per_unit
+    operations: defaultdict[tuple[str, str, str], defaultdict[str, float]] = defaultdict(
+        lambda: defaultdict(float)
+    )
+    for (function, entry, caller, collection, op), n in run.tally.paths.items():
+        operations[(entry, caller, collection)][op] += _per_device_day(
+            run, fleet, function, n, (entry, collection)
+        )
+    firestore = []
+    for (entry, caller, collection), ops in operations.items():
+        written = ops["write"] - ops["delete"]
+        usd = month * (ops["read"] * reads + written * writes + ops["delete"] * deletes)
+        firestore.append(
+            {
+                "entry": entry,
+                "code_path": caller,
+                "collection": collection,
+                "reads_per_device_day": round(ops["read"], 3),
+                "writes_per_device_day": round(ops["write"], 3),
+                "usd_per_device_month": _round(usd),
+            }
+        )
+    logs = []
+    for key, size in run.meter.log_bytes.items():
+        function, entry, source = key
+        per_day = _per_device_day(run, fleet, function, size)
+        logs.append(
+            {
+                "entry": entry,
+                "source": source,
+                "lines_per_device_day": round(
+                    _per_device_day(run, fleet, function, run.meter.log_lines[key]), 3
+                ),
+                "bytes_per_device_day": round(per_day, 1),
+                "billed": not source.startswith("metric record"),
+                "usd_per_device_month": _round(per_day * month / GIB * log_gib),
+            }
+        )
+    waits: defaultdict[str, dict[str, float]] = defaultdict(dict)
+    for (function, entry, kind), seconds in run.meter.io_by_entry.items():
+        waits[entry][kind] = round(1000 * _per_device_day(run, fleet, function, seconds), 1)
+    time_rows = {
+        entry: {
+            "requests_per_device_day": round(
+                _per_device_day(run, fleet, function, measured.count), 4
+            ),
+            "cpu_ms_per_device_day": round(
+                1000 * _per_device_day(run, fleet, function, measured.compute_s), 2
+            ),
+            "assumed_wait_ms_per_device_day": dict(sorted(waits[entry].items())),
+        }
+        for (function, entry), measured in sorted(run.meter.invocations.items())
+    }
+    bus = [
+        {
+            "entry": entry or function,
+            "topic": topic,
+            "publishes_per_device_day": round(_per_device_day(run, fleet, function, n), 3),
+        }
+        for (function, entry, topic), n in sorted(run.meter.publishes.items())
+    ]
+    return {
+        "note": (
+            "per device-day (project-wide work shared by the fleet); usd_per_device_month at list "
+            "price without the free tiers; metric records (billed false) are excluded from "
+            "storage by terraform/monitoring.tf"
+        ),
+        "firestore": _ranked(firestore, top),
+        "logging": _ranked(logs, top),
+        "function_time": time_rows,
+        "pubsub": sorted(bus, key=lambda row: -row["publishes_per_device_day"]),
+    }
+
+
 WHAT_IFS: dict[str, dict[str, Any]] = {
     "no_remote_latency": {"io_scale": 0.0},
     "every_credential_request_a_cold_start": {"cold_starts": "every_request"},
+    "reconcile_concurrency_40": {"concurrencies": {"reconcile": 40}},
 }
 """Totals under other assumptions, to show what the dominant items hang on."""
 
@@ -1291,6 +1611,7 @@ def figures(run: Run, fleet: int = FLEET_DEVICES) -> dict[str, Any]:
             "read_on": READ_HOW,
         },
         "details": details,
+        "by_code_path": breakdown(run, fleet),
         "run": {
             "homes": run.homes,
             "days": run.days,
@@ -1331,6 +1652,32 @@ def _print_table(result: Mapping[str, Any]) -> None:
     print(f"  prices: {result['prices']['region']}, {result['prices']['read_on']}")
 
 
+def _print_breakdown(by: Mapping[str, Any], top: int = 15) -> None:
+    print(f"  by code path ({by['note']}):")
+    heading = "Firestore: entry, code path, collection"
+    print(f"    {heading:86} {'reads':>7} {'writes':>7} {'USD':>9}")
+    for row in by["firestore"][:top]:
+        where = f"{row['entry']}: {row['code_path']} {row['collection']}"
+        print(
+            f"    {where[:86]:86} {row['reads_per_device_day']:>7.2f} "
+            f"{row['writes_per_device_day']:>7.2f} {row['usd_per_device_month']:>9.6f}"
+        )
+    print(f"    {'log lines: entry, source':86} {'lines':>7} {'bytes':>7} {'USD':>9}")
+    for row in by["logging"][:top]:
+        where = f"{row['entry']}: {row['source']}" + ("" if row["billed"] else " (not billed)")
+        print(
+            f"    {where[:86]:86} {row['lines_per_device_day']:>7.1f} "
+            f"{row['bytes_per_device_day']:>7.0f} {row['usd_per_device_month']:>9.6f}"
+        )
+    print("    function time per device-day: requests, CPU ms, assumed waits ms by kind")
+    for entry, row in by["function_time"].items():
+        waits = ", ".join(f"{k} {v:.0f}" for k, v in row["assumed_wait_ms_per_device_day"].items())
+        print(
+            f"    {entry:18} {row['requests_per_device_day']:>9.3f} "
+            f"{row['cpu_ms_per_device_day']:>9.1f}  {waits}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -1338,12 +1685,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fleet", type=int, default=FLEET_DEVICES)
+    parser.add_argument(
+        "--by-caller",
+        action="store_true",
+        help="print what each code path costs (the JSON always has it: by_code_path)",
+    )
     args = parser.parse_args(argv)
     result = figures(measure_run(args.homes, args.days, args.seed), args.fleet)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_table(result)
+        if args.by_caller:
+            _print_breakdown(result["by_code_path"])
     return 0
 
 

@@ -305,6 +305,158 @@ def test_a_polled_state_published_reaches_the_devices_state(deps: Dependencies) 
     assert last_telemetry(deps, "d2")["outdoor_temp_c"] == -3.5
 
 
+# -- what is worth a write --------------------------------------------------------------------
+
+
+def written_at(deps: Dependencies, device_id: str = "d1") -> datetime | None:
+    document = deps.store.get(f"devices/{device_id}")
+    assert document is not None
+    return document.update_time
+
+
+def test_a_newer_sample_that_changes_nothing_decided_is_recorded_without_a_write(
+    deps: Dependencies,
+) -> None:
+    """Within a quarter of the reconciliation interval (2.5 minutes), new temperatures alone
+    are not worth a document write; the history has the sample all the same."""
+    first = sample(4, observed_mode=Mode.MAX, online=True, indoor_temp_c=21.0)
+    moments_later = sample(2, observed_mode=Mode.MAX, online=True, indoor_temp_c=21.3)
+    assert ingest_sample(first, deps) is True
+    stored = written_at(deps)
+
+    assert ingest_sample(moments_later, deps) is False
+
+    assert written_at(deps) == stored
+    assert last_telemetry(deps)["sample_id"] == first.sample_id
+    assert [row["sample_id"] for row in history(deps)] == [first.sample_id, moments_later.sample_id]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"observed_mode": Mode.MIN},
+        {"online": False},
+        {"setpoint_offset_k": 1.0},
+        {"room_setpoint_c": 22.0},
+    ],
+)
+def test_a_change_of_what_decisions_are_made_by_is_stored_at_once(
+    deps: Dependencies, change: dict[str, Any]
+) -> None:
+    base = {"observed_mode": Mode.MAX, "online": True, "setpoint_offset_k": 2.0}
+    base["room_setpoint_c"] = 21.0
+    ingest_sample(sample(4, **base), deps)
+    changed = sample(3, **{**base, **change})
+
+    assert ingest_sample(changed, deps) is True
+
+    assert last_telemetry(deps)["sample_id"] == changed.sample_id
+
+
+def test_the_households_own_setting_is_stored_at_once_even_when_it_was_already_showing(
+    deps: Dependencies,
+) -> None:
+    """The command path compares the instant it was seen with its commands': it must be new."""
+    ingest_sample(sample(4, observed_mode=Mode.MAX, changed_by_user=True), deps)
+    again = sample(3, observed_mode=Mode.MAX, changed_by_user=True)
+
+    assert ingest_sample(again, deps) is True
+    assert last_telemetry(deps)["observed_at"] == again.observed_at
+
+
+def test_pushed_telemetry_is_refreshed_every_quarter_interval_so_reconciliation_can_trust_it(
+    deps: Dependencies,
+) -> None:
+    ingest_sample(sample(9, observed_mode=Mode.MAX), deps)
+    assert ingest_sample(sample(7, observed_mode=Mode.MAX), deps) is False  # 2 minutes on
+    assert ingest_sample(sample(6.5, observed_mode=Mode.MAX), deps) is True  # 2.5 minutes on
+
+
+def polled(minutes_ago: float, **fields: Any) -> TelemetrySample:
+    return sample(minutes_ago, "d2", observed_mode=Mode.MID, online=True, **fields).model_copy(
+        update={"source": TelemetrySource.POLL}
+    )
+
+
+def test_a_polled_sample_keeps_the_stored_one_for_up_to_half_an_hour(deps: Dependencies) -> None:
+    """Reconciliation never judges by its own last poll: only the planner's start temperature
+    and the energy figure read what polls store, and half an hour suits both."""
+    ingest_sample(polled(45), deps)
+    assert ingest_sample(polled(35), deps) is False
+    assert ingest_sample(polled(25), deps) is False
+    assert ingest_sample(polled(15), deps) is True  # 30 minutes after the stored one
+    assert last_telemetry(deps, "d2")["observed_at"] == NOW - timedelta(minutes=15)
+
+
+class ReadCountingStore:
+    """The local store, counting the documents read (outside and inside transactions)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def get(self, path: str) -> Any:
+        self.reads += 1
+        return self.inner.get(path)
+
+    def run_transaction(self, fn: Any, **kwargs: Any) -> Any:
+        def counted(tx: Any) -> Any:
+            original = tx.get
+
+            def get(path: str) -> Any:
+                self.reads += 1
+                return original(path)
+
+            tx.get = get
+            return fn(tx)
+
+        return self.inner.run_transaction(counted, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_poll_published_to_be_recorded_only_is_recorded_without_reading_the_device() -> None:
+    local = local_deps()
+    counting = ReadCountingStore(local.store)
+    deps = Dependencies(
+        local.settings,
+        local.clock,
+        store=lambda: counting,
+        bus=lambda: local.bus,
+        tasks=lambda: local.tasks,
+        analytics=lambda: local.analytics,
+        secrets=lambda: local.secrets,
+    )
+    bus = deps.bus
+    assert isinstance(bus, LocalMessageBus)
+    item = sample_from_device_state(polled_state())
+
+    publish_sample(bus, item, record_only=True)
+    [published] = bus.published(Topic.DEVICE_TELEMETRY)
+    handle_telemetry_message(published, deps)
+
+    assert published.attributes == {"device_id": "d2", "record_only": "true"}
+    assert counting.reads == 0
+    assert last_telemetry(deps, "d2") == {}
+    assert [row["sample_id"] for row in history(deps)] == [item.sample_id]
+
+
+def test_only_a_polled_sample_can_be_recorded_only(deps: Dependencies) -> None:
+    pushed = sample(1)
+    with pytest.raises(InvalidInput, match="polled"):
+        publish_sample(deps.bus, pushed, record_only=True)
+    forged = PubSubMessage(
+        message_id="m1",
+        data=encode_json_message(pushed),
+        attributes={"device_id": "d1", "record_only": "true"},
+        publish_time=NOW,
+    )
+    with pytest.raises(MalformedMessage, match="cannot be recorded only"):
+        handle_telemetry_message(forged, deps)
+    assert history(deps) == []
+
+
 # -- the webhook ------------------------------------------------------------------------------
 
 

@@ -16,9 +16,11 @@ import pytest
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
+from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
+from hpsteer.services.ingest_telemetry import handle_telemetry_message
 from hpsteer.services.outbox import command_id_for, release_plan
 from hpsteer.services.plans_store import make_current
 from hpsteer.services.reconcile import (
@@ -356,7 +358,7 @@ def test_stale_telemetry_is_not_trusted_the_device_is_read_instead(
     assert outcome.actions == ("InSync",)  # not an override, not a drift
 
 
-def test_fresh_telemetry_is_judged_without_asking_the_manufacturer(
+def test_fresh_telemetry_in_sync_costs_no_manufacturer_read_and_no_write(
     rig: Callable[..., Rig],
 ) -> None:
     r = rig()
@@ -371,8 +373,47 @@ def test_fresh_telemetry_is_judged_without_asking_the_manufacturer(
         "online": True,
     }
     r.store.update(f"devices/{home.home_id}", {"last_telemetry": fresh})
+    before = r.store.get(f"devices/{home.home_id}")
+    published = len(r.local.deps.bus.published(Topic.DEVICE_TELEMETRY))
+
     outcome = r.reconcile()[home.home_id]
+
     assert (outcome.read, outcome.actions) == (False, ("InSync",))
+    after = r.store.get(f"devices/{home.home_id}")
+    assert before is not None
+    assert after is not None
+    assert after.update_time == before.update_time
+    assert len(r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)) == published
+
+
+def test_a_poll_that_changes_nothing_stored_is_published_to_be_recorded_only(
+    rig: Callable[..., Rig],
+) -> None:
+    """The history keeps every polled state; ingestion need not read the device again for one
+    that changes nothing decided by within half an hour of the stored one."""
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+
+    def last_poll() -> PubSubMessage:
+        polls = [
+            m
+            for m in r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)
+            if m.attributes["device_id"] == home.home_id
+        ]
+        return polls[-1]
+
+    first = last_poll()
+    handle_telemetry_message(first, r.local.deps)  # now the stored telemetry
+    r.run(r.now + INTERVAL)
+    unchanged = last_poll()
+    assert unchanged.message_id != first.message_id
+    assert unchanged.attributes.get("record_only") == "true"
+
+    r.store.update(f"devices/{home.home_id}", {"last_telemetry.observed_mode": "min"})
+    r.run(r.now + INTERVAL)
+    assert "record_only" not in last_poll().attributes  # differs from what is stored
 
 
 # -- redelivery -------------------------------------------------------------------------------

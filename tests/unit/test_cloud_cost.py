@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,14 @@ from benchmarks.cloud_cost import (
     Scaling,
     Usage,
     bigquery_row_bytes,
+    code_path,
+    collection_pattern,
     credential_instance_starts_per_month,
+    effective_concurrency,
     firestore_document_bytes,
     firestore_index_bytes,
     firestore_name_bytes,
+    fleet_in_flight,
     function_usage,
     itemise,
     pubsub_billed_bytes,
@@ -155,19 +160,84 @@ def test_requests_per_device_by_scaling() -> None:
     assert requests_per_device(48, 20, Scaling("project"), fleet) == pytest.approx(48 / fleet)
 
 
-def test_function_time_is_stretched_by_a_fractional_vcpu_and_waits_shared_by_concurrency(
+DAY_S = 86_400.0
+
+
+def test_waits_of_requests_an_instance_serves_at_once_are_billed_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Busy enough that every slot is used (a thousand requests in flight, one instance at
+    most): the requests' summed durations, CPU stretched by the fractional vCPU, divided by the
+    concurrency."""
     from benchmarks import cloud_cost
 
     monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "e"), Scaling("device"))
     sizes = {"e": FunctionResources(0.5, 0.25, 4, "test")}
-    device, project = function_usage("f", {"e": Invocations(10, 1.0, 2.0)}, 10, 100_000, sizes)
-    instance_s = (1.0 / 0.25 + 2.0 / 4) / 10 + 0.05 * 1.0 / 4  # per device, one request each
+    measured = {"e": Invocations(10, 0.1, 8.0)}
+    device, project = function_usage(
+        "f", measured, 10, 100_000, sizes, period_s=60.0, max_instances={"e": 1}
+    )
+    instance_s = (0.1 / 0.25 + 8.0) / 4 / 10 + 0.05 * 1.0 / 4  # per device, one request each
     assert device.requests == pytest.approx(1.0)
     assert device.vcpu_s == pytest.approx(instance_s * 0.25)
     assert device.gib_s == pytest.approx(instance_s * 0.5)
     assert project == FunctionUsage(0.0, 0.0, 0.0)
+
+
+def test_requests_that_never_overlap_are_each_billed_in_full_whatever_the_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trickle (far less than one request in flight fleet-wide) gains nothing from a high
+    maximum concurrency: each request is its instance's whole busy time."""
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "e"), Scaling("device"))
+    sizes = {"e": FunctionResources(1.0, 1.0, 80, "test")}
+    measured = {"e": Invocations(10, 0.1, 1.0)}  # 1.1 s each, 10 in a day, fleet of 10
+    device, _ = function_usage("f", measured, 10, 10, sizes, period_s=DAY_S, max_instances={})
+    assert device.vcpu_s == pytest.approx((0.1 + 1.0) / 10 + 0.05 * 1.0)
+
+
+def test_cpu_work_is_billed_even_when_waits_overlap() -> None:
+    """Concurrency shares the waits, not the vCPU: an instance busy computing is billed for it."""
+    from benchmarks.cloud_cost import ENTRY_SCALING
+
+    assert ("reconcile", "reconcile") in ENTRY_SCALING
+    sizes = {"reconcile": FunctionResources(1.0, 1.0, 4, "test")}
+    measured = {"reconcile": Invocations(10, 8.0, 1.0)}
+    device, _ = function_usage(
+        "reconcile", measured, 10, 100_000, sizes, period_s=DAY_S, max_instances={}
+    )
+    assert device.vcpu_s >= 8.0 / 10
+
+
+def test_the_autoscaler_keeps_instances_at_sixty_percent_of_their_concurrency() -> None:
+    size = FunctionResources(0.5, 1.0, 10, "test")
+    assert effective_concurrency(60.0, size, max_instances=100) == pytest.approx(6.0)
+    assert effective_concurrency(0.3, size, max_instances=100) == 1.0
+    assert effective_concurrency(60.0, size, max_instances=2) == 10.0  # capped: slots full
+
+
+def test_a_runs_pages_are_all_in_flight_at_once() -> None:
+    size = FunctionResources(0.5, 1.0, 4, "test")
+    pages = fleet_in_flight(
+        Invocations(144, 1.0, 50.0),
+        Scaling("page", 200),
+        size,
+        homes=20,
+        fleet=100_000,
+        period_s=DAY_S,
+    )
+    assert pages == 500
+    per_event = fleet_in_flight(
+        Invocations(200, 1.0, 9.0),
+        Scaling("device"),
+        size,
+        homes=20,
+        fleet=86_400,
+        period_s=DAY_S,
+    )
+    assert per_event == pytest.approx(200 / 20 * 0.05)  # 10 a second, 50 ms each
 
 
 def test_a_project_wide_trigger_is_billed_to_the_project_not_per_device(
@@ -177,7 +247,15 @@ def test_a_project_wide_trigger_is_billed_to_the_project_not_per_device(
 
     monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "tick"), Scaling("project"))
     sizes = {"tick": FunctionResources(1.0, 1.0, 1, "test")}
-    device, project = function_usage("f", {"tick": Invocations(48, 0.0, 0.0)}, 20, 100_000, sizes)
+    device, project = function_usage(
+        "f",
+        {"tick": Invocations(48, 0.0, 0.0)},
+        20,
+        100_000,
+        sizes,
+        period_s=DAY_S,
+        max_instances={},
+    )
     assert project.requests == 48
     assert project.vcpu_s == pytest.approx(48 * 0.05)
     assert device.requests == 0.0
@@ -255,3 +333,25 @@ def test_credential_instance_starts_are_every_slot_restarted_once_per_assumed_li
     assert slots == {"dispatch": 7, "verify": 7, "reconcile": 20}
     assert set(slots) == set(CREDENTIAL_ENTRY_POINTS)
     assert starts == pytest.approx(34 * DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S)
+
+
+def test_a_document_path_is_named_by_its_collections_with_the_ids_elided() -> None:
+    assert collection_pattern("devices/home-3/commands/c-17") == "devices/{id}/commands/{id}"
+    assert collection_pattern("devices/home-3") == "devices/{id}"
+    assert collection_pattern("devices") == "devices (query)"
+    assert collection_pattern("devices/home-3/commands") == "devices/{id}/commands (query)"
+
+
+def _function_of_module(module: str, name: str) -> Any:
+    """``name(fn)`` calling ``fn()``, defined as if in the module ``module``."""
+    namespace: dict[str, Any] = {"__name__": module}
+    exec(f"def {name}(fn):\n    return fn()\n", namespace)
+    return namespace[name]
+
+
+def test_the_code_path_is_the_innermost_frame_of_hpsteers_own_code_past_backends() -> None:
+    service = _function_of_module("hpsteer.services.example", "save")
+    backend = _function_of_module("hpsteer.backends.local.store", "update")
+    probe = lambda: code_path(skip=1)  # noqa: E731 - the frame that asks
+    assert service(lambda: backend(probe)) == "services.example:save"
+    assert backend(probe) == "(outside hpsteer)"

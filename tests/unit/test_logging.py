@@ -75,3 +75,27 @@ def test_ids_and_the_function_are_labels_cloud_logging_can_filter_on(lines):
     assert labels["command_id"] == "c1"
     assert labels["oem"] == "vicare"
     assert "attempt" not in labels
+
+
+def test_http_libraries_log_each_request_only_at_debug() -> None:
+    """A line per manufacturer call would be the fleet's largest log item: the call is already
+    measured (oem_api_latency_seconds) and traced."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        configure_logging("INFO", stream=stream)
+        logging.getLogger("httpx").info("HTTP Request: GET https://api.example/ 200 OK")
+        logging.getLogger("httpx").warning("connection pool full")
+        logging.getLogger("hpsteer.test").info("ours")
+        quiet = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+        configure_logging("DEBUG", stream=stream)
+        logging.getLogger("httpcore").debug("send_request_headers.started")
+        last = json.loads(stream.getvalue().splitlines()[-1])["message"]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert quiet == ["connection pool full", "ours"]
+    assert last == "send_request_headers.started"

@@ -10,6 +10,12 @@ An exception's traceback is appended to ``message`` (Error Reporting reads it th
 
 Extra fields whose names suggest credentials are written as ``***``: a secret must never reach a
 log line, even by mistake.
+
+Libraries that log every HTTP request at INFO (:data:`CHATTY_LIBRARIES`: httpx, httpcore) are
+kept at WARNING unless the level is DEBUG: every call to a manufacturer is already measured
+(``oem_api_latency_seconds``) and traced (a span), and Cloud Logging bills every line it stores
+(one per manufacturer call, per device and reconciliation run, was the largest part of the
+fleet's log volume).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, TextIO
 
-__all__ = ["JsonFormatter", "bound_ids", "configure_logging", "log_context"]
+__all__ = ["CHATTY_LIBRARIES", "JsonFormatter", "bound_ids", "configure_logging", "log_context"]
 
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "hpsteer_log_context", default=MappingProxyType({})
@@ -43,6 +49,8 @@ _LABELLED = ("device_id", "command_id", "plan_id", "oem", "manufacturer", "area"
 _SERVICE = os.environ.get("K_SERVICE", "")
 """The function's name, which Cloud Run (and so Cloud Functions gen2) sets in ``K_SERVICE``."""
 _SECRET_HINTS = ("secret", "token", "password", "authorization", "credential", "api_key")
+CHATTY_LIBRARIES = ("httpx", "httpcore")
+"""Loggers that write a line per HTTP request at INFO: WARNING and above only, unless DEBUG."""
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
 )
@@ -117,9 +125,13 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(
     level: str = "INFO", *, project: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Route the root logger to one JSON line per record on ``stream`` (stdout by default)."""
+    """Route the root logger to one JSON line per record on ``stream`` (stdout by default); the
+    :data:`CHATTY_LIBRARIES` log warnings and above only, unless ``level`` is DEBUG."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(project))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)

@@ -39,18 +39,32 @@ parses the :class:`~hpsteer.domain.telemetry.TelemetrySample`, then
 - in a transaction, replaces ``devices/{id}.last_telemetry`` (:func:`last_telemetry_document`:
   ``observed_at`` as a timestamp, the measured fields, ``observed_mode``, ``online``,
   ``changed_by_user``, ``source``, ``sample_id``, ``manufacturer``, ``stored_at``) **only when
-  the sample is strictly newer** than the stored ``observed_at``: late and duplicated samples
-  never move state backwards. An unknown device is logged and acknowledged; a sample whose
-  manufacturer is not the device's is refused (acknowledged, logged);
-- appends **every** sample, late ones included, to ``telemetry_history`` with insert id
-  ``{device_id}/{sample_id}``, so a redelivery adds nothing.
+  the sample is strictly newer** than the stored ``observed_at`` (late and duplicated samples
+  never move state backwards) **and worth storing**
+  (:func:`~hpsteer.domain.telemetry.worth_storing`: something decisions are made by changed, the
+  household's own setting shows, or the stored sample is older than the source's refresh bound;
+  otherwise the write would only move the temperatures and the power a few minutes on). An
+  unknown device is logged and acknowledged; a sample whose manufacturer is not the device's is
+  refused (acknowledged, logged);
+- appends **every** sample, late and kept-back ones included, to ``telemetry_history`` with
+  insert id ``{device_id}/{sample_id}``, so a redelivery adds nothing.
 - observes ``energy_consumption_kwh`` (label oem) when the sample advanced the state: the stored
   sample's ``power_kw`` times the time since it (gaps over ``ENERGY_MAX_GAP`` are not counted).
+
+A polled sample published with the attribute ``record_only`` (:data:`RECORD_ONLY`) is only
+appended to the history: reconciliation, which polled it, had just read the device document and
+found the sample not worth storing (:func:`state_update_needed`), so reading the device again
+would buy nothing. Should another sample have been stored in between, it is newer than what
+reconciliation saw and stays; the next sample worth storing replaces it. Only polled samples
+are taken on that word; a pushed sample is always checked against the device.
 
 **Polling** (reconciliation): :func:`sample_from_device_state` turns an adapter's
 :class:`~hpsteer.adapters.protocol.DeviceState` into a sample (``source=poll``, ``sample_id``
 ``{device_id}@{observed_at}``, the same id a webhook sample without its own id gets, so one
 observation reported both ways is one row) and :func:`publish_sample` puts it on the topic.
+
+Log volume: a sample is logged at DEBUG (the history table has every one); what needs a person
+(an unknown device, a refused sample) is logged at WARNING and above.
 """
 
 from __future__ import annotations
@@ -72,7 +86,12 @@ from hpsteer.domain.base import FrozenModel, UtcDatetime, describe_validation_er
 from hpsteer.domain.devices import DEVICE_ID, SLUG
 from hpsteer.domain.instants import format_instant, parse_instant
 from hpsteer.domain.messages import Topic
-from hpsteer.domain.telemetry import TelemetrySample, TelemetrySource
+from hpsteer.domain.telemetry import (
+    TelemetrySample,
+    TelemetrySource,
+    refresh_bound,
+    worth_storing,
+)
 from hpsteer.errors import (
     InvalidInput,
     MalformedMessage,
@@ -99,6 +118,7 @@ from hpsteer.services.webhooks import (
 )
 
 __all__ = [
+    "RECORD_ONLY",
     "TELEMETRY_HISTORY",
     "HttpAnswer",
     "TelemetryOptions",
@@ -113,6 +133,7 @@ __all__ = [
     "publish_sample",
     "sample_from_device_state",
     "serve_telemetry_webhook",
+    "state_update_needed",
     "telemetry_options",
     "webhook_options",
 ]
@@ -121,6 +142,10 @@ _log = logging.getLogger(__name__)
 
 ENERGY_MAX_GAP = timedelta(hours=1)
 """``energy_consumption_kwh`` integrates power between consecutive samples up to this gap."""
+RECORD_ONLY = "record_only"
+"""The attribute (value ``"true"``) of a polled sample whose publisher found the device's stored
+telemetry current for it: appended to the history without reading the device (module
+docstring)."""
 
 TELEMETRY_HISTORY = TableSchema(
     name="telemetry_history",
@@ -157,6 +182,8 @@ class TelemetryOptions:
 
     max_clock_skew: timedelta = timedelta(minutes=5)
     """A sample observed further in the future than this is refused."""
+    reconcile_interval: timedelta = timedelta(minutes=10)
+    """Reconciliation's interval: a pushed sample's refresh bound is a quarter of it."""
 
 
 def webhook_options(settings: Settings) -> WebhookOptions:
@@ -170,7 +197,8 @@ def webhook_options(settings: Settings) -> WebhookOptions:
 
 def telemetry_options(settings: Settings) -> TelemetryOptions:
     return TelemetryOptions(
-        max_clock_skew=timedelta(seconds=settings.telemetry_max_clock_skew_seconds)
+        max_clock_skew=timedelta(seconds=settings.telemetry_max_clock_skew_seconds),
+        reconcile_interval=timedelta(minutes=settings.reconcile_interval_minutes),
     )
 
 
@@ -215,11 +243,22 @@ def sample_from_device_state(state: DeviceState, device_id: str | None = None) -
     )
 
 
-def publish_sample(bus: MessageBus, sample: TelemetrySample, traceparent: str | None = None) -> str:
-    """Put ``sample`` on ``device-telemetry``; return the bus's message id."""
+def publish_sample(
+    bus: MessageBus,
+    sample: TelemetrySample,
+    traceparent: str | None = None,
+    *,
+    record_only: bool = False,
+) -> str:
+    """Put ``sample`` on ``device-telemetry``; return the bus's message id. ``record_only``: a
+    polled sample the caller found not worth storing (:func:`state_update_needed`)."""
     attributes = {"device_id": sample.device_id}
     if traceparent and _TRACEPARENT.fullmatch(traceparent):
         attributes["traceparent"] = traceparent
+    if record_only:
+        if sample.source is not TelemetrySource.POLL:
+            raise InvalidInput("only a polled sample can be published to be recorded only")
+        attributes[RECORD_ONLY] = "true"
     return bus.publish(Topic.DEVICE_TELEMETRY, encode_json_message(sample), attributes=attributes)
 
 
@@ -416,8 +455,24 @@ def _stored_observed_at(device: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _advance_state(store: DocumentStore, sample: TelemetrySample, now: datetime) -> bool:
-    """Store ``sample`` as the device's last telemetry if it is newer; True if it was."""
+def state_update_needed(
+    sample: TelemetrySample, device: Mapping[str, Any], options: TelemetryOptions
+) -> bool:
+    """Whether ``sample`` must replace the stored telemetry of ``device`` (a device document):
+    it is strictly newer and worth storing (:func:`~hpsteer.domain.telemetry.worth_storing`)."""
+    stored_at = _stored_observed_at(device)
+    if stored_at is not None and sample.observed_at <= stored_at:
+        return False
+    stored = device.get("last_telemetry")
+    bound = refresh_bound(sample.source, options.reconcile_interval)
+    return worth_storing(sample, stored if isinstance(stored, Mapping) else None, stored_at, bound)
+
+
+def _advance_state(
+    store: DocumentStore, sample: TelemetrySample, now: datetime, options: TelemetryOptions
+) -> bool:
+    """Store ``sample`` as the device's last telemetry if it is newer and worth storing; True if
+    it was."""
     path = device_path(sample.device_id)
     energy: list[tuple[float, str]] = []  # (kWh since the stored sample, manufacturer)
 
@@ -432,8 +487,7 @@ def _advance_state(store: DocumentStore, sample: TelemetrySample, now: datetime)
                 f"device {sample.device_id} is a {owner} device; "
                 f"a sample from {sample.manufacturer} was refused"
             )
-        stored_at = _stored_observed_at(device.data)
-        if stored_at is not None and sample.observed_at <= stored_at:
+        if not state_update_needed(sample, device.data, options):
             return False
         kwh = _energy_since(device.data.get("last_telemetry"), sample.observed_at)
         if kwh is not None and isinstance(owner, str):
@@ -468,9 +522,15 @@ def _history_row(sample: TelemetrySample, ingested_at: datetime) -> dict[str, An
 
 
 def ingest_sample(
-    sample: TelemetrySample, deps: Dependencies, options: TelemetryOptions | None = None
+    sample: TelemetrySample,
+    deps: Dependencies,
+    options: TelemetryOptions | None = None,
+    *,
+    record_only: bool = False,
 ) -> bool:
-    """Advance the device's state if ``sample`` is newer, and record it; True if it advanced.
+    """Advance the device's state if ``sample`` is newer and worth storing, and record it; True
+    if it advanced. ``record_only`` (a polled sample its publisher found not worth storing):
+    record it without reading the device.
 
     Raises :class:`UnknownDevice` (nothing written) and :class:`InvalidInput` for a sample from
     the future or from another manufacturer than the device's.
@@ -482,7 +542,9 @@ def ingest_sample(
             f"sample {sample.sample_id} is observed at {format_instant(sample.observed_at)}, "
             f"in the future (now {format_instant(now)})"
         )
-    advanced = _advance_state(deps.store, sample, now)
+    if record_only and sample.source is not TelemetrySource.POLL:
+        raise InvalidInput(f"sample {sample.sample_id} is not polled: it is not recorded only")
+    advanced = False if record_only else _advance_state(deps.store, sample, now, options)
     analytics = deps.analytics
     deps.singleton(
         f"table:{TELEMETRY_HISTORY.name}", lambda: analytics.ensure_table(TELEMETRY_HISTORY)
@@ -501,16 +563,19 @@ def handle_telemetry_message(message: PubSubMessage, deps: Dependencies) -> None
     named = message.attributes.get("device_id")
     if named is not None and named != sample.device_id:
         raise MalformedMessage(f"attribute device_id {named!r} is not the sample's device")
+    record_only = message.attributes.get(RECORD_ONLY) == "true"
+    if record_only and sample.source is not TelemetrySource.POLL:
+        raise MalformedMessage(f"a {sample.source.value} sample cannot be recorded only")
     with log_context(device_id=sample.device_id, sample_id=sample.sample_id):
         try:
-            advanced = ingest_sample(sample, deps)
+            advanced = ingest_sample(sample, deps, record_only=record_only)
         except UnknownDevice:
             _log.warning(
                 "telemetry for unknown device %s acknowledged and dropped", sample.device_id
             )
             return
-        _log.info(
+        _log.debug(
             "telemetry sample %s %s",
             sample.sample_id,
-            "moved the device's state" if advanced else "is not newer: recorded only",
+            "moved the device's state" if advanced else "recorded only",
         )

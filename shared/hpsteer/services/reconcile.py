@@ -24,7 +24,16 @@ pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applie
 - ``RaiseAlert`` / ``ResolveAlert``: ``alerts/{kind}-{device}-{since}`` raised once per episode,
   resolved (``resolved_at``) when the device is back in sync;
 - reconciliation's memory (``devices/{id}.reconcile``) is written only when it changes, so a
-  device in sync costs one read per run and no write.
+  device in sync costs one read per run and no write; judged by fresh telemetry it costs no
+  manufacturer read either.
+
+A polled state is published on ``device-telemetry`` (the history keeps every one); one that
+changes nothing worth storing against the device document just read is marked to be recorded
+only (:func:`~hpsteer.services.ingest_telemetry.state_update_needed`), so ingestion does not
+read the device a second time.
+
+Log volume: one INFO line per page (its outcome counts); per device only what a person may need
+(an override, a drift's remediation, an alert, a failure).
 
 A device with an unknown manufacturer or a broken document is reported (logged, counted), never
 crashes the page.
@@ -98,7 +107,12 @@ from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, raise_alert
 from hpsteer.services.command_log import append_event_rows, create_command
 from hpsteer.services.command_tasks import dispatch_task
-from hpsteer.services.ingest_telemetry import publish_sample, sample_from_device_state
+from hpsteer.services.ingest_telemetry import (
+    publish_sample,
+    sample_from_device_state,
+    state_update_needed,
+    telemetry_options,
+)
 from hpsteer.services.paths import device_path
 
 __all__ = [
@@ -303,9 +317,14 @@ class _Device:
 
     def share(self, state: DeviceState) -> None:
         """A polled state is telemetry too: published on ``device-telemetry`` like a webhook's,
-        so ``last_telemetry`` (and the planner's measured start) follows it."""
+        so ``last_telemetry`` (and the planner's measured start) follows it. One that changes
+        nothing worth storing against the device document just read is published to be recorded
+        only (ingestion then does not read the device again)."""
+        deps = self.ctx.deps
         try:
-            publish_sample(self.ctx.deps.bus, sample_from_device_state(state, self.device_id))
+            sample = sample_from_device_state(state, self.device_id)
+            needed = state_update_needed(sample, self.data, telemetry_options(deps.settings))
+            publish_sample(deps.bus, sample, record_only=not needed)
         except (TransientError, PermanentError) as err:
             _log.warning("polled state of %s not published: %s", self.device_id, err)
 
