@@ -115,3 +115,24 @@ resource "google_firestore_field" "webhook_ids_expires_at" {
   ttl_config {}
   index_config {}
 }
+
+# Index exemptions: fields of devices/{id} that are read with their document and never queried
+# (tests/infra holds that no query of the code filters or orders by them). Each is an array of
+# maps or numbers that Firestore would otherwise index entry by entry on every write: the current
+# plan's mode runs (for reconciliation) and its predicted indoor temperatures (up to 192, for
+# telemetry ingestion's re-plan trigger), rewritten with every new plan.
+resource "google_firestore_field" "devices_current_plan_modes" {
+  database   = google_firestore_database.main.name
+  collection = "devices"
+  field      = "current_plan_modes"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "devices_current_plan_track" {
+  database   = google_firestore_database.main.name
+  collection = "devices"
+  field      = "current_plan_track"
+
+  index_config {}
+}

@@ -176,7 +176,8 @@ locals {
       }
     }
     # Pub/Sub device-telemetry: one small transaction and one streaming insert per sample, the
-    # highest message rate of the system: 16 per instance, short timeout, many instances.
+    # highest message rate of the system: 16 per instance, short timeout, many instances. It
+    # knows reconciliation's interval: a pushed sample is refreshed every quarter of it.
     ingest_telemetry = {
       folder        = "ingest_telemetry"
       entry_point   = "ingest_telemetry"
@@ -185,7 +186,9 @@ locals {
       timeout       = 60
       max_instances = 50
       concurrency   = 16
-      env           = {}
+      env = {
+        HPSTEER_RECONCILE_INTERVAL_MINUTES = tostring(var.reconcile_interval_minutes)
+      }
     }
   }
 

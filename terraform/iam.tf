@@ -13,7 +13,7 @@ locals {
     api              = ["replan-requests"]
     dispatch         = ["alerts"]
     ingest_prices    = ["spot-price-updates"]
-    ingest_telemetry = ["device-telemetry"]
+    ingest_telemetry = ["device-telemetry", "replan-requests"]
     ingest_weather   = ["weather-updates"]
     optimize         = ["optimize-requests"]
     reconcile        = ["alerts", "device-telemetry", "reconcile-requests", "replan-requests"]

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     """A webhook whose ``webhook-timestamp`` is further off than this is refused (400)."""
     telemetry_max_clock_skew_seconds: int = Field(default=300, ge=0, le=3600)
     """A telemetry sample observed further in the future than this is refused."""
+    replan_band_k: float = Field(default=0.5, gt=0, le=5)
+    """A measured indoor temperature further than this from the current plan's prediction asks
+    for a re-plan from the measured state (:mod:`hpsteer.domain.plan_track`; the backtest's
+    band)."""
+    drift_replan_cooldown_minutes: int = Field(default=60, ge=10, le=1440)
+    """After asking for a drift re-plan, how long the same plan may stay current before a
+    measurement off it asks again."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

@@ -164,10 +164,19 @@ def test_terraform_declares_no_collection_group_field_index_that_no_query_uses(
     assert _group_field_indexes() <= needed, sorted(_group_field_indexes() - needed)
 
 
-def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes() -> None:
+def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes(
+    recorded: QueryRecorder,
+) -> None:
     # An index_config replaces what the field inherits: a field that gains a collection-group
     # index must list its collection-scope indexes again, or collection queries on it break.
-    # An empty index_config (no indexes at all) is the deliberate exemption of a TTL field.
+    # An empty index_config (no indexes at all) is the deliberate exemption of a TTL field, or
+    # of a field no query of the code filters or orders by (a large value read with its
+    # document only, whose index entries would cost writes and storage for nothing).
+    queried = {
+        (shape.collection_id, name)
+        for shape in recorded.seen
+        for name in [*(f for f, _ in shape.filters), *(f for f, _ in shape.orders)]
+    }
     automatic = {
         ("ASCENDING", "COLLECTION"),
         ("DESCENDING", "COLLECTION"),
@@ -177,7 +186,10 @@ def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes() -
         for config in body.get("index_config", []):
             indexes = config.get("indexes", [])
             if not indexes:
-                assert body.get("ttl_config"), f"{name}: indexing disabled on a field without TTL"
+                field = (body["collection"], body["field"])
+                assert body.get("ttl_config") or field not in queried, (
+                    f"{name}: indexing disabled on a field a query uses"
+                )
                 continue
             modes = {
                 (i.get("order") or i.get("array_config"), i.get("query_scope", "COLLECTION"))

@@ -58,6 +58,8 @@ CLOUD_DEFAULT_IS_RIGHT: dict[str, str] = {
     "telemetry_webhook_previous_versions": "one previous version covers a rotation",
     "telemetry_webhook_tolerance_seconds": "Standard Webhooks' recommended 5 minutes",
     "telemetry_max_clock_skew_seconds": "5 minutes of device clock skew is accepted everywhere",
+    "replan_band_k": "0.5 K is the band the backtest re-plans the simulated houses by",
+    "drift_replan_cooldown_minutes": "an hour before asking again for the same plan's re-plan",
     "command_stuck_after_minutes": "longer than a task's whole retry schedule, as required",
     "local_state_dir": "the local backends only; the cloud keeps no state on disk",
     "price_feed": "live providers are what the cloud asks",

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.base import FrozenModel, Record, UtcDatetime
 from hpsteer.domain.market import PriceArea, Resolution
+from hpsteer.domain.plan_track import IndoorTrack
 
 __all__ = ["ModeChange", "Plan", "PlanSlot", "plan_id_for"]
 
@@ -92,6 +93,14 @@ class Plan(Record):
             if not runs or runs[-1][1] is not slot.mode:
                 runs.append((slot.start_at, slot.mode))
         return runs
+
+    def indoor_track(self) -> IndoorTrack:
+        """The predicted indoor temperatures, kept on the device beside the mode runs."""
+        return IndoorTrack.of_slots(
+            self.start_at,
+            timedelta(minutes=int(self.resolution)),
+            [slot.predicted_indoor_temp_c for slot in self.slots],
+        )
 
     def mode_at(self, instant: datetime) -> Mode | None:
         for slot in self.slots:

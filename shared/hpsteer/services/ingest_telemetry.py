@@ -50,6 +50,11 @@ parses the :class:`~hpsteer.domain.telemetry.TelemetrySample`, then
   insert id ``{device_id}/{sample_id}``, so a redelivery adds nothing.
 - observes ``energy_consumption_kwh`` (label oem) when the sample advanced the state: the stored
   sample's ``power_kw`` times the time since it (gaps over ``ENERGY_MAX_GAP`` are not counted).
+- asks for a re-plan (:class:`~hpsteer.domain.messages.ReplanRequest` on ``replan-requests``)
+  when a newer sample's indoor temperature is off the current plan's prediction by more than
+  ``replan_band_k`` (:func:`~hpsteer.domain.plan_track.drift_replan_due`: MPC's measured-state
+  trigger). Such a sample is always stored, with ``drift_replan`` (the plan asked for) in the same
+  write, so optimize re-plans from it and the same plan's drift asks once per cooldown.
 
 A polled sample published with the attribute ``record_only`` (:data:`RECORD_ONLY`) is only
 appended to the history: reconciliation, which polled it, had just read the device document and
@@ -85,7 +90,8 @@ from hpsteer.domain.actions import Mode
 from hpsteer.domain.base import FrozenModel, UtcDatetime, describe_validation_error
 from hpsteer.domain.devices import DEVICE_ID, SLUG
 from hpsteer.domain.instants import format_instant, parse_instant
-from hpsteer.domain.messages import Topic
+from hpsteer.domain.messages import ReplanRequest, Topic
+from hpsteer.domain.plan_track import PlanDrift, drift_replan_due
 from hpsteer.domain.telemetry import (
     TelemetrySample,
     TelemetrySource,
@@ -106,6 +112,7 @@ from hpsteer.ports.bus import MessageBus
 from hpsteer.ports.store import DocumentStore, Transaction
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.paths import device_path
+from hpsteer.services.replan_requests import publish_replan_request
 from hpsteer.services.webhooks import (
     Claim,
     Keyring,
@@ -184,6 +191,10 @@ class TelemetryOptions:
     """A sample observed further in the future than this is refused."""
     reconcile_interval: timedelta = timedelta(minutes=10)
     """Reconciliation's interval: a pushed sample's refresh bound is a quarter of it."""
+    replan_band_k: float = 0.5
+    """A measured indoor temperature further than this off the plan asks for a re-plan."""
+    drift_replan_cooldown: timedelta = timedelta(hours=1)
+    """How long before the same plan's drift asks for a re-plan again."""
 
 
 def webhook_options(settings: Settings) -> WebhookOptions:
@@ -199,6 +210,8 @@ def telemetry_options(settings: Settings) -> TelemetryOptions:
     return TelemetryOptions(
         max_clock_skew=timedelta(seconds=settings.telemetry_max_clock_skew_seconds),
         reconcile_interval=timedelta(minutes=settings.reconcile_interval_minutes),
+        replan_band_k=settings.replan_band_k,
+        drift_replan_cooldown=timedelta(minutes=settings.drift_replan_cooldown_minutes),
     )
 
 
@@ -455,29 +468,48 @@ def _stored_observed_at(device: Mapping[str, Any]) -> datetime | None:
     return None
 
 
+def _drift(
+    sample: TelemetrySample, device: Mapping[str, Any], options: TelemetryOptions
+) -> PlanDrift | None:
+    return drift_replan_due(
+        device,
+        sample.indoor_temp_c,
+        sample.observed_at,
+        band_k=options.replan_band_k,
+        cooldown=options.drift_replan_cooldown,
+    )
+
+
 def state_update_needed(
     sample: TelemetrySample, device: Mapping[str, Any], options: TelemetryOptions
 ) -> bool:
     """Whether ``sample`` must replace the stored telemetry of ``device`` (a device document):
-    it is strictly newer and worth storing (:func:`~hpsteer.domain.telemetry.worth_storing`)."""
+    it is strictly newer and worth storing (:func:`~hpsteer.domain.telemetry.worth_storing`), or
+    it shows the home off its plan (:func:`~hpsteer.domain.plan_track.drift_replan_due`: the
+    re-plan starts from this measurement, so it must be stored)."""
     stored_at = _stored_observed_at(device)
     if stored_at is not None and sample.observed_at <= stored_at:
         return False
     stored = device.get("last_telemetry")
     bound = refresh_bound(sample.source, options.reconcile_interval)
-    return worth_storing(sample, stored if isinstance(stored, Mapping) else None, stored_at, bound)
+    if worth_storing(sample, stored if isinstance(stored, Mapping) else None, stored_at, bound):
+        return True
+    return _drift(sample, device, options) is not None
 
 
 def _advance_state(
     store: DocumentStore, sample: TelemetrySample, now: datetime, options: TelemetryOptions
-) -> bool:
-    """Store ``sample`` as the device's last telemetry if it is newer and worth storing; True if
-    it was."""
+) -> tuple[bool, PlanDrift | None]:
+    """Store ``sample`` as the device's last telemetry if it is newer and worth storing; whether
+    it was, and the drift off the current plan to ask a re-plan for (marked on the device in the
+    same write)."""
     path = device_path(sample.device_id)
     energy: list[tuple[float, str]] = []  # (kWh since the stored sample, manufacturer)
+    drifts: list[PlanDrift] = []
 
     def advance(tx: Transaction) -> bool:
         energy.clear()
+        drifts.clear()
         device = tx.get(path)
         if device is None:
             raise UnknownDevice(f"no device {sample.device_id}")
@@ -492,13 +524,27 @@ def _advance_state(
         kwh = _energy_since(device.data.get("last_telemetry"), sample.observed_at)
         if kwh is not None and isinstance(owner, str):
             energy.append((kwh, owner))
-        tx.update(path, {"last_telemetry": last_telemetry_document(sample, now)})
+        changes: dict[str, Any] = {"last_telemetry": last_telemetry_document(sample, now)}
+        drift = _drift(sample, device.data, options)
+        if drift is not None:
+            drifts.append(drift)
+            changes["drift_replan"] = drift.to_document()
+        tx.update(path, changes)
         return True
 
     advanced = store.run_transaction(advance)
     for kwh, oem in energy:
         metrics.observe(ENERGY_CONSUMPTION_KWH, kwh, oem=oem)
-    return advanced
+    return advanced, (drifts[0] if drifts else None)
+
+
+def _ask_replan(deps: Dependencies, device_id: str, drift: PlanDrift, now: datetime) -> None:
+    """The home left its plan: a re-plan from the measurement just stored. Published after the
+    write that marks it; should the publish fail, the next sample off the plan asks again once
+    the cooldown has passed (:mod:`hpsteer.domain.plan_track`)."""
+    request = ReplanRequest(device_id=device_id, reason=drift.reason()[:300], requested_at=now)
+    publish_replan_request(deps.bus, request)
+    _log.info("device %s left its plan: re-plan asked (%s)", device_id, drift.reason())
 
 
 def _energy_since(stored: Any, observed_at: datetime) -> float | None:
@@ -544,7 +590,11 @@ def ingest_sample(
         )
     if record_only and sample.source is not TelemetrySource.POLL:
         raise InvalidInput(f"sample {sample.sample_id} is not polled: it is not recorded only")
-    advanced = False if record_only else _advance_state(deps.store, sample, now, options)
+    advanced, drift = False, None
+    if not record_only:
+        advanced, drift = _advance_state(deps.store, sample, now, options)
+    if drift is not None:
+        _ask_replan(deps, sample.device_id, drift, now)
     analytics = deps.analytics
     deps.singleton(
         f"table:{TELEMETRY_HISTORY.name}", lambda: analytics.ensure_table(TELEMETRY_HISTORY)

@@ -352,6 +352,7 @@ class _Shard:
             plan.created_at,
             plan.mode_runs(),
             plan.end_at,
+            plan.indoor_track(),
         )
         self.record(plan, document)
         if not moved:

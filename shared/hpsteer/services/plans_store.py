@@ -29,6 +29,7 @@ from typing import Any
 
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.market import market_date_of
+from hpsteer.domain.plan_track import IndoorTrack
 from hpsteer.domain.plans import Plan, PlanSlot
 from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
@@ -151,6 +152,7 @@ def make_current(
     created_at: datetime,
     schedule: Sequence[tuple[datetime, Mode]] = (),
     end_at: datetime | None = None,
+    track: IndoorTrack | None = None,
 ) -> bool:
     """Point the device at this plan if it is newer than the current one; True if it moved.
 
@@ -158,7 +160,10 @@ def make_current(
     (``current_plan_modes``, ``current_plan_end_at``), so reconciliation knows the intended mode
     from the device document alone; so is the mode the outgoing plan held the device in when
     this one starts (``previous_plan_mode``): a device still in it after the new plan's first
-    command failed is ours to correct, not the household's choice."""
+    command failed is ours to correct, not the household's choice. ``track`` (the plan's
+    predicted indoor temperatures, ``current_plan_track``) lets telemetry ingestion ask for a
+    re-plan when the home leaves it (:mod:`hpsteer.domain.plan_track`); without one, none is
+    asked for this plan."""
     path = device_path(device_id)
 
     def run(tx: Transaction) -> bool:
@@ -185,6 +190,7 @@ def make_current(
                 "current_plan_end_at": end_at,
                 "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
                 "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
+                "current_plan_track": None if track is None else track.to_document(),
             },
         )
         return True

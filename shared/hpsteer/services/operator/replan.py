@@ -14,15 +14,15 @@ from typing import Literal
 
 from hpsteer.domain.audit import AuditEvent
 from hpsteer.domain.market import PriceArea
-from hpsteer.domain.messages import ReplanRequest, Topic
+from hpsteer.domain.messages import ReplanRequest
 from hpsteer.domain.operator_views import ReplanAccepted
 from hpsteer.domain.roles import Operation
-from hpsteer.messaging.envelope import encode_json_message
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.operator.audit import Actor, export_audit, stage_audit
 from hpsteer.services.operator.errors import Conflict, UnknownTarget
 from hpsteer.services.operator.views import is_deleted
 from hpsteer.services.paths import device_path
+from hpsteer.services.replan_requests import publish_replan_request
 
 __all__ = ["publish_replan", "replan_area", "replan_device"]
 
@@ -37,14 +37,7 @@ def publish_replan(
     """Publish one re-plan request (no audit: the caller's change carries it)."""
     now = deps.clock.now()
     request = ReplanRequest(area=area, device_id=device_id, reason=reason[:300], requested_at=now)
-    attributes = {"message_type": "ReplanRequest"}
-    if device_id is not None:
-        attributes["device_id"] = device_id
-    if area is not None:
-        attributes["area"] = area.value
-    message_id = deps.bus.publish(
-        Topic.REPLAN_REQUESTS.value, encode_json_message(request), attributes=attributes
-    )
+    message_id = publish_replan_request(deps.bus, request)
     return ReplanAccepted(
         message_id=message_id, requested_at=now, device_id=device_id, price_area=area
     )
