@@ -24,9 +24,19 @@ Cost, and what it means:
   in the store would cost a write per call, which is exactly what this design avoids. So each
   instance decides from its own calls (a failing manufacturer fails every instance's calls, so
   the busiest instance opens first), and once any one opens, the shared state stops them all.
-- Reads go through a cache of ``cache_ttl`` (5 s by default): another instance learns of a change
-  within that time, and may let calls through meanwhile. Counters restart whenever an instance
-  sees the state change.
+- Reads go through a cache. A state other than closed is kept ``cache_ttl`` (5 s by default), and
+  so is what :meth:`CircuitBreaker.state` (the metric, a status page) answers. A closed state, as
+  the calls' admission (``before_call``, ``record_success``) sees it, is kept ``closed_ttl``
+  (15 minutes by default), because every failure that counts against the manufacturer reads the
+  shared state again before it is counted: an instance whose cache still says closed after
+  another instance opened the breaker makes at most one more failing call (one per thread in
+  flight) before it stops. What a long closed cache can let through meanwhile is calls that
+  *succeed* (the manufacturer answers this instance): real load, but no harm, and no vote on the
+  shared state, which only the probe holder closes. Closing is seen at once by instances that
+  kept "open" (they read afresh when its timeout ends, to claim the probe) and within
+  ``cache_ttl`` by those that kept "half-open". Counters restart whenever an instance sees the
+  state change. The cache is per instance (one breaker per manufacturer in each gateway) and
+  behind the breaker's lock.
 
 Half-open, "exactly one probe": the instance that moves the state to half-open claims the probe
 in the same transaction (``probe_holder``, ``probe_lease_until``); only the holder lets calls
@@ -191,6 +201,7 @@ class CircuitBreaker:
         config: BreakerConfig | None = None,
         cache_ttl: timedelta = timedelta(seconds=5),
         *,
+        closed_ttl: timedelta = timedelta(minutes=15),
         metrics: Metrics = metrics,
     ) -> None:
         if not isinstance(manufacturer, str) or not _MANUFACTURER.match(manufacturer):
@@ -200,6 +211,7 @@ class CircuitBreaker:
         self._clock = clock
         self._config = config or BreakerConfig()
         self._cache_ttl = cache_ttl
+        self._closed_ttl = max(closed_ttl, cache_ttl)
         self._metrics = metrics
         self._path = f"manufacturers/{manufacturer}"
         self.instance_id = uuid.uuid4().hex[:16]
@@ -232,15 +244,15 @@ class CircuitBreaker:
         )
         return record
 
-    def _record(self, *, fresh: bool = False) -> BreakerRecord:
+    def _record(self, *, fresh: bool = False, admitting: bool = False) -> BreakerRecord:
+        """The shared state, from the cache while it is young enough (module docstring): a
+        closed state kept ``closed_ttl`` when ``admitting`` a call, anything else ``cache_ttl``."""
         now = self._clock.now()
-        if (
-            not fresh
-            and self._cached is not None
-            and self._cached_at is not None
-            and now < self._cached_at + self._cache_ttl
-        ):
-            return self._cached
+        cached, cached_at = self._cached, self._cached_at
+        if not fresh and cached is not None and cached_at is not None:
+            ttl = self._closed_ttl if admitting and cached.state == "closed" else self._cache_ttl
+            if now < cached_at + ttl:
+                return cached
         return self._adopt(BreakerRecord.from_document(self._store.get(self._path)))
 
     def state(self) -> BreakerState:
@@ -344,7 +356,7 @@ class CircuitBreaker:
     def before_call(self) -> None:
         """Return if a call may go to the manufacturer now; else raise :class:`CircuitOpen`."""
         with self._lock:
-            record = self._record()
+            record = self._record(admitting=True)
             for _ in range(3):
                 now = self._clock.now()
                 if record.state == "closed":
@@ -388,7 +400,7 @@ class CircuitBreaker:
     def record_success(self) -> None:
         with self._lock:
             self._probe_in_flight = False
-            record = self._record()
+            record = self._record(admitting=True)
             now = self._clock.now()
             if self._holds_probe(record):
                 self._probe_successes += 1
@@ -410,7 +422,9 @@ class CircuitBreaker:
             self._probe_in_flight = False
             if not counts_against_manufacturer(err):
                 return
-            record = self._record()
+            # Afresh: another instance may have opened the breaker while this one kept
+            # "closed" (module docstring); its own count then restarts against what it finds.
+            record = self._record(fresh=True)
             now = self._clock.now()
             reason = f"{type(err).__name__}: {err}"
             if self._holds_probe(record):

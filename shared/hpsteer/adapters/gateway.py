@@ -19,6 +19,12 @@ breaker; :class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). A 
 meets a 5xx or a timeout is tried again at once, up to :data:`READ_ATTEMPTS` times (a command
 never is: its retries belong to the command path, which records each attempt). One gateway per
 function instance: breakers and budgets are cached here; their shared state is in the store.
+What an instance keeps in memory to spare the store, and why it stays right when many instances
+and several threads share it: the breaker's state (:mod:`~hpsteer.adapters.breaker`), the
+households' baselines (:mod:`~hpsteer.adapters.baseline`, invalidated across instances by
+:meth:`ManufacturerGateway.forget_baseline`'s epoch) and each account's access token
+(:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`). The rate budget keeps nothing: every call
+is one transaction on the account's document.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from hpsteer.adapters.breaker import BreakerConfig, CircuitBreaker
@@ -40,11 +47,15 @@ from hpsteer.adapters.protocol import (
 )
 from hpsteer.adapters.registry import AdapterRegistry, default_registry
 from hpsteer.domain.actions import GenericAction
-from hpsteer.errors import InvalidInput, OemRateLimited, OemUnavailable
+from hpsteer.errors import DocumentNotFound, InvalidInput, OemRateLimited, OemUnavailable
 from hpsteer.observability.metrics import OEM_API_ERRORS_TOTAL, OEM_API_LATENCY_SECONDS, metrics
 from hpsteer.observability.tracing import span
 
-__all__ = ["READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
+__all__ = ["BASELINE_FORGOTTEN_FIELD", "READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
+
+BASELINE_FORGOTTEN_FIELD = "baseline_forgotten_at"
+"""The field of ``devices/{id}`` that :meth:`ManufacturerGateway.forget_baseline` sets to the
+instant it forgot the household's values: the device's baseline epoch."""
 
 READ_ATTEMPTS = 3
 """How often a state read is tried when the manufacturer answers 5xx or times out. Reads change
@@ -54,13 +65,16 @@ open it, while a manufacturer that is down fails every try and opens it as fast 
 
 
 def device_ref(device_id: str, device: Mapping[str, Any]) -> DeviceRef:
-    """The manufacturer's view of a ``devices/{id}`` document."""
+    """The manufacturer's view of a ``devices/{id}`` document, with its baseline epoch (when
+    its baselines were last forgotten; ``""`` when never)."""
+    forgotten = device.get(BASELINE_FORGOTTEN_FIELD)
     try:
         return DeviceRef(
             manufacturer=str(device["manufacturer"]),
             external_id=str(device["external_id"]),
             account_id=str(device["account_id"]),
             device_id=device_id,
+            baseline_epoch=forgotten.isoformat() if isinstance(forgotten, datetime) else "",
         )
     except KeyError as err:
         raise InvalidInput(f"device {device_id} has no {err.args[0]}") from None
@@ -185,8 +199,19 @@ class ManufacturerGateway:
 
     def forget_baseline(self, device: DeviceRef) -> None:
         """The household's own setting is learnt again at the device's next command (no call to
-        the manufacturer now, so no budget or breaker)."""
+        the manufacturer now, so no budget or breaker). The stored values are deleted first,
+        then ``devices/{id}.baseline_forgotten_at`` is set to now (one write), so every
+        instance's kept values are read again at its next call for the device
+        (:mod:`hpsteer.adapters.baseline`). A device whose document is gone has none to move."""
         self.adapter(device.manufacturer).forget_baseline(device)
+        if not device.device_id:
+            return
+        try:
+            self._store.update(
+                f"devices/{device.device_id}", {BASELINE_FORGOTTEN_FIELD: self.context.clock.now()}
+            )
+        except DocumentNotFound:
+            return
 
     def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
         """Admit a read (breaker, budget) and read the device's state. A read for a command (its

@@ -9,13 +9,24 @@ token that comes back different is stored at once, in a transaction that writes 
 generation this instance read (``CredentialStore.store_refresh_token``): if another instance
 stored first, its token stands and this instance just uses the access token it got. A refresh
 that does not rotate reseals the account with the newest data key when an older one sealed it
-(key rotation). :func:`access_token_from` reads the answer; :class:`AccessToken` caches it until
+(key rotation). :func:`access_token_from` reads the answer; :class:`AccessToken` is usable until
 shortly before it expires. Token values never reach a log line or an error message.
+
+:class:`AccessTokenKeeper` keeps one account's access token in the instance's memory (each
+client holds one: one per account and instance) and refreshes it when it is missing, about to
+expire, or was refused (a 401): so the credentials document is read only then (about once an
+hour per account and instance). It is thread-safe and refreshes once however many threads need
+the token at once: the others wait and use the token it got. Refreshing one at a time matters
+beyond cost: two threads of one instance refreshing with the same refresh token at once would
+present a rotated token twice. A thread whose token was refused refreshes only if the kept
+token is still the refused one (another thread may have refreshed meanwhile). The refresh token
+itself is never kept between refreshes: every refresh reads the stored one.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,8 +34,9 @@ from typing import Any
 
 from hpsteer.adapters.credentials import AccountCredentials, CredentialStore
 from hpsteer.errors import CredentialsInvalid, OemUnavailable
+from hpsteer.ports.clock import Clock
 
-__all__ = ["AccessToken", "access_token_from", "refresh_with_rotation"]
+__all__ = ["AccessToken", "AccessTokenKeeper", "access_token_from", "refresh_with_rotation"]
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +53,36 @@ class AccessToken:
 
     def usable(self, now: datetime) -> bool:
         return now < self.expires_at - TOKEN_MARGIN
+
+
+class AccessTokenKeeper:
+    """One account's access token in this instance (see the module docstring)."""
+
+    def __init__(self, clock: Clock, refresh: Callable[[], AccessToken]) -> None:
+        self._clock = clock
+        self._refresh = refresh
+        self._access: AccessToken | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        access = self._access
+        shown = "none" if access is None else f"until {access.expires_at.isoformat()}"
+        return f"AccessTokenKeeper({shown})"
+
+    def token(self, *, refused: str | None = None) -> str:
+        """The access token to present: the kept one while usable (and not ``refused``: the
+        token a request just had refused), else a new one from ``refresh``. A refresh that fails
+        raises its error and keeps nothing new."""
+        with self._lock:
+            access = self._access
+            if (
+                access is not None
+                and access.usable(self._clock.now())
+                and (refused is None or access.value != refused)
+            ):
+                return access.value
+            self._access = self._refresh()
+            return self._access.value
 
 
 def refresh_with_rotation(

@@ -13,8 +13,9 @@ back in hpsteer's terms. Errors are translated at this boundary, never leaked as
 - :class:`~hpsteer.errors.CommandRejected` — the manufacturer refused the command as invalid;
 - :class:`~hpsteer.errors.CredentialsInvalid` — the account's credentials were refused.
 
-Adapters are synchronous (httpx.Client): Cloud Functions run one request per instance at a time,
-and the local runtime drives them from its own loop.
+Adapters are synchronous (httpx.Client) and thread-safe: an instance may serve several requests
+at once, and reconcile polls a page's devices on several threads; the local runtime drives them
+from its own loop.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class DeviceRef:
     account_id: str
     device_id: str = ""
     """hpsteer's own device id, for logs (empty when unknown)."""
+    baseline_epoch: str | None = field(default=None, compare=False)
+    """When the device's baselines were last forgotten, from its document's
+    ``baseline_forgotten_at`` (``""``: never; ``None``: not built from the device document):
+    baselines kept in memory under another epoch are read again
+    (:mod:`hpsteer.adapters.baseline`). Not part of the device's identity."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -410,7 +410,9 @@ class DaikinOnectaAdapter:
         return f"{_cache_key(device)}|{steering.embedded_id}{steering.path}"
 
     def _stored_baseline(self, device: DeviceRef, steering: _Steering) -> float | None:
-        stored = self._baselines.get(self._baseline_key(device, steering))
+        stored = self._baselines.get(
+            self._baseline_key(device, steering), epoch=device.baseline_epoch
+        )
         return stored.get("value") if stored is not None else None
 
     def _baseline(self, device: DeviceRef, steering: _Steering, *, remember: bool) -> float:
@@ -421,8 +423,11 @@ class DaikinOnectaAdapter:
         value = number(steering.spec.get("value"))
         if value is None:
             raise CommandRejected(f"{_label(device)}: {steering.path} reports no value")
-        if remember:
-            self._baselines.put(self._baseline_key(device, steering), {"value": value})
+        if remember:  # another instance may have learnt it first: its value stands
+            standing = self._baselines.put(
+                self._baseline_key(device, steering), {"value": value}, epoch=device.baseline_epoch
+            )
+            return standing.get("value", value)
         return value
 
 

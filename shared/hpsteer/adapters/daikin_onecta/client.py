@@ -13,8 +13,10 @@ Promises:
   stored at once (whether Daikin rotates is **unconfirmed**; storing whenever it does is safe
   either way). When a refresh is refused and a newer refresh token was stored meanwhile (another
   instance rotated it), the refresh is tried once more with it.
-- The access token is kept in memory until 60 s before it expires. A 401 answer refreshes and
-  retries the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+  a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
+  only then). A 401 answer refreshes (unless another thread already did) and retries the
+  request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Endpoints (reference/manufacturer-apis.md §3): ``GET /v1/gateway-devices`` (every unit of the
   account, a JSON list), ``GET /v1/gateway-devices/{id}`` (one unit; that it answers the list's
   element shape is **unconfirmed**: the recorded bodies are all of the list endpoint), and
@@ -62,7 +64,12 @@ from urllib.parse import quote
 import httpx
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
+from hpsteer.adapters.oauth import (
+    AccessToken,
+    AccessTokenKeeper,
+    access_token_from,
+    refresh_with_rotation,
+)
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -132,7 +139,7 @@ class OnectaClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._access: AccessToken | None = None
+        self._tokens = AccessTokenKeeper(clock, self._refresh)
 
     def __repr__(self) -> str:
         return f"OnectaClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -176,12 +183,14 @@ class OnectaClient:
         json_body: Mapping[str, Any] | None = None,
         is_command: bool = False,
     ) -> Any:
+        token = self._tokens.token()
         try:
-            return self._attempt(method, path, json_body, is_command, refresh=False)
+            return self._attempt(method, path, json_body, is_command, token)
         except _Unauthorized:
             _log.debug("Onecta access token refused; refreshing once", extra=_extra(method, path))
+        token = self._tokens.token(refused=token)
         try:
-            return self._attempt(method, path, json_body, is_command, refresh=True)
+            return self._attempt(method, path, json_body, is_command, token)
         except _Unauthorized:
             raise CredentialsInvalid(
                 f"Onecta {method} {path}: HTTP 401 after a token refresh; "
@@ -194,10 +203,8 @@ class OnectaClient:
         path: str,
         json_body: Mapping[str, Any] | None,
         is_command: bool,
-        *,
-        refresh: bool,
+        token: str,
     ) -> Any:
-        token = self._token(force_refresh=refresh)
         try:
             response = self._http.request(
                 method,
@@ -230,13 +237,8 @@ class OnectaClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _token(self, *, force_refresh: bool) -> str:
-        access = self._access
-        if not force_refresh and access is not None and access.usable(self._clock.now()):
-            return access.value
-        return self._refresh()
-
-    def _refresh(self) -> str:
+    def _refresh(self) -> AccessToken:
+        """A new access token (the keeper calls this one thread at a time per account)."""
         client_id = self._credentials.app_secret(client_id_secret_name())
         client_secret = self._credentials.app_secret(client_secret_secret_name())
         document = refresh_with_rotation(
@@ -245,8 +247,7 @@ class OnectaClient:
             lambda token: self._token_request(client_id, client_secret, token),
             label="Onecta",
         )
-        self._access = access_token_from(document, label="Onecta", now=self._clock.now())
-        return self._access.value
+        return access_token_from(document, label="Onecta", now=self._clock.now())
 
     def _token_request(
         self, client_id: str, client_secret: str, refresh_token: str

@@ -369,7 +369,9 @@ class NibeMyUplinkAdapter:
         return snapshot
 
     def _stored_baseline(self, device: DeviceRef, point: Point) -> float | None:
-        stored = self._baselines.get(f"{_cache_key(device)}|{point.parameter_id}")
+        stored = self._baselines.get(
+            f"{_cache_key(device)}|{point.parameter_id}", epoch=device.baseline_epoch
+        )
         return stored.get(point.parameter_id) if stored is not None else None
 
     def _baseline(self, device: DeviceRef, point: Point, *, remember: bool) -> float:
@@ -379,10 +381,13 @@ class NibeMyUplinkAdapter:
             return stored
         if point.value is None:
             raise CommandRejected(f"{_label(device)}: point {point.parameter_id} has no value")
-        if remember:
-            self._baselines.put(
-                f"{_cache_key(device)}|{point.parameter_id}", {point.parameter_id: point.value}
+        if remember:  # another instance may have learnt it first: its value stands
+            standing = self._baselines.put(
+                f"{_cache_key(device)}|{point.parameter_id}",
+                {point.parameter_id: point.value},
+                epoch=device.baseline_epoch,
             )
+            return standing.get(point.parameter_id, point.value)
         return point.value
 
 

@@ -21,8 +21,10 @@ Promises:
     own app, not a fleet, so that app's id and secret are per account and sealed with the
     account (an account's own app is also used for its refresh grant).
 
-- The access token is kept in memory until 60 s before it expires. A 401 refreshes and retries
-  the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+  a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
+  only then). A 401 refreshes (unless another thread already did) and retries the request
+  once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Failures become hpsteer errors:
 
   =========================================================  ===================================
@@ -63,7 +65,12 @@ from urllib.parse import quote
 import httpx
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
+from hpsteer.adapters.oauth import (
+    AccessToken,
+    AccessTokenKeeper,
+    access_token_from,
+    refresh_with_rotation,
+)
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -134,7 +141,7 @@ class MyUplinkClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._access: AccessToken | None = None
+        self._tokens = AccessTokenKeeper(clock, self._refresh)
 
     def __repr__(self) -> str:
         return f"MyUplinkClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -207,12 +214,14 @@ class MyUplinkClient:
         json_body: Mapping[str, Any] | None = None,
         is_command: bool = False,
     ) -> Any:
+        token = self._tokens.token()
         try:
-            return self._attempt(method, path, params, json_body, is_command, refresh=False)
+            return self._attempt(method, path, params, json_body, is_command, token)
         except _Unauthorized:
             _log.debug("myUplink access token refused; refreshing once", extra=_extra(method, path))
+        token = self._tokens.token(refused=token)
         try:
-            return self._attempt(method, path, params, json_body, is_command, refresh=True)
+            return self._attempt(method, path, params, json_body, is_command, token)
         except _Unauthorized:
             raise CredentialsInvalid(
                 f"myUplink {method} {path}: HTTP 401 after a token refresh; "
@@ -226,10 +235,8 @@ class MyUplinkClient:
         params: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None,
         is_command: bool,
-        *,
-        refresh: bool,
+        token: str,
     ) -> Any:
-        token = self._token(force_refresh=refresh)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if json_body is not None:
             headers["Content-Type"] = _JSON_PATCH
@@ -265,13 +272,8 @@ class MyUplinkClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _token(self, *, force_refresh: bool) -> str:
-        access = self._access
-        if not force_refresh and access is not None and access.usable(self._clock.now()):
-            return access.value
-        return self._refresh()
-
-    def _refresh(self) -> str:
+    def _refresh(self) -> AccessToken:
+        """A new access token (the keeper calls this one thread at a time per account)."""
         account = self._credentials.require(MANUFACTURER, self.account_id)
         if account.refresh_token is None:  # a household's own app (module docstring)
             if not account.client_id or not account.client_secret:
@@ -301,8 +303,7 @@ class MyUplinkClient:
                 ),
                 label="myUplink",
             )
-        self._access = access_token_from(document, label="myUplink", now=self._clock.now())
-        return self._access.value
+        return access_token_from(document, label="myUplink", now=self._clock.now())
 
     def _token_request(
         self, form: Mapping[str, str], *, auth: tuple[str, str] | None = None

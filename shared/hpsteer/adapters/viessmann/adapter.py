@@ -338,7 +338,9 @@ class ViessmannAdapter:
     def _stored_baseline(
         self, device: DeviceRef, lever: SetpointLever, circuit: str
     ) -> dict[str, float] | None:
-        stored = self._baselines.get(f"{_cache_key(device)}|{lever.feature_for(circuit)}")
+        stored = self._baselines.get(
+            f"{_cache_key(device)}|{lever.feature_for(circuit)}", epoch=device.baseline_epoch
+        )
         return dict(stored) if stored is not None else None
 
     def _baseline(
@@ -362,8 +364,11 @@ class ViessmannAdapter:
             if value is None:
                 raise CommandRejected(f"{_label(device)}: {feature} reports no {prop}")
             values[name] = value
-        if remember:
-            self._baselines.put(f"{_cache_key(device)}|{feature}", values)
+        if remember:  # another instance may have learnt it first: its value stands
+            standing = self._baselines.put(
+                f"{_cache_key(device)}|{feature}", values, epoch=device.baseline_epoch
+            )
+            return dict(standing)
         return values
 
     @staticmethod

@@ -11,9 +11,10 @@ Promises:
   one stops working is unconfirmed; storing every time is safe either way). When a refresh is
   refused with ``invalid_grant`` and a newer refresh token was stored meanwhile (another instance
   rotated it), the refresh is tried once more with that one.
-- The access token is kept in memory until 60 s before it expires. A 401 answer (``EXPIRED
-  TOKEN``) refreshes and retries the request once; a second 401 is
-  :class:`~hpsteer.errors.CredentialsInvalid`.
+- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+  a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
+  only then). A 401 answer (``EXPIRED TOKEN``) refreshes (unless another thread already did) and
+  retries the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Failures become hpsteer errors (the recorded bodies in tests/fixtures/oem/viessmann_vicare):
 
   ===========================================================  ==============================
@@ -55,7 +56,12 @@ from urllib.parse import quote
 import httpx
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import AccessToken, access_token_from, refresh_with_rotation
+from hpsteer.adapters.oauth import (
+    AccessToken,
+    AccessTokenKeeper,
+    access_token_from,
+    refresh_with_rotation,
+)
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -118,7 +124,7 @@ class ViCareClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._access: AccessToken | None = None
+        self._tokens = AccessTokenKeeper(clock, self._refresh)
 
     def __repr__(self) -> str:
         return f"ViCareClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -179,12 +185,14 @@ class ViCareClient:
         json_body: Mapping[str, Any] | None = None,
         is_command: bool = False,
     ) -> Any:
+        token = self._tokens.token()
         try:
-            return self._attempt(method, path, params, json_body, is_command, refresh=False)
+            return self._attempt(method, path, params, json_body, is_command, token)
         except _Unauthorized:
             _log.debug("ViCare access token refused; refreshing once", extra=_extra(method, path))
+        token = self._tokens.token(refused=token)
         try:
-            return self._attempt(method, path, params, json_body, is_command, refresh=True)
+            return self._attempt(method, path, params, json_body, is_command, token)
         except _Unauthorized:
             raise CredentialsInvalid(
                 f"ViCare {method} {path}: HTTP 401 after a token refresh; "
@@ -198,10 +206,8 @@ class ViCareClient:
         params: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None,
         is_command: bool,
-        *,
-        refresh: bool,
+        token: str,
     ) -> Any:
-        token = self._token(force_refresh=refresh)
         try:
             response = self._http.request(
                 method,
@@ -230,13 +236,8 @@ class ViCareClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _token(self, *, force_refresh: bool) -> str:
-        access = self._access
-        if not force_refresh and access is not None and access.usable(self._clock.now()):
-            return access.value
-        return self._refresh()
-
-    def _refresh(self) -> str:
+    def _refresh(self) -> AccessToken:
+        """A new access token (the keeper calls this one thread at a time per account)."""
         client_id = self._credentials.app_secret(client_id_secret_name())
         document = refresh_with_rotation(
             self._credentials,
@@ -244,8 +245,7 @@ class ViCareClient:
             lambda token: self._token_request(client_id, token),
             label="ViCare",
         )
-        self._access = access_token_from(document, label="ViCare", now=self._clock.now())
-        return self._access.value
+        return access_token_from(document, label="ViCare", now=self._clock.now())
 
     def _token_request(self, client_id: str, refresh_token: str) -> dict[str, Any]:
         try:
