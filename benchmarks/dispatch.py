@@ -354,7 +354,11 @@ def release_plans(local: LocalFleet, stored: Sequence[tuple[Plan, dict[str, Any]
     queued = 0
     for plan, document in stored:
         device = {"manufacturer": manufacturer[plan.device_id]}
-        queued += len(release_plan(local.deps, plan.device_id, device, document).queued)
+        # As optimize releases a plan it has just written and made current.
+        outcome = release_plan(
+            local.deps, plan.device_id, device, document, current=True, fresh=True
+        )
+        queued += len(outcome.queued)
     return queued
 
 

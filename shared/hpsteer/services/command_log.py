@@ -9,7 +9,9 @@ transaction and record what happened afterwards.
 
 Recording is idempotent where redelivery makes it matter: creating a command that exists returns
 it unchanged, and an event whose ``dedup_key`` the command already recorded is not recorded twice.
-Several events that happen together (``verified`` then ``completed``) are one transaction.
+Several events that happen together (``verified`` then ``completed``) are one transaction, and so
+are the events of several commands of one device that change together
+(:func:`record_events_together`: a newer plan superseding the older plans' unsent commands).
 
 Every recorded event also becomes a row of the analytics ``command_events`` table
 (:func:`export_events`, insert id ``{device_id}/{command_id}/{seq:08d}``: command ids are
@@ -29,6 +31,7 @@ from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
     DocumentNotFound,
+    IllegalTransition,
     TransientError,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
@@ -37,6 +40,7 @@ from hpsteer.ports.store import DocumentStore, Order, Transaction, every_page
 __all__ = [
     "COMMAND_EVENTS",
     "NewEvent",
+    "Recorded",
     "append_event_rows",
     "command_document",
     "command_path",
@@ -47,6 +51,7 @@ __all__ = [
     "load_command",
     "record_event",
     "record_events",
+    "record_events_together",
 ]
 
 _log = logging.getLogger(__name__)
@@ -141,6 +146,36 @@ def record_event(
     return record_events(store, device_id, command_id, [new], dedup_key=dedup_key)[0]
 
 
+def _next_events(
+    command: Command, new_events: Sequence[NewEvent], dedup_key: str | None
+) -> tuple[Command, list[CommandEvent]]:
+    """The command after ``new_events`` and the events to store (IllegalTransition if the
+    sequence is not legal from its state)."""
+    written: list[CommandEvent] = []
+    for index, new in enumerate(new_events):
+        event = CommandEvent(
+            command_id=command.command_id,
+            seq=command.last_seq + 1,
+            type=new.type,
+            at=new.at,
+            attempt=new.attempt,
+            error=new.error,
+            detail=new.detail,
+            dedup_key=dedup_key if index == len(new_events) - 1 else None,
+        )
+        command = apply(command, event)
+        written.append(event.model_copy(update={"state": command.state}))
+    return command, written
+
+
+def _store_events(
+    tx: Transaction, device_id: str, command: Command, written: Sequence[CommandEvent]
+) -> None:
+    for event in written:
+        tx.create(_event_path(device_id, command.command_id, event.seq), event.to_document())
+    tx.set(command_path(device_id, command.command_id), command_document(command))
+
+
 def record_events(
     store: DocumentStore,
     device_id: str,
@@ -179,24 +214,64 @@ def record_events(
                 f"command {command_id} moved on to seq {command.last_seq} since seq "
                 f"{expected_seq} was read"
             )
-        written: list[CommandEvent] = []
-        for index, new in enumerate(new_events):
-            event = CommandEvent(
-                command_id=command_id,
-                seq=command.last_seq + 1,
-                type=new.type,
-                at=new.at,
-                attempt=new.attempt,
-                error=new.error,
-                detail=new.detail,
-                dedup_key=dedup_key if index == len(new_events) - 1 else None,
-            )
-            command = apply(command, event)
-            written.append(event.model_copy(update={"state": command.state}))
-        for event in written:
-            tx.create(_event_path(device_id, command_id, event.seq), event.to_document())
-        tx.set(path, command_document(command))
+        command, written = _next_events(command, new_events, dedup_key)
+        _store_events(tx, device_id, command, written)
         return command, written
+
+    return store.run_transaction(run)
+
+
+Recorded = tuple[Command, list[CommandEvent]]
+"""A command as events left it, and the events written."""
+
+
+def record_events_together(
+    store: DocumentStore,
+    device_id: str,
+    command_ids: Sequence[str],
+    make_events: Callable[[Command], Sequence[NewEvent]],
+    *,
+    dedup_key: str | None = None,
+    guard: Callable[[Transaction], None] | None = None,
+    also: Callable[[Transaction, list[Recorded]], None] | None = None,
+) -> list[Recorded]:
+    """Append events to several commands of one device in ONE transaction; return, for each
+    command that took them, the command and the events written.
+
+    Reads come first, as Firestore wants: ``guard(tx)`` (may raise to write nothing), then every
+    command; then the writes. ``make_events(command)`` gives a command's events from its state
+    as the transaction read it. A command that is missing, already recorded ``dedup_key``, or
+    to which the events are not legal (IllegalTransition: it moved on) is left out; the others
+    are written as :func:`record_events` writes one. ``also(tx, recorded)`` may add writes of
+    its own to the same transaction (it runs last, only when something was recorded).
+    """
+
+    def run(tx: Transaction) -> list[Recorded]:
+        if guard is not None:
+            guard(tx)
+        snapshots = [
+            (command_id, tx.get(command_path(device_id, command_id))) for command_id in command_ids
+        ]
+        recorded: list[Recorded] = []
+        for command_id, snapshot in snapshots:
+            if snapshot is None:
+                _log.info("no command %s for device %s: nothing recorded", command_id, device_id)
+                continue
+            command = Command.parse(snapshot.data)
+            if dedup_key is not None and command.last_dedup_key == dedup_key:
+                continue
+            new_events = make_events(command)
+            if not new_events:
+                continue
+            try:
+                recorded.append(_next_events(command, new_events, dedup_key))
+            except IllegalTransition:
+                continue
+        for command, written in recorded:
+            _store_events(tx, device_id, command, written)
+        if recorded and also is not None:
+            also(tx, recorded)
+        return recorded
 
     return store.run_transaction(run)
 

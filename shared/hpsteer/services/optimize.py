@@ -26,6 +26,17 @@ written and only makes sure it is current and recorded (nothing new is written).
 outbox, made current and recorded (:mod:`hpsteer.services.plans_store`), and its outbox released
 into commands and Cloud Tasks (:mod:`hpsteer.services.outbox`) once it is the current plan.
 
+**One batch per shard.** The shard's analytics rows (``plans``, ``cost_savings`` and the
+``command_events`` of its releases) wait in one :class:`~hpsteer.services.outbox.ReleaseBatch`
+and go out at the shard's end, one insert per table (per 500 rows), with their insert ids; only
+then are the released outboxes concluded (entries marked ``queued``, markers deleted). A shard
+that ends before (a crash, analytics unavailable: raised after the shard as a transient failure)
+is delivered again and loses no row: its plans exist, so each is made current and recorded again
+(its rows again), and each outbox not concluded is released again, which derives its commands'
+rows from the store (:mod:`hpsteer.services.outbox`); a plan that a redelivery no longer
+reaches keeps its marker, and the sweep does the same for it. Appending a row again adds
+nothing (insert ids).
+
 **On the household's bill.** A device with a ``tariff_id`` is planned on the effective price of
 each slot (:mod:`hpsteer.optimizer.bill_prices`: spot + markup + grid time-of-use + taxes, VAT on
 the lot, from the tariff version in force at the slot), so heat moves to the hours that are cheap
@@ -44,8 +55,8 @@ A device whose planning fails for good (unknown device, infeasible comfort band,
 for the next slot, no forecast, absurd thermal parameters, an infeasible plan) is logged once
 with its id and its error's type, and **keeps its previous plan**; the shard goes on. A device
 under a household override (``override_until`` in the future) is skipped. A transient failure
-(store, analytics) of any device is raised after the shard, so Pub/Sub delivers it again: the
-devices already planned are found and skipped then.
+(store, tasks) of any device, or of the shard's rows, is raised after the shard, so Pub/Sub
+delivers it again: the devices already planned are found and not solved again then.
 """
 
 from __future__ import annotations
@@ -83,7 +94,7 @@ from hpsteer.observability.tracing import span
 from hpsteer.ports.store import DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
-from hpsteer.services.outbox import release_plan
+from hpsteer.services.outbox import ReleaseBatch, release_plan
 from hpsteer.services.plan_inputs import (
     HorizonPrices,
     PlanInputs,
@@ -300,7 +311,13 @@ class _Shard:
     prices: dict[str, HorizonPrices] = field(default_factory=dict)
     forecasts: dict[str, WeatherSeries] = field(default_factory=dict)
     billings: dict[tuple[str, str], Billing] = field(default_factory=dict)
-    tables_ready: bool = False
+    batch: ReleaseBatch | None = None
+    """Where the shard's analytics rows and outbox conclusions wait for its end."""
+
+    def releases(self) -> ReleaseBatch:
+        if self.batch is None:
+            self.batch = ReleaseBatch(self.deps)
+        return self.batch
 
     def horizon(self, area: PriceArea) -> HorizonPrices:
         if area.value not in self.prices:
@@ -333,16 +350,17 @@ class _Shard:
         return billing
 
     def record(self, plan: Plan, document: dict[str, Any]) -> None:
-        analytics = self.deps.analytics
-        if not self.tables_ready:
-            analytics.ensure_table(PLANS)
-            analytics.ensure_table(COST_SAVINGS)
-            self.tables_ready = True
+        """The plan's ``plans`` and ``cost_savings`` rows, sent at the shard's end."""
+        analytics = self.releases().analytics
+        analytics.ensure_table(PLANS)
+        analytics.ensure_table(COST_SAVINGS)
         record_plan(analytics, plan, document, self.trigger)
 
-    def settle(self, plan: Plan, document: dict[str, Any], device: dict[str, Any]) -> None:
+    def settle(
+        self, plan: Plan, document: dict[str, Any], device: dict[str, Any], *, fresh: bool
+    ) -> None:
         """Make the plan current (only forward), record it, and release its outbox if it is
-        the device's current plan now."""
+        the device's current plan now (``fresh``: this call wrote the plan)."""
         store = self.deps.store
         moved = make_current(
             store,
@@ -359,7 +377,15 @@ class _Shard:
             current = store.get(device_path(plan.device_id))
             if current is None or current.data.get("current_plan_id") != plan.plan_id:
                 return  # a newer plan is current: this one's outbox is moot
-        release_plan(self.deps, plan.device_id, device, document)
+        release_plan(
+            self.deps,
+            plan.device_id,
+            device,
+            document,
+            batch=self.releases(),
+            current=True,  # made current just now, or just read
+            fresh=fresh,
+        )
 
     def prepare(self, device_id: str) -> DeviceOutcome | _ToSolve:
         """The device's planning problem, or its outcome when there is nothing to solve."""
@@ -377,7 +403,7 @@ class _Shard:
         existing = store.get(plan_path(device_id, plan_id))
         device_data = {"manufacturer": device.manufacturer}
         if existing is not None:
-            self.settle(plan_from_document(existing.data), existing.data, device_data)
+            self.settle(plan_from_document(existing.data), existing.data, device_data, fresh=False)
             return DeviceOutcome(device_id, "unchanged", plan_id)
         return _ToSolve(device_id, inputs, plan_id, device_data, billing)
 
@@ -387,7 +413,7 @@ class _Shard:
         stored, created = write_plan(store, plan, document)
         if not created:
             plan = plan_from_document(stored)
-        self.settle(plan, stored, device_data)
+        self.settle(plan, stored, device_data, fresh=created)
         if created:
             metrics.observe(
                 ESTIMATED_COST_SAVINGS_EUR,
@@ -582,6 +608,12 @@ def plan_shard(
         )
         if isinstance(finished, DeviceOutcome):
             outcomes[job.device_id] = finished
+    if shard.batch is not None:
+        try:
+            shard.batch.finish()
+        except TransientError as err:
+            _log.warning("shard's rows or outbox conclusions not stored, will retry: %s", err)
+            transient.append(("(the shard's rows and outboxes)", err))
     if transient:
         first_id, first = transient[0]
         raise type(first)(
