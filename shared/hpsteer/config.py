@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     """How often Cloud Scheduler asks for reconciliation (terraform uses the same value)."""
     reconcile_page_size: int = Field(default=200, ge=1, le=1000)
     """Devices per reconcile shard (one page of the device query)."""
+    reconcile_workers: int = Field(default=16, ge=1, le=64)
+    """Devices of one reconcile page reconciled at once, on as many threads: a page waits on the
+    manufacturers' round trips almost all the time. 1 reconciles them one after another (the
+    local runtime's simulated fleet does: its seeded faults follow the order of the calls)."""
     max_remediations: int = Field(default=3, ge=1, le=20)
     """Remediations of one drift before reconciliation alerts and stops remediating."""
     unreachable_alert_after_minutes: int = Field(default=60, ge=10, le=1440)

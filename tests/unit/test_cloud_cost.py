@@ -3,6 +3,8 @@ per device-month (the simulation that counts them is the benchmark's, not tested
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,12 @@ from benchmarks.cloud_cost import (
     CREDENTIAL_ENTRY_POINTS,
     DAYS_PER_MONTH,
     INSTANCE_LIFETIME_S,
+    LATENCY_S,
     PRICES,
     FunctionResources,
     FunctionUsage,
     Invocations,
+    Meter,
     Price,
     Scaling,
     Usage,
@@ -33,11 +37,14 @@ from benchmarks.cloud_cost import (
     itemise,
     pubsub_billed_bytes,
     pubsub_message_bytes,
+    reconcile_workers,
     requests_per_device,
     terraform_functions,
     terraform_max_instances,
     total_usd,
 )
+from benchmarks.dispatch import PhasedCountingStore
+from hpsteer.backends.local.store import LocalDocumentStore
 
 READS = Price("Firestore", "reads", "read", 0.03 / 100_000, 1_000_000.0, "test")
 JOBS = Price("Cloud Scheduler", "jobs", "job-month", 0.10, 3.0, "test")
@@ -355,3 +362,124 @@ def test_the_code_path_is_the_innermost_frame_of_hpsteers_own_code_past_backends
     probe = lambda: code_path(skip=1)  # noqa: E731 - the frame that asks
     assert service(lambda: backend(probe)) == "services.example:save"
     assert backend(probe) == "(outside hpsteer)"
+
+
+# -- waits on a request's critical path ---------------------------------------------------------
+
+
+def _meter() -> tuple[Meter, PhasedCountingStore]:
+    """A meter over a counting store whose operations it is told of (as the benchmark wires it)."""
+    from benchmarks.cloud_cost import _PathTally
+
+    store = PhasedCountingStore(LocalDocumentStore())
+    tally = _PathTally()
+    store.tally = tally
+    meter = Meter(lambda: True, store)
+    tally.billed = meter.store_operations
+    return meter, store
+
+
+def _on_threads(*work: Callable[[], object]) -> None:
+    """Each piece of work on its own thread, all at once (they wait for each other to start)."""
+    started = threading.Barrier(len(work))
+
+    def run(piece: Callable[[], object]) -> None:
+        started.wait()
+        piece()
+
+    threads = [threading.Thread(target=run, args=(piece,)) for piece in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _poll(meter: Meter, times: int = 1) -> Callable[[], None]:
+    """``times`` manufacturer calls, one after another."""
+
+    def calls() -> None:
+        for _ in range(times):
+            meter.add("manufacturer_calls", 1, "manufacturer")
+
+    return calls
+
+
+MANUFACTURER_S = LATENCY_S["manufacturer"]
+
+
+def test_a_request_whose_two_threads_each_wait_the_same_waits_it_once_not_twice() -> None:
+    meter, _ = _meter()
+    with meter.invocation("reconcile", "reconcile"):
+        _on_threads(_poll(meter), _poll(meter))
+    measured = meter.invocations[("reconcile", "reconcile")]
+    assert measured.io_s == pytest.approx(MANUFACTURER_S)
+    assert measured.serial_io_s == pytest.approx(2 * MANUFACTURER_S)  # the what-if's rule
+    assert meter.counts[("device", "manufacturer_calls")] == 2  # every call is still counted
+
+
+def test_a_request_waits_for_its_own_threads_calls_and_then_its_longest_worker() -> None:
+    meter, _ = _meter()
+    with meter.invocation("reconcile", "reconcile"):
+        meter.add("pubsub_publishes", 1, "publish")  # the next page's request, before
+        _on_threads(_poll(meter), _poll(meter, times=2))
+        meter.add("pubsub_publishes", 1, "publish")  # after
+    measured = meter.invocations[("reconcile", "reconcile")]
+    assert measured.io_s == pytest.approx(2 * LATENCY_S["publish"] + 2 * MANUFACTURER_S)
+
+
+def test_store_operations_wait_on_the_thread_that_made_them() -> None:
+    meter, store = _meter()
+    with meter.invocation("reconcile", "reconcile"):
+        store.get("devices/a")
+        _on_threads(lambda: store.get("devices/b"), lambda: store.get("devices/c"))
+    measured = meter.invocations[("reconcile", "reconcile")]
+    assert measured.io_s == pytest.approx(2 * LATENCY_S["store"])
+    assert measured.serial_io_s == pytest.approx(3 * LATENCY_S["store"])
+    assert meter.io_by_entry[("reconcile", "reconcile", "store")] == pytest.approx(
+        3 * LATENCY_S["store"]
+    )
+
+
+def test_units_run_one_after_another_wait_as_a_pool_of_that_many_workers_would() -> None:
+    """Three devices on two workers: the third goes to the worker free first and the page
+    waits for the busier one; with one worker the page waits for all three."""
+    waits = {"a": 2, "b": 1, "c": 1}  # manufacturer round trips of each device, in order
+
+    def page(lanes: int) -> Invocations:
+        meter, _ = _meter()
+        meter.unit_lanes = lanes
+        with meter.invocation("reconcile", "reconcile"):
+            for device in waits:
+                with meter.unit():
+                    _poll(meter, waits[device])()
+        return meter.invocations[("reconcile", "reconcile")]
+
+    assert page(2).io_s == pytest.approx(2 * MANUFACTURER_S)  # a; then b and c on the other
+    assert page(1).io_s == pytest.approx(4 * MANUFACTURER_S)
+    assert page(3).io_s == pytest.approx(2 * MANUFACTURER_S)
+    assert page(2).serial_io_s == pytest.approx(4 * MANUFACTURER_S)
+
+
+def test_a_nested_requests_waits_are_its_own() -> None:
+    meter, store = _meter()
+    with meter.invocation("dispatch", "sweep_commands"):
+        store.get("commands/a")
+        with meter.invocation("dispatch", "dispatch"):
+            _poll(meter)()
+    assert meter.invocations[("dispatch", "dispatch")].io_s == pytest.approx(MANUFACTURER_S)
+    sweep = meter.invocations[("dispatch", "sweep_commands")]
+    assert sweep.io_s == pytest.approx(LATENCY_S["store"])
+
+
+def test_reconciles_workers_are_read_from_terraform_else_the_settings_default(
+    tmp_path: Path,
+) -> None:
+    from hpsteer.config import Settings
+
+    functions = tmp_path / "functions.tf"
+    functions.write_text(
+        "  functions = {\n    reconcile = {\n      env = {\n"
+        '        HPSTEER_RECONCILE_WORKERS = "12"\n      }\n    }\n  }\n'
+    )
+    assert reconcile_workers(functions) == 12
+    assert reconcile_workers(tmp_path / "absent.tf") == Settings().reconcile_workers

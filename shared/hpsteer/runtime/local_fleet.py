@@ -20,6 +20,13 @@ what is due. The whole fleet's physics is stepped in strides of :data:`STRIDE` (
 of each run); between strides a request steps only the home it touches (the simulated clouds do
 that), so a delivery costs its own home, not the fleet's. Tests, benchmarks and the simulator
 use it; a ``checkpoint`` callable is passed to the handlers, for crash injection.
+
+Reconciliation runs with ``reconcile_workers`` = 1 here, whatever the settings say: the fleet's
+faults are drawn from one seeded generator in the order the calls arrive, so a page's devices
+polled on several threads would draw them in a different order every run, and a run would no
+longer be reproducible from its seed. (Production reconciles a page on several threads;
+:func:`~hpsteer.services.reconcile.reconcile_page` takes ``workers`` for a test that wants them
+here.)
 """
 
 from __future__ import annotations
@@ -94,6 +101,10 @@ class LocalFleet:
         ``gateway_class`` lets a harness count what reaches the manufacturers."""
         clock = SimulatedClock(start)
         holder: list[LocalFleet] = []
+        # Reproducible from the seed: a page's polls in document order (module docstring).
+        settings = (settings or Settings(backend="local")).model_copy(
+            update={"reconcile_workers": 1}
+        )
 
         def deliver(request: DispatchedRequest) -> DispatchResult:
             return holder[0].deliver(request)

@@ -32,6 +32,21 @@ changes nothing worth storing against the device document just read is marked to
 only (:func:`~hpsteer.services.ingest_telemetry.state_update_needed`), so ingestion does not
 read the device a second time.
 
+**Concurrency.** A page waits on the manufacturers almost all the time (a poll is one round trip
+to their cloud), so its devices are reconciled on ``reconcile_workers`` threads at once
+(:func:`reconcile_all`; 1: one after another). What a device does touches only its own
+documents (the device, its commands and tasks, its alerts), and what the threads share is
+thread-safe: the gateway (breakers and adapters behind locks, budgets in store transactions),
+the metrics, the ports. The outcomes come back in document order; each worker runs in a copy of
+the page's context (log ids, trace span), so its lines and spans are the page's. The page's own
+steps (the next page's request, the run record) stay on the calling thread, before and after.
+The messages the devices publish (polled telemetry, re-plan requests, alerts) go out in the
+order the devices finish, which Pub/Sub does not keep anyway. A device whose reconciliation
+raises (a store that failed: transient) does not stop the others: every device of the page is
+reconciled, then the first such error in document order fails the page, so Pub/Sub delivers it
+again (the run record is not written), and the redelivered page finds what was done done (an open
+remediation, an override in force, a command or task that exists) and does the rest.
+
 Log volume: one INFO line per page (its outcome counts); per device only what a person may need
 (an override, a drift's remediation, an alert, a failure).
 
@@ -42,10 +57,13 @@ crashes the page.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,6 +132,7 @@ from hpsteer.services.ingest_telemetry import (
     telemetry_options,
 )
 from hpsteer.services.paths import device_path
+from hpsteer.services.replan_requests import publish_replan_request
 
 __all__ = [
     "RECONCILIATION_FAILURE_TOTAL",
@@ -123,6 +142,7 @@ __all__ = [
     "DeviceOutcome",
     "handle_reconcile_request",
     "intended_now",
+    "reconcile_all",
     "reconcile_device",
     "reconcile_page",
 ]
@@ -148,16 +168,18 @@ class _Context:
     scheduled_at: datetime
     policy: Policy
     strides: dict[str, int] = field(default_factory=dict)
+    _strides_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def poll_due(self, device: DeviceRef) -> bool:
         """Whether this run may poll the device: every run, or every k-th (by a hash of the
         device, so the polls spread over the runs) where the manufacturer's read share cannot
         pay for a poll every run."""
-        stride = self.strides.get(device.manufacturer)
-        if stride is None:
-            limits = self.gateway.adapter(device.manufacturer).rate_limits
-            interval = timedelta(minutes=self.deps.settings.reconcile_interval_minutes)
-            stride = self.strides[device.manufacturer] = poll_stride(limits, interval)
+        with self._strides_lock:  # the page's workers share it
+            stride = self.strides.get(device.manufacturer)
+            if stride is None:
+                limits = self.gateway.adapter(device.manufacturer).rate_limits
+                interval = timedelta(minutes=self.deps.settings.reconcile_interval_minutes)
+                stride = self.strides[device.manufacturer] = poll_stride(limits, interval)
         if stride == 1:
             return True
         tick = (
@@ -284,6 +306,8 @@ class _Device:
         self.device_id = document.id
         self.data = document.data
         self.changes: dict[str, Any] = {}
+        self.after_save: list[Callable[[], None]] = []
+        """What must wait until :attr:`changes` are stored (:meth:`save`)."""
         self.state: dict[str, Any] = dict(self.data.get("reconcile") or {})
         self.read = False
 
@@ -412,24 +436,26 @@ class _Device:
             open_remediation_until=None,
         )
         ctx.counters.inc(USER_OVERRIDES_TOTAL, oem=oem)
-        # The household's new setting is its own control from now on: ``mid`` after the pause
-        # must mean it, not the setting learnt before the change.
+        self.after_save.append(self.hand_over_to_household)
+        _log.info(
+            "household override on %s: steering paused until %s",
+            self.device_id,
+            action.pause_until.isoformat(),
+        )
+
+    def hand_over_to_household(self) -> None:
+        """Once the pause is stored: the household's new setting is its own control from now on
+        (``mid`` after the pause must mean it, not the setting learnt before the change), and the
+        next plan starts from it. Not before: were the pause's write to fail, the redelivered
+        page must still find the household's setting placeable, and see the override again."""
+        ctx = self.ctx
         ctx.gateway.forget_baseline(device_ref(self.device_id, self.data))
         request = ReplanRequest(
             device_id=self.device_id,
             reason=f"user override seen at {ctx.now.isoformat()}",
             requested_at=ctx.now,
         )
-        ctx.deps.bus.publish(
-            Topic.REPLAN_REQUESTS.value,
-            encode_json_message(request),
-            attributes={"message_type": "ReplanRequest", "device_id": self.device_id},
-        )
-        _log.info(
-            "household override on %s: steering paused until %s",
-            self.device_id,
-            action.pause_until.isoformat(),
-        )
+        publish_replan_request(ctx.deps.bus, request)
 
     def remediate(self, action: Remediate, intended: Intended, oem: str) -> None:
         ctx = self.ctx
@@ -510,12 +536,17 @@ class _Device:
         self.set_state(open_alert=None, open_alert_id=None)
 
     def save(self) -> None:
+        """Store what changed, then do what had to wait for it (:attr:`after_save`)."""
         if self.changes:
             self.changes["reconcile.updated_at"] = self.ctx.now
             self.ctx.deps.store.update(device_path(self.device_id), self.changes)
+        for step in self.after_save:
+            step()
 
 
 def reconcile_device(ctx: _Context, document: Document) -> DeviceOutcome:
+    """One device's reconciliation (see the module docstring); a permanent error of the device
+    (an unknown manufacturer, a broken document) is its outcome, anything else is raised."""
     with span("reconcile_device", {"device_id": document.id}), log_context(device_id=document.id):
         try:
             return _Device(ctx, document).run()
@@ -523,6 +554,26 @@ def reconcile_device(ctx: _Context, document: Document) -> DeviceOutcome:
             ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=type(err).__name__)
             _log.error("device %s not reconciled: %s: %s", document.id, type(err).__name__, err)
             return DeviceOutcome(document.id, ("failed",), error=type(err).__name__)
+
+
+def reconcile_all(
+    ctx: _Context, documents: Sequence[Document], workers: int
+) -> list[DeviceOutcome]:
+    """Every device's outcome, in document order, reconciled on up to ``workers`` threads at
+    once (one: in this thread, one after another). Each device runs in a copy of the caller's
+    context (log ids, the current span). Every device is reconciled even when one raises; the
+    first error in document order is raised afterwards."""
+    if workers <= 1 or len(documents) <= 1:
+        return [reconcile_device(ctx, document) for document in documents]
+    with ThreadPoolExecutor(
+        max_workers=min(workers, len(documents)), thread_name_prefix="reconcile"
+    ) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, reconcile_device, ctx, document)
+            for document in documents
+        ]
+    # Leaving the block waited for every device: result() raises the first failure in order.
+    return [future.result() for future in futures]
 
 
 def _tick(request: ReconcileRequest, deps: Dependencies) -> datetime:
@@ -541,8 +592,10 @@ def reconcile_page(
     gateway: ManufacturerGateway | None = None,
     counters: Metrics = metrics,
     policy: Policy | None = None,
+    workers: int | None = None,
 ) -> list[DeviceOutcome]:
-    """Reconcile one page of devices (see the module docstring); [] for a page already done."""
+    """Reconcile one page of devices (see the module docstring); [] for a page already done.
+    ``workers``: devices reconciled at once (default ``settings.reconcile_workers``)."""
     from hpsteer.services.dispatch import gateway_for
 
     store = deps.store
@@ -572,7 +625,9 @@ def reconcile_page(
             remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
         ),
     )
-    outcomes = [reconcile_device(ctx, document) for document in page.documents]
+    outcomes = reconcile_all(
+        ctx, page.documents, settings.reconcile_workers if workers is None else workers
+    )
     # A concurrent duplicate may have finished first: both did the same, idempotently.
     with contextlib.suppress(DocumentAlreadyExists):
         store.create(marker, {"done_at": ctx.now, "devices": len(outcomes)})
