@@ -377,10 +377,10 @@ def test_another_instance_refreshes_with_the_refresh_token_stored_last(
     deployment: Deployment,
 ) -> None:
     first, second = deployment.instance(), deployment.instance()
-    first.read_state(deployment.device())  # rotates r0 → r1, keeps access token 1
-    deployment.clock.advance(timedelta(minutes=30))
-    second.read_state(deployment.device())  # reads r1, rotates r1 → r2
-    deployment.clock.advance(timedelta(minutes=40))
+    first.read_state(deployment.device())  # rotates r0 → r1, keeps (and stores) access token 1
+    deployment.clock.advance(timedelta(minutes=59, seconds=30))  # token 1 within its margin
+    second.read_state(deployment.device())  # reads r1, rotates r1 → r2 (stores token 2)
+    deployment.clock.advance(timedelta(minutes=60))  # token 2 within its margin too
     first.read_state(deployment.device())  # its token expired: reads r2, never presents r1
     assert deployment.fake.refresh_tokens_seen == [
         "fake-refresh-token-0b9c44",
@@ -417,7 +417,7 @@ def test_threads_needing_a_token_at_once_refresh_it_once() -> None:
     arrived = threading.Semaphore(0)
     refreshes: list[int] = []
 
-    def refresh() -> AccessToken:
+    def refresh(refused: frozenset[str]) -> AccessToken:
         for _ in range(threads):  # every thread has asked (and waits for this refresh)
             arrived.acquire(timeout=10)  # a keeper without its lock: refreshes at once, fails
         refreshes.append(1)
@@ -442,8 +442,10 @@ def test_threads_needing_a_token_at_once_refresh_it_once() -> None:
 def test_a_refused_token_is_refreshed_once_however_many_threads_saw_it_refused() -> None:
     clock = SimulatedClock(T0)
     issued: list[str] = []
+    told: list[frozenset[str]] = []
 
-    def refresh() -> AccessToken:
+    def refresh(refused: frozenset[str]) -> AccessToken:
+        told.append(refused)
         issued.append(f"token-{len(issued) + 1}")
         return AccessToken(issued[-1], clock.now() + timedelta(hours=1))
 
@@ -453,6 +455,8 @@ def test_a_refused_token_is_refreshed_once_however_many_threads_saw_it_refused()
     assert keeper.token(refused=old) == "token-2"  # a second one: already refreshed
     assert keeper.token(refused="token-2") == "token-3"
     assert issued == ["token-1", "token-2", "token-3"]
+    # Each refresh is told every token refused here, so it never takes one up from the store.
+    assert told == [frozenset(), {"token-1"}, {"token-1", "token-2"}]
     assert "token" not in repr(keeper).replace("AccessTokenKeeper", "")
 
 
@@ -463,7 +467,7 @@ def test_a_failed_refresh_keeps_nothing_and_the_next_call_tries_again() -> None:
         AccessToken("token-1", T0 + timedelta(hours=1)),
     ]
 
-    def refresh() -> AccessToken:
+    def refresh(refused: frozenset[str]) -> AccessToken:
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer

@@ -22,10 +22,25 @@ $0.16 per device-month, sixteen times issue 10's whole budget of $0.01. So:
       generation                 1 at onboarding, +1 at every write (a rotation's precondition)
       onboarded_at, stored_at    when a person consented; when the sealed value last changed
       sealed                     {alg: "AES-256-GCM", kid: "<key version>", nonce, ciphertext}
+      access_expires_at          when the sealed access token expires (absent: none stored)
 
-  The sealed plaintext is a JSON object: ``refresh_token`` and, only for a myUplink household
-  that runs its own app (client-credentials grant), that app's ``client_id`` and
-  ``client_secret``: credentials that are genuinely per account travel with the account.
+  The sealed plaintext is a JSON object: ``refresh_token``; the ``access_token`` the last
+  refresh got, if it was stored (below); and, only for a myUplink household that runs its own
+  app (client-credentials grant), that app's ``client_id`` and ``client_secret``: credentials
+  that are genuinely per account travel with the account.
+- **The current access token** is stored with the refresh token it came with, in the same
+  envelope (same data key, same associated data), its expiry in clear beside it, so that a
+  function instance that has not met the account within the hour uses it instead of refreshing
+  (:func:`hpsteer.adapters.oauth.access_token_for`: one document read instead of two reads, a
+  write and a call to the token endpoint). It is written only by a write that happens anyway: a
+  rotation (:meth:`CredentialStore.store_refresh_token`) or a key-rotation reseal
+  (:meth:`CredentialStore.reseal`); a refresh that writes nothing (the refresh token did not
+  rotate, the key is current) leaves the stored one, which is then older and expires first. An
+  access token is less powerful than the refresh token beside it (it lives an hour and cannot
+  mint others), so storing it sealed there widens nothing. The clear expiry is not authenticated:
+  altering it at worst makes an instance present an expired token (a 401, then a refresh) or
+  refresh early. A new consent (:meth:`CredentialStore.onboard`) drops it. Documents written
+  before access tokens were stored open as before, without one: their next refresh adds it.
 - **Sealing**: AES-256-GCM (``cryptography``'s ``AESGCM``) with a random 96-bit nonce per
   encryption and the document's path as associated data, so a ciphertext copied into another
   account's document (or altered in any bit) does not decrypt: :class:`CredentialsInvalid`. Nonce
@@ -41,7 +56,8 @@ $0.16 per device-month, sixteen times issue 10's whole budget of $0.01. So:
   reseals an account still sealed with an older key (:meth:`CredentialStore.reseal`), so every
   active account moves to the new key within an access token's lifetime (an hour); destroy the
   old version only after that (a document still sealed with it can no longer be opened: its
-  household must consent again).
+  household must consent again). The access token is in the same envelope, so it opens, and
+  moves to the new key, exactly as the refresh token does.
 
 **Why a data key read once per instance, not Cloud KMS per operation.** KMS bills $0.03 per
 10,000 operations: a decrypt per token refresh (hourly access tokens, ~730 refreshes per account
@@ -57,8 +73,9 @@ a non-exportable root key and an audit trail; it is not done yet.
 **Rotation of a refresh token** (:meth:`CredentialStore.store_refresh_token`) is a transaction
 that writes the new sealed value only if the document's ``generation`` is still the one this
 instance read the old token from. When another instance wrote first, nothing is written and
-``None`` is returned: its token stands (:mod:`hpsteer.adapters.oauth` then uses the access token
-it got and, if a later refresh is refused, tries the newer stored token once).
+``None`` is returned: its token stands, with the access token stored with it
+(:mod:`hpsteer.adapters.oauth` then uses the access token it got and, if a later refresh is
+refused, tries the newer stored token once).
 
 **Nothing secret reaches a log line, an error message, a ``repr`` or an unsealed field**:
 messages name the manufacturer, the account, the generation and the key version, never a token,
@@ -80,6 +97,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from hpsteer.errors import CredentialsInvalid, InvalidInput, SecretNotFound
@@ -118,6 +136,10 @@ _MANUFACTURER = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 """As the rate budget's account ids (the two documents are named alike)."""
 _SECRET_FIELDS: Final = ("refresh_token", "client_id", "client_secret")
+"""The account's long-lived credentials in the sealed plaintext (``access_token`` is beside
+them: what a refresh got, replaced by the next one)."""
+_ACCESS_TOKEN: Final = "access_token"
+_ACCESS_EXPIRES_AT: Final = "access_expires_at"
 
 _log = logging.getLogger(__name__)
 
@@ -161,9 +183,13 @@ class AccountCredentials:
     client_id: str | None = field(default=None, repr=False)
     """Only for an account with its own app (myUplink's client-credentials grant)."""
     client_secret: str | None = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    """The access token stored with them (module docstring), or ``None``."""
+    access_expires_at: datetime | None = None
+    """When ``access_token`` expires (``None`` exactly when there is none)."""
 
     def secrets(self) -> dict[str, str]:
-        """The secret fields that are set, by name (what is sealed)."""
+        """The long-lived secret fields that are set, by name (the access token aside)."""
         return {
             name: value for name in _SECRET_FIELDS if isinstance(value := getattr(self, name), str)
         }
@@ -363,6 +389,10 @@ class CredentialStore:
     def keys(self) -> DataKeys:
         return self._keys
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     # -- the manufacturers' applications ------------------------------------------------------
 
     def app_secret(self, name: str) -> str:
@@ -462,42 +492,57 @@ class CredentialStore:
         )
 
     def store_refresh_token(
-        self, used: AccountCredentials, refresh_token: str
+        self,
+        used: AccountCredentials,
+        refresh_token: str,
+        *,
+        access_token: str | None = None,
+        access_expires_at: datetime | None = None,
     ) -> AccountCredentials | None:
-        """Replace the refresh token ``used`` held with ``refresh_token``, in a transaction that
-        writes only if the document is still at ``used.generation``; ``None`` when another
-        instance (or a new consent) wrote first, whose token then stands."""
+        """Replace the refresh token ``used`` held with ``refresh_token`` (and the stored access
+        token with ``access_token``, the one the same refresh got, if given), in a transaction
+        that writes only if the document is still at ``used.generation``; ``None`` when another
+        instance (or a new consent) wrote first, whose tokens then stand."""
         if not isinstance(refresh_token, str) or not refresh_token:
             raise InvalidInput("a rotated refresh token must be a non-empty string")
-        return self._replace(used, {**used.secrets(), "refresh_token": refresh_token})
+        access = _access(used, access_token, access_expires_at)
+        return self._replace(used, {**used.secrets(), "refresh_token": refresh_token}, access)
 
-    def reseal(self, used: AccountCredentials) -> bool:
+    def reseal(
+        self,
+        used: AccountCredentials,
+        *,
+        access_token: str | None = None,
+        access_expires_at: datetime | None = None,
+    ) -> bool:
         """Seal ``used``'s credentials again with the newest data key if an older one sealed
-        them (key rotation); True if this wrote. Same precondition as a rotation."""
+        them (key rotation), with ``access_token`` if given (the write happens anyway); True if
+        this wrote. Same precondition as a rotation."""
         if used.key_version == self._keys.newest():
             return False
-        return self._replace(used, used.secrets()) is not None
+        access = _access(used, access_token, access_expires_at)
+        return self._replace(used, used.secrets(), access) is not None
 
     def _replace(
-        self, used: AccountCredentials, values: Mapping[str, str]
+        self,
+        used: AccountCredentials,
+        values: Mapping[str, str],
+        access: tuple[str, datetime] | None,
     ) -> AccountCredentials | None:
         path = credentials_path(used.manufacturer, used.account_id)
-        sealed = self._seal(path, values)  # once: a retried transaction writes the same bytes
+        sealed_values = dict(values) if access is None else {**values, _ACCESS_TOKEN: access[0]}
+        sealed = self._seal(path, sealed_values)  # once: a retried transaction writes the same
         now = self._clock.now()
 
         def attempt(tx: Transaction) -> bool:
             document = tx.get(path)
             if document is None or _generation(document) != used.generation:
                 return False
-            tx.set(
-                path,
-                {
-                    **document.data,
-                    "generation": used.generation + 1,
-                    "stored_at": now,
-                    "sealed": sealed,
-                },
-            )
+            data = {k: v for k, v in document.data.items() if k != _ACCESS_EXPIRES_AT}
+            data.update(generation=used.generation + 1, stored_at=now, sealed=sealed)
+            if access is not None:
+                data[_ACCESS_EXPIRES_AT] = access[1]
+            tx.set(path, data)
             return True
 
         written = self._store.run_transaction(attempt)
@@ -506,6 +551,7 @@ class CredentialStore:
             "account_id": used.account_id,
             "generation": used.generation + 1 if written else used.generation,
             "key_version": sealed["kid"],
+            "access_expires_at": None if access is None else access[1].isoformat(),
         }
         if not written:
             _log.debug("household credentials changed meanwhile; not overwritten", extra=extra)
@@ -519,6 +565,8 @@ class CredentialStore:
             values.get("refresh_token"),
             values.get("client_id"),
             values.get("client_secret"),
+            None if access is None else access[0],
+            None if access is None else access[1],
         )
 
     # -- sealing ------------------------------------------------------------------------------
@@ -537,9 +585,13 @@ class CredentialStore:
         except (UnicodeDecodeError, ValueError):
             values = None
         if not isinstance(values, dict) or not all(
-            isinstance(values.get(name), str | None) for name in _SECRET_FIELDS
+            isinstance(values.get(name), str | None) for name in (*_SECRET_FIELDS, _ACCESS_TOKEN)
         ):
             raise CredentialsInvalid(f"{where}: the opened value is not a credentials object")
+        access_token = values.get(_ACCESS_TOKEN)
+        expires_at = document.data.get(_ACCESS_EXPIRES_AT)
+        if not access_token or not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+            access_token, expires_at = None, None  # none stored (or no usable expiry: refresh)
         return AccountCredentials(
             manufacturer,
             account_id,
@@ -548,7 +600,25 @@ class CredentialStore:
             values.get("refresh_token"),
             values.get("client_id"),
             values.get("client_secret"),
+            access_token,
+            expires_at,
         )
+
+
+def _access(
+    used: AccountCredentials, token: str | None, expires_at: datetime | None
+) -> tuple[str, datetime] | None:
+    """The access token a write stores: the one given, else the one ``used`` held (a write that
+    got no new access token keeps the stored one, which still belongs to the account)."""
+    if token is None and expires_at is None:
+        if used.access_token is None or used.access_expires_at is None:
+            return None
+        return used.access_token, used.access_expires_at
+    if not isinstance(token, str) or not token:
+        raise InvalidInput("an access token to store must be a non-empty string")
+    if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+        raise InvalidInput("an access token to store needs its expiry (a timezone-aware time)")
+    return token, expires_at
 
 
 def _generation(document: Document | None) -> int:

@@ -13,10 +13,13 @@ Promises:
   stored at once (whether Daikin rotates is **unconfirmed**; storing whenever it does is safe
   either way). When a refresh is refused and a newer refresh token was stored meanwhile (another
   instance rotated it), the refresh is tried once more with it.
-- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+- The access token is kept in memory until 60 s before it expires, renewed by one thread at
   a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
-  only then). A 401 answer refreshes (unless another thread already did) and retries the
-  request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+  only then): the one stored with the refresh token when another instance got it within the
+  hour (:func:`~hpsteer.adapters.oauth.access_token_for`), else a refresh, which stores the new
+  one when it writes anyway (a rotated refresh token). A 401 answer refreshes (unless another
+  thread already did; never taking up the refused token from the store) and retries the request
+  once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Endpoints (reference/manufacturer-apis.md §3): ``GET /v1/gateway-devices`` (every unit of the
   account, a JSON list), ``GET /v1/gateway-devices/{id}`` (one unit; that it answers the list's
   element shape is **unconfirmed**: the recorded bodies are all of the list endpoint), and
@@ -55,7 +58,7 @@ authentication instead of the form fields (we send the form fields, OAuth2
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
@@ -64,12 +67,7 @@ from urllib.parse import quote
 import httpx
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import (
-    AccessToken,
-    AccessTokenKeeper,
-    access_token_from,
-    refresh_with_rotation,
-)
+from hpsteer.adapters.oauth import AccessToken, AccessTokenKeeper, access_token_for
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -139,7 +137,7 @@ class OnectaClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._refresh)
+        self._tokens = AccessTokenKeeper(clock, self._obtain)
 
     def __repr__(self) -> str:
         return f"OnectaClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -237,17 +235,21 @@ class OnectaClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _refresh(self) -> AccessToken:
-        """A new access token (the keeper calls this one thread at a time per account)."""
-        client_id = self._credentials.app_secret(client_id_secret_name())
-        client_secret = self._credentials.app_secret(client_secret_secret_name())
-        document = refresh_with_rotation(
+    def _obtain(self, refused: frozenset[str]) -> AccessToken:
+        """An access token none of ``refused``: the stored one or a refreshed one (the keeper
+        calls this one thread at a time per account)."""
+        return access_token_for(
             self._credentials,
             self._credentials.require(MANUFACTURER, self.account_id),
-            lambda token: self._token_request(client_id, client_secret, token),
+            self._refresher,
             label="Onecta",
+            refused=refused,
         )
-        return access_token_from(document, label="Onecta", now=self._clock.now())
+
+    def _refresher(self) -> Callable[[str], dict[str, Any]]:
+        client_id = self._credentials.app_secret(client_id_secret_name())
+        client_secret = self._credentials.app_secret(client_secret_secret_name())
+        return lambda refresh_token: self._token_request(client_id, client_secret, refresh_token)
 
     def _token_request(
         self, client_id: str, client_secret: str, refresh_token: str

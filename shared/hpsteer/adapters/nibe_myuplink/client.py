@@ -21,10 +21,14 @@ Promises:
     own app, not a fleet, so that app's id and secret are per account and sealed with the
     account (an account's own app is also used for its refresh grant).
 
-- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+- The access token is kept in memory until 60 s before it expires, renewed by one thread at
   a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
-  only then). A 401 refreshes (unless another thread already did) and retries the request
-  once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+  only then). For a refresh-token account: the one stored with the refresh token when another
+  instance got it within the hour (:func:`~hpsteer.adapters.oauth.access_token_for`), else a
+  refresh, which stores the new one when it writes anyway (a rotated refresh token). A
+  client-credentials token is never stored (nothing is written for it). A 401 refreshes (unless
+  another thread already did; never taking up the refused token from the store) and retries the
+  request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Failures become hpsteer errors:
 
   =========================================================  ===================================
@@ -56,7 +60,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
@@ -68,8 +72,8 @@ from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.oauth import (
     AccessToken,
     AccessTokenKeeper,
+    access_token_for,
     access_token_from,
-    refresh_with_rotation,
 )
 from hpsteer.errors import (
     CommandRejected,
@@ -141,7 +145,7 @@ class MyUplinkClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._refresh)
+        self._tokens = AccessTokenKeeper(clock, self._obtain)
 
     def __repr__(self) -> str:
         return f"MyUplinkClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -272,8 +276,10 @@ class MyUplinkClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _refresh(self) -> AccessToken:
-        """A new access token (the keeper calls this one thread at a time per account)."""
+    def _obtain(self, refused: frozenset[str]) -> AccessToken:
+        """An access token none of ``refused`` (the keeper calls this one thread at a time per
+        account): for a refresh-token account the stored one or a refreshed one; for an account
+        with its own app a client-credentials grant."""
         account = self._credentials.require(MANUFACTURER, self.account_id)
         if account.refresh_token is None:  # a household's own app (module docstring)
             if not account.client_id or not account.client_secret:
@@ -285,25 +291,25 @@ class MyUplinkClient:
                 {"grant_type": "client_credentials", "scope": CLIENT_CREDENTIALS_SCOPE},
                 auth=(account.client_id, account.client_secret),
             )
-        else:
+            return access_token_from(document, label="myUplink", now=self._clock.now())
+
+        def refresher() -> Callable[[str], dict[str, Any]]:
             client_id = account.client_id or self._credentials.app_secret(client_id_secret_name())
             client_secret = account.client_secret or self._credentials.app_secret(
                 client_secret_secret_name()
             )
-            document = refresh_with_rotation(
-                self._credentials,
-                account,
-                lambda token: self._token_request(
-                    {
-                        "grant_type": "refresh_token",
-                        "refresh_token": token,
-                        "client_id": client_id,
-                        "client_secret": client_secret,
-                    }
-                ),
-                label="myUplink",
+            return lambda refresh_token: self._token_request(
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                }
             )
-        return access_token_from(document, label="myUplink", now=self._clock.now())
+
+        return access_token_for(
+            self._credentials, account, refresher, label="myUplink", refused=refused
+        )
 
     def _token_request(
         self, form: Mapping[str, str], *, auth: tuple[str, str] | None = None

@@ -11,10 +11,13 @@ Promises:
   one stops working is unconfirmed; storing every time is safe either way). When a refresh is
   refused with ``invalid_grant`` and a newer refresh token was stored meanwhile (another instance
   rotated it), the refresh is tried once more with that one.
-- The access token is kept in memory until 60 s before it expires, refreshed by one thread at
+- The access token is kept in memory until 60 s before it expires, renewed by one thread at
   a time (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`: the credentials document is read
-  only then). A 401 answer (``EXPIRED TOKEN``) refreshes (unless another thread already did) and
-  retries the request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
+  only then): the one stored with the refresh token when another instance got it within the
+  hour (:func:`~hpsteer.adapters.oauth.access_token_for`), else a refresh, which stores the new
+  one with the rotated refresh token. A 401 answer (``EXPIRED TOKEN``) refreshes (unless
+  another thread already did; never taking up the refused token from the store) and retries the
+  request once; a second 401 is :class:`~hpsteer.errors.CredentialsInvalid`.
 - Failures become hpsteer errors (the recorded bodies in tests/fixtures/oem/viessmann_vicare):
 
   ===========================================================  ==============================
@@ -47,7 +50,7 @@ errors, and whether a 429 carries ``Retry-After``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
@@ -56,12 +59,7 @@ from urllib.parse import quote
 import httpx
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import (
-    AccessToken,
-    AccessTokenKeeper,
-    access_token_from,
-    refresh_with_rotation,
-)
+from hpsteer.adapters.oauth import AccessToken, AccessTokenKeeper, access_token_for
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -124,7 +122,7 @@ class ViCareClient:
         self._base_url = base_url.rstrip("/")
         self._token_url = token_url
         self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._refresh)
+        self._tokens = AccessTokenKeeper(clock, self._obtain)
 
     def __repr__(self) -> str:
         return f"ViCareClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
@@ -236,16 +234,20 @@ class ViCareClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _refresh(self) -> AccessToken:
-        """A new access token (the keeper calls this one thread at a time per account)."""
-        client_id = self._credentials.app_secret(client_id_secret_name())
-        document = refresh_with_rotation(
+    def _obtain(self, refused: frozenset[str]) -> AccessToken:
+        """An access token none of ``refused``: the stored one or a refreshed one (the keeper
+        calls this one thread at a time per account)."""
+        return access_token_for(
             self._credentials,
             self._credentials.require(MANUFACTURER, self.account_id),
-            lambda token: self._token_request(client_id, token),
+            self._refresher,
             label="ViCare",
+            refused=refused,
         )
-        return access_token_from(document, label="ViCare", now=self._clock.now())
+
+    def _refresher(self) -> Callable[[str], dict[str, Any]]:
+        client_id = self._credentials.app_secret(client_id_secret_name())
+        return lambda refresh_token: self._token_request(client_id, refresh_token)
 
     def _token_request(self, client_id: str, refresh_token: str) -> dict[str, Any]:
         try:
