@@ -164,3 +164,29 @@ def test_a_planner_that_fails_falls_back_to_the_heat_pumps_own_control(monkeypat
     assert result["replans"]["fallback"] >= 1
     assert result["savings_pct"] == pytest.approx(0.0, abs=1e-9)
     assert result["mode_changes_per_day"] == 0
+
+
+def test_the_planner_plans_on_the_house_identified_from_measured_temperatures(monkeypatch):
+    from hpsteer.optimizer.backtest import planners
+    from hpsteer.optimizer.baselines import OwnControl
+    from hpsteer.thermal import ARCHETYPES
+
+    plants = []
+
+    class Recording(OwnControl):
+        def plan(self, problem):
+            plants.append((problem.start_at, problem.plant))
+            return super().plan(problem)
+
+    monkeypatch.setitem(planners._FACTORIES, "cheapest_hours", lambda timezone: Recording())
+    run_backtest(replace(SE3_3_DAYS, days=2))
+    nominal = ARCHETYPES["renovated_radiators"].plant
+    # The model run re-plans from the nominal house, then on what the measurements showed; the
+    # perfect-model run, recorded after it, plans on the true house throughout.
+    second_start = [at for at, _ in plants].index(plants[0][0], 1)
+    model_run = [plant for _, plant in plants[:second_start]]
+    perfect_run = [plant for _, plant in plants[second_start:]]
+    assert model_run[0] == nominal
+    assert all(plant != nominal for plant in model_run[1:])
+    assert len(set(perfect_run)) == 1
+    assert perfect_run[0] != nominal
