@@ -86,8 +86,10 @@ resource "google_bigquery_table" "history" {
 }
 
 # Every function appends rows (command events from dispatch, optimize, reconcile and the API;
-# prices, weather, telemetry and plans from their own functions; audit events from the API), so
-# each function's account edits the dataset's tables; none runs queries (no jobUser).
+# prices, weather, telemetry and plans from their own functions, telemetry also from reconcile: a
+# page's polls not worth storing, in one append; audit events from the API), so each function's
+# account edits the dataset's tables; none runs queries (no jobUser: streaming inserts need only
+# bigquery.tables.updateData, which dataEditor holds).
 # tests/infra/test_terraform_data.py derives the list from each folder's code.
 locals {
   bigquery_writers = ["api", "dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"]

@@ -16,11 +16,12 @@ import pytest
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
+from hpsteer.domain.telemetry import TelemetrySample
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
-from hpsteer.services.ingest_telemetry import handle_telemetry_message
+from hpsteer.services.ingest_telemetry import TELEMETRY_HISTORY, handle_telemetry_message
 from hpsteer.services.outbox import command_id_for, release_plan
 from hpsteer.services.plans_store import make_current
 from hpsteer.services.reconcile import (
@@ -386,34 +387,46 @@ def test_fresh_telemetry_in_sync_costs_no_manufacturer_read_and_no_write(
     assert len(r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)) == published
 
 
-def test_a_poll_that_changes_nothing_stored_is_published_to_be_recorded_only(
+def test_a_poll_that_changes_nothing_stored_goes_to_the_history_not_on_the_topic(
     rig: Callable[..., Rig],
 ) -> None:
-    """The history keeps every polled state; ingestion need not read the device again for one
-    that changes nothing decided by within half an hour of the stored one."""
+    """The history keeps every polled state; one that changes nothing decided by within half
+    an hour of the stored one is appended by reconciliation itself, not published for ingestion
+    (which would only append it); one that differs from what is stored is published."""
     r = rig()
     home = r.home("viessmann")
     r.steer(home)
     r.run(SLOT + timedelta(minutes=40))
 
-    def last_poll() -> PubSubMessage:
-        polls = [
+    def polls() -> list[PubSubMessage]:
+        return [
             m
             for m in r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)
             if m.attributes["device_id"] == home.home_id
         ]
-        return polls[-1]
 
-    first = last_poll()
+    def recorded() -> list[str]:
+        r.local.deps.analytics.ensure_table(TELEMETRY_HISTORY)
+        rows = r.local.deps.analytics.query(
+            "SELECT sample_id FROM `telemetry_history` WHERE device_id = @device",
+            {"device": home.home_id},
+        )
+        return [row["sample_id"] for row in rows]
+
+    first = polls()[-1]
     handle_telemetry_message(first, r.local.deps)  # now the stored telemetry
+    published = len(polls())
     r.run(r.now + INTERVAL)
-    unchanged = last_poll()
-    assert unchanged.message_id != first.message_id
-    assert unchanged.attributes.get("record_only") == "true"
+    assert len(polls()) == published  # nothing for ingestion to do
+    [unchanged] = [s for s in recorded() if s != TelemetrySample.parse_json(first.data).sample_id]
+    assert unchanged.startswith(f"{home.home_id}@")
 
     r.store.update(f"devices/{home.home_id}", {"last_telemetry.observed_mode": "min"})
     r.run(r.now + INTERVAL)
-    assert "record_only" not in last_poll().attributes  # differs from what is stored
+    assert len(polls()) == published + 1  # differs from what is stored
+    changed = polls()[-1]
+    assert "record_only" not in changed.attributes
+    assert TelemetrySample.parse_json(changed.data).sample_id not in recorded()  # ingestion's
 
 
 # -- redelivery -------------------------------------------------------------------------------

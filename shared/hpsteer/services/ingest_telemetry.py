@@ -61,7 +61,9 @@ appended to the history: reconciliation, which polled it, had just read the devi
 found the sample not worth storing (:func:`state_update_needed`), so reading the device again
 would buy nothing. Should another sample have been stored in between, it is newer than what
 reconciliation saw and stays; the next sample worth storing replaces it. Only polled samples
-are taken on that word; a pushed sample is always checked against the device.
+are taken on that word; a pushed sample is always checked against the device. (Reconciliation
+appends such samples to the history itself, a page's in one append, :func:`append_history`: the
+same rows and insert ids; it publishes them record-only only when that append failed.)
 
 **Polling** (reconciliation): :func:`sample_from_device_state` turns an adapter's
 :class:`~hpsteer.adapters.protocol.DeviceState` into a sample (``source=poll``, ``sample_id``
@@ -131,9 +133,12 @@ __all__ = [
     "TelemetryOptions",
     "WebhookReply",
     "WebhookSample",
+    "append_history",
     "derive_sample_id",
     "handle_telemetry_message",
     "handle_telemetry_webhook",
+    "history_insert_id",
+    "history_row",
     "ingest_sample",
     "last_telemetry_document",
     "parse_webhook_body",
@@ -561,10 +566,35 @@ def _energy_since(stored: Any, observed_at: datetime) -> float | None:
     return float(power) * gap.total_seconds() / 3600.0
 
 
-def _history_row(sample: TelemetrySample, ingested_at: datetime) -> dict[str, Any]:
+def history_row(sample: TelemetrySample, ingested_at: datetime) -> dict[str, Any]:
+    """``sample``'s row in ``telemetry_history``."""
     row = last_telemetry_document(sample, ingested_at)
     del row["stored_at"]
     return {"device_id": sample.device_id, **row, "ingested_at": ingested_at}
+
+
+def history_insert_id(sample: TelemetrySample) -> str:
+    """``{device_id}/{sample_id}``: one observation is one row, whoever appends it."""
+    return f"{sample.device_id}/{sample.sample_id}"
+
+
+def append_history(
+    deps: Dependencies, samples: Sequence[TelemetrySample], ingested_at: datetime
+) -> None:
+    """Append ``samples`` to ``telemetry_history`` in one append (:func:`history_row`, insert
+    ids :func:`history_insert_id`), the table ensured once per instance. What ingestion does
+    with every sample, and reconciliation with a page's polls not worth storing."""
+    if not samples:
+        return
+    analytics = deps.analytics
+    deps.singleton(
+        f"table:{TELEMETRY_HISTORY.name}", lambda: analytics.ensure_table(TELEMETRY_HISTORY)
+    )
+    analytics.append(
+        TELEMETRY_HISTORY.name,
+        [history_row(sample, ingested_at) for sample in samples],
+        [history_insert_id(sample) for sample in samples],
+    )
 
 
 def ingest_sample(
@@ -595,15 +625,7 @@ def ingest_sample(
         advanced, drift = _advance_state(deps.store, sample, now, options)
     if drift is not None:
         _ask_replan(deps, sample.device_id, drift, now)
-    analytics = deps.analytics
-    deps.singleton(
-        f"table:{TELEMETRY_HISTORY.name}", lambda: analytics.ensure_table(TELEMETRY_HISTORY)
-    )
-    analytics.append(
-        TELEMETRY_HISTORY.name,
-        [_history_row(sample, now)],
-        [f"{sample.device_id}/{sample.sample_id}"],
-    )
+    append_history(deps, [sample], now)
     return advanced
 
 

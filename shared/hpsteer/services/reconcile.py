@@ -27,20 +27,40 @@ pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applie
   device in sync costs one read per run and no write; judged by fresh telemetry it costs no
   manufacturer read either.
 
-A polled state is published on ``device-telemetry`` (the history keeps every one); one that
-changes nothing worth storing against the device document just read is marked to be recorded
-only (:func:`~hpsteer.services.ingest_telemetry.state_update_needed`), so ingestion does not
-read the device a second time.
+**Polled telemetry.** A polled state is telemetry too, and the history (``telemetry_history``)
+keeps every one. One worth storing against the device document just read
+(:func:`~hpsteer.services.ingest_telemetry.state_update_needed`: newer, and something decisions
+are made by changed, or the stored sample is past its refresh bound, or the home is off its
+plan) is published on ``device-telemetry``: ingestion stores it as ``last_telemetry`` (and may
+ask a re-plan). One that is not, most polls, would only be appended to the history there, each
+at the price of a publish, a delivery, a request and a streaming insert: instead the page keeps
+them (its workers add to one thread-safe list) and, once every device is reconciled (also when
+one failed the page) and before the run record, appends them to ``telemetry_history`` itself,
+in one append (:data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` rows per append at most),
+with ingestion's own rows and insert ids
+(:func:`~hpsteer.services.ingest_telemetry.append_history`, the table ensured once per
+instance), so a sample recorded both ways is one row.
+
+Should that append fail (analytics unavailable, or its rows refused: one bad row refuses them
+all), its samples are published record-only instead (attribute ``record_only``: ingestion
+appends each on its own to the history without reading the device, retried by Pub/Sub until
+analytics answers), which is what every such poll cost before. The page is not failed for it:
+a redelivered page would not bring those samples back (it polls its devices anew, spending a
+second read of every device's budget, for new samples) and would re-examine what was already
+applied, and an analytics outage would hold up reconciliation, which steers the fleet, for the
+sake of its history. A sample that cannot be published either is lost to the history, as a
+poll whose publish failed always was; the warning counts them.
 
 **Concurrency.** A page waits on the manufacturers almost all the time (a poll is one round trip
 to their cloud), so its devices are reconciled on ``reconcile_workers`` threads at once
 (:func:`reconcile_all`; 1: one after another). What a device does touches only its own
 documents (the device, its commands and tasks, its alerts), and what the threads share is
 thread-safe: the gateway (breakers and adapters behind locks, budgets in store transactions),
-the metrics, the ports. The outcomes come back in document order; each worker runs in a copy of
-the page's context (log ids, trace span), so its lines and spans are the page's. The page's own
-steps (the next page's request, the run record) stay on the calling thread, before and after.
-The messages the devices publish (polled telemetry, re-plan requests, alerts) go out in the
+the metrics, the ports, the polls kept for the history (behind a lock). The outcomes come back
+in document order; each worker runs in a copy of the page's context (log ids, trace span), so
+its lines and spans are the page's. The page's own steps (the next page's request; the
+history's append, the run record) stay on the calling thread, before and after. The messages
+the devices publish (polled telemetry worth storing, re-plan requests, alerts) go out in the
 order the devices finish, which Pub/Sub does not keep anyway. A device whose reconciliation
 raises (a store that failed: transient) does not stop the others: every device of the page is
 reconciled, then the first such error in document order fails the page, so Pub/Sub delivers it
@@ -101,6 +121,7 @@ from hpsteer.domain.reconciliation import (
     diff,
     needs_no_look,
 )
+from hpsteer.domain.telemetry import TelemetrySample
 from hpsteer.errors import (
     DeviceOffline,
     DocumentAlreadyExists,
@@ -120,12 +141,14 @@ from hpsteer.observability.metrics import (
     metrics,
 )
 from hpsteer.observability.tracing import span
+from hpsteer.ports.analytics import MAX_ROWS_PER_APPEND
 from hpsteer.ports.store import Document
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, raise_alert
 from hpsteer.services.command_log import append_event_rows, create_command
 from hpsteer.services.command_tasks import dispatch_task
 from hpsteer.services.ingest_telemetry import (
+    append_history,
     publish_sample,
     sample_from_device_state,
     state_update_needed,
@@ -159,6 +182,25 @@ class DeviceOutcome:
     error: str | None = None
 
 
+class _Unstored:
+    """A page's polled samples not worth storing, kept for the history's one append at the
+    page's end (:func:`_record_unstored`). Thread-safe: the page's workers add to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: list[TelemetrySample] = []
+
+    def add(self, sample: TelemetrySample) -> None:
+        with self._lock:
+            self._samples.append(sample)
+
+    def take(self) -> list[TelemetrySample]:
+        """What was kept, in the order it came, and forget it."""
+        with self._lock:
+            taken, self._samples = self._samples, []
+        return taken
+
+
 @dataclass
 class _Context:
     deps: Dependencies
@@ -168,6 +210,8 @@ class _Context:
     scheduled_at: datetime
     policy: Policy
     strides: dict[str, int] = field(default_factory=dict)
+    unstored: _Unstored = field(default_factory=_Unstored)
+    """The page's polls not worth storing, for :func:`_record_unstored`."""
     _strides_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def poll_due(self, device: DeviceRef) -> bool:
@@ -340,15 +384,17 @@ class _Device:
         )
 
     def share(self, state: DeviceState) -> None:
-        """A polled state is telemetry too: published on ``device-telemetry`` like a webhook's,
-        so ``last_telemetry`` (and the planner's measured start) follows it. One that changes
-        nothing worth storing against the device document just read is published to be recorded
-        only (ingestion then does not read the device again)."""
+        """A polled state is telemetry too. One worth storing against the device document just
+        read is published on ``device-telemetry`` like a webhook's, so ``last_telemetry`` (and
+        the planner's measured start) follows it; one that is not is kept for the page's append
+        to the history (module docstring)."""
         deps = self.ctx.deps
         try:
             sample = sample_from_device_state(state, self.device_id)
-            needed = state_update_needed(sample, self.data, telemetry_options(deps.settings))
-            publish_sample(deps.bus, sample, record_only=not needed)
+            if state_update_needed(sample, self.data, telemetry_options(deps.settings)):
+                publish_sample(deps.bus, sample)
+            else:
+                self.ctx.unstored.add(sample)
         except (TransientError, PermanentError) as err:
             _log.warning("polled state of %s not published: %s", self.device_id, err)
 
@@ -576,6 +622,34 @@ def reconcile_all(
     return [future.result() for future in futures]
 
 
+def _record_unstored(ctx: _Context) -> None:
+    """Append the page's polls not worth storing to ``telemetry_history``: one append (per
+    :data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` samples). The samples of an append that
+    failed are published record-only instead, for ingestion to append (module docstring)."""
+    samples = ctx.unstored.take()
+    deps = ctx.deps
+    ingested_at = deps.clock.now()
+    for first in range(0, len(samples), MAX_ROWS_PER_APPEND):
+        chunk = samples[first : first + MAX_ROWS_PER_APPEND]
+        try:
+            append_history(deps, chunk, ingested_at)
+        except (TransientError, PermanentError) as err:
+            lost = 0
+            for sample in chunk:
+                try:
+                    publish_sample(deps.bus, sample, record_only=True)
+                except (TransientError, PermanentError):
+                    lost += 1
+            _log.warning(
+                "%d polled samples not appended to telemetry_history (%s: %s): published to be "
+                "recorded by ingestion instead, %d of them lost (not published either)",
+                len(chunk),
+                type(err).__name__,
+                err,
+                lost,
+            )
+
+
 def _tick(request: ReconcileRequest, deps: Dependencies) -> datetime:
     return schedule_tick(request.scheduled_at, deps.clock.now())
 
@@ -625,9 +699,12 @@ def reconcile_page(
             remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
         ),
     )
-    outcomes = reconcile_all(
-        ctx, page.documents, settings.reconcile_workers if workers is None else workers
-    )
+    try:
+        outcomes = reconcile_all(
+            ctx, page.documents, settings.reconcile_workers if workers is None else workers
+        )
+    finally:
+        _record_unstored(ctx)  # the polls were taken: recorded even when the page fails
     # A concurrent duplicate may have finished first: both did the same, idempotently.
     with contextlib.suppress(DocumentAlreadyExists):
         store.create(marker, {"done_at": ctx.now, "devices": len(outcomes)})
