@@ -10,10 +10,17 @@ This function never imports the planner, OR-Tools or numpy.
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # cold start: no collections while the modules load (benchmarks/coldstart.py)
+
 import flask
 import functions_framework
 
 from hpsteer.api.http import HttpAnswer, serve
+
+gc.freeze()  # what loaded lives as long as the instance: later collections skip it
+gc.enable()
 
 
 @functions_framework.http

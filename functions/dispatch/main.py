@@ -12,6 +12,10 @@
 This function never imports OR-Tools or the planner.
 """
 
+import gc
+
+gc.disable()  # cold start: no collections while the modules load (benchmarks/coldstart.py)
+
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
@@ -20,6 +24,9 @@ from hpsteer.runtime.entrypoint import dependencies, run_pubsub
 from hpsteer.runtime.task_http import HttpAnswer, serve_task
 from hpsteer.services.dispatch import handle_dispatch, handle_verify
 from hpsteer.services.outbox import handle_sweep_request
+
+gc.freeze()  # what loaded lives as long as the instance: later collections skip it
+gc.enable()
 
 
 @functions_framework.http

@@ -8,11 +8,18 @@
 Permanent errors are logged and acknowledged; transient ones are raised for redelivery.
 """
 
+import gc
+
+gc.disable()  # cold start: no collections while the modules load (benchmarks/coldstart.py)
+
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from hpsteer.runtime.entrypoint import run_pubsub
 from hpsteer.services.optimize import handle_optimize_request, handle_optimize_trigger
+
+gc.freeze()  # what loaded lives as long as the instance: later collections skip it
+gc.enable()
 
 
 @functions_framework.cloud_event
