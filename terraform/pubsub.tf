@@ -16,15 +16,15 @@
 locals {
   # TRIGGERS of hpsteer.runtime.simulation.topology: subscription name => where it delivers.
   push_subscriptions = {
-    "price-ingest-requests-ingest-prices"     = { topic = "price-ingest-requests", function = "ingest_prices" }
-    "weather-ingest-requests-ingest-weather"  = { topic = "weather-ingest-requests", function = "ingest_weather" }
-    "spot-price-updates-optimize-trigger"     = { topic = "spot-price-updates", function = "optimize_trigger" }
-    "weather-updates-optimize-trigger"        = { topic = "weather-updates", function = "optimize_trigger" }
-    "replan-requests-optimize-trigger"        = { topic = "replan-requests", function = "optimize_trigger" }
-    "optimize-requests-optimize-shard"        = { topic = "optimize-requests", function = "optimize_shard" }
-    "reconcile-requests-reconcile"            = { topic = "reconcile-requests", function = "reconcile" }
-    "device-telemetry-ingest-telemetry"       = { topic = "device-telemetry", function = "ingest_telemetry" }
-    "command-sweep-requests-sweep-commands"   = { topic = "command-sweep-requests", function = "sweep_commands" }
+    "price-ingest-requests-ingest-prices"    = { topic = "price-ingest-requests", function = "ingest_prices" }
+    "weather-ingest-requests-ingest-weather" = { topic = "weather-ingest-requests", function = "ingest_weather" }
+    "spot-price-updates-optimize-trigger"    = { topic = "spot-price-updates", function = "optimize_trigger" }
+    "weather-updates-optimize-trigger"       = { topic = "weather-updates", function = "optimize_trigger" }
+    "replan-requests-optimize-trigger"       = { topic = "replan-requests", function = "optimize_trigger" }
+    "optimize-requests-optimize-shard"       = { topic = "optimize-requests", function = "optimize_shard" }
+    "reconcile-requests-reconcile"           = { topic = "reconcile-requests", function = "reconcile" }
+    "device-telemetry-ingest-telemetry"      = { topic = "device-telemetry", function = "ingest_telemetry" }
+    "command-sweep-requests-sweep-commands"  = { topic = "command-sweep-requests", function = "sweep_commands" }
   }
 
   # Every topic a function is pushed from has a dead-letter topic.

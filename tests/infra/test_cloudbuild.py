@@ -35,7 +35,13 @@ def test_the_test_step_runs_the_readme_test_command_under_ci(build: dict[str, An
 def test_plan_uses_the_staged_functions_and_the_substitutions(build: dict[str, Any]) -> None:
     plan = next(step for step in build["steps"] if step["id"] == "plan")
     script = _script(plan)
-    for needed in ("terraform init", "terraform plan", "-out=tfplan", "${_ENVIRONMENT}"):
+    for needed in (
+        "terraform fmt -check",
+        "terraform init",
+        "terraform plan",
+        "-out=tfplan",
+        "${_ENVIRONMENT}",
+    ):
         assert needed in script
     assert "${PROJECT_ID}" in script
     assert {"_ENVIRONMENT", "_REGION", "_TF_STATE_BUCKET"} <= set(build["substitutions"])
