@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,10 +189,11 @@ class Deployment:
         return payload
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    clock = SimulatedClock(T0)
-    vault = vicare_vault(tmp_path / "vault", clock)
+@contextmanager
+def deploy(folder: Path, start: datetime) -> Iterator[Deployment]:
+    """One ViCare device of one account, deployed in ``folder`` with the clock at ``start``."""
+    clock = SimulatedClock(start)
+    vault = vicare_vault(folder / "vault", clock)
     store = RecordingStore(vault.store)
     store.inner.set(
         DEVICE_PATH,
@@ -204,6 +206,12 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     fake = FakeViCare(copy.deepcopy(load(MODEL)))
     with httpx.Client(transport=httpx.MockTransport(fake)) as http:
         yield Deployment(clock, store, vault, fake, http)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    with deploy(tmp_path, T0) as deployed:
+        yield deployed
 
 
 # -- baselines -----------------------------------------------------------------------------------

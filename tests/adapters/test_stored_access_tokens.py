@@ -13,7 +13,6 @@ test can revoke a token early or script the token endpoint's answer.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -42,18 +41,14 @@ from hpsteer.ports.store import DocumentStore
 from hpsteer.sim import MANUFACTURERS, FaultPlan, Fleet, SimApp, SimTransport
 from tests.adapters.test_instance_caches import (
     CREDENTIALS,
-    DEVICE_PATH,
-    MODEL,
     Deployment,
     RecordingStore,
+    deploy,
 )
 from tests.adapters.test_viessmann import (
     ACCESS_TOKEN,
     ACCOUNT,
     REFRESH_TOKEN,
-    FakeViCare,
-    load,
-    vicare_vault,
 )
 
 T0 = datetime(2025, 1, 15, 6, 0, tzinfo=UTC)
@@ -263,20 +258,8 @@ def test_an_access_token_sealed_with_the_previous_key_opens_and_its_refresh_rese
 
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
-    clock = SimulatedClock(T0)
-    vault = vicare_vault(tmp_path / "vault", clock)
-    store = RecordingStore(vault.store)
-    store.inner.set(
-        DEVICE_PATH,
-        {
-            "manufacturer": "viessmann",
-            "external_id": "1234567/7571381573112225/0",
-            "account_id": ACCOUNT,
-        },
-    )
-    fake = FakeViCare(copy.deepcopy(load(MODEL)))
-    with httpx.Client(transport=httpx.MockTransport(fake)) as http:
-        yield Deployment(clock, store, vault, fake, http)
+    with deploy(tmp_path, T0) as deployed:
+        yield deployed
 
 
 def stored(deployment: Deployment) -> AccountCredentials:
