@@ -94,7 +94,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
-from hpsteer.adapters.budget import plan_windows
+from hpsteer.adapters.budget import Schedule, plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway
 from hpsteer.adapters.protocol import DeviceRef, DeviceState, RateLimitConfig, ValidationResult
 from hpsteer.backends.local.bus import LocalMessageBus
@@ -295,6 +295,11 @@ class CountingGateway(ManufacturerGateway):
     def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
         with self._tally("read_state", device):
             return super().read_state(device, for_command=for_command)
+
+    def poll_state(self, device: DeviceRef, schedule: Schedule) -> DeviceState:
+        """Reconciliation's polls (paid by a booking): a read of the state as ``read_state``."""
+        with self._tally("read_state", device):
+            return super().poll_state(device, schedule)
 
     def prepare(
         self, device: DeviceRef, action: GenericAction, *, admitted: bool = False

@@ -120,7 +120,8 @@ resource "google_firestore_field" "webhook_ids_expires_at" {
 # (tests/infra holds that no query of the code filters or orders by them). Each is an array of
 # maps or numbers that Firestore would otherwise index entry by entry on every write: the current
 # plan's mode runs (for reconciliation) and its predicted indoor temperatures (up to 192, for
-# telemetry ingestion's re-plan trigger), rewritten with every new plan.
+# telemetry ingestion's re-plan trigger), rewritten with every new plan, and the booking that pays
+# reconciliation's polls (its ticks; rewritten about twice a day, hpsteer.adapters.budget).
 resource "google_firestore_field" "devices_current_plan_modes" {
   database   = google_firestore_database.main.name
   collection = "devices"
@@ -133,6 +134,14 @@ resource "google_firestore_field" "devices_current_plan_track" {
   database   = google_firestore_database.main.name
   collection = "devices"
   field      = "current_plan_track"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "devices_poll_booking" {
+  database   = google_firestore_database.main.name
+  collection = "devices"
+  field      = "poll_booking"
 
   index_config {}
 }

@@ -4,7 +4,7 @@ A :class:`RateBudget` admits a call only if it fits every window the manufacture
 (ViCare: 120 per 10 minutes *and* 1,450 per 24 hours), so that hpsteer never provokes the
 manufacturer's block (ViCare blocks for 24 hours). ``acquire`` either counts the call or raises
 :class:`~hpsteer.errors.OemRateLimited` with ``retry_at``: acquiring at ``retry_at`` succeeds
-unless other calls were admitted meanwhile.
+unless other calls were admitted (or booked) meanwhile.
 
 Shares: each window's limit is split once, ``command_cap = floor(limit * (1 - read_share))``
 and ``read_cap = limit - command_cap`` (ViCare: 84 + 36 per 10 minutes, 1,015 + 435 per day).
@@ -18,30 +18,93 @@ A bucket is counted while any part of it lies within the last window, so the cou
 the true number of calls in *any* window of that length ending now, whatever the manufacturer's
 alignment: the budget never over-admits. It is conservative by at most one bucket: a call is
 held for between one window and one window plus one bucket (10 to 11 minutes; 24 to 25 hours),
-so a saturated budget admits at least 10/11 resp. 24/25 of its share.
+so a saturated budget admits at least 10/11 resp. 24/25 of its share. In general everything
+counted is some calls somewhere in a span of time (a bucket, or a booked instant's span, below),
+which counts in every window that can hold a call made in it: the windows ending in
+``[start, end + window)``. A call is admitted only if, in every window ending from now on in
+which it counts, what is counted and booked stays within the cap (:class:`_Counted`); with
+nothing booked that is the count of the window ending now, as above.
 
 Storage: one document per account, ``manufacturers/{manufacturer}/accounts/{account_id}``, field
-``budget`` (per window: limit, caps, buckets with start_at, end_at, commands, reads; and
-``blocked_until`` when the manufacturer blocked us), read and updated in one transaction per
-``acquire``: one write per admitted call, none per refusal, and concurrent instances cannot both
-take the last unit. When the manufacturer itself reports a block (ViCare's 429 with
-``limitReset``), :meth:`RateBudget.block_until` records it and every call is refused until then.
-Calls we do not see (the household's own app counts against ViCare's limit too) can still reach
-the manufacturer's limit first: that 429 is what ``block_until`` is for.
+``budget`` (per window: limit, caps, buckets with start_at, end_at, commands, reads; the live
+``bookings``; and ``blocked_until`` when the manufacturer blocked us), read and updated in one
+transaction per ``acquire``: one write per admitted call, none per refusal, and concurrent
+instances cannot both take the last unit. When the manufacturer itself reports a block (ViCare's
+429 with ``limitReset``), :meth:`RateBudget.block_until` records it and every call is refused
+until then. Calls we do not see (the household's own app counts against ViCare's limit too) can
+still reach the manufacturer's limit first: that 429 is what ``block_until`` is for.
+
+**Bookings: calls on a schedule, paid ahead.** Reconciliation polls each device at instants known
+in advance (its ticks, every ``poll_stride``-th), and paying each poll with the transaction above
+cost a read and a write of the account's document per poll: about 90 + 90 per device-day,
+$0.0033 of a device-month (``benchmarks.cloud_cost``), issue 10's largest store item.
+:meth:`RateBudget.take_scheduled` pays for the calls of a :class:`Schedule` instead (an instant
+``at``, then every ``period``, each call made within ``span`` of its instant, booked up to
+``horizon`` ahead; reconcile: 12 hours, half an interval). The first poll books as many instants
+as fit, in one transaction that writes the booking to the account's document (``bookings``) and
+a copy to the holder's (the device: field ``poll_booking``). Every later poll finds the copy on
+the device document, which reconciliation reads anyway, and is paid by it with no store
+operation at all: the copy pays only for one of its own instants, while ``now`` lies within that
+instant's span, for its own account, kind and number of units. What is not on a schedule (a
+read's retries, the command path's reads, a poll that comes late, one of a page delivered again)
+is counted call by call as before. Why it stays right:
+
+- *Never over-admitting.* Each booked instant's span counts against every window from the moment
+  it is booked, whether its call is made or not, exactly as a bucket does; the call is made
+  within the span (checked against the clock just before) or not on the booking at all.
+- *Each booked call made once.* The schedule's holder promises to make the call of an instant at
+  most once; reconciliation keeps that promise by letting only the first delivery of a page of
+  a tick poll on bookings (:mod:`hpsteer.services.reconcile`).
+- *Shares.* A booking is of one kind (reads) and counts only against that kind's share.
+- *Instances.* A booking is in the store (both documents); any instance that reads the device
+  uses it, and an instance that dies holds nothing. Two instances booking the same device at once
+  meet in the transaction (both read the holder), so the second takes the first one's booking up.
+- *Expiry.* A booking ends with its last instant's span and is forgotten (at the account's next
+  write) once no window can count it any more. Instants not used (fresh telemetry made the poll
+  unneeded, steering paused, the device was deleted) stay counted until then: an unused booking
+  over-counts, never under-counts. Nothing is refunded early, because an instance that read the
+  device before a refund could still use an instant refunded.
+- *Blocks.* ``block_until`` marks the copy of every holder with a live booking too
+  (``blocked_until``): its booked calls are refused until then. A poll whose page read the
+  device just before, like a call admitted just before, may still go out.
+- *How much it over-counts.* An instant counts over its span plus the window, where a call
+  counted on its own counts over its bucket plus the window. At a 10-minute interval ViCare's
+  10-minute window counts two polls of a device where one is made (of 36), its day 145 of 144
+  (of 435); Onecta's day 49 of 48 (of 60: 11 left for retries and late polls); myUplink's minute
+  one poll (2 units of 8). An account with several devices books for each; one that finds too
+  little room books as many instants as fit (at least :data:`MIN_BOOKED_SLOTS`), else its polls
+  are counted one by one as before.
+- Deleting an account's budget document (an operator resetting it) forgets its bookings as it
+  forgets every count; a device's copy then pays for calls nothing counts, until it ends.
+
+Alternatives weighed: a *lease* of k read units held by one instance for a short time saves
+nothing for the usual account (one household, one device, polled once an interval by whichever
+instance Pub/Sub hands its page: the lease would be used once, and a unit counted in the bucket
+of now must be spent within that bucket, a minute for ViCare's 10-minute window); *batching* the
+devices of one account in a page helps as rarely (one device per account); *reading* the account's
+document per poll without a write keeps a quarter of the cost per poll; a booking *without the
+device's copy* needs that read to find it. Measured (``benchmarks.cloud_cost``, 20 homes over a
+week, everything else the same): reconcile's store operations on budgets went from 91.2 reads +
+91.2 writes per device-day to 7.2 + 7.2 (two bookings a device-day, each a read and a write of
+the account's document and of the device's; 3.3 retries of reads, counted one by one), and the
+total from $0.0293 to $0.0262 per device-month.
 
 Why hand-written: rate-limit libraries (limits, pyrate-limiter, ratelimit) keep one window per
-limiter in process memory or Redis; we need several windows at once, shares per kind, and state
-shared across stateless instances through Firestore transactions. None does that.
+limiter in process memory or Redis; we need several windows at once, shares per kind, bookings,
+and state shared across stateless instances through Firestore transactions. None does that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from itertools import pairwise
+from typing import Any, Final, Literal, TypeGuard
 
 from hpsteer.adapters.protocol import RateLimitConfig, RateWindow
 from hpsteer.domain.instants import format_instant
@@ -49,14 +112,30 @@ from hpsteer.errors import InvalidInput, OemRateLimited
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.store import Document, DocumentStore, Transaction
 
-__all__ = ["BudgetKind", "RateBudget", "WindowPlan", "plan_windows"]
+__all__ = [
+    "BOOKING_FIELD",
+    "MIN_BOOKED_SLOTS",
+    "Booking",
+    "BudgetKind",
+    "RateBudget",
+    "Schedule",
+    "WindowPlan",
+    "plan_windows",
+]
 
 BudgetKind = Literal["command", "read"]
 _FIELD: Final[dict[str, str]] = {"command": "commands", "read": "reads"}
+_KIND: Final[dict[str, BudgetKind]] = {"commands": "command", "reads": "read"}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MANUFACTURER = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _DAY_S: Final = 86_400
+
+BOOKING_FIELD: Final = "poll_booking"
+"""The field of the holder's document (``devices/{id}``) that carries its booking."""
+MIN_BOOKED_SLOTS: Final = 2
+"""Fewer slots than this fit: the call is counted on its own instead (a booking of one slot
+would cost the holder's write for nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +152,9 @@ class WindowPlan:
 
     def cap(self, kind: BudgetKind) -> int:
         return self.command_cap if kind == "command" else self.read_cap
+
+    def bucket_start(self, at: datetime) -> datetime:
+        return _EPOCH + ((at - _EPOCH) // self.bucket) * self.bucket
 
 
 def _bucket_count(window_s: int) -> int:
@@ -110,11 +192,220 @@ def _plan(window: RateWindow, read_share: float) -> WindowPlan:
     )
 
 
+def _whole_seconds(value: timedelta, name: str) -> int:
+    seconds = value.total_seconds()
+    if seconds <= 0 or seconds != int(seconds):
+        raise InvalidInput(f"{name} must be a positive whole number of seconds, got {value}")
+    return int(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A caller's calls at ``at`` and every ``period`` after, each made within ``span`` of its
+    instant, to be booked up to ``horizon`` ahead for ``holder`` (the document that carries the
+    booking, field :data:`BOOKING_FIELD`). ``held`` is that field as the caller read it with the
+    holder (``None``: none). The caller promises to make the call of an instant at most once."""
+
+    at: datetime
+    period: timedelta
+    span: timedelta
+    horizon: timedelta
+    holder: str
+    held: Any = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise InvalidInput("a schedule needs an aware instant")
+        _whole_seconds(self.period, "a schedule's period")
+        _whole_seconds(self.span, "a schedule's span")
+        if self.span > self.period:
+            raise InvalidInput(f"a schedule's span {self.span} exceeds its period {self.period}")
+        if self.horizon < self.period:
+            raise InvalidInput(f"a schedule's horizon {self.horizon} is under one period")
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """``units`` calls of ``kind`` booked at each of ``slots`` instants (``first_at`` and every
+    ``period`` after), each to be made within ``span`` of its instant: how the account's
+    document (list ``budget.bookings``) and the holder's (field :data:`BOOKING_FIELD`) keep it."""
+
+    booking_id: str
+    budget_path: str
+    holder: str
+    kind: BudgetKind
+    units: int
+    first_at: datetime
+    period: timedelta
+    slots: int
+    span: timedelta
+    blocked_until: datetime | None = None
+    """Set on the holder's copy when the manufacturer blocked the account (:meth:`RateBudget.
+    block_until`): the booking pays for nothing before then."""
+
+    @property
+    def last_at(self) -> datetime:
+        return self.first_at + (self.slots - 1) * self.period
+
+    @property
+    def ends_at(self) -> datetime:
+        """When the last booked call may still be made."""
+        return self.last_at + self.span
+
+    def instants(self) -> list[datetime]:
+        return [self.first_at + i * self.period for i in range(self.slots)]
+
+    def covers(self, at: datetime, now: datetime) -> bool:
+        """Whether ``at`` is one of the booked instants and ``now`` within its span."""
+        offset = at - self.first_at
+        if offset < timedelta(0) or offset % self.period or offset // self.period >= self.slots:
+            return False
+        return at <= now < at + self.span
+
+    def to_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "id": self.booking_id,
+            "budget": self.budget_path,
+            "holder": self.holder,
+            "kind": _FIELD[self.kind],
+            "units": self.units,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "period_seconds": int(self.period.total_seconds()),
+            "span_seconds": int(self.span.total_seconds()),
+            "slots": self.slots,
+        }
+        if self.blocked_until is not None:
+            document["blocked_until"] = self.blocked_until
+        return document
+
+    @classmethod
+    def parse(cls, data: Any) -> Booking | None:
+        """A booking as :meth:`to_document` wrote it; ``None`` for anything else."""
+        if not isinstance(data, Mapping):
+            return None
+        first_at, blocked, kind = data.get("first_at"), data.get("blocked_until"), data.get("kind")
+        units, period_s, span_s, slots = (
+            _positive(data.get(key)) for key in ("units", "period_seconds", "span_seconds", "slots")
+        )
+        booking_id, budget_path, holder = (data.get(key) for key in ("id", "budget", "holder"))
+        if (
+            not _aware(first_at)
+            or not (blocked is None or _aware(blocked))
+            or not isinstance(kind, str)
+            or kind not in _KIND
+            or not units
+            or not period_s
+            or not span_s
+            or not slots
+            or not (isinstance(booking_id, str) and isinstance(budget_path, str))
+            or not isinstance(holder, str)
+        ):
+            return None
+        return cls(
+            booking_id=booking_id,
+            budget_path=budget_path,
+            holder=holder,
+            kind=_KIND[kind],
+            units=units,
+            first_at=first_at,
+            period=timedelta(seconds=period_s),
+            slots=slots,
+            span=timedelta(seconds=span_s),
+            blocked_until=blocked,
+        )
+
+
+def _positive(value: Any) -> int:
+    """``value`` if it is a positive integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _aware(value: Any) -> TypeGuard[datetime]:
+    return isinstance(value, datetime) and value.tzinfo is not None
+
+
+_Entry = tuple[datetime, datetime, int]
+"""Calls counted somewhere in ``[start, end)``: a bucket, or one booked instant's span."""
+
+
+class _Counted:
+    """How many calls ``entries`` count in the window of this length ending at each ``x`` from
+    ``now`` on: a step function. An entry counts in every window that can hold a call made in
+    its span, the windows ending in ``[start, end + window)``; a window that ended before
+    ``now`` holds no call made from now on, so it is not looked at."""
+
+    def __init__(self, entries: list[_Entry], window: timedelta, now: datetime) -> None:
+        self.window = window
+        self.now = now
+        changes: dict[datetime, int] = {}
+        for start, end, count in entries:
+            if end + window > now:
+                first = max(start, now)
+                changes[first] = changes.get(first, 0) + count
+                changes[end + window] = changes.get(end + window, 0) - count
+        self.steps = sorted(changes)
+        values: list[int] = []
+        total = 0
+        for step in self.steps:
+            total += changes[step]
+            values.append(total)
+        # A sparse table: the largest value over any run of steps in two look-ups.
+        self.largest = [values]
+        size = 1
+        while 2 * size <= len(values):
+            previous = self.largest[-1]
+            self.largest.append(
+                [max(previous[i], previous[i + size]) for i in range(len(values) - 2 * size + 1)]
+            )
+            size *= 2
+
+    def most(self, start: datetime, end: datetime) -> int:
+        """The most counted in any window ending in ``[start, end)``."""
+        first = max(bisect_right(self.steps, start) - 1, 0)
+        last = bisect_left(self.steps, end) - 1
+        if last < first:
+            return 0
+        level = (last - first + 1).bit_length() - 1
+        row = self.largest[level]
+        return max(0, row[first], row[last - (1 << level) + 1])
+
+    def peak_with(self, added: list[_Entry]) -> int:
+        """The most counted, ``added`` included, in any window in which something of ``added``
+        counts (0 if nothing does)."""
+        changes: dict[datetime, int] = {}
+        for start, end, count in added:
+            first = max(start, self.now)
+            changes[first] = changes.get(first, 0) + count
+            changes[end + self.window] = changes.get(end + self.window, 0) - count
+        steps = sorted(changes)
+        peak = mine = 0
+        for step, following in pairwise(steps):
+            mine += changes[step]
+            if mine > 0:
+                peak = max(peak, self.most(step, following) + mine)
+        return peak
+
+
 @dataclass(frozen=True, slots=True)
 class _Decision:
     admitted: bool
     retry_at: datetime | None = None
     reason: str = ""
+
+
+def _blocked(budget: Mapping[str, Any], now: datetime) -> _Decision | None:
+    blocked_until = budget.get("blocked_until")
+    if blocked_until is not None and now < blocked_until:
+        reason = budget.get("blocked_reason") or "the manufacturer blocked this account"
+        return _Decision(False, blocked_until, reason)
+    return None
+
+
+def _bookings(budget: Mapping[str, Any]) -> list[Booking]:
+    raw = budget.get("bookings")
+    found = [Booking.parse(entry) for entry in raw] if isinstance(raw, list) else []
+    return [booking for booking in found if booking is not None]
 
 
 class RateBudget:
@@ -145,6 +436,7 @@ class RateBudget:
         self._manufacturer = manufacturer
         self._account_id = account_id
         self._plans = plan_windows(limits)
+        self._longest = max(plan.window for plan in self._plans)
         self._clock = clock
         self._max_attempts = max_attempts
         self.path = f"manufacturers/{manufacturer}/accounts/{account_id}"
@@ -168,6 +460,22 @@ class RateBudget:
         buckets = [b for b in window.get("buckets", []) if b["end_at"] > now - plan.window]
         return sorted(buckets, key=lambda b: b["end_at"])
 
+    def _entries(self, budget: dict[str, Any], plan: WindowPlan, field: str) -> list[_Entry]:
+        """What counts against ``field`` in this window: the buckets, and every booked instant."""
+        window = budget.get("windows", {}).get(plan.key, {})
+        entries = [
+            (b["start_at"], b["end_at"], int(b.get(field, 0))) for b in window.get("buckets", [])
+        ]
+        for booking in _bookings(budget):
+            if _FIELD[booking.kind] == field:
+                entries += [(at, at + booking.span, booking.units) for at in booking.instants()]
+        return [entry for entry in entries if entry[2] > 0]
+
+    def _live_bookings(self, budget: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        """The stored bookings some window can still count (their last span ended less than the
+        longest window ago); the others are forgotten with the next write."""
+        return [b.to_document() for b in _bookings(budget) if b.ends_at + self._longest > now]
+
     def _write(self, tx: Transaction, document: Document | None, budget: dict[str, Any]) -> None:
         if document is None:
             tx.set(self.path, {"budget": budget}, merge=True)
@@ -179,35 +487,30 @@ class RateBudget:
     def _decide(
         self, budget: dict[str, Any], kind: BudgetKind, n: int, now: datetime
     ) -> tuple[_Decision, dict[str, Any] | None]:
+        """Count ``n`` calls of ``kind`` now (the budget as it will be), or why not and when."""
+        blocked = _blocked(budget, now)
+        if blocked is not None:
+            return blocked, None
         field = _FIELD[kind]
-        blocked_until = budget.get("blocked_until")
-        if blocked_until is not None and now < blocked_until:
-            reason = budget.get("blocked_reason") or "the manufacturer blocked this account"
-            return _Decision(False, blocked_until, reason), None
-        retry_at: datetime | None = None
         reasons: list[str] = []
+        for plan in self._plans:
+            start = plan.bucket_start(now)
+            counted = _Counted(self._entries(budget, plan, field), plan.window, now)
+            peak = counted.peak_with([(start, start + plan.bucket, n)])
+            if peak > plan.cap(kind):
+                reasons.append(f"{peak - n} of {plan.cap(kind)} {field} per {plan.window} used")
+        if reasons:
+            return _Decision(False, self._retry_at(budget, kind, n, now), "; ".join(reasons)), None
         windows: dict[str, Any] = {}
         for plan in self._plans:
             live = self._live_buckets(budget, plan, now)
-            used = sum(b[field] for b in live)
-            cap = plan.cap(kind)
-            if used + n > cap:
-                dropped, at = 0, now
-                for bucket in live:
-                    dropped += bucket[field]
-                    at = bucket["end_at"] + plan.window
-                    if used - dropped + n <= cap:
-                        break
-                retry_at = at if retry_at is None else max(retry_at, at)
-                reasons.append(f"{used} of {cap} {field} per {plan.window} used")
-                continue
-            start = _EPOCH + ((now - _EPOCH) // plan.bucket) * plan.bucket
+            start = plan.bucket_start(now)
             current = next((b for b in live if b["start_at"] == start), None)
             if current is None:
                 current = {"start_at": start, "end_at": start + plan.bucket, "commands": 0}
                 current["reads"] = 0
                 live.append(current)
-            current[field] += n
+            current[field] = current.get(field, 0) + n
             windows[plan.key] = {
                 "limit": plan.limit,
                 "command_cap": plan.command_cap,
@@ -215,18 +518,69 @@ class RateBudget:
                 "bucket_seconds": int(plan.bucket.total_seconds()),
                 "buckets": sorted(live, key=lambda b: b["start_at"]),
             }
-        if retry_at is not None:
-            return _Decision(False, retry_at, "; ".join(reasons)), None
         updated = {**budget, "windows": windows, "updated_at": now}
+        if "bookings" in budget:
+            updated["bookings"] = self._live_bookings(budget, now)
         return _Decision(True), updated
 
-    def acquire(self, kind: BudgetKind, n: int = 1) -> None:
-        """Count ``n`` calls of ``kind`` now, or raise :class:`OemRateLimited` with ``retry_at``."""
-        self.acquire_all({kind: n})
+    def _retry_at(
+        self, budget: dict[str, Any], kind: BudgetKind, n: int, now: datetime
+    ) -> datetime:
+        """The first instant at which ``n`` calls of ``kind`` fit every window, unless others are
+        counted meanwhile: one of the instants at which something counted leaves a window."""
+        field = _FIELD[kind]
+        entries = {plan.key: self._entries(budget, plan, field) for plan in self._plans}
+        counted = {plan.key: _Counted(entries[plan.key], plan.window, now) for plan in self._plans}
+        candidates = sorted(
+            {
+                end + plan.window
+                for plan in self._plans
+                for _, end, _ in entries[plan.key]
+                if end + plan.window > now
+            }
+        )
+        for at in candidates:
+            if all(
+                counted[plan.key].most(at, plan.bucket_start(at) + plan.bucket + plan.window) + n
+                <= plan.cap(kind)
+                for plan in self._plans
+            ):
+                return at
+        return candidates[-1] if candidates else now  # once all have left, n fits (n <= cap)
 
-    def acquire_all(self, counts: Mapping[BudgetKind, int]) -> None:
-        """Count several kinds at once, all or none, in one transaction (one write): a command
-        send that also reads (its translation reads the device) takes a read and a command."""
+    def _slots_that_fit(
+        self,
+        budget: dict[str, Any],
+        kind: BudgetKind,
+        units: int,
+        schedule: Schedule,
+        now: datetime,
+    ) -> int:
+        """The most instants of ``schedule`` (from its first, up to its horizon) whose calls fit
+        every window together with everything counted and booked already."""
+        field = _FIELD[kind]
+        counted = [
+            (_Counted(self._entries(budget, plan, field), plan.window, now), plan.cap(kind))
+            for plan in self._plans
+        ]
+
+        def fits(slots: int) -> bool:
+            instants = [schedule.at + i * schedule.period for i in range(slots)]
+            added = [(at, at + schedule.span, units) for at in instants]
+            return all(steps.peak_with(added) <= cap for steps, cap in counted)
+
+        low, high = 0, schedule.horizon // schedule.period  # fits(0); the answer is in between
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def _check(self, counts: Mapping[BudgetKind, int]) -> None:
+        if not counts:
+            raise InvalidInput("acquire_all needs at least one kind")
         for kind, n in counts.items():
             if kind not in _FIELD:
                 raise InvalidInput(f"kind must be 'command' or 'read', got {kind!r}")
@@ -237,8 +591,23 @@ class RateBudget:
                     raise InvalidInput(
                         f"{n} {_FIELD[kind]} can never fit {plan.cap(kind)} per {plan.window}"
                     )
-        if not counts:
-            raise InvalidInput("acquire_all needs at least one kind")
+
+    def _refusal(self, kind: BudgetKind, decision: _Decision) -> OemRateLimited:
+        assert decision.retry_at is not None  # every refusal says when
+        return OemRateLimited(
+            f"{self._manufacturer} account {self._account_id}: {kind} budget spent "
+            f"({decision.reason}); retry at {format_instant(decision.retry_at)}",
+            retry_at=decision.retry_at,
+        )
+
+    def acquire(self, kind: BudgetKind, n: int = 1) -> None:
+        """Count ``n`` calls of ``kind`` now, or raise :class:`OemRateLimited` with ``retry_at``."""
+        self.acquire_all({kind: n})
+
+    def acquire_all(self, counts: Mapping[BudgetKind, int]) -> None:
+        """Count several kinds at once, all or none, in one transaction (one write): a command
+        send that also reads (its translation reads the device) takes a read and a command."""
+        self._check(counts)
         now = self._clock.now()
 
         def attempt(tx: Transaction) -> tuple[_Decision, BudgetKind]:
@@ -254,17 +623,112 @@ class RateBudget:
 
         decision, kind = self._store.run_transaction(attempt, max_attempts=self._max_attempts)
         if not decision.admitted:
-            assert decision.retry_at is not None  # every refusal says when
-            raise OemRateLimited(
-                f"{self._manufacturer} account {self._account_id}: {kind} budget spent "
-                f"({decision.reason}); retry at {format_instant(decision.retry_at)}",
-                retry_at=decision.retry_at,
-            )
+            raise self._refusal(kind, decision)
+
+    # -- bookings ---------------------------------------------------------------------------------
+
+    def _usable(
+        self,
+        booking: Booking | None,
+        kind: BudgetKind,
+        units: int,
+        schedule: Schedule,
+        now: datetime,
+    ) -> Booking | None:
+        if (
+            booking is None
+            or booking.budget_path != self.path
+            or booking.holder != schedule.holder
+            or booking.kind != kind
+            or booking.units != units
+            or not booking.covers(schedule.at, now)
+        ):
+            return None
+        return booking
+
+    def take_scheduled(self, kind: BudgetKind, units: int, schedule: Schedule) -> Booking | None:
+        """Pay for the ``units`` calls of ``kind`` that ``schedule`` makes at its instant ``at``,
+        now (module docstring, "Bookings"). The holder's booking covers them: no store operation
+        at all. Else one transaction (the account's document and the holder's): a booking
+        another instance just made is taken up; or a new one of as many instants as fit (at least
+        :data:`MIN_BOOKED_SLOTS`, at most the horizon) is written to both documents; or the calls
+        are counted on their own, as :meth:`acquire` counts them (then ``None``). Raises
+        :class:`OemRateLimited` with ``retry_at`` when not even that fits, or while the account
+        is blocked."""
+        self._check({kind: units})
+        now = self._clock.now()
+        held = self._usable(Booking.parse(schedule.held), kind, units, schedule, now)
+        if held is not None:
+            if held.blocked_until is not None and now < held.blocked_until:
+                reason = "the manufacturer blocked this account"
+                raise self._refusal(kind, _Decision(False, held.blocked_until, reason))
+            return held
+
+        def attempt(tx: Transaction) -> tuple[_Decision, Booking | None]:
+            document = tx.get(self.path)
+            holder = tx.get(schedule.holder)
+            budget = self._budget(document)
+            blocked = _blocked(budget, now)
+            if blocked is not None:
+                return blocked, None
+            if holder is not None:
+                found = Booking.parse(holder.data.get(BOOKING_FIELD))
+                found = self._usable(found, kind, units, schedule, now)
+                if found is not None and any(
+                    b.booking_id == found.booking_id for b in _bookings(budget)
+                ):
+                    return _Decision(True), found  # another instance booked it a moment ago
+                if schedule.at <= now < schedule.at + schedule.span:
+                    slots = self._slots_that_fit(budget, kind, units, schedule, now)
+                    if slots >= MIN_BOOKED_SLOTS:
+                        booking = self._booking(kind, units, schedule, slots, now)
+                        updated = {
+                            **budget,
+                            "bookings": [*self._live_bookings(budget, now), booking.to_document()],
+                            "updated_at": now,
+                        }
+                        self._write(tx, document, updated)
+                        tx.update(schedule.holder, {BOOKING_FIELD: booking.to_document()})
+                        return _Decision(True), booking
+            decision, counted = self._decide(budget, kind, units, now)
+            if counted is not None:
+                self._write(tx, document, counted)
+            return decision, None
+
+        decision, booking = self._store.run_transaction(attempt, max_attempts=self._max_attempts)
+        if not decision.admitted:
+            raise self._refusal(kind, decision)
+        return booking
+
+    def _booking(
+        self, kind: BudgetKind, units: int, schedule: Schedule, slots: int, now: datetime
+    ) -> Booking:
+        named = f"{self.path}|{schedule.holder}|{schedule.at.isoformat()}|{now.isoformat()}"
+        return Booking(
+            booking_id=hashlib.sha256(named.encode()).hexdigest()[:16],
+            budget_path=self.path,
+            holder=schedule.holder,
+            kind=kind,
+            units=units,
+            first_at=schedule.at,
+            period=schedule.period,
+            slots=slots,
+            span=schedule.span,
+        )
+
+    def bookings(self) -> list[Booking]:
+        """The bookings the account's document holds now."""
+        return _bookings(self._budget(self._store.get(self.path)))
+
+    # -- the manufacturer's own block ------------------------------------------------------------
 
     def block_until(self, until: datetime, reason: str = "") -> None:
-        """Refuse every call until ``until`` (the manufacturer said so); a later block wins."""
+        """Refuse every call until ``until`` (the manufacturer said so); a later block wins. The
+        holders of the account's bookings are told too (their copy's ``blocked_until``), since
+        a booked call asks nothing of the account's document."""
         if until.tzinfo is None:
             raise InvalidInput("block_until needs an aware instant")
+        now = self._clock.now()
 
         def attempt(tx: Transaction) -> None:
             document = tx.get(self.path)
@@ -272,22 +736,37 @@ class RateBudget:
             current = budget.get("blocked_until")
             if current is not None and current >= until:
                 return
+            holders: dict[str, Booking] = {}
+            for booking in _bookings(budget):
+                if booking.ends_at > now and booking.holder not in holders:
+                    held = tx.get(booking.holder)
+                    found = Booking.parse(None if held is None else held.data.get(BOOKING_FIELD))
+                    if found is not None and found.budget_path == self.path:
+                        holders[booking.holder] = found
             blocked = {
                 **budget,
                 "blocked_until": until,
                 "blocked_reason": reason or "the manufacturer blocked this account",
-                "updated_at": self._clock.now(),
+                "updated_at": now,
             }
             self._write(tx, document, blocked)
+            for path, held_booking in holders.items():
+                marked = replace(held_booking, blocked_until=until)
+                tx.update(path, {BOOKING_FIELD: marked.to_document()})
 
         self._store.run_transaction(attempt, max_attempts=self._max_attempts)
 
     def usage(self, kind: BudgetKind) -> dict[str, int]:
-        """Calls of ``kind`` counted in each window now (by window key), as the store holds them."""
+        """Calls of ``kind`` counted in each window ending now (by window key), booked ones
+        included, as the store holds them."""
         now = self._clock.now()
         budget = self._budget(self._store.get(self.path))
         field = _FIELD[kind]
         return {
-            plan.key: sum(b[field] for b in self._live_buckets(budget, plan, now))
+            plan.key: sum(
+                count
+                for start, end, count in self._entries(budget, plan, field)
+                if start <= now < end + plan.window
+            )
             for plan in self._plans
         }

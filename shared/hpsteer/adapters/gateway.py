@@ -6,7 +6,8 @@ Every call a service makes to a manufacturer goes through a :class:`Manufacturer
    :class:`~hpsteer.errors.CircuitOpen` with ``retry_at``),
 2. takes one unit of the account's :class:`~hpsteer.adapters.budget.RateBudget` of the call's
    kind, command or read (spent: :class:`~hpsteer.errors.OemRateLimited` with ``retry_at``; the
-   breaker's probe slot is freed),
+   breaker's probe slot is freed); a poll on reconciliation's schedule (:meth:`poll_state`)
+   takes its units from the device's booking,
 3. calls the adapter and tells the breaker how it went; a limit the manufacturer itself reports
    (429 with a reset time) blocks the account's budget until then, so no instance calls again
    before.
@@ -23,8 +24,10 @@ What an instance keeps in memory to spare the store, and why it stays right when
 and several threads share it: the breaker's state (:mod:`~hpsteer.adapters.breaker`), the
 households' baselines (:mod:`~hpsteer.adapters.baseline`, invalidated across instances by
 :meth:`ManufacturerGateway.forget_baseline`'s epoch) and each account's access token
-(:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`). The rate budget keeps nothing: every call
-is one transaction on the account's document.
+(:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`). The rate budget keeps nothing in memory:
+a call is one transaction on the account's document, except a poll on a schedule, which a
+booking in the store pays (:mod:`~hpsteer.adapters.budget`, "Bookings": its copy travels on the
+device document the caller has read, so such a poll costs the store nothing).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from hpsteer.adapters.breaker import BreakerConfig, CircuitBreaker
-from hpsteer.adapters.budget import BudgetKind, RateBudget
+from hpsteer.adapters.budget import BudgetKind, RateBudget, Schedule
 from hpsteer.adapters.protocol import (
     AdapterContext,
     CommandResult,
@@ -216,10 +219,36 @@ class ManufacturerGateway:
     def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
         """Admit a read (breaker, budget) and read the device's state. A read for a command (its
         verification, settling an unknown outcome) takes from the command share, a poll from
-        the read share; either way as many units as the read makes API calls."""
+        the read share; either way as many units as the read makes API calls, in one
+        transaction on the account's budget."""
         kind: BudgetKind = "command" if for_command else "read"
         calls = self._state_read_calls(device)
         self._admit(device, {kind: calls})
+        return self._read(device, kind, calls, for_command=for_command)
+
+    def poll_state(self, device: DeviceRef, schedule: Schedule) -> DeviceState:
+        """A poll on the caller's schedule (reconciliation's: the instant ``schedule.at``, one of
+        a device's ticks): its units come from the read share through a booking
+        (:meth:`~hpsteer.adapters.budget.RateBudget.take_scheduled`: none of the store when the
+        device's booking covers the instant, else one transaction that books the schedule
+        ahead). The caller promises to poll a device at most once per instant; a retry of the
+        read takes further units one by one, as :meth:`read_state` does."""
+        calls = self._state_read_calls(device)
+        breaker = self.breaker(device.manufacturer)
+        breaker.before_call()
+        try:
+            self.budget(device.manufacturer, device.account_id).take_scheduled(
+                "read", calls, schedule
+            )
+        except BaseException:
+            breaker.cancel()
+            raise
+        return self._read(device, "read", calls, for_command=False)
+
+    def _read(
+        self, device: DeviceRef, kind: BudgetKind, calls: int, *, for_command: bool
+    ) -> DeviceState:
+        """Read the state of a device whose first read is admitted; a retry takes more units."""
         adapter = self.adapter(device.manufacturer)
         budget = self.budget(device.manufacturer, device.account_id)
 

@@ -2,18 +2,21 @@
 
 Cloud Scheduler publishes a :class:`~hpsteer.domain.messages.ReconcileRequest` on
 ``reconcile-requests`` every ``reconcile_interval_minutes``. Each message is **one page** of the
-device query (``shard_size`` devices from ``shard_cursor``): the handler first publishes the next
+device query (``shard_size`` devices from ``shard_cursor``): the handler first claims the page
+(creates ``reconcile_runs/{scheduled_at}~{page}`` with the next page's cursor), publishes the next
 page's request (so pages run in parallel instances, never one giant query), then reconciles its
-own devices, then records the page as done (``reconcile_runs/{scheduled_at}~{page}``): a
-redelivered page finds its record and does nothing, so a duplicate never doubles the pages after
-it.
+own devices, then records the page as done on the same document (``done_at``): a redelivered page
+that finds it done does nothing; one that finds it claimed but not done (its first delivery
+failed, or still runs) reconciles the page again and publishes the next page the claim recorded,
+whatever its own query found, so a duplicate never doubles or forks the pages after it.
 
 Per device (:func:`reconcile_device`): what is intended comes from the device document alone
 (the current plan's mode runs, ``current_plan_modes``, kept there by optimize); what the device
 shows comes from fresh telemetry (``last_telemetry`` younger than the interval) or else one read
-through the manufacturer gateway (breaker and read budget; a refused or failed read leaves the
-device for the next run, a device the manufacturer reports offline counts as unreachable). The
-pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applied here:
+through the manufacturer gateway (breaker and read budget, paid ahead: below; a refused or failed
+read leaves the device for the next run, a device the manufacturer reports offline counts as
+unreachable). The pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are
+applied here:
 
 - ``Override``: ``override_until`` on the device (steering pauses: the dispatcher supersedes the
   plan's commands meanwhile), the sighting kept in ``reconcile.last_override``, a
@@ -26,6 +29,23 @@ pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applie
 - reconciliation's memory (``devices/{id}.reconcile``) is written only when it changes, so a
   device in sync costs one read per run and no write; judged by fresh telemetry it costs no
   manufacturer read either.
+
+**Polls paid ahead.** A device's polls fall on ticks known in advance (every ``poll_stride``-th
+tick), so they are paid from a booking of the account's read budget (:mod:`hpsteer.adapters.
+budget`, "Bookings"; :meth:`~hpsteer.adapters.gateway.ManufacturerGateway.poll_state`): the
+device's first poll books its polls of the next :data:`BOOKING_HORIZON` (12 hours), each to be
+made within half an interval of its tick, in one transaction that writes the account's document
+and a copy on the device (``poll_booking``); every later poll finds the copy on the device
+document the page has just read and costs no store operation at all. Before, each poll was a
+transaction on the account's document: about 90 reads and 90 writes per device-day, now about 7
+and 7 (the bookings, and the retries of reads). A booking pays for each booked poll once, so
+each must be made at most once: only the delivery that created the page's claim polls on
+bookings, and only at a tick on the schedule's grid (a whole multiple of the interval since the
+epoch, as Cloud Scheduler's ``*/interval`` gives them). A redelivered or duplicated page (its
+claim exists: it never forks the chain, above), a scheduler's duplicate published in a later
+minute (a tick off the grid), and a poll later than half an interval after its tick pay poll by
+poll as before; so do the retries of a read (:data:`~hpsteer.adapters.gateway.READ_ATTEMPTS`).
+The claim costs one write per page (200 devices).
 
 **Polled telemetry.** A polled state is telemetry too, and the history (``telemetry_history``)
 keeps every one. One worth storing against the device document just read
@@ -55,7 +75,8 @@ poll whose publish failed always was; the warning counts them.
 to their cloud), so its devices are reconciled on ``reconcile_workers`` threads at once
 (:func:`reconcile_all`; 1: one after another). What a device does touches only its own
 documents (the device, its commands and tasks, its alerts), and what the threads share is
-thread-safe: the gateway (breakers and adapters behind locks, budgets in store transactions),
+thread-safe: the gateway (breakers and adapters behind locks, budgets and bookings in store
+transactions: workers booking devices of one account meet in its document's transaction),
 the metrics, the ports, the polls kept for the history (behind a lock). The outcomes come back
 in document order; each worker runs in a copy of the page's context (log ids, trace span), so
 its lines and spans are the page's. The page's own steps (the next page's request; the
@@ -88,7 +109,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hpsteer.adapters.budget import plan_windows
+from hpsteer.adapters.budget import BOOKING_FIELD, Schedule, plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import DeviceRef, DeviceState, RateLimitConfig
 from hpsteer.domain.actions import Mode
@@ -212,18 +233,28 @@ class _Context:
     strides: dict[str, int] = field(default_factory=dict)
     unstored: _Unstored = field(default_factory=_Unstored)
     """The page's polls not worth storing, for :func:`_record_unstored`."""
+    books: bool = False
+    """Whether this page's polls are paid from bookings (:meth:`schedule`): the first delivery
+    of a page of a tick on the interval's grid (module docstring, "Polls paid ahead")."""
     _strides_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(minutes=self.deps.settings.reconcile_interval_minutes)
+
+    def stride(self, manufacturer: str) -> int:
+        with self._strides_lock:  # the page's workers share it
+            stride = self.strides.get(manufacturer)
+            if stride is None:
+                limits = self.gateway.adapter(manufacturer).rate_limits
+                stride = self.strides[manufacturer] = poll_stride(limits, self.interval)
+        return stride
 
     def poll_due(self, device: DeviceRef) -> bool:
         """Whether this run may poll the device: every run, or every k-th (by a hash of the
         device, so the polls spread over the runs) where the manufacturer's read share cannot
         pay for a poll every run."""
-        with self._strides_lock:  # the page's workers share it
-            stride = self.strides.get(device.manufacturer)
-            if stride is None:
-                limits = self.gateway.adapter(device.manufacturer).rate_limits
-                interval = timedelta(minutes=self.deps.settings.reconcile_interval_minutes)
-                stride = self.strides[device.manufacturer] = poll_stride(limits, interval)
+        stride = self.stride(device.manufacturer)
         if stride == 1:
             return True
         tick = (
@@ -232,6 +263,21 @@ class _Context:
         )
         offset = int(hashlib.sha256(device.device_id.encode()).hexdigest()[:8], 16)
         return (tick + offset) % stride == 0
+
+    def schedule(self, device: DeviceRef, data: Mapping[str, Any]) -> Schedule | None:
+        """The device's polls from this tick on, as its booking pays for them (``None``: this
+        page pays poll by poll): every stride-th tick, each within half an interval of its
+        tick, booked :data:`BOOKING_HORIZON` ahead, held by the device's document."""
+        if not self.books:
+            return None
+        return Schedule(
+            at=self.scheduled_at,
+            period=self.interval * self.stride(device.manufacturer),
+            span=self.interval / 2,
+            horizon=max(BOOKING_HORIZON, self.interval * self.stride(device.manufacturer)),
+            holder=device_path(device.device_id),
+            held=data.get(BOOKING_FIELD),
+        )
 
 
 def _mode(value: Any) -> Mode | None:
@@ -318,6 +364,8 @@ def _own_control_if_unplaced(mode: Mode | None, offset_k: float | None) -> Mode 
 
 POLL_SHARE_USED = 0.8
 """Of the read share, what polling plans to use (the rest absorbs retries and refused reads)."""
+BOOKING_HORIZON = timedelta(hours=12)
+"""How far ahead a device's polls are booked (module docstring, "Polls paid ahead")."""
 NOT_POLLED = "not_polled"
 
 
@@ -367,8 +415,12 @@ class _Device:
         if not ctx.poll_due(ref):
             return NOT_POLLED
         self.read = True
+        schedule = ctx.schedule(ref, self.data)
         try:
-            state = ctx.gateway.read_state(ref)
+            if schedule is None:
+                state = ctx.gateway.read_state(ref)
+            else:
+                state = ctx.gateway.poll_state(ref, schedule)
         except DeviceOffline:
             return None
         except TransientError as err:
@@ -654,6 +706,17 @@ def _tick(request: ReconcileRequest, deps: Dependencies) -> datetime:
     return schedule_tick(request.scheduled_at, deps.clock.now())
 
 
+def _done(claim: Document | None) -> bool:
+    return claim is not None and claim.data.get("done_at") is not None
+
+
+def _on_the_grid(tick: datetime, interval_minutes: int) -> bool:
+    """Whether ``tick`` is one of the schedule's own (a whole multiple of the interval since the
+    epoch, as Cloud Scheduler's ``*/interval`` gives them), not a duplicate's later minute."""
+    seconds = tick.timestamp()
+    return seconds % 60 == 0 and (int(seconds) // 60) % interval_minutes == 0
+
+
 def _run_marker(request: ReconcileRequest, tick: datetime) -> str:
     page = hashlib.sha256((request.shard_cursor or "first").encode()).hexdigest()[:16]
     return f"reconcile_runs/{tick.strftime('%Y%m%dT%H%M%SZ')}~{page}"
@@ -676,13 +739,26 @@ def reconcile_page(
     tick = _tick(request, deps)
     request = request.model_copy(update={"scheduled_at": tick})  # the next pages carry it
     marker = _run_marker(request, tick)
-    if store.get(marker) is not None:
+    claim = store.get(marker)
+    if _done(claim):
         _log.info("reconcile page %s already done: redelivery ignored", marker)
         return []
     settings = deps.settings
     page = store.query("devices", limit=request.shard_size, cursor=request.shard_cursor)
-    if page.next_cursor is not None:
-        following = request.model_copy(update={"shard_cursor": page.next_cursor})
+    first = False
+    if claim is None:
+        try:
+            store.create(marker, {"started_at": deps.clock.now(), "next_cursor": page.next_cursor})
+            first = True
+        except DocumentAlreadyExists:  # a concurrent delivery of the page claimed it first
+            claim = store.get(marker)
+            if _done(claim):
+                return []
+    next_cursor = page.next_cursor
+    if claim is not None and "next_cursor" in claim.data:
+        next_cursor = claim.data["next_cursor"]  # the chain the first delivery started
+    if next_cursor is not None:
+        following = request.model_copy(update={"shard_cursor": next_cursor})
         deps.bus.publish(Topic.RECONCILE_REQUESTS.value, encode_json_message(following))
     ctx = _Context(
         deps,
@@ -698,6 +774,7 @@ def reconcile_page(
             command_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
             remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
         ),
+        books=first and _on_the_grid(tick, settings.reconcile_interval_minutes),
     )
     try:
         outcomes = reconcile_all(
@@ -706,8 +783,7 @@ def reconcile_page(
     finally:
         _record_unstored(ctx)  # the polls were taken: recorded even when the page fails
     # A concurrent duplicate may have finished first: both did the same, idempotently.
-    with contextlib.suppress(DocumentAlreadyExists):
-        store.create(marker, {"done_at": ctx.now, "devices": len(outcomes)})
+    store.set(marker, {"done_at": ctx.now, "devices": len(outcomes)}, merge=True)
     return outcomes
 
 
