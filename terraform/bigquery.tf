@@ -10,9 +10,11 @@
 # Every table is partitioned by day on its time column and clustered by device, location or area,
 # so a question about one device over a week reads a week of that device's blocks.
 # require_partition_filter is set on the tables that grow with the fleet (a query without a date
-# range would scan years of every device); the code itself only appends (streaming inserts)
-# and never queries them. spot_prices (96 rows per area and day) and cost_savings (one row per
-# plan and day) stay cheap to scan whole.
+# range would scan years of every device). The code appends (streaming inserts) and queries one
+# table: optimize reads telemetry_history to identify each house, one query per shard for its
+# devices over identify_history_days (a partition filter on observed_at, clustered by device).
+# spot_prices (96 rows per area and day) and cost_savings (one row per plan and day) stay cheap
+# to scan whole.
 
 locals {
   # History cannot be rebuilt: prod refuses to destroy a table; dev and staging may be torn down.
@@ -88,8 +90,9 @@ resource "google_bigquery_table" "history" {
 # Every function appends rows (command events from dispatch, optimize, reconcile and the API;
 # prices, weather, telemetry and plans from their own functions, telemetry also from reconcile: a
 # page's polls not worth storing, in one append; audit events from the API), so each function's
-# account edits the dataset's tables; none runs queries (no jobUser: streaming inserts need only
-# bigquery.tables.updateData, which dataEditor holds).
+# account edits the dataset's tables (streaming inserts need bigquery.tables.updateData, which
+# dataEditor holds). Only optimize runs queries: reading rows is bigquery.tables.getData, which
+# dataEditor holds too, and the query job needs roles/bigquery.jobUser in the project (iam.tf).
 # tests/infra/test_terraform_data.py derives the list from each folder's code.
 locals {
   bigquery_writers = ["api", "dispatch", "ingest_prices", "ingest_telemetry", "ingest_weather", "optimize", "reconcile"]

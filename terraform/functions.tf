@@ -140,7 +140,11 @@ locals {
     # Pub/Sub optimize-requests: solves a MILP (OR-Tools) per device of a shard (<= 100), on a
     # thread pool of os.cpu_count() workers. CPU bound: 2 vCPU and 2 GiB (OR-Tools, numpy and
     # the model in memory), ONE shard per instance so solves never share the CPUs; 540 s for a
-    # full shard. Scale comes from instances (optimize_max_instances), not concurrency.
+    # full shard. Scale comes from instances (optimize_max_instances), not concurrency. Before
+    # planning, each house is identified from HPSTEER_IDENTIFY_HISTORY_DAYS of telemetry_history
+    # (one BigQuery query per shard, one Firestore query per location for the forecasts issued
+    # over those days; about 0.1 s of numpy per device for 7 days, in turn).
+    # HPSTEER_IDENTIFY_HOUSES = "false" plans every house on its registered parameters instead.
     optimize_shard = {
       folder        = "optimize"
       entry_point   = "optimize_shard"
@@ -154,6 +158,8 @@ locals {
         HPSTEER_VERIFY_URL            = local.verify_url
         HPSTEER_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
         HPSTEER_TASKS_LOCATION        = var.region
+        HPSTEER_IDENTIFY_HOUSES       = "true"
+        HPSTEER_IDENTIFY_HISTORY_DAYS = "7"
       }
     }
     # Pub/Sub reconcile-requests every reconcile_interval_minutes, one page of devices per

@@ -29,14 +29,15 @@ locals {
 
   # Project-level roles by folder, from the clients the code imports: Firestore (all) and the
   # Cloud Trace exporter (all: entrypoint configures it). Logs go to stdout, which Cloud Logging
-  # collects without a role; no metrics exporter exists yet (no metricWriter).
+  # collects without a role; no metrics exporter exists yet (no metricWriter). BigQuery jobs
+  # where the code queries analytics (optimize reads telemetry_history to identify houses).
   function_project_roles = {
     api              = ["roles/cloudtrace.agent", "roles/datastore.user"]
     dispatch         = ["roles/cloudtrace.agent", "roles/datastore.user"]
     ingest_prices    = ["roles/cloudtrace.agent", "roles/datastore.user"]
     ingest_telemetry = ["roles/cloudtrace.agent", "roles/datastore.user"]
     ingest_weather   = ["roles/cloudtrace.agent", "roles/datastore.user"]
-    optimize         = ["roles/cloudtrace.agent", "roles/datastore.user"]
+    optimize         = ["roles/bigquery.jobUser", "roles/cloudtrace.agent", "roles/datastore.user"]
     reconcile        = ["roles/cloudtrace.agent", "roles/datastore.user"]
   }
 

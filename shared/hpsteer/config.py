@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     drift_replan_cooldown_minutes: int = Field(default=60, ge=10, le=1440)
     """After asking for a drift re-plan, how long the same plan may stay current before a
     measurement off it asks again."""
+    identify_houses: bool = True
+    """Optimize plans each house on what its measured history identifies
+    (:mod:`hpsteer.services.plan_inputs`); off, every device is planned on its registered
+    parameters with the envelope equal to the measured air, and no history is read (an operator
+    switch, and the comparison the simulation's figures are checked against)."""
+    identify_history_days: int = Field(default=7, ge=1, le=60)
+    """How many days of each device's ``telemetry_history`` optimize reads (one query per shard)
+    to identify its house before planning (:mod:`hpsteer.services.plan_inputs`)."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

@@ -12,6 +12,7 @@ In those modules it looks for
 - ``<anything>.publish(<... Topic.MEMBER ...>, ...)``: the function publishes on that topic;
 - ``<anything>.create_task(...)``: it enqueues Cloud Tasks;
 - ``<anything>.delete_task(...)``: it deletes Cloud Tasks (a superseded command's task);
+- ``<...analytics...>.query(...)``: it runs BigQuery queries (``roles/bigquery.jobUser``);
 - imports of the Google clients that need a project-level role (:data:`CLIENT_ROLES`: Firestore,
   the Cloud Trace exporter, Cloud Monitoring, Cloud Logging's API; a function's stdout reaches
   Cloud Logging without any role).
@@ -62,6 +63,11 @@ CLIENT_ROLES: dict[str, str] = {
     "google.cloud.monitoring_v3": "roles/monitoring.metricWriter",
     "google.cloud.logging": "roles/logging.logWriter",
 }
+
+# The project-level role a function needs to run BigQuery queries (jobs run in the project;
+# reading the tables is the dataset's dataEditor, bigquery.tf). Derived from a call
+# ``<...analytics...>.query(`` in reachable code (the port's own pass-through aside).
+ANALYTICS_QUERY_ROLE = "roles/bigquery.jobUser"
 
 # Modules a cloud function never loads in the cloud: the simulation and the local backends.
 _LOCAL_ONLY = ("hpsteer.runtime.simulation", "hpsteer.backends.local", "hpsteer.cli")
@@ -299,6 +305,11 @@ def usage(folder: str) -> Usage:
         for call in _calls(code, "publish"):
             if call.args:
                 publishes |= _topics_in(call.args[0])
+        if node[0] != "hpsteer.ports.analytics" and any(
+            "analytics" in ast.unparse(call.func.value)  # type: ignore[attr-defined]
+            for call in _calls(code, "query")
+        ):
+            roles.add(ANALYTICS_QUERY_ROLE)
         enqueues = enqueues or bool(_calls(code, "create_task"))
         deletes = deletes or bool(_calls(code, "delete_task"))
     return Usage(frozenset(publishes), enqueues, deletes, frozenset(roles))

@@ -25,6 +25,14 @@ written and only makes sure it is current and recorded (nothing new is written).
 :func:`~hpsteer.optimizer.problem.evaluate` on the same inputs; the plan is written with its
 outbox, made current and recorded (:mod:`hpsteer.services.plans_store`), and its outbox released
 into commands and Cloud Tasks (:mod:`hpsteer.services.outbox`) once it is the current plan.
+Each house is planned on what its measured history says (:mod:`~hpsteer.services.plan_inputs`):
+the shard reads its devices' ``telemetry_history`` over ``identify_history_days`` in one
+analytics query, with the first device prepared, and each location's forecasts issued over that
+history (for the history's irradiance) in one store query, with its first device that has a
+history. A history query that fails is logged and the shard plans on registered parameters; a
+forecast query that fails is logged and the history's weather is the latest forecast's alone.
+``identify_houses`` off: neither is read, and every device is planned on its registered
+parameters.
 
 **One batch per shard.** The shard's analytics rows (``plans``, ``cost_savings`` and the
 ``command_events`` of its releases) wait in one :class:`~hpsteer.services.outbox.ReleaseBatch`
@@ -70,7 +78,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
@@ -96,6 +104,7 @@ from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
 from hpsteer.services.outbox import ReleaseBatch, release_plan
 from hpsteer.services.plan_inputs import (
+    HistorySample,
     HorizonPrices,
     PlanInputs,
     PlanningOptions,
@@ -104,6 +113,8 @@ from hpsteer.services.plan_inputs import (
     horizon_prices,
     latest_forecast,
     load_device,
+    load_histories,
+    past_forecasts,
 )
 from hpsteer.services.plans_store import (
     COST_SAVINGS,
@@ -136,6 +147,9 @@ _log = logging.getLogger(__name__)
 
 OptimizeTrigger = SpotPricesUpdated | WeatherUpdated | ReplanRequest
 DEVICE_PAGE_SIZE = 300
+PAST_FORECAST_MARGIN = timedelta(days=1)
+"""Forecasts issued this long before the history's start are read too: the first slots' weather
+is the forecast issued last before them."""
 
 
 # -- fan-out ----------------------------------------------------------------------------------
@@ -313,6 +327,12 @@ class _Shard:
     billings: dict[tuple[str, str], Billing] = field(default_factory=dict)
     batch: ReleaseBatch | None = None
     """Where the shard's analytics rows and outbox conclusions wait for its end."""
+    device_ids: tuple[str, ...] = ()
+    histories: dict[str, list[HistorySample]] | None = None
+    """The shard's devices' measured histories, read with the first device prepared."""
+    earlier_forecasts: dict[str, list[WeatherSeries]] = field(default_factory=dict)
+    """Each location's forecasts issued over the history, read with its first device that has
+    a history."""
 
     def releases(self) -> ReleaseBatch:
         if self.batch is None:
@@ -331,6 +351,58 @@ class _Shard:
         if key not in self.forecasts:
             self.forecasts[key] = latest_forecast(self.deps.store, latitude, longitude)
         return self.forecasts[key]
+
+    def history(self, device_id: str) -> list[HistorySample]:
+        """The device's samples from ``telemetry_history`` (one query for the whole shard, over
+        ``identify_history_days``); none when the query fails (logged: the shard plans on the
+        registered parameters)."""
+        if self.histories is None and not self.deps.settings.identify_houses:
+            self.histories = {}
+        if self.histories is None:
+            days = self.deps.settings.identify_history_days
+            try:
+                self.histories = load_histories(
+                    self.deps.analytics,
+                    self.device_ids or (device_id,),
+                    now=self.now,
+                    history=timedelta(days=days),
+                )
+            except Exception as err:  # noqa: BLE001 - a missing history never fails a plan
+                _log.warning(
+                    "shard planned without identification: telemetry history unreadable: %s: %s",
+                    type(err).__name__,
+                    str(err).splitlines()[0] if str(err) else "",
+                    extra={"error_type": type(err).__name__},
+                )
+                self.histories = {}
+        return self.histories.get(device_id, [])
+
+    def past_forecasts(self, latitude: float, longitude: float) -> list[WeatherSeries]:
+        """The location's forecasts issued over the history (and a day before it), for the
+        history's weather (one store query per location and shard); none when the read fails
+        (logged: the latest forecast alone then covers what it covers)."""
+        key = forecast_location_id(latitude, longitude)
+        if key not in self.earlier_forecasts:
+            history = timedelta(days=self.deps.settings.identify_history_days)
+            try:
+                self.earlier_forecasts[key] = past_forecasts(
+                    self.deps.store,
+                    latitude,
+                    longitude,
+                    since=self.now - history - PAST_FORECAST_MARGIN,
+                    until=self.now,
+                )
+            except Exception as err:  # noqa: BLE001 - the history's weather never fails a plan
+                _log.warning(
+                    "location %s: earlier forecasts unreadable, the history's weather is the "
+                    "latest forecast's: %s: %s",
+                    key,
+                    type(err).__name__,
+                    str(err).splitlines()[0] if str(err) else "",
+                    extra={"error_type": type(err).__name__},
+                )
+                self.earlier_forecasts[key] = []
+        return self.earlier_forecasts[key]
 
     def billing(self, device_id: str, tariff_id: str | None, area: PriceArea) -> Billing | None:
         """The device's tariff over the area's horizon (None: the device has no tariff)."""
@@ -397,7 +469,20 @@ class _Shard:
             return DeviceOutcome(device_id, "skipped")
         prices = self.horizon(device.price_area)
         forecast = self.forecast(device.location.latitude, device.location.longitude)
-        inputs = assemble(record, prices, forecast, self.options)
+        history = self.history(device_id)
+        inputs = assemble(
+            record,
+            prices,
+            forecast,
+            self.options,
+            history=history,
+            past_forecasts=(
+                self.past_forecasts(device.location.latitude, device.location.longitude)
+                if history
+                else ()
+            ),
+            now=self.now,
+        )
         billing = self.billing(device_id, record.tariff_id, device.price_area)
         plan_id = plan_id_for(device_id, inputs.problem.start_at, _inputs_key(inputs, billing))
         existing = store.get(plan_path(device_id, plan_id))
@@ -570,7 +655,14 @@ def plan_shard(
         from hpsteer.optimizer.planner import OrToolsPlanner
 
         planner = OrToolsPlanner()
-    shard = _Shard(deps, options or PlanningOptions(), planner, request.trigger, deps.clock.now())
+    shard = _Shard(
+        deps,
+        options or PlanningOptions(),
+        planner,
+        request.trigger,
+        deps.clock.now(),
+        device_ids=tuple(dict.fromkeys(request.device_ids)),
+    )
     outcomes: dict[str, DeviceOutcome] = {}
     transient: list[tuple[str, TransientError]] = []
 
