@@ -3,7 +3,9 @@
 Issue 6's invariants, proven by a seeded property test. Hypothesis draws a :class:`Scenario`: a
 seed (the fleet's homes, the fault dice and the chaos dice all come from it), a chaos profile and
 a list of steps. The steps publish plans (outboxes of mode changes at the coming quarter-hours;
-a newer plan supersedes the older), let simulated time pass (Cloud Scheduler's sweep every 10
+a newer plan supersedes the older's unsent commands, except those making a change it makes
+again, which it adopts; re-plans that keep some or all of the coming changes make that
+common), let simulated time pass (Cloud Scheduler's sweep every 10
 minutes), inject faults (manufacturer 5xx, 429 storms, timeouts on writes only or on everything,
 accepted-but-not-applied, applied late, gateway offline), let a household change its setting in
 the app, arm crashes, redeliver optimize's release, release an older plan late (a concurrent
@@ -15,7 +17,7 @@ interleaved, as two function instances would be). Then everything heals: faults 
 stop and time runs on, with a sweep every 10 minutes, until no task is pending (at least three
 hours, at most thirty).
 
-Then, for every command in ``collection_group("commands")``:
+Then, for every command in ``collection_group("commands")`` (and every plan, for 7):
 
 1. it is terminal: completed, superseded, or failed with ``alerts/command-failed-{device}-{id}``
    (published);
@@ -34,6 +36,10 @@ Then, for every command in ``collection_group("commands")``:
    queue's last attempt; and a task the queue gave up on did end in a crash (or while another
    delivery held its command) and belongs to a command that is terminal now (the sweep took
    over);
+
+7. each released entry of a plan names a command that makes its change (the plan's own, or an
+   older plan's that it adopted because it makes the same change) and that this plan never
+   superseded;
 
 and no handler raised on its own (only the injected crashes escape).
 
@@ -65,7 +71,7 @@ import logging
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeAlias
@@ -76,7 +82,7 @@ from hypothesis import strategies as st
 from hpsteer.adapters.gateway import ManufacturerGateway
 from hpsteer.adapters.protocol import CommandResult, DeviceRef
 from hpsteer.backends.local.tasks import DispatchedRequest, DispatchResult, FailedTask
-from hpsteer.domain.actions import GenericAction
+from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import (
     Command,
     CommandEvent,
@@ -157,6 +163,20 @@ class PublishPlan:
 
 
 @dataclass(frozen=True)
+class KeepingReplan:
+    """A new plan for the ``device``-th home that makes the current plan's next ``keep``
+    changes again, at the same instants (its release adopts their commands), then its own
+    ``changes`` (quarter-hours after the previous change, action); ``None``: it makes all the
+    current plan's coming changes again and no other (its last change, the standing one, is
+    adopted)."""
+
+    device: int
+    keep: int
+    changes: tuple[tuple[int, GenericAction], ...] | None
+    release: Release
+
+
+@dataclass(frozen=True)
 class RedeliverOptimize:
     """Optimize runs again for the current plan: the stored outbox, or the original one."""
 
@@ -228,6 +248,7 @@ class ReplayStale:
 
 Step: TypeAlias = (
     PublishPlan
+    | KeepingReplan
     | RedeliverOptimize
     | ReleaseOlderPlanLate
     | PassTime
@@ -297,6 +318,9 @@ def _changes(draw: st.DrawFn) -> tuple[tuple[int, GenericAction], ...]:
 
 _pass_time = st.builds(PassTime, st.integers(1, 40))
 _publish = st.builds(PublishPlan, _devices, _changes(), st.sampled_from(RELEASES))
+_keeping_replan = st.builds(
+    KeepingReplan, _devices, st.integers(1, 3), st.none() | _changes(), st.sampled_from(RELEASES)
+)
 _manufacturer_fault = st.builds(
     ManufacturerFault, st.sampled_from(MANUFACTURERS), st.sampled_from(sorted(FAULTS)), _rates
 )
@@ -306,7 +330,7 @@ _WEIGHTED_STEPS: list[st.SearchStrategy[Step]] = [  # repeated entries weigh mor
     _pass_time,
     _pass_time,
     _publish,
-    _publish,
+    _keeping_replan,  # most re-plans make the plan before's next changes again
     _manufacturer_fault,
     _manufacturer_fault,
     st.builds(DeviceFault, _devices, st.sampled_from(sorted(FAULTS)), _rates),
@@ -372,6 +396,10 @@ class Exposure:
     lost_tasks: int = 0
     superseded_because: Counter[str] = field(default_factory=Counter)
     step_kinds: Counter[str] = field(default_factory=Counter)
+    adoptions: int = 0
+    """Outbox entries whose change an older plan's command carried (no command created)."""
+    adopted_commands: int = 0
+    """Commands whose history names a plan that adopted them."""
 
 
 # -- the rig: deliveries that repeat, come back late, interleave and crash ---------------------
@@ -594,16 +622,28 @@ class Rig:
 # -- the steps ---------------------------------------------------------------------------------
 
 
+def _plan_start(rig: Rig) -> datetime:
+    """A new plan's start: the quarter before the current one."""
+    now = rig.now()
+    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0) - QUARTER
+
+
 def _plan_document(
-    rig: Rig, device_id: str, plan_id: str, changes: Sequence[tuple[int, GenericAction]]
+    rig: Rig,
+    device_id: str,
+    plan_id: str,
+    changes: Sequence[tuple[int, GenericAction]],
+    kept: Sequence[tuple[datetime, GenericAction]] = (),
 ) -> dict[str, Any]:
     """A plan document as optimize writes it: slots (for the verifier's current-plan check)
-    and an outbox of its mode changes."""
+    and an outbox of its mode changes: the ``kept`` ones (instants from the plan's start on, in
+    order), then ``changes`` counted from the last of them (else from the plan's start)."""
     now = rig.now()
-    start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0) - QUARTER
-    at, timed = start, []
+    start = _plan_start(rig)
+    timed = list(kept)
+    at = timed[-1][0] if timed else start
     for gap, action in changes:  # gaps after the first are >= 1: the changes are in order
-        at = at + QUARTER * gap
+        at = at + QUARTER * max(gap, 1 if timed else 0)
         timed.append((at, action))
     slots, mode = [], None
     for index, (at, action) in enumerate(timed):
@@ -637,6 +677,17 @@ def _plan_document(
     }
 
 
+def _mode_runs(document: dict[str, Any]) -> list[tuple[datetime, Mode]]:
+    """The plan's runs of one mode, as optimize keeps them on the device (``Plan.mode_runs``):
+    what dispatch judges an adopted command by."""
+    runs: list[tuple[datetime, Mode]] = []
+    for slot in document["slots"]:
+        mode = Mode(slot["mode"])
+        if not runs or runs[-1][1] is not mode:
+            runs.append((datetime.fromisoformat(slot["start_at"]), mode))
+    return runs
+
+
 def _current_plan(rig: Rig, device_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     device = rig.store.get(f"devices/{device_id}")
     assert device is not None
@@ -648,11 +699,13 @@ def _current_plan(rig: Rig, device_id: str) -> tuple[dict[str, Any], dict[str, A
     return device.data, plan.data
 
 
-def publish_plan(rig: Rig, step: PublishPlan) -> None:
+def publish_plan(
+    rig: Rig, step: PublishPlan | KeepingReplan, kept: Sequence[tuple[datetime, GenericAction]] = ()
+) -> None:
     device_id = rig.device_ids[step.device]
     records = rig.plans.setdefault(device_id, [])
     plan_id = f"plan{len(records) + 1:02d}"
-    document = _plan_document(rig, device_id, plan_id, step.changes)
+    document = _plan_document(rig, device_id, plan_id, step.changes or (), kept)
     rig.store.set(f"devices/{device_id}/plans/{plan_id}", document)
     rig.store.set(
         marker_path(device_id, plan_id),
@@ -660,7 +713,15 @@ def publish_plan(rig: Rig, step: PublishPlan) -> None:
     )
     records.append(PlanRecord(plan_id, document))
     created = rig.now() + timedelta(microseconds=len(records))  # later plans win ties
-    assert make_current(rig.store, device_id, plan_id, document["start_at"], created)
+    assert make_current(
+        rig.store,
+        device_id,
+        plan_id,
+        document["start_at"],
+        created,
+        _mode_runs(document),
+        document["end_at"],
+    )
     if step.release == "lost":
         return
     device = rig.store.get(f"devices/{device_id}")
@@ -668,6 +729,23 @@ def publish_plan(rig: Rig, step: PublishPlan) -> None:
     release_plan(rig.local.deps, device_id, device.data, document)
     if step.release == "released_twice":
         release_plan(rig.local.deps, device_id, device.data, document)
+
+
+def keeping_replan(rig: Rig, step: KeepingReplan) -> None:
+    """A re-plan that keeps the current plan's next changes where they are (the weather or the
+    prices moved a little): the changes from the new plan's start on, the first ``keep``."""
+    found = _current_plan(rig, rig.device_ids[step.device])
+    start = _plan_start(rig)
+    upcoming = [
+        (at, GenericAction(entry["action"]))
+        for entry in (found[1]["outbox"] if found is not None else [])
+        if (at := datetime.fromisoformat(entry["at"])) >= start
+    ]
+    if step.changes is None:
+        if upcoming:  # (else nothing is coming: no re-plan)
+            publish_plan(rig, replace(step, changes=()), upcoming)
+        return
+    publish_plan(rig, step, upcoming[: step.keep])
 
 
 def redeliver_optimize(rig: Rig, step: RedeliverOptimize) -> None:
@@ -697,6 +775,8 @@ def run_step(rig: Rig, step: Step, exposure: Exposure) -> None:
     match step:
         case PublishPlan():
             publish_plan(rig, step)
+        case KeepingReplan():
+            keeping_replan(rig, step)
         case RedeliverOptimize():
             redeliver_optimize(rig, step)
         case ReleaseOlderPlanLate():
@@ -919,38 +999,36 @@ def check_lost_tasks(
 
 
 def standing_command(
-    commands: Sequence[Command], current_plan_id: str | None, end: datetime
+    commands: Sequence[Command], plan: Mapping[str, Any] | None, end: datetime
 ) -> Command | None:
     """The command whose mode the device must show at ``end`` (invariant 5).
 
-    It is the device's current plan's command whose slot has started by ``end`` and whose
-    ``valid_until`` lies after it: the plan's mode change in force at ``end`` (a plan's commands
-    cover disjoint intervals ``[slot_start_at, valid_until)``, so there is at most one). The
-    scenarios end every plan with a mode change whose ``valid_until`` is the plan's end, two days
-    on: it is the standing one. A command of an older plan never is (a newer plan took over,
-    whatever it did), nor is a hot-water boost (it sets no mode). The standing command must be
-    completed (and the device in its mode) or failed with its alert (no mode is claimed then);
-    any other end (superseded, still moving) means nothing holds the device to its plan.
+    It is the command that the device's current plan's mode change in force at ``end`` was
+    released into: the last entry of the plan's outbox due by ``end`` names it (its own command,
+    or an older plan's command that makes the same change and that the plan adopted). The
+    scenarios end every plan with a mode change that holds until the plan's end, two days on: it
+    is the standing one. A command no entry of the current plan names never is (a newer plan took
+    over, whatever it did), nor is a hot-water boost (it sets no mode), nor a change never
+    released. The standing command must be completed (and the device in its mode) or failed with
+    its alert (no mode is claimed then); any other end (superseded, still moving) means nothing
+    holds the device to its plan.
     """
-    standing = [
-        c
-        for c in commands
-        if c.plan_id == current_plan_id
-        and c.generic_action.mode is not None
-        and c.slot_start_at is not None
-        and c.slot_start_at <= end
-        and (c.valid_until is None or c.valid_until > end)
+    due = [
+        entry
+        for entry in (plan or {}).get("outbox", [])
+        if datetime.fromisoformat(str(entry["at"])) <= end
     ]
-    return max(standing, key=lambda c: c.slot_start_at or end, default=None)
+    if not due or GenericAction(due[-1]["action"]).mode is None:
+        return None
+    return next((c for c in commands if c.command_id == due[-1].get("command_id")), None)
 
 
 def check_device_mode(rig: Rig, device_id: str, commands: Sequence[Command]) -> list[str]:
     """Invariant 5 for one device: read it with its adapter and compare with the standing mode."""
     if device_id in rig.household_changed:
         return []  # the household's word beats the plan (reconciliation, issue 7, takes it up)
-    device = rig.store.get(f"devices/{device_id}")
-    assert device is not None
-    command = standing_command(commands, device.data.get("current_plan_id"), rig.now())
+    found = _current_plan(rig, device_id)
+    command = standing_command(commands, None if found is None else found[1], rig.now())
     if command is None or command.state is S.FAILED:
         return []
     if command.state is not S.COMPLETED:
@@ -992,9 +1070,46 @@ def gather(store: DocumentStore) -> list[CommandFacts]:
     return facts
 
 
+def check_named_commands(
+    device_id: str, plan: Mapping[str, Any], facts: Mapping[tuple[str, str], CommandFacts]
+) -> list[str]:
+    """Invariant 7: the command each released entry of a plan names (its own, or an older
+    plan's it adopted) exists, makes that entry's change, and was never superseded by that very
+    plan (a plan keeps what it adopted, however often it is released)."""
+    plan_id = plan["plan_id"]
+    problems = []
+    for entry in plan.get("outbox", []):
+        command_id = entry.get("command_id")
+        if command_id is None:
+            continue
+        fact = facts.get((device_id, command_id))
+        if fact is None:
+            problems.append(
+                f"{device_id}/{plan_id}: names a command {command_id} that is not there"
+            )
+            continue
+        command = fact.stored
+        change = (datetime.fromisoformat(entry["at"]), entry["action"])
+        if (command.slot_start_at, command.generic_action.value) != change:
+            problems.append(
+                f"{device_id}/{plan_id}: {command_id} does not make its change {change}"
+            )
+        if any(
+            e.type is E.SUPERSEDED and e.detail.get("by_plan_id") == plan_id for e in fact.events
+        ):
+            problems.append(f"{device_id}/{plan_id}: superseded {command_id}, which it names")
+    return problems
+
+
 def violations(rig: Rig) -> list[str]:
     facts = gather(rig.store)
     problems: list[str] = []
+    by_id = {(f.stored.device_id, f.stored.command_id): f for f in facts}
+    for device_id, records in rig.plans.items():
+        for record in records:
+            stored = rig.store.get(f"devices/{device_id}/plans/{record.plan_id}")
+            assert stored is not None
+            problems += check_named_commands(device_id, stored.data, by_id)
     for fact in facts:
         problems += check_terminal(fact)
         problems += check_history(fact.stored, fact.events)
@@ -1015,11 +1130,18 @@ def tally(rig: Rig, exposure: Exposure) -> None:
         exposure.states[fact.stored.state.value] += 1
         exposure.events.update(e.type.value for e in fact.events)
         exposure.remediations += fact.stored.remediations
+        exposure.adopted_commands += bool(fact.stored.adopted_by)
         exposure.found_applied += sum(1 for e in fact.events if e.detail.get("found_applied"))
         exposure.superseded_because.update(
             str(e.detail.get("reason")) for e in fact.events if e.type is E.SUPERSEDED
         )
     exposure.lost_tasks += len(rig.local.tasks.failed_tasks())
+    for records in rig.plans.values():
+        for record in records:
+            stored = rig.store.get(f"devices/{record.document['device_id']}/plans/{record.plan_id}")
+            assert stored is not None
+            outbox = stored.data.get("outbox", [])
+            exposure.adoptions += sum(1 for e in outbox if e.get("adopted_from_plan_id"))
 
 
 def run_scenario(scenario: Scenario, exposure: Exposure) -> None:
@@ -1060,6 +1182,7 @@ def test_every_command_ends_terminal_with_one_lawful_history_whatever_the_faults
     assert exposure.examples == EXAMPLES
     assert min(exposure.states[s] for s in ("completed", "failed", "superseded")) > 0, exposure
     assert exposure.superseded_because["newer_plan"] > 0, exposure
+    assert min(exposure.adoptions, exposure.adopted_commands) > 0, exposure
     assert exposure.events["retry_scheduled"] > 0, exposure
     assert exposure.remediations > 0, exposure
     assert exposure.found_applied > 0, exposure
@@ -1177,10 +1300,12 @@ def test_the_checker_wants_failed_commands_alerted_and_every_command_terminal() 
     assert "not terminal" in check_terminal(CommandFacts(pending, events[:1], None))[0]
 
 
-def test_the_standing_command_is_the_current_plans_change_in_force_at_the_end() -> None:
+def test_the_standing_command_is_the_one_the_current_plans_change_in_force_at_the_end_names() -> (
+    None
+):
     end = T0 + timedelta(hours=10)
 
-    def command(plan_id: str, start_h: int, until_h: int, action: str) -> Command:
+    def command(plan_id: str, start_h: int, action: str) -> Command:
         created = _event(
             1,
             E.CREATED,
@@ -1190,13 +1315,30 @@ def test_the_standing_command_is_the_current_plans_change_in_force_at_the_end() 
             plan_id=plan_id,
             correlation_id=plan_id,
             slot_start_at=(T0 + timedelta(hours=start_h)).isoformat(),
-            valid_until=(T0 + timedelta(hours=until_h)).isoformat(),
         )
         return fold([created.model_copy(update={"command_id": f"{plan_id}-{start_h}"})])
 
-    older = command("plan01", 9, 40, "set_mode_max")
-    passed = command("plan02", 1, 2, "set_mode_min")
-    standing = command("plan02", 2, 40, "set_mode_mid")
-    boost = command("plan02", 3, 40, "boost_dhw")
-    assert standing_command([older, passed, standing, boost], "plan02", end) == standing
-    assert standing_command([older], "plan02", end) is None
+    def plan(*entries: tuple[int, str, str | None]) -> dict[str, Any]:
+        return {
+            "outbox": [
+                {"at": format_instant(T0 + timedelta(hours=h)), "action": a, "command_id": c}
+                for h, a, c in entries
+            ]
+        }
+
+    older = command("plan01", 2, "set_mode_mid")  # adopted by plan02 below
+    passed = command("plan02", 1, "set_mode_min")
+    boost = command("plan02", 3, "boost_dhw")
+    later = command("plan02", 11, "set_mode_max")
+    commands = [older, passed, boost, later]
+    current = plan(
+        (1, "set_mode_min", "plan02-1"),
+        (2, "set_mode_mid", "plan01-2"),
+        (11, "set_mode_max", "plan02-11"),
+    )
+    assert standing_command(commands, current, end) == older
+    with_boost = plan((1, "set_mode_min", "plan02-1"), (3, "boost_dhw", "plan02-3"))
+    assert standing_command(commands, with_boost, end) is None
+    unreleased = plan((2, "set_mode_mid", None))
+    assert standing_command(commands, unreleased, end) is None
+    assert standing_command(commands, None, end) is None

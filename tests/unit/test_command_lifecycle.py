@@ -8,9 +8,12 @@ from hpsteer.domain.actions import GenericAction
 from hpsteer.domain.commands import (
     TERMINAL_STATES,
     TRANSITIONS,
+    Command,
     CommandEvent,
     CommandEventType,
     CommandState,
+    CurrentPlan,
+    Wanted,
     fold,
     next_state,
 )
@@ -177,3 +180,84 @@ def test_history_must_start_with_created():
 def test_skipping_a_state_is_illegal():
     with pytest.raises(IllegalTransition, match="a pending command cannot take 'verified'"):
         fold(history(E.VERIFIED))
+
+
+# -- which plan wants a command ----------------------------------------------------------------
+
+SLOT = datetime(2024, 1, 15, 6, tzinfo=UTC)  # the slot start of created()'s command
+
+
+def current_plan(plan_id: str = "p2", **fields: object) -> CurrentPlan:
+    """The device document's view of plan ``plan_id``, created after the command: max from the
+    command's slot start until 08:00, then min until the plan's end at 12:00."""
+    device = {
+        "current_plan_id": plan_id,
+        "current_plan_created_at": T0 + timedelta(minutes=30),
+        "current_plan_modes": [
+            {"at": SLOT - timedelta(hours=1), "mode": "mid"},
+            {"at": SLOT, "mode": "max"},
+            {"at": SLOT + timedelta(hours=2), "mode": "min"},
+        ],
+        "current_plan_end_at": SLOT + timedelta(hours=6),
+        **fields,
+    }
+    return CurrentPlan.of_device(device)
+
+
+def pending(action: str = "set_mode_max", **detail: object) -> Command:
+    event = created()
+    return fold(
+        [event.model_copy(update={"detail": {**event.detail, "generic_action": action, **detail}})]
+    )
+
+
+def test_a_plan_wants_its_own_command_until_its_valid_until():
+    own = pending(valid_until="2024-01-15T07:00:00Z")
+    assert current_plan("p1").wants(own) == Wanted(SLOT + timedelta(hours=1))
+
+
+def test_a_newer_plan_making_the_same_change_wants_an_older_plans_command_until_its_run_ends():
+    wanted = current_plan().wants(pending(valid_until="2024-01-15T07:00:00Z"))
+    assert wanted == Wanted(SLOT + timedelta(hours=2), adopted_by="p2")
+
+
+@pytest.mark.parametrize(
+    ("why", "command", "plan"),
+    [
+        ("another mode from that instant", pending("set_mode_min"), current_plan()),
+        ("a hot-water boost sets no mode", pending("boost_dhw"), current_plan()),
+        (
+            "no run starts at its slot",
+            pending(slot_start_at="2024-01-15T07:00:00Z"),
+            current_plan(),
+        ),
+        (
+            "the command is younger than the plan",
+            pending(),
+            current_plan(current_plan_created_at=T0),
+        ),
+        ("no current plan", pending(), current_plan(current_plan_id=None)),
+    ],
+)
+def test_a_newer_plan_does_not_want_a_change_it_does_not_make(why, command, plan):
+    assert plan.wants(command) is None, why
+
+
+def test_the_last_run_is_wanted_until_the_plans_end():
+    later = pending("set_mode_min", slot_start_at="2024-01-15T08:00:00Z")
+    assert current_plan().wants(later) == Wanted(SLOT + timedelta(hours=6), adopted_by="p2")
+
+
+def test_an_event_naming_an_adopting_plan_adds_it_and_moves_valid_until():
+    events = history(E.SENT, E.ACKNOWLEDGED)
+    events[1] = events[1].model_copy(
+        update={"detail": {"adopted_by": "p2", "valid_until": "2024-01-15T08:00:00Z"}}
+    )
+    events[2] = events[2].model_copy(
+        update={"detail": {"adopted_by": "p3", "valid_until": "2024-01-15T09:00:00Z"}}
+    )
+    command = fold(events)
+    assert command.plan_id == "p1"
+    assert command.adopted_by == ("p2", "p3")
+    assert command.valid_until == datetime(2024, 1, 15, 9, tzinfo=UTC)
+    assert fold(history(E.SENT)).adopted_by == ()

@@ -18,19 +18,31 @@ The legal transitions live in one table, :data:`TRANSITIONS`; :func:`next_state`
 :func:`fold` replays a command's events (numbered 1, 2, 3, … without gaps) into its
 materialized :class:`Command`. Events are facts in
 the past tense; the first is always ``created`` and carries what the command is.
+
+**Which plan wants a command** (:class:`CurrentPlan`, read from the device document). A command
+carries the plan that created it (``plan_id``). A newer plan that makes the very same change (the
+same mode from the same instant) *adopts* the older plan's command instead of superseding it and
+creating an identical one (:mod:`hpsteer.services.outbox`). So a command is still wanted when
+the device's current plan is its own plan, or when the current plan, created after the command,
+starts a run of the command's mode exactly at the command's slot start; it is wanted until that
+run ends (:meth:`CurrentPlan.wants`). Adopting writes nothing on the command: the next event
+recorded while an adopting plan is current names it (``detail.adopted_by``, with the run's end as
+``detail.valid_until``), and :func:`apply` adds it to ``adopted_by`` and moves ``valid_until``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
 
-from hpsteer.domain.actions import GenericAction
+from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.base import Record, UtcDatetime
-from hpsteer.domain.instants import parse_instant
+from hpsteer.domain.instants import instant_or_none, parse_instant
 from hpsteer.errors import IllegalTransition
 
 __all__ = [
@@ -41,6 +53,8 @@ __all__ = [
     "CommandEvent",
     "CommandEventType",
     "CommandState",
+    "CurrentPlan",
+    "Wanted",
     "apply",
     "fold",
     "next_state",
@@ -131,7 +145,12 @@ class Command(Record):
     slot_start_at: UtcDatetime | None = None
     slot_index: int | None = Field(default=None, ge=0)
     valid_until: UtcDatetime | None = None
-    """When the plan's next mode change (or the plan's end) takes over: sending later is moot."""
+    """When the plan's next mode change (or the plan's end) takes over: sending later is moot.
+    For an adopted command, as the last plan that adopted it set it (see ``adopted_by``)."""
+    adopted_by: tuple[str, ...] = ()
+    """Newer plans that kept this command because they make the same change (``plan_id`` is
+    the plan that created it), in the order its events met them: an adoption itself writes
+    nothing, the next event recorded while the adopting plan is current names it."""
     task_name: str | None = None
     """The Cloud Task that dispatches it (queue per manufacturer)."""
     correlation_id: str = Field(min_length=1)
@@ -229,6 +248,12 @@ def apply(command: Command, event: CommandEvent) -> Command:
         changes["manufacturer_reference"] = str(event.detail["manufacturer_reference"])
     if event.error is not None:
         changes["last_error"] = event.error
+    adopter = event.detail.get("adopted_by")
+    if isinstance(adopter, str) and adopter:
+        if adopter not in command.adopted_by:
+            changes["adopted_by"] = (*command.adopted_by, adopter)
+        if "valid_until" in event.detail:
+            changes["valid_until"] = instant_or_none(event.detail["valid_until"])
     return command.model_copy(update=changes)
 
 
@@ -242,3 +267,81 @@ def fold(events: Iterable[CommandEvent]) -> Command:
     for event in iterator:
         command = apply(command, event)
     return command
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A command the device's current plan wants: until when, and whether by adoption."""
+
+    until: datetime | None
+    """When the change stops being wanted (the plan's next change or its end); None: no end."""
+    adopted_by: str | None = None
+    """The current plan's id when it wants an older plan's command (adoption), else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentPlan:
+    """The device's current plan as the device document carries it: ``current_plan_id``,
+    ``current_plan_created_at``, its mode runs ``current_plan_modes`` ([{at, mode}]) and
+    ``current_plan_end_at`` (:func:`hpsteer.services.plans_store.make_current`)."""
+
+    plan_id: str | None
+    created_at: datetime | None = None
+    runs: tuple[tuple[datetime, Mode], ...] = ()
+    end_at: datetime | None = None
+
+    @classmethod
+    def of_device(cls, device: Mapping[str, Any]) -> CurrentPlan:
+        runs: list[tuple[datetime, Mode]] = []
+        for run in device.get("current_plan_modes") or []:
+            if not isinstance(run, Mapping):
+                continue
+            at, mode = instant_or_none(run.get("at")), _mode_or_none(run.get("mode"))
+            if at is not None and mode is not None:
+                runs.append((at, mode))
+        plan_id = device.get("current_plan_id")
+        return cls(
+            plan_id=plan_id if isinstance(plan_id, str) else None,
+            created_at=instant_or_none(device.get("current_plan_created_at")),
+            runs=tuple(sorted(runs, key=lambda run: run[0])),
+            end_at=instant_or_none(device.get("current_plan_end_at")),
+        )
+
+    def makes(self, at: datetime, mode: Mode) -> Wanted | None:
+        """Whether this plan starts a run of ``mode`` exactly at ``at``: then until when."""
+        for index, (start, run_mode) in enumerate(self.runs):
+            if start == at and run_mode is mode:
+                later = self.runs[index + 1][0] if index + 1 < len(self.runs) else self.end_at
+                return Wanted(later, self.plan_id)
+        return None
+
+    def wants(self, command: Command) -> Wanted | None:
+        """Whether this plan still wants ``command``'s change, and until when; None: it does not
+        (a newer plan took over). Its own command until its ``valid_until``; an older plan's
+        when it makes the same change at the same instant and the command is older than the
+        plan (one created later may come from the release of a plan this one overtook, which
+        this plan's release did not see: it is never adopted, so no change has two commands).
+        Commands without a plan (a hand-back) are not a plan's to judge: wanted until their
+        ``valid_until``."""
+        if command.plan_id is None:
+            return Wanted(command.valid_until)
+        if self.plan_id is None:
+            return None
+        if command.plan_id == self.plan_id:
+            return Wanted(command.valid_until)
+        mode = command.generic_action.mode
+        if (
+            mode is None
+            or command.slot_start_at is None
+            or self.created_at is None
+            or command.created_at >= self.created_at
+        ):
+            return None
+        return self.makes(command.slot_start_at, mode)
+
+
+def _mode_or_none(value: object) -> Mode | None:
+    try:
+        return Mode(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -9,9 +9,11 @@ transaction and record what happened afterwards.
 
 Recording is idempotent where redelivery makes it matter: creating a command that exists returns
 it unchanged, and an event whose ``dedup_key`` the command already recorded is not recorded twice.
-Several events that happen together (``verified`` then ``completed``) are one transaction, and so
-are the events of several commands of one device that change together
-(:func:`record_events_together`: a newer plan superseding the older plans' unsent commands).
+Several events that happen together (``verified`` then ``completed``) are one transaction. A
+caller that changes several commands of one device together (a plan's release: supersede some,
+create others, all while the plan is the device's current one) builds its own transaction from
+the same pieces: :func:`read_command`, :func:`events_after`, :func:`write_events` and
+:func:`create_in`.
 
 Every recorded event also becomes a row of the analytics ``command_events`` table
 (:func:`export_events`, insert id ``{device_id}/{command_id}/{seq:08d}``: command ids are
@@ -31,7 +33,6 @@ from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
     DocumentNotFound,
-    IllegalTransition,
     TransientError,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
@@ -45,13 +46,16 @@ __all__ = [
     "command_document",
     "command_path",
     "create_command",
+    "create_in",
     "event_rows",
+    "events_after",
     "export_events",
     "history",
     "load_command",
+    "read_command",
     "record_event",
     "record_events",
-    "record_events_together",
+    "write_events",
 ]
 
 _log = logging.getLogger(__name__)
@@ -103,21 +107,29 @@ def _event_path(device_id: str, command_id: str, seq: int) -> str:
     return f"{command_path(device_id, command_id)}/events/{seq:08d}"
 
 
+def create_in(tx: Transaction, created: CommandEvent) -> tuple[Command, CommandEvent]:
+    """Create a command and its first event in ``tx`` (``create()``: the transaction fails
+    whole with DocumentAlreadyExists if the command exists); the command, and the event as
+    stored."""
+    command = fold([created])
+    created = created.model_copy(update={"state": command.state})
+    tx.create(_event_path(command.device_id, command.command_id, 1), created.to_document())
+    tx.create(command_path(command.device_id, command.command_id), command_document(command))
+    return command, created
+
+
 def create_command(store: DocumentStore, created: CommandEvent) -> tuple[Command, bool]:
     """Store a new command from its ``created`` event: (the command, whether this call created
     it). An existing command is returned as it is. The common case reads nothing: both documents
     are created in one transaction, which fails whole if the command exists."""
-    command = fold([created])
-    created = created.model_copy(update={"state": command.state})
-    path = command_path(command.device_id, command.command_id)
 
-    def run(tx: Transaction) -> None:
-        tx.create(_event_path(command.device_id, command.command_id, 1), created.to_document())
-        tx.create(path, command_document(command))
+    def run(tx: Transaction) -> Command:
+        return create_in(tx, created)[0]
 
     try:
-        store.run_transaction(run)
+        command = store.run_transaction(run)
     except DocumentAlreadyExists:  # this command was created before (a redelivered outbox)
+        path = command_path(fold([created]).device_id, created.command_id)
         existing = store.get(path)
         if existing is None:  # deleted in between: let the caller's redelivery decide
             raise ConcurrencyConflict(f"{path} vanished while being created") from None
@@ -146,11 +158,11 @@ def record_event(
     return record_events(store, device_id, command_id, [new], dedup_key=dedup_key)[0]
 
 
-def _next_events(
+def events_after(
     command: Command, new_events: Sequence[NewEvent], dedup_key: str | None
 ) -> tuple[Command, list[CommandEvent]]:
     """The command after ``new_events`` and the events to store (IllegalTransition if the
-    sequence is not legal from its state)."""
+    sequence is not legal from its state); ``dedup_key`` goes on the last event."""
     written: list[CommandEvent] = []
     for index, new in enumerate(new_events):
         event = CommandEvent(
@@ -168,9 +180,17 @@ def _next_events(
     return command, written
 
 
-def _store_events(
+def read_command(tx: Transaction, device_id: str, command_id: str) -> Command | None:
+    """A command as ``tx`` reads it (reads come before any write in a transaction)."""
+    snapshot = tx.get(command_path(device_id, command_id))
+    return None if snapshot is None else Command.parse(snapshot.data)
+
+
+def write_events(
     tx: Transaction, device_id: str, command: Command, written: Sequence[CommandEvent]
 ) -> None:
+    """Write :func:`events_after`'s result in ``tx``: each event with ``create()`` (a second
+    writer of the same sequence number fails the transaction) and the new state."""
     for event in written:
         tx.create(_event_path(device_id, command.command_id, event.seq), event.to_document())
     tx.set(command_path(device_id, command.command_id), command_document(command))
@@ -214,8 +234,8 @@ def record_events(
                 f"command {command_id} moved on to seq {command.last_seq} since seq "
                 f"{expected_seq} was read"
             )
-        command, written = _next_events(command, new_events, dedup_key)
-        _store_events(tx, device_id, command, written)
+        command, written = events_after(command, new_events, dedup_key)
+        write_events(tx, device_id, command, written)
         return command, written
 
     return store.run_transaction(run)
@@ -223,57 +243,6 @@ def record_events(
 
 Recorded = tuple[Command, list[CommandEvent]]
 """A command as events left it, and the events written."""
-
-
-def record_events_together(
-    store: DocumentStore,
-    device_id: str,
-    command_ids: Sequence[str],
-    make_events: Callable[[Command], Sequence[NewEvent]],
-    *,
-    dedup_key: str | None = None,
-    guard: Callable[[Transaction], None] | None = None,
-    also: Callable[[Transaction, list[Recorded]], None] | None = None,
-) -> list[Recorded]:
-    """Append events to several commands of one device in ONE transaction; return, for each
-    command that took them, the command and the events written.
-
-    Reads come first, as Firestore wants: ``guard(tx)`` (may raise to write nothing), then every
-    command; then the writes. ``make_events(command)`` gives a command's events from its state
-    as the transaction read it. A command that is missing, already recorded ``dedup_key``, or
-    to which the events are not legal (IllegalTransition: it moved on) is left out; the others
-    are written as :func:`record_events` writes one. ``also(tx, recorded)`` may add writes of
-    its own to the same transaction (it runs last, only when something was recorded).
-    """
-
-    def run(tx: Transaction) -> list[Recorded]:
-        if guard is not None:
-            guard(tx)
-        snapshots = [
-            (command_id, tx.get(command_path(device_id, command_id))) for command_id in command_ids
-        ]
-        recorded: list[Recorded] = []
-        for command_id, snapshot in snapshots:
-            if snapshot is None:
-                _log.info("no command %s for device %s: nothing recorded", command_id, device_id)
-                continue
-            command = Command.parse(snapshot.data)
-            if dedup_key is not None and command.last_dedup_key == dedup_key:
-                continue
-            new_events = make_events(command)
-            if not new_events:
-                continue
-            try:
-                recorded.append(_next_events(command, new_events, dedup_key))
-            except IllegalTransition:
-                continue
-        for command, written in recorded:
-            _store_events(tx, device_id, command, written)
-        if recorded and also is not None:
-            also(tx, recorded)
-        return recorded
-
-    return store.run_transaction(run)
 
 
 def load_command(store: DocumentStore, device_id: str, command_id: str) -> Command | None:

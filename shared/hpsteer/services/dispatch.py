@@ -12,8 +12,13 @@ and the next delivery finds the command where the crash left it.
    Acknowledged or verified: 200 after making sure its verification task exists.
 2. Stale: fresh telemetry newer than the command shows the household's own setting
    (``superseded``, and ``override_seen`` for reconciliation: never fight the household); the
-   plan is no longer the device's current plan, its slot has passed
-   (``valid_until``), steering is off, or the household overrides: ``superseded``, 200. A
+   device's current plan no longer wants its change, its slot has passed, steering is off, or
+   the household overrides: ``superseded``, 200. The current plan wants a command of its own
+   until its ``valid_until``, and an older plan's command that it adopted (it makes the same
+   change: the same mode from the command's slot start, and is newer than the command) until
+   its run of that mode ends: both read from the device document (``current_plan_*``, see
+   :class:`~hpsteer.domain.commands.CurrentPlan`), no extra read. The first event recorded for
+   an adopted command names the adopting plan (``adopted_by``, with its ``valid_until``). A
    command whose slot passed after errors kept it from being sent is ``failed`` with an alert
    instead: it never took effect, and that must not pass silently.
    A repeat of a delivery that already recorded ``sent`` (the same task and retry count: Cloud
@@ -49,6 +54,8 @@ the command to the other (so an attempt number is never computed from a stale vi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -61,7 +68,14 @@ from opentelemetry.trace import StatusCode
 
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
-from hpsteer.domain.commands import REMEDIATION, Command, CommandEventType, CommandState
+from hpsteer.domain.commands import (
+    REMEDIATION,
+    Command,
+    CommandEventType,
+    CommandState,
+    CurrentPlan,
+    Wanted,
+)
 from hpsteer.domain.hand_back import is_hand_back
 from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.domain.messages import CommandTask
@@ -217,12 +231,13 @@ class _Run:
     # -- recording --------------------------------------------------------------------------
 
     def record(self, *events: NewEvent) -> bool:
-        """Record events as this delivery; False when it recorded them already (redelivery)."""
+        """Record events as this delivery; False when it recorded them already (redelivery).
+        The first names the plan that adopted the command, if its history does not yet."""
         command, written = record_events(
             self.deps.store,
             self.command.device_id,
             self.command.command_id,
-            list(events),
+            [self.noting_adoption(events[0]), *events[1:]],
             dedup_key=f"{self.delivery.dedup_key}/{events[-1].type.value}",
             expected_seq=self.command.last_seq,  # another delivery moved it: this one stops
         )
@@ -296,7 +311,28 @@ class _Run:
             return Reply(503, "circuit_open", _retry_after(retry_at, self.now), {"error": error})
         return Reply(503, "retrying", None, {"error": error})
 
+    def noting_adoption(self, event: NewEvent) -> NewEvent:
+        """``event`` with ``adopted_by`` (the current plan) and ``valid_until`` (its run's end)
+        in its detail when the current plan wants this older plan's command and the command's
+        history does not say so yet (:mod:`hpsteer.domain.commands`): adopting wrote nothing."""
+        wanted = self.wanted
+        command = self.command
+        if wanted is None or wanted.adopted_by is None:
+            return event
+        if wanted.adopted_by in command.adopted_by and wanted.until == command.valid_until:
+            return event
+        until = None if wanted.until is None else wanted.until.isoformat()
+        detail = {**event.detail, "adopted_by": wanted.adopted_by, "valid_until": until}
+        return dataclasses.replace(event, detail=detail)
+
     # -- facts -----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def wanted(self) -> Wanted | None:
+        """Whether the device's current plan still wants this command, and until when: its own
+        plan's command, or an older plan's command it adopted (the same mode from the same
+        instant), read from the device document this delivery read anyway."""
+        return CurrentPlan.of_device(self.device).wants(self.command)
 
     def stale_reason(self) -> tuple[str, dict[str, Any]] | None:
         command, device, now = self.command, self.device, self.deps.clock.now()
@@ -307,10 +343,11 @@ class _Run:
         override = device.get("override_until")
         if isinstance(override, datetime) and now < override:
             return "user_override", {"override_until": override.isoformat()}
-        if command.plan_id is not None and device.get("current_plan_id") != command.plan_id:
+        wanted = self.wanted
+        if wanted is None:  # the current plan no longer makes this change
             return "newer_plan", {"current_plan_id": device.get("current_plan_id")}
-        if command.valid_until is not None and now >= command.valid_until:
-            return "slot_passed", {"valid_until": command.valid_until.isoformat()}
+        if wanted.until is not None and now >= wanted.until:
+            return "slot_passed", {"valid_until": wanted.until.isoformat()}
         return None
 
     def household_change_in_telemetry(self) -> datetime | None:

@@ -11,15 +11,35 @@ became current) turns each ``pending`` entry into
 2. a named task in the manufacturer's queue, scheduled at the slot's start (never in the past);
    ALREADY_EXISTS is success, since the name is derived from device, plan and slot;
 
-then marks the entries ``queued`` in one update of the plan and deletes the marker (the
+**unless an older plan's command already makes that change** (the same mode from the same
+instant): then the entry *adopts* it. Re-plans come every few hours and mostly make the same
+changes again, so most entries adopt: no command, event, task or row is created, and the adopted
+command and its task are left as they are (no write at all). The entry names the command that
+carries its change (``command_id``, ``task_name``, ``adopted_from_plan_id``), and dispatch keeps
+sending it as long as the device's current plan makes its change
+(:class:`~hpsteer.domain.commands.CurrentPlan`); its next event names the adopting plan
+(``adopted_by``) and the run's end (``valid_until``, which may have moved either way).
+
+Then the entries become ``queued`` in one update of the plan and the marker is deleted (the
 outbox's **conclusion**). An entry whose successor is already due when released is ``skipped``
 (the successor sets the mode).
 
-Before that, the device's older commands that were never sent (``pending``/``retrying`` of
-another plan) are **superseded**, all in one transaction that first checks this plan is still
-the device's current one and also names them on the plan's marker
-(``superseded_command_ids``), and their tasks deleted (best effort: a task that still runs finds
-its command superseded and sends nothing). A release's Cloud Tasks calls (its new tasks, the
+The device's older commands that were never sent (``pending``/``retrying`` of another plan) and
+that no entry adopts are **superseded**, and their tasks deleted (best effort: a task that still
+runs finds its command superseded and sends nothing). Adopting, superseding and creating the
+plan's own commands are one transaction (:func:`_settle`) that first checks that this plan is
+still the device's current one and judges adoption by the device's ``current_plan_*`` fields,
+exactly as dispatch will; it names the superseded commands on the plan's marker
+(``superseded_command_ids``). So a plan's commands exist only if they were created while it was
+current, and the release of any newer plan, which starts after that plan became current, sees
+them: no change ends up with two commands that dispatch would both send. (A device with no older
+command open, e.g. its first plan, skips that check: its commands are created in one
+transaction that reads nothing. Such a release overtaken by a newer plan creates commands that
+are younger than the newer plan, which dispatch never takes for the newer plan's, unless the
+newer plan was planned, made current and released within this release's one query: a window
+this layer accepts rather than a device read per release.) An older command already sent
+or acknowledged is adopted when it makes the change (so it is not sent twice), never superseded
+here: dispatch and verification settle it. A release's Cloud Tasks calls (its new tasks, the
 superseded ones' deletions) go out together on a few threads (:data:`REMOTE_CALL_THREADS`), not
 one after the other.
 
@@ -35,10 +55,12 @@ them twice adds nothing (the insert ids; BigQuery's deduplication is best effort
 without a batch (the sweep's) finishes on its own; if analytics is unavailable it leaves its
 outbox unconcluded for the next sweep rather than fail.
 
-A plan that is no longer the device's current plan when its release starts (a concurrent
-optimize made a newer one current) is not released: only its marker is dropped (after the rows
-an earlier release of it may have left are derived, as above), so its late release never
-supersedes the newer plan's commands.
+A plan that is no longer the device's current plan when its release starts or when its
+transaction runs (a concurrent optimize made a newer one current) is not released: only its
+marker is dropped, so its late release never supersedes the newer plan's commands. If an earlier
+release of it ended before concluding, dropping first derives that release's rows (as above) and
+makes sure each of its commands still ``pending`` has its task: the release may have died between
+creating the command and its task, and a newer plan may have adopted the command since.
 
 A crash anywhere in between loses nothing: every step is idempotent, and :func:`sweep` (Cloud
 Scheduler, ``command-sweep-requests``) releases every marker older than a grace period whose plan
@@ -55,20 +77,32 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from hpsteer.domain.actions import GenericAction
-from hpsteer.domain.commands import Command, CommandEvent, CommandEventType, CommandState
+from hpsteer.domain.commands import (
+    Command,
+    CommandEvent,
+    CommandEventType,
+    CommandState,
+    CurrentPlan,
+)
 from hpsteer.domain.messages import CommandSweepRequest
-from hpsteer.errors import PermanentError, TaskAlreadyExists, TransientError
+from hpsteer.errors import (
+    DocumentAlreadyExists,
+    IllegalTransition,
+    PermanentError,
+    TaskAlreadyExists,
+    TransientError,
+)
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
 from hpsteer.ports.analytics import Analytics, BufferedAnalytics
-from hpsteer.ports.store import Filter, Transaction, every_page
+from hpsteer.ports.store import DocumentStore, Filter, Transaction, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, failure_alert, raise_alert
 from hpsteer.services.command_log import (
@@ -76,9 +110,12 @@ from hpsteer.services.command_log import (
     NewEvent,
     Recorded,
     create_command,
+    create_in,
+    events_after,
     export_events,
     load_command,
-    record_events_together,
+    read_command,
+    write_events,
 )
 from hpsteer.services.command_tasks import (
     dispatch_task,
@@ -133,6 +170,8 @@ class ReleaseOutcome:
     """Command ids whose task exists now (created by this call or before)."""
     skipped: int = 0
     superseded: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    """Older plans' command ids that carry one of this plan's changes (no command created)."""
 
 
 def _created_event(
@@ -325,13 +364,14 @@ def release_plan(
     current: bool = False,
     fresh: bool = False,
 ) -> ReleaseOutcome:
-    """Turn the plan's pending outbox entries into commands and tasks (module docstring).
+    """Turn the plan's pending outbox entries into commands and tasks, adopting older plans'
+    commands that make the same change (module docstring).
 
     ``batch``: the rows and the conclusion wait for its :meth:`~ReleaseBatch.finish` (without
     one, this release finishes on its own before returning). ``current``: the caller has just
     seen (or made) the device point at this plan, so it is not read again. ``fresh``: the caller
-    has just written this plan, so no earlier release of it can have left rows unsent and its
-    marker is not read."""
+    has just written this plan, so no earlier release of it can have left rows unsent or
+    commands behind, and its marker is not read."""
     now = deps.clock.now()
     store = deps.store
     plan_id = str(plan["plan_id"])
@@ -351,23 +391,12 @@ def release_plan(
     earlier = _unfinished_marker(deps, device_id, plan, fresh)
     entries = [dict(e) for e in plan.get("outbox", [])]
     plan_end = _instant(plan["end_at"])
-    changed = False
     calls = _TaskCalls(deps)
     with log_context(device_id=device_id, plan_id=plan_id):
         superseded_before = _superseded_ids(earlier)
         if superseded_before:
             _export_superseded(deps, batch.analytics, device_id, plan_id, superseded_before)
-        # First, so the query meets only older plans' unsent commands (usually none), not this
-        # plan's new ones; the device points at this plan already, so dispatch would skip them.
-        outcome.superseded = _supersede(
-            deps,
-            device_id,
-            plan_id,
-            batch.analytics,
-            calls,
-            marker_created_at=_optional_instant(plan.get("created_at")),
-            recorded_before=superseded_before,
-        )
+        due: list[_Due] = []
         for index, entry in enumerate(entries):
             if entry.get("status") != "pending":
                 continue
@@ -377,27 +406,56 @@ def release_plan(
             if valid_until <= now:
                 entry["status"] = "skipped"
                 outcome.skipped += 1
-                changed = True
                 continue
             created = _created_event(device_id, device, plan, entry, valid_until, now)
-            command, is_new = create_command(store, created)
-            # An existing command: an earlier release of this outbox created it and ended before
-            # its rows were surely appended; its created row again (same insert id).
-            first = (
-                created.model_copy(update={"state": command.state})
-                if is_new
-                else _created_as_stored(command)
-            )
-            _rows(batch.analytics, command, [first])
+            due.append(_Due(index, _instant(entry["at"]), created))
+        settled = _settle(
+            deps,
+            device_id,
+            plan_id,
+            due,
+            fresh=fresh,
+            marker_created_at=_optional_instant(plan.get("created_at")),
+            recorded_before=superseded_before,
+            carried={str(e["command_id"]) for e in entries if e.get("command_id")},
+        )
+        if settled is None:
+            # A newer plan became current during this release: it created and superseded
+            # nothing, and the newer plan's release takes over (as above).
+            _drop(deps, device_id, plan, earlier, batch, fresh=fresh)
+            if own:
+                batch.finish_or_leave()
+            return outcome
+        for command, events in settled.superseded:
+            _rows(batch.analytics, command, events)
+            outcome.superseded.append(command.command_id)
+            if command.task_name:
+                calls.add(_bind_delete(deps, command))
+        for due_entry in due:
+            entry = entries[due_entry.index]
+            adopted = settled.adopted.get(due_entry.index)
+            if adopted is not None:
+                # Its task stays: the adopted command goes out as its own plan had it.
+                entry.update(
+                    status="queued",
+                    command_id=adopted.command_id,
+                    task_name=adopted.task_name,
+                    adopted_from_plan_id=adopted.plan_id,
+                )
+                outcome.adopted.append(adopted.command_id)
+                continue
+            command, first = settled.created[due_entry.index]
+            # first None: an earlier release of this outbox created the command and ended
+            # before its rows were surely appended; its created row again (same insert id).
+            _rows(batch.analytics, command, [first or _created_as_stored(command)])
             if command.state is CommandState.PENDING and command.task_name:
-                at = max(_instant(entry["at"]), now)
-                calls.add(_bind_send(deps, command, command.task_name, at))
+                calls.add(_bind_send(deps, command, command.task_name, max(due_entry.at, now)))
             entry.update(
                 status="queued", command_id=command.command_id, task_name=command.task_name
             )
             outcome.queued.append(command.command_id)
-            changed = True
         calls.run()
+        changed = bool(outcome.skipped or due)
 
         def conclude() -> None:
             if changed:
@@ -410,11 +468,12 @@ def release_plan(
         batch.later(plan_id, conclude)
     if own:
         batch.finish_or_leave()
-    if outcome.queued or outcome.superseded:
+    if outcome.queued or outcome.superseded or outcome.adopted:
         _log.info(
-            "plan %s released: %d commands queued, %d skipped, %d older superseded",
+            "plan %s released: %d commands queued, %d adopted, %d skipped, %d older superseded",
             plan_id,
             len(outcome.queued),
+            len(outcome.adopted),
             outcome.skipped,
             len(outcome.superseded),
             extra={"device_id": device_id, "plan_id": plan_id},
@@ -463,31 +522,65 @@ def _drop(
     plan: Mapping[str, Any],
     marker: Mapping[str, Any] | None,
     batch: ReleaseBatch,
+    *,
+    fresh: bool = False,
 ) -> None:
     """A plan that is not current is not released: its marker goes (once the batch's rows are
-    appended). If an earlier release of it ended before concluding, the rows of what that
-    release recorded are derived again first: the commands of its pending entries, and those
-    it superseded (``marker``: the marker as read, if the caller read it)."""
+    appended). If an earlier release of it ended before concluding, what that release recorded
+    is finished first: the rows of the commands of its pending entries and of those it
+    superseded (``marker``: the marker as read, if the caller read it), and the task of each of
+    its commands still ``pending`` (the release may have ended before creating it, and a newer
+    plan may have adopted the command; dispatch decides whether it is still wanted). ``fresh``:
+    the plan was written just now, so no earlier release of it exists."""
     plan_id = str(plan["plan_id"])
     store = deps.store
-    if plan.get("outbox_released_at") is None:
+    if not fresh and plan.get("outbox_released_at") is None:
         if marker is None:
             snapshot = store.get(marker_path(device_id, plan_id))
             marker = None if snapshot is None else snapshot.data
         if marker is not None:
             _export_superseded(deps, batch.analytics, device_id, plan_id, _superseded_ids(marker))
+            now = deps.clock.now()
             for entry in plan.get("outbox", []):
                 if entry.get("status") != "pending":
                     continue
                 command_id = command_id_for(plan_id, int(entry["slot_index"]))
                 command = load_command(store, device_id, command_id)
-                if command is not None:
-                    _rows(batch.analytics, command, [_created_as_stored(command)])
+                if command is None:
+                    continue
+                _rows(batch.analytics, command, [_created_as_stored(command)])
+                if command.state is CommandState.PENDING and command.task_name:
+                    at = max(command.slot_start_at or now, now)
+                    _enqueue_send(deps, command, command.task_name, at)
     batch.later(plan_id, lambda: store.delete(marker_path(device_id, plan_id)))
 
 
 class _NoLongerCurrent(Exception):
-    """The plan superseding others stopped being the device's current plan."""
+    """The plan being released stopped being the device's current plan."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """A pending outbox entry still worth a command: its position, instant and command."""
+
+    index: int
+    at: datetime
+    created: CommandEvent
+
+    @property
+    def action(self) -> GenericAction:
+        return GenericAction(self.created.detail["generic_action"])
+
+
+@dataclass
+class _Settled:
+    """What :func:`_settle`'s transaction did."""
+
+    adopted: dict[int, Command] = field(default_factory=dict)
+    """Entry index → the older plan's command that carries its change."""
+    superseded: list[Recorded] = field(default_factory=list)
+    created: dict[int, tuple[Command, CommandEvent | None]] = field(default_factory=dict)
+    """Entry index → its command and its ``created`` event (None: it existed already)."""
 
 
 def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[str]:
@@ -497,85 +590,173 @@ def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[st
     return their ids. Their ``command_events`` rows are appended before this returns."""
     batch = ReleaseBatch(deps)
     calls = _TaskCalls(deps)
-    superseded = _supersede(deps, device_id, plan_id, batch.analytics, calls)
+    settled = _settle(deps, device_id, plan_id, [], fresh=True)
+    superseded = [] if settled is None else settled.superseded
+    for command, events in superseded:
+        _rows(batch.analytics, command, events)
+        if command.task_name:
+            calls.add(_bind_delete(deps, command))
     calls.run()
     try:
         batch.analytics.flush()
     except TransientError as err:
         _log.warning("command_events rows of %d superseded not appended: %s", len(superseded), err)
-    return superseded
+    return [command.command_id for command, _ in superseded]
 
 
-def _supersede(
+def _settle(
     deps: Dependencies,
     device_id: str,
     plan_id: str,
-    analytics: Analytics,
-    calls: _TaskCalls,
+    due: Sequence[_Due],
     *,
+    fresh: bool,
     marker_created_at: datetime | None = None,
     recorded_before: Sequence[str] = (),
-) -> list[str]:
-    """:func:`supersede_older`'s work: rows into ``analytics``, task deletions into ``calls``.
+    carried: Set[str] = frozenset(),
+) -> _Settled | None:
+    """Decide, for the device's open commands of other plans, which the plan adopts and which
+    it supersedes, and create the commands of its ``due`` entries that adopt none; None if the
+    plan is no longer the device's current plan (then nothing was written).
 
-    The transaction also writes the ids it superseded on the plan's marker (creating it if the
-    plan has none: ``marker_created_at``, else now), beside ``recorded_before``: a later release
-    of this plan that finds the marker still there derives their rows again."""
+    One query finds the older open commands (``pending``, ``retrying``, ``sent``,
+    ``acknowledged``; usually only the unsent changes of the plan before). If none is unsent
+    and none makes a change of ``due``, the commands are created in one transaction without
+    reading anything (the common case of a device's first plan). Otherwise one transaction
+    first checks that the plan is still current, reading the device, and from the device's
+    ``current_plan_*`` fields (:class:`~hpsteer.domain.commands.CurrentPlan`, as dispatch will
+    judge them) lets each due entry adopt the older command that makes its change (one already
+    sent first, then the oldest); supersedes the other unsent older commands (naming them on the
+    marker, created if missing at ``marker_created_at``, beside ``recorded_before``: a later
+    release of this plan that finds the marker derives their rows again); and creates the
+    remaining entries' commands. So a plan's commands are created only while it is current,
+    and a newer plan's release, which starts after it became current, sees all of them.
+    A command that is sent, or moved on meanwhile (a dispatch sent it), is never superseded
+    here: the dispatcher decides; nor is one of ``carried``, the commands the plan's entries
+    already name (an earlier release of this plan adopted them). ``fresh``: no command of this
+    plan can exist yet (a release that meets one anyway runs again reading them)."""
     store = deps.store
     now = deps.clock.now()
     page = store.query(
-        f"devices/{device_id}/commands", [Filter("state", "in", _UNSENT)], limit=_PAGE
+        f"devices/{device_id}/commands", [Filter("state", "in", _MOVING)], limit=_PAGE
     )
     older = [
         Command.parse(document.data)
         for document in page.documents
         if document.data.get("plan_id") not in (plan_id, None)
     ]
-    if not older:
-        return []
-
-    def still_current(tx: Transaction) -> None:
-        device = tx.get(device_path(device_id))
-        if device is None or device.data.get("current_plan_id") != plan_id:
-            raise _NoLongerCurrent(plan_id)
+    changes = {(d.at, d.action) for d in due}
+    candidates = [
+        c
+        for c in older
+        if c.slot_start_at is not None and (c.slot_start_at, c.generic_action) in changes
+    ]
+    unsent = [c for c in older if c.state.value in _UNSENT and c.command_id not in carried]
+    if not candidates and not unsent:
+        return _create_alone(store, due, fresh=fresh)
+    by_change: dict[tuple[datetime, GenericAction], list[Command]] = {}
+    for command in sorted(candidates, key=_adoption_order):
+        assert command.slot_start_at is not None
+        by_change.setdefault((command.slot_start_at, command.generic_action), []).append(command)
 
     def superseded_event(command: Command) -> list[NewEvent]:
         detail = {"reason": "newer_plan", "by_plan_id": plan_id}
         return [NewEvent(CommandEventType.SUPERSEDED, now, command.attempt, detail=detail)]
 
-    def name_them(tx: Transaction, recorded: list[Recorded]) -> None:
-        ids = dict.fromkeys([*recorded_before, *(c.command_id for c, _ in recorded)])
-        tx.set(
-            marker_path(device_id, plan_id),
-            {
-                "device_id": device_id,
-                "plan_id": plan_id,
-                "created_at": marker_created_at or now,
-                "superseded_command_ids": list(ids),
-            },
-            merge=True,
-        )
+    def run(tx: Transaction, reading_own: bool) -> _Settled:
+        device = tx.get(device_path(device_id))
+        if device is None or device.data.get("current_plan_id") != plan_id:
+            raise _NoLongerCurrent(plan_id)
+        settled = _Settled()
+        current_plan = CurrentPlan.of_device(device.data)
+        for entry in due:
+            for command in by_change.get((entry.at, entry.action), []):
+                wanted = current_plan.wants(command)
+                taken = any(a.command_id == command.command_id for a in settled.adopted.values())
+                if (
+                    wanted is not None
+                    and not taken
+                    and (wanted.until is None or wanted.until > now)
+                ):
+                    settled.adopted[entry.index] = command
+                    break
+        kept = {c.command_id for c in settled.adopted.values()} | carried
+        key = _superseded_key(plan_id)
+        # Reads first (Firestore transactions read everything before any write).
+        stale = [
+            read_command(tx, device_id, c.command_id) for c in unsent if c.command_id not in kept
+        ]
+        to_create = [d for d in due if d.index not in settled.adopted]
+        existing = {
+            d.index: read_command(tx, device_id, d.created.command_id)
+            for d in (to_create if reading_own else [])
+        }
+        for read in stale:
+            if read is None or read.last_dedup_key == key:
+                continue
+            try:
+                settled.superseded.append(events_after(read, superseded_event(read), key))
+            except IllegalTransition:  # it moved on meanwhile (a dispatch sent it)
+                continue
+        for superseded, written in settled.superseded:
+            write_events(tx, device_id, superseded, written)
+        if settled.superseded:
+            ids = [*recorded_before, *(c.command_id for c, _ in settled.superseded)]
+            tx.set(
+                marker_path(device_id, plan_id),
+                {
+                    "device_id": device_id,
+                    "plan_id": plan_id,
+                    "created_at": marker_created_at or now,
+                    "superseded_command_ids": list(dict.fromkeys(ids)),
+                },
+                merge=True,
+            )
+        for entry in to_create:
+            found = existing.get(entry.index)
+            settled.created[entry.index] = (
+                (found, None) if found is not None else create_in(tx, entry.created)
+            )
+        return settled
 
     try:
-        recorded = record_events_together(
-            store,
-            device_id,
-            [command.command_id for command in older],
-            superseded_event,
-            dedup_key=_superseded_key(plan_id),
-            guard=still_current,
-            also=name_them,
-        )
+        if fresh:
+            try:
+                return store.run_transaction(lambda tx: run(tx, False))
+            except DocumentAlreadyExists:
+                pass  # a release of this plan ran after all: read its commands
+        return store.run_transaction(lambda tx: run(tx, True))
     except _NoLongerCurrent:
-        return []  # a newer plan became current meanwhile: superseding is its release's job
-    # A command left out moved on meanwhile (a dispatch sent it): the dispatcher decides.
-    superseded: list[str] = []
-    for command, events in recorded:
-        _rows(analytics, command, events)
-        superseded.append(command.command_id)
-        if command.task_name:
-            calls.add(_bind_delete(deps, command))
-    return superseded
+        return None
+
+
+def _adoption_order(command: Command) -> tuple[bool, datetime, str]:
+    """Which of several older commands making one change is adopted: one already sent (so
+    nothing goes out twice), then the oldest."""
+    return (command.state.value in _UNSENT, command.created_at, command.command_id)
+
+
+def _create_alone(store: DocumentStore, due: Sequence[_Due], *, fresh: bool) -> _Settled:
+    """The due entries' commands when no older command needs deciding: one transaction that
+    reads nothing for a fresh plan, else one per command (each finding an existing one)."""
+    settled = _Settled()
+    if fresh and due:
+
+        def run(tx: Transaction) -> dict[int, tuple[Command, CommandEvent | None]]:
+            return {entry.index: create_in(tx, entry.created) for entry in due}
+
+        try:
+            settled.created = store.run_transaction(run)
+            return settled
+        except DocumentAlreadyExists:
+            pass
+    for entry in due:
+        command, is_new = create_command(store, entry.created)
+        settled.created[entry.index] = (
+            command,
+            entry.created.model_copy(update={"state": command.state}) if is_new else None,
+        )
+    return settled
 
 
 def _bind_delete(deps: Dependencies, command: Command) -> Callable[[], None]:
