@@ -57,11 +57,14 @@ request's duration is its handler CPU time / the vCPUs (a fractional vCPU stretc
 work) + the assumed round trips of its remote calls (:data:`LATENCY_S`: the local backends answer
 in microseconds) on its critical path (:class:`Meter`): the waits of the thread serving it, store
 operations included, plus the longest of the lanes that worked for it at the same time: each
-other thread (a pool's workers: optimize_shard solves on one), and reconcile's devices, which the
-simulation reconciles one after another (the local runtime's ``reconcile_workers`` is 1, so its
-seeded faults stay reproducible) while production runs them on ``reconcile_workers`` threads
-(terraform's ``HPSTEER_RECONCILE_WORKERS``, else the setting's default; :func:`reconcile_workers`):
-each device goes to the lane free first, as a pool hands out its queue. The requests an
+other thread (a pool's workers: optimize_shard solves on one), and the devices of a reconcile
+page and of an optimize shard, which the simulation handles one after another (the local
+runtime's ``reconcile_workers`` and ``optimize_io_workers`` are 1, so its seeded faults and the
+order of its writes stay reproducible) while production runs them on ``reconcile_workers`` and
+``optimize_io_workers`` threads (terraform's ``HPSTEER_RECONCILE_WORKERS`` and
+``HPSTEER_OPTIMIZE_IO_WORKERS``, else the settings' defaults; :func:`reconcile_workers`,
+:func:`optimize_io_workers`): each device (for optimize, a device's preparing, and then its
+completing) goes to the lane free first, as a pool hands out its queue. The requests an
 instance really serves at once (:func:`effective_concurrency`) follow from the fleet's load
 (:func:`fleet_in_flight`: a device event's rate times its duration; every page of a reconcile
 run, every shard of an optimize run, at once) and Cloud Run's autoscaler, which keeps each
@@ -97,7 +100,10 @@ manufacturers): 140 device-days in about 1.5 minutes. 10 homes gave totals withi
 optimize shard (100), hence the upper bound above; for the same reason a reconcile page's
 workers share fewer devices than a full page gives them (20 devices on 16 lanes: the longest
 lane waits for two devices' polls, where a page of 200 spreads 12.5 per lane), so reconcile's
-waits per device are overstated too.
+waits per device are overstated too, and so are optimize's (a shard's 20 devices on 16 lanes,
+the lane that reads the shard's history and earlier forecasts the longest). One thing runs the
+other way: a shard's analytics inserts, made on their own threads at its end, after its devices,
+are counted as one more lane beside the devices' (up to one insert's 50 ms a shard missed).
 
 ``what_if_usd_per_device_month`` recomputes the total with no remote latency, with every remote
 call's wait billed one after another (no concurrency inside a request: the rule before the
@@ -561,18 +567,31 @@ def function_resources(path: Path = TERRAFORM_FUNCTIONS) -> dict[str, FunctionRe
     return FALLBACK_FUNCTIONS | found
 
 
-def reconcile_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
-    """Devices one reconcile page reconciles at once in production: ``HPSTEER_RECONCILE_WORKERS``
-    in terraform's reconcile entry, else the setting's default."""
+def _workers(entry: str, setting: str, functions: Path) -> int:
+    """``HPSTEER_<SETTING>`` in terraform's ``entry`` entry, else the setting's default."""
     from hpsteer.config import Settings
 
     if functions.exists():
+        variable = f"HPSTEER_{setting.upper()}"
         for name, body in _FUNCTION_BLOCK.findall(functions.read_text()):
-            found = re.search(r'HPSTEER_RECONCILE_WORKERS\s*=\s*"?(\d+)"?', body)
-            if name == "reconcile" and found:
+            found = re.search(variable + r'\s*=\s*"?(\d+)"?', body)
+            if name == entry and found:
                 return int(found.group(1))
-    default = Settings.model_fields["reconcile_workers"].default
+    default = Settings.model_fields[setting].default
     return int(default)
+
+
+def reconcile_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
+    """Devices one reconcile page reconciles at once in production: ``HPSTEER_RECONCILE_WORKERS``
+    in terraform's reconcile entry, else the setting's default."""
+    return _workers("reconcile", "reconcile_workers", functions)
+
+
+def optimize_io_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
+    """Devices of one optimize shard whose reads and writes run at once in production:
+    ``HPSTEER_OPTIMIZE_IO_WORKERS`` in terraform's optimize_shard entry, else the setting's
+    default."""
+    return _workers("optimize_shard", "optimize_io_workers", functions)
 
 
 TERRAFORM_VARIABLES = TERRAFORM_FUNCTIONS.with_name("variables.tf")
@@ -873,12 +892,14 @@ class Meter:
     it (a thread pool's workers: ``threading.get_ident``). A request waits for its own thread's
     calls plus the longest of the other lanes (:attr:`_Frame.critical_s`): the threads run at
     the same time and the request waits for the last. Work that production runs on a pool but a
-    reproducible simulation runs one unit after another (reconcile's devices: the local runtime
-    reconciles them in order so its seeded faults stay reproducible) is modelled with
-    :meth:`unit`: each unit on the request's own thread goes to the one of :attr:`unit_lanes`
-    lanes that is free first (the least waited so far, the lowest on a tie), which is how a
-    pool of that many workers hands out its queue in order when waiting is what takes the time.
-    CPU work is not spread: it stays the request's handler time (one vCPU runs the threads).
+    reproducible simulation runs one unit after another (reconcile's devices, optimize's
+    devices' preparing and completing: the local runtime handles them in order so its seeded
+    faults and its writes stay reproducible) is modelled with :meth:`unit`: each unit on the
+    request's own thread goes to the one of its pool's lanes (:attr:`unit_lanes` unless the
+    unit says how many) that is free first (the least waited so far, the lowest on a tie),
+    which is how a pool of that many workers hands out its queue in order when waiting is what
+    takes the time. CPU work is not spread: it stays the request's handler time, on the entry
+    point's vCPUs.
     """
 
     active: Callable[[], bool]
@@ -940,16 +961,18 @@ class Meter:
                 self._wait(self.stack[-1], "store", n * LATENCY_S["store"])
 
     @contextmanager
-    def unit(self) -> Iterator[None]:
-        """One unit of work that production hands to a pool of :attr:`unit_lanes` workers (see
-        the class docstring); on another thread than the request's, that thread is its lane."""
+    def unit(self, lanes: int | None = None) -> Iterator[None]:
+        """One unit of work that production hands to a pool of ``lanes`` workers (default
+        :attr:`unit_lanes`; see the class docstring); on another thread than the request's,
+        that thread is its lane."""
+        workers = self.unit_lanes if lanes is None else lanes
         with self._lock:
             frame = self.stack[-1] if self.stack else None
             if frame is None or frame.thread != threading.get_ident() or frame.unit_lane:
                 frame = None
             else:
-                lanes = [f"lane-{k}" for k in range(max(1, self.unit_lanes))]
-                frame.unit_lane = min(lanes, key=lambda lane: frame.waits.get(lane, 0.0))
+                lanes_ = [f"lane-{k}" for k in range(max(1, workers))]
+                frame.unit_lane = min(lanes_, key=lambda lane: frame.waits.get(lane, 0.0))
         try:
             yield
         finally:
@@ -1273,14 +1296,21 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
         configure_logging("INFO", stream=io.StringIO())  # the functions' logging setup
         root.handlers[:] = [_LogBytes(meter)]
         configure_tracing(_SpanCounter(meter), sample_rate=1.0, batch=False)
+        from hpsteer.services import optimize as optimize_service
         from hpsteer.services import reconcile as reconcile_service
 
         device = reconcile_service.reconcile_device
+        prepare, finish = optimize_service._Shard.prepare, optimize_service._finish
+        shard_lanes = optimize_io_workers()
         _wrap(reconcile_service, "reconcile_device", lambda inner: _as_unit(meter, inner))
+        for owner, name in ((optimize_service._Shard, "prepare"), (optimize_service, "_finish")):
+            _wrap(owner, name, lambda inner: _as_unit(meter, inner, shard_lanes))
         try:
             simulation.run()
         finally:
             reconcile_service.reconcile_device = device
+            optimize_service._Shard.prepare = prepare  # type: ignore[method-assign]
+            optimize_service._finish = finish
             configure_tracing(None)
             root.handlers[:] = handlers
             root.setLevel(level)
@@ -1313,12 +1343,15 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
         )
 
 
-def _as_unit(meter: Meter, inner: Callable[..., Any]) -> Callable[..., Any]:
-    """``inner`` (one reconcile device) as a :meth:`Meter.unit`: production runs a page's
-    devices on its workers, the simulation one after another."""
+def _as_unit(
+    meter: Meter, inner: Callable[..., Any], lanes: int | None = None
+) -> Callable[..., Any]:
+    """``inner`` (one reconcile device; one optimize device's preparing or completing) as a
+    :meth:`Meter.unit` of a pool of ``lanes`` (default :attr:`Meter.unit_lanes`): production
+    runs a page's or a shard's devices on its workers, the simulation one after another."""
 
     def unit(*args: Any, **kwargs: Any) -> Any:
-        with meter.unit():
+        with meter.unit(lanes):
             return inner(*args, **kwargs)
 
     return unit

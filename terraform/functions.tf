@@ -143,8 +143,12 @@ locals {
     # full shard. Scale comes from instances (optimize_max_instances), not concurrency. Before
     # planning, each house is identified from HPSTEER_IDENTIFY_HISTORY_DAYS of telemetry_history
     # (one BigQuery query per shard, one Firestore query per location for the forecasts issued
-    # over those days; about 0.1 s of numpy per device for 7 days, in turn).
+    # over those days; about 0.1 s of numpy per device for 7 days).
     # HPSTEER_IDENTIFY_HOUSES = "false" plans every house on its registered parameters instead.
+    # A shard's store, Cloud Tasks and BigQuery round trips (reading each device's inputs,
+    # writing its plan, making it current, releasing its commands: about 2 s a device-day one
+    # after another) run on 16 threads (HPSTEER_OPTIMIZE_IO_WORKERS), each device's solve going
+    # to the solver pool, so the instance waits on its CPUs, not on those round trips.
     optimize_shard = {
       folder        = "optimize"
       entry_point   = "optimize_shard"
@@ -160,6 +164,7 @@ locals {
         HPSTEER_TASKS_LOCATION        = var.region
         HPSTEER_IDENTIFY_HOUSES       = "true"
         HPSTEER_IDENTIFY_HISTORY_DAYS = "7"
+        HPSTEER_OPTIMIZE_IO_WORKERS   = "16"
       }
     }
     # Pub/Sub reconcile-requests every reconcile_interval_minutes, one page of devices per

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     identify_history_days: int = Field(default=7, ge=1, le=60)
     """How many days of each device's ``telemetry_history`` optimize reads (one query per shard)
     to identify its house before planning (:mod:`hpsteer.services.plan_inputs`)."""
+    optimize_io_workers: int = Field(default=1, ge=1, le=64)
+    """Devices of one optimize shard whose reads and writes run at once, on as many threads
+    (:func:`hpsteer.services.optimize.plan_shard`: each prepares, hands its solve to the solver
+    pool, then writes and releases its plan). 1, the default and what the local runtime keeps,
+    reads every device in turn, solves them together and writes them in turn, so a seeded
+    simulation writes its plans, rows and tasks in one order; terraform sets 16 for
+    ``optimize_shard``, whose round trips would otherwise wait one after another."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

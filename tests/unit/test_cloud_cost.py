@@ -35,6 +35,7 @@ from benchmarks.cloud_cost import (
     fleet_in_flight,
     function_usage,
     itemise,
+    optimize_io_workers,
     pubsub_billed_bytes,
     pubsub_message_bytes,
     reconcile_workers,
@@ -460,6 +461,19 @@ def test_units_run_one_after_another_wait_as_a_pool_of_that_many_workers_would()
     assert page(2).serial_io_s == pytest.approx(4 * MANUFACTURER_S)
 
 
+def test_a_unit_may_name_its_own_pools_workers() -> None:
+    """Optimize's devices go to its shard's pool, whatever reconcile's pool is."""
+    meter, _ = _meter()
+    meter.unit_lanes = 1
+    with meter.invocation("optimize", "optimize_shard"):
+        for waits in (2, 1, 1):
+            with meter.unit(2):
+                _poll(meter, waits)()
+    assert meter.invocations[("optimize", "optimize_shard")].io_s == pytest.approx(
+        2 * MANUFACTURER_S
+    )
+
+
 def test_a_nested_requests_waits_are_its_own() -> None:
     meter, store = _meter()
     with meter.invocation("dispatch", "sweep_commands"):
@@ -483,3 +497,26 @@ def test_reconciles_workers_are_read_from_terraform_else_the_settings_default(
     )
     assert reconcile_workers(functions) == 12
     assert reconcile_workers(tmp_path / "absent.tf") == Settings().reconcile_workers
+
+
+def test_optimizes_io_workers_are_read_from_terraform_else_the_settings_default(
+    tmp_path: Path,
+) -> None:
+    from hpsteer.config import Settings
+
+    functions = tmp_path / "functions.tf"
+    functions.write_text(
+        "  functions = {\n    reconcile = {\n      env = {\n"
+        '        HPSTEER_RECONCILE_WORKERS = "12"\n      }\n    }\n'
+        "    optimize_shard = {\n      env = {\n"
+        '        HPSTEER_OPTIMIZE_IO_WORKERS = "8"\n      }\n    }\n  }\n'
+    )
+    assert optimize_io_workers(functions) == 8
+    assert reconcile_workers(functions) == 12
+    assert optimize_io_workers(tmp_path / "absent.tf") == Settings().optimize_io_workers
+
+
+def test_production_plans_a_shards_devices_on_more_io_workers_than_the_local_runtime() -> None:
+    from hpsteer.config import Settings
+
+    assert optimize_io_workers() > Settings().optimize_io_workers == 1

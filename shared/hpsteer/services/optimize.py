@@ -16,7 +16,7 @@ publishes the same shards again (harmless: planning is idempotent). Which device
 Each shard's ``trigger`` names its cause: ``prices:SE3:2024-01-15:<hash16>:v1``,
 ``weather:lat59.30_lon18.16:20240115T060000Z``, ``replan:SE3:<requested_at>``.
 
-**A shard** (:func:`plan_shard`) plans each device in turn (inputs:
+**A shard** (:func:`plan_shard`) plans each of its devices (inputs:
 :mod:`hpsteer.services.plan_inputs`): the plan id is :func:`~hpsteer.domain.plans.plan_id_for`
 of the device, the horizon's start and the inputs' key, so a redelivery finds the plan already
 written and only makes sure it is current and recorded (nothing new is written). Otherwise
@@ -59,6 +59,20 @@ a WARNING is logged. The tariff module (and the ``holidays`` calendar it needs) 
 when a shard meets a device with a tariff; a tariff is read once per instance (``cached_tariff``)
 and priced once per shard and price area.
 
+**Devices at once.** A shard mostly waits on round trips (store reads, the plan's writes, Cloud
+Tasks calls) that have nothing to do with the solver's CPU. With ``optimize_io_workers`` above 1
+(terraform sets 16 for ``optimize_shard``), each device goes to one of that many threads of the
+shard (each in a copy of the caller's context: log fields and the trace follow it), which reads
+its inputs, hands its solve to the planning executor (:func:`planning_executor`: bounded to the
+CPUs) and waits for it, then writes, makes current and releases its plan, so the devices' round
+trips overlap. Every device's steps keep their order, and nothing a device writes depends on
+another's: the inputs the shard shares (prices per area, forecasts per location, the history
+query, earlier forecasts, tariffs) are read once whichever thread asks first (the others wait
+for that read), the release batch is shared under a lock, outcomes are returned and transient
+failures named in the request's order, and the shard's rows still go out at its end. With 1
+(the default, which the local runtime keeps) every device is read in turn, the solves run
+together, and every device is written in turn: the same writes in one reproducible order.
+
 A device whose planning fails for good (unknown device, infeasible comfort band, missing prices
 for the next slot, no forecast, absurd thermal parameters, an infeasible plan) is logged once
 with its id and its error's type, and **keeps its previous plan**; the shard goes on. A device
@@ -69,17 +83,19 @@ delivers it again: the devices already planned are found and not solved again th
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import logging
 import math
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import pydantic
 
@@ -313,105 +329,156 @@ class _ToSolve:
 
 
 Solved = tuple[Plan, dict[str, Any]] | BaseException
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Once(Generic[_K, _V]):
+    """Values read once per key for the whole shard, whichever of its threads asks first: the
+    others asking for that key meanwhile wait for its value (no second read). A read that
+    raises keeps nothing, so the next device to ask reads again (as it did one device at a
+    time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[_K, _V] = {}
+        self._reading: dict[_K, threading.Lock] = {}
+
+    def get(self, key: _K, read: Callable[[], _V]) -> _V:
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            reading = self._reading.setdefault(key, threading.Lock())
+        with reading:
+            with self._lock:
+                if key in self._values:
+                    return self._values[key]
+            value = read()
+            with self._lock:
+                self._values[key] = value
+            return value
+
+
+class _SharedBatch(ReleaseBatch):
+    """The shard's :class:`ReleaseBatch`, which its devices' threads add to at once (its rows
+    wait in a thread-safe buffer; its conclusions are added here under a lock)."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        super().__init__(deps)
+        self._adding = threading.Lock()
+
+    def later(self, plan_id: str, conclude: Callable[[], None]) -> None:
+        with self._adding:
+            super().later(plan_id, conclude)
 
 
 @dataclass
 class _Shard:
+    """What one shard's devices share: the inputs read once per shard (each a :class:`_Once`,
+    so the devices' threads read each once between them) and the batch of their releases."""
+
     deps: Dependencies
     options: PlanningOptions
     planner: OrToolsPlanner
     trigger: str
     now: datetime
-    prices: dict[str, HorizonPrices] = field(default_factory=dict)
-    forecasts: dict[str, WeatherSeries] = field(default_factory=dict)
-    billings: dict[tuple[str, str], Billing] = field(default_factory=dict)
+    prices: _Once[str, HorizonPrices] = field(default_factory=_Once)
+    forecasts: _Once[str, WeatherSeries] = field(default_factory=_Once)
+    billings: _Once[tuple[str, str], Billing] = field(default_factory=_Once)
     batch: ReleaseBatch | None = None
     """Where the shard's analytics rows and outbox conclusions wait for its end."""
     device_ids: tuple[str, ...] = ()
-    histories: dict[str, list[HistorySample]] | None = None
-    """The shard's devices' measured histories, read with the first device prepared."""
-    earlier_forecasts: dict[str, list[WeatherSeries]] = field(default_factory=dict)
+    histories: _Once[str, dict[str, list[HistorySample]]] = field(default_factory=_Once)
+    """The shard's devices' measured histories (one key), read with the first device
+    prepared."""
+    earlier_forecasts: _Once[str, list[WeatherSeries]] = field(default_factory=_Once)
     """Each location's forecasts issued over the history, read with its first device that has
     a history."""
+    _batching: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def releases(self) -> ReleaseBatch:
-        if self.batch is None:
-            self.batch = ReleaseBatch(self.deps)
-        return self.batch
+        with self._batching:
+            if self.batch is None:
+                self.batch = _SharedBatch(self.deps)
+            return self.batch
 
     def horizon(self, area: PriceArea) -> HorizonPrices:
-        if area.value not in self.prices:
-            self.prices[area.value] = horizon_prices(
-                self.deps.store, area, self.now, self.options.max_horizon
-            )
-        return self.prices[area.value]
+        return self.prices.get(
+            area.value,
+            lambda: horizon_prices(self.deps.store, area, self.now, self.options.max_horizon),
+        )
 
     def forecast(self, latitude: float, longitude: float) -> WeatherSeries:
-        key = forecast_location_id(latitude, longitude)
-        if key not in self.forecasts:
-            self.forecasts[key] = latest_forecast(self.deps.store, latitude, longitude)
-        return self.forecasts[key]
+        return self.forecasts.get(
+            forecast_location_id(latitude, longitude),
+            lambda: latest_forecast(self.deps.store, latitude, longitude),
+        )
 
     def history(self, device_id: str) -> list[HistorySample]:
         """The device's samples from ``telemetry_history`` (one query for the whole shard, over
         ``identify_history_days``); none when the query fails (logged: the shard plans on the
         registered parameters)."""
-        if self.histories is None and not self.deps.settings.identify_houses:
-            self.histories = {}
-        if self.histories is None:
-            days = self.deps.settings.identify_history_days
-            try:
-                self.histories = load_histories(
-                    self.deps.analytics,
-                    self.device_ids or (device_id,),
-                    now=self.now,
-                    history=timedelta(days=days),
-                )
-            except Exception as err:  # noqa: BLE001 - a missing history never fails a plan
-                _log.warning(
-                    "shard planned without identification: telemetry history unreadable: %s: %s",
-                    type(err).__name__,
-                    str(err).splitlines()[0] if str(err) else "",
-                    extra={"error_type": type(err).__name__},
-                )
-                self.histories = {}
-        return self.histories.get(device_id, [])
+        return self.histories.get("shard", functools.partial(self._histories, device_id)).get(
+            device_id, []
+        )
+
+    def _histories(self, device_id: str) -> dict[str, list[HistorySample]]:
+        if not self.deps.settings.identify_houses:
+            return {}
+        try:
+            return load_histories(
+                self.deps.analytics,
+                self.device_ids or (device_id,),
+                now=self.now,
+                history=timedelta(days=self.deps.settings.identify_history_days),
+            )
+        except Exception as err:  # noqa: BLE001 - a missing history never fails a plan
+            _log.warning(
+                "shard planned without identification: telemetry history unreadable: %s: %s",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+                extra={"error_type": type(err).__name__},
+            )
+            return {}
 
     def past_forecasts(self, latitude: float, longitude: float) -> list[WeatherSeries]:
         """The location's forecasts issued over the history (and a day before it), for the
         history's weather (one store query per location and shard); none when the read fails
         (logged: the latest forecast alone then covers what it covers)."""
         key = forecast_location_id(latitude, longitude)
-        if key not in self.earlier_forecasts:
-            history = timedelta(days=self.deps.settings.identify_history_days)
-            try:
-                self.earlier_forecasts[key] = past_forecasts(
-                    self.deps.store,
-                    latitude,
-                    longitude,
-                    since=self.now - history - PAST_FORECAST_MARGIN,
-                    until=self.now,
-                )
-            except Exception as err:  # noqa: BLE001 - the history's weather never fails a plan
-                _log.warning(
-                    "location %s: earlier forecasts unreadable, the history's weather is the "
-                    "latest forecast's: %s: %s",
-                    key,
-                    type(err).__name__,
-                    str(err).splitlines()[0] if str(err) else "",
-                    extra={"error_type": type(err).__name__},
-                )
-                self.earlier_forecasts[key] = []
-        return self.earlier_forecasts[key]
+        return self.earlier_forecasts.get(
+            key, functools.partial(self._past_forecasts, key, latitude, longitude)
+        )
+
+    def _past_forecasts(self, key: str, latitude: float, longitude: float) -> list[WeatherSeries]:
+        history = timedelta(days=self.deps.settings.identify_history_days)
+        try:
+            return past_forecasts(
+                self.deps.store,
+                latitude,
+                longitude,
+                since=self.now - history - PAST_FORECAST_MARGIN,
+                until=self.now,
+            )
+        except Exception as err:  # noqa: BLE001 - the history's weather never fails a plan
+            _log.warning(
+                "location %s: earlier forecasts unreadable, the history's weather is the "
+                "latest forecast's: %s: %s",
+                key,
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+                extra={"error_type": type(err).__name__},
+            )
+            return []
 
     def billing(self, device_id: str, tariff_id: str | None, area: PriceArea) -> Billing | None:
         """The device's tariff over the area's horizon (None: the device has no tariff)."""
         if tariff_id is None:
             return None
-        key = (area.value, tariff_id)
-        if key not in self.billings:
-            self.billings[key] = tariff_billing(tariff_id, area, self.horizon(area))
-        billing = self.billings[key]
+        billing = self.billings.get(
+            (area.value, tariff_id),
+            lambda: tariff_billing(tariff_id, area, self.horizon(area)),
+        )
         if billing.note is not None:
             _log.warning(
                 "device %s planned on spot: %s",
@@ -523,11 +590,20 @@ class _Shard:
     def solve_all(self, jobs: list[_ToSolve]) -> list[Solved]:
         """Every job's plan (or the error solving it raised), solved on the instance's
         planning executor (:func:`planning_executor`) while the reads before and the writes
-        after stay in device order (reproducible runs, one writer per device)."""
-        work = functools.partial(_solve_job, self.planner, now=self.now, trigger=self.trigger)
+        after stay in device order (:func:`plan_shard` with one I/O worker: reproducible
+        runs)."""
+        work = self._work()
         if len(jobs) <= 1:
             return [work(job) for job in jobs]
         return list(planning_executor(self.deps).map(work, jobs))
+
+    def solve(self, job: _ToSolve, executor: Executor) -> Solved:
+        """One job's plan (or the error solving it raised), solved on ``executor`` (the
+        planning executor) while the calling I/O thread waits for it."""
+        return executor.submit(self._work(), job).result()
+
+    def _work(self) -> Callable[[_ToSolve], Solved]:
+        return functools.partial(_solve_job, self.planner, now=self.now, trigger=self.trigger)
 
 
 def planning_executor(deps: Dependencies) -> Executor:
@@ -643,30 +719,42 @@ def solve_plan(
     return plan, document
 
 
+_Step = Callable[
+    [str, Callable[[], DeviceOutcome | _ToSolve], str], DeviceOutcome | _ToSolve | None
+]
+"""One step of one device, guarded (:func:`plan_shard`): (device id, step, span name)."""
+
+
 def plan_shard(
     request: OptimizeRequest,
     deps: Dependencies,
     planner: OrToolsPlanner | None = None,
     options: PlanningOptions | None = None,
+    *,
+    workers: int | None = None,
 ) -> list[DeviceOutcome]:
     """Plan every device of the shard (see the module docstring); raise a transient failure
-    after the shard when any device met one."""
+    after the shard when any device met one. ``workers``: devices whose reads and writes run at
+    once (default ``settings.optimize_io_workers``; 1: in turn)."""
     if planner is None:
         from hpsteer.optimizer.planner import OrToolsPlanner
 
         planner = OrToolsPlanner()
+    device_ids = tuple(dict.fromkeys(request.device_ids))
     shard = _Shard(
         deps,
         options or PlanningOptions(),
         planner,
         request.trigger,
         deps.clock.now(),
-        device_ids=tuple(dict.fromkeys(request.device_ids)),
+        device_ids=device_ids,
     )
-    outcomes: dict[str, DeviceOutcome] = {}
     transient: list[tuple[str, TransientError]] = []
+    noting = threading.Lock()
 
-    def guarded(device_id: str, step: Callable[[], DeviceOutcome | _ToSolve], name: str) -> object:
+    def guarded(
+        device_id: str, step: Callable[[], DeviceOutcome | _ToSolve], name: str
+    ) -> DeviceOutcome | _ToSolve | None:
         with (
             span(name, {"device_id": device_id}),
             log_context(device_id=device_id, trigger=request.trigger),
@@ -684,22 +772,17 @@ def plan_shard(
                 return DeviceOutcome(device_id, "failed", error=type(err).__name__)
             except TransientError as err:
                 _log.warning("device %s not planned, will retry: %s", device_id, err)
-                transient.append((device_id, err))
+                with noting:
+                    transient.append((device_id, err))
                 return None
 
-    jobs: list[_ToSolve] = []
-    for device_id in dict.fromkeys(request.device_ids):
-        prepared = guarded(device_id, functools.partial(shard.prepare, device_id), "plan_device")
-        if isinstance(prepared, _ToSolve):
-            jobs.append(prepared)
-        elif isinstance(prepared, DeviceOutcome):
-            outcomes[device_id] = prepared
-    for job, solved in zip(jobs, shard.solve_all(jobs), strict=True):
-        finished = guarded(
-            job.device_id, functools.partial(_finish, shard, job, solved), "release_plan"
-        )
-        if isinstance(finished, DeviceOutcome):
-            outcomes[job.device_id] = finished
+    workers = deps.settings.optimize_io_workers if workers is None else workers
+    if workers <= 1 or len(device_ids) <= 1:
+        outcomes = _in_turn(shard, device_ids, guarded)
+    else:
+        outcomes = _at_once(shard, device_ids, guarded, workers)
+    order = {device_id: n for n, device_id in enumerate(device_ids)}
+    transient.sort(key=lambda failed: order[failed[0]])  # the first in the request's order
     if shard.batch is not None:
         try:
             shard.batch.finish()
@@ -712,7 +795,64 @@ def plan_shard(
             f"{len(transient)} of {len(request.device_ids)} devices failed transiently "
             f"(first {first_id}: {first}); the shard is delivered again"
         ) from first
-    return [outcomes[d] for d in dict.fromkeys(request.device_ids) if d in outcomes]
+    return [outcomes[d] for d in device_ids if d in outcomes]
+
+
+def _in_turn(
+    shard: _Shard, device_ids: tuple[str, ...], guarded: _Step
+) -> dict[str, DeviceOutcome]:
+    """Every device prepared in turn, the solves together on the planning executor, every
+    device completed in turn: one I/O thread, the order of the reads and writes fixed."""
+    outcomes: dict[str, DeviceOutcome] = {}
+    jobs: list[_ToSolve] = []
+    for device_id in device_ids:
+        prepared = guarded(device_id, functools.partial(shard.prepare, device_id), "plan_device")
+        if isinstance(prepared, _ToSolve):
+            jobs.append(prepared)
+        elif isinstance(prepared, DeviceOutcome):
+            outcomes[device_id] = prepared
+    for job, solved in zip(jobs, shard.solve_all(jobs), strict=True):
+        finished = guarded(
+            job.device_id, functools.partial(_finish, shard, job, solved), "release_plan"
+        )
+        if isinstance(finished, DeviceOutcome):
+            outcomes[job.device_id] = finished
+    return outcomes
+
+
+def _at_once(
+    shard: _Shard, device_ids: tuple[str, ...], guarded: _Step, workers: int
+) -> dict[str, DeviceOutcome]:
+    """Each device on one of ``workers`` threads (a pool of this shard, each task in a copy of
+    the caller's context, so log fields and the trace follow it): prepared, solved on the
+    planning executor (bounded to the CPUs; the thread waits), completed. A device's steps stay
+    in order on its thread; devices overlap, so the shard waits about its round trips / the
+    workers instead of all of them in turn."""
+    executor = planning_executor(shard.deps)
+
+    def plan_one(device_id: str) -> DeviceOutcome | None:
+        prepared = guarded(device_id, functools.partial(shard.prepare, device_id), "plan_device")
+        if not isinstance(prepared, _ToSolve):
+            return prepared
+        solved = shard.solve(prepared, executor)
+        finished = guarded(
+            device_id, functools.partial(_finish, shard, prepared, solved), "release_plan"
+        )
+        return finished if isinstance(finished, DeviceOutcome) else None
+
+    with ThreadPoolExecutor(
+        max_workers=min(workers, len(device_ids)), thread_name_prefix="optimize-io"
+    ) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, plan_one, device_id)
+            for device_id in device_ids
+        ]
+        finished = [future.result() for future in futures]
+    return {
+        device_id: outcome
+        for device_id, outcome in zip(device_ids, finished, strict=True)
+        if outcome is not None
+    }
 
 
 def _finish(shard: _Shard, job: _ToSolve, solved: Solved) -> DeviceOutcome:
