@@ -5,8 +5,9 @@ Data (per problem): slots t = 0..n-1 of ``slot_hours``; price π_t (EUR/kWh); th
 penalty c_K (EUR per K·h); switch penalty c_s; minimum dwell D slots; at most N changes per 24 h
 window from the start; the modes the device exposes. Decision blocks b = 0..B-1 start at slot
 start_b: ``block_slots`` slots each over the first 24 h, ``tail_block_slots`` after (a coarser
-tail);
-the physics stays per slot.
+tail), counted from the plan's start, or with ``anchored_blocks`` on a grid anchored to absolute
+time (:func:`block_starts`: the first block starts at the plan's start and may be shorter, so
+successive re-plans share their block boundaries); the physics stays per slot.
 
 Variables: y_{b,m} ∈ {0,1} (mode m in block b), s_{b,m} ∈ [0,1] (mode m starts at block b),
 X_b ∈ R^nx (air and envelope temperature at block b's start; inside a block the slot state is
@@ -41,10 +42,22 @@ act as intermediate setpoint offsets that the linear model rewards.
 
 Measured on benchmarks/planner.py (18 plans of 192 slots, against HiGHS's proven optimum of the
 same model): the local search alone ended up to 1.9 % above the optimum (mean 0.7 %) in 54 ms;
-with the window re-solves the worst is 0.3 % (mean 0.03 %) in a median 45 ms. Tried and dropped:
-pairs of far-apart segment moves (top 48 single moves paired; nothing the windows missed),
-windows of 6 blocks over all 729 patterns (same gaps, slower), 18- or 24-block windows first
-(worse local optima), windows straight from the seeds without the local search (worst 3.7 %).
+with the window re-solves the worst is 0.3 % (mean 0.03 %) in a median 45 ms, on blocks counted
+from each plan's start. On the anchored grid (the benchmark's plans start at 23:00 UTC, so their
+tail's 2 h blocks move by an hour and gain a 1 h block at each end) the worst is 0.76 % (mean
+0.15 %; the worst are floor-heated houses, whose optimum moves three changes by one block at
+once, a 4-piece window pattern); windows of 12 blocks over 4 pieces (4,689 patterns) bring it to
+0.29 % (mean 0.07 %) but took 1.6-1.9 times as long on a loaded machine. So the anchored grid
+is not the default yet, although it is better in use: on the 90-day backtests (60-minute slots,
+all archetypes) it saved 11.37 % instead of 11.00 % on SE3 2023 and 13.13 % instead of 11.83 % on
+SE4 (comfort 0.37 and 0.006 K·h/day), and with command adoption it cut the simulated week's
+command writes from 53.8 to 29.3 and Cloud Tasks operations from 46.6 to 21.0 per device-day
+(``benchmarks.cloud_cost``: $0.0216 -> $0.0184 per device-month). Turning it on needs a search
+that reaches the anchored grid's optimum within the planner benchmark's 0.5 % and 50 ms.
+Tried and dropped: pairs of far-apart segment moves (top 48 single moves paired;
+nothing the windows missed), windows of 6 blocks over all 729 patterns (same gaps, slower), 18- or
+24-block windows first (worse local optima), windows straight from the seeds without the local
+search (worst 3.7 %).
 HiGHS on the MILP alone needs 1-13 s to prove optimality for 36 blocks; pywraplp's SetHint
 crashes the process with HiGHS, and SCIP with a hint finds nothing in 100 ms.
 
@@ -113,18 +126,30 @@ def rule_violations(problem: PlanningProblem, modes: Sequence[Mode]) -> list[str
     return found
 
 
-def block_starts(problem: PlanningProblem, block_slots: int, tail_block_slots: int) -> list[int]:
-    """Block start slots: ``block_slots`` long over the first day, ``tail_block_slots`` after.
+def block_starts(
+    problem: PlanningProblem, block_slots: int, tail_block_slots: int, *, anchored: bool = False
+) -> list[int]:
+    """Block start slots: ``block_slots`` long over the first day, ``tail_block_slots`` after;
+    counted from the plan's start, or with ``anchored`` on a grid anchored to absolute time.
 
-    Blocks never straddle a 24 h window boundary, so a change's window is its block's window.
+    Anchored, a block of L slots ends where the absolute slot index (UTC epoch over the slot
+    length, the plan's start rounded to the nearest slot) is a multiple of L, so plans started at
+    different times share their block boundaries and a re-plan does not move every planned change
+    just because its grid moved. The first block starts at the plan's start and may be shorter.
+    Blocks never straddle a 24 h window boundary (windows count from the start), so a change's
+    window is its block's window; the blocks either side of such a boundary may be shorter too.
     """
     per_day = problem.slots_per_day()
+    # Half a slot rounds up, always (round() would send x.5 to the even side, so plans 3 h apart
+    # starting on the half hour could disagree on the grid's phase).
+    offset = math.floor(problem.start_at.timestamp() / 3600.0 / problem.slot_hours + 0.5)
     starts, t = [], 0
     while t < problem.slots:
         starts.append(t)
-        length = block_slots if t < per_day else tail_block_slots
+        length = max(1, block_slots if t < per_day else tail_block_slots)
+        end = ((offset + t) // length + 1) * length - offset if anchored else t + length
         boundary = (t // per_day + 1) * per_day
-        t = min(t + max(1, length), boundary)
+        t = min(end, boundary)
     return starts
 
 
@@ -719,6 +744,7 @@ class OrToolsPlanner:
         window_rounds: int = 1,
         refined_seeds: int = 2,
         modes: Sequence[Mode] = MODES,
+        anchored_blocks: bool = False,
     ) -> None:
         if (
             time_limit_s <= 0
@@ -739,6 +765,7 @@ class OrToolsPlanner:
         self.window_rounds = window_rounds
         self.refined_seeds = refined_seeds
         self.modes = tuple(modes)
+        self.anchored_blocks = anchored_blocks
 
     @property
     def name(self) -> str:
@@ -748,7 +775,9 @@ class OrToolsPlanner:
         return self.solve(problem).modes
 
     def starts(self, problem: PlanningProblem) -> list[int]:
-        return block_starts(problem, self.block_slots, self.tail_block_slots)
+        return block_starts(
+            problem, self.block_slots, self.tail_block_slots, anchored=self.anchored_blocks
+        )
 
     def solve(self, problem: PlanningProblem) -> PlanResult:
         began = time.perf_counter()
