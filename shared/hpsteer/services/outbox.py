@@ -37,7 +37,11 @@ command open, e.g. its first plan, skips that check: its commands are created in
 transaction that reads nothing. Such a release overtaken by a newer plan creates commands that
 are younger than the newer plan, which dispatch never takes for the newer plan's, unless the
 newer plan was planned, made current and released within this release's one query: a window
-this layer accepts rather than a device read per release.) An older command already sent
+this layer accepts rather than a device read per release. Likewise a release delayed past the
+change's instant (a crash, then the sweep, more than a verification's delay later) may find the
+older command already completed under the newer plan's run and create the change again: the
+device is sent a mode it is already in, once, as a new command; never the same command and
+attempt twice.) An older command already sent
 or acknowledged is adopted when it makes the change (so it is not sent twice), never superseded
 here: dispatch and verification settle it. A release's Cloud Tasks calls (its new tasks, the
 superseded ones' deletions) go out together on a few threads (:data:`REMOTE_CALL_THREADS`), not
