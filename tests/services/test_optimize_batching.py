@@ -29,11 +29,13 @@ DEVICES = ("d1", "d2", "d3")
 
 
 class CountingAnalytics:
-    """The local analytics port, counting appends per table; ``down`` makes appends fail."""
+    """The local analytics port, counting appends per table and queries; ``down`` makes appends
+    fail."""
 
     def __init__(self, inner: Analytics) -> None:
         self.inner = inner
         self.appends: Counter[str] = Counter()
+        self.queries = 0
         self.down = False
 
     def ensure_table(self, schema: TableSchema) -> None:
@@ -48,6 +50,7 @@ class CountingAnalytics:
         self.inner.append(table, rows, insert_ids)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        self.queries += 1
         return self.inner.query(sql, params)
 
 
@@ -62,10 +65,10 @@ def counting() -> CountingAnalytics:
     return CountingAnalytics(SqliteAnalytics())
 
 
-@pytest.fixture
-def ready(counting: CountingAnalytics) -> Dependencies:
+def counted(counting: CountingAnalytics) -> Dependencies:
+    """The local backends at :data:`NOW`, with ``counting`` as their analytics."""
     local = bootstrap.local(clock=SimulatedClock(NOW))
-    deps = Dependencies(
+    return Dependencies(
         local.settings,
         local.clock,
         store=lambda: local.store,
@@ -74,6 +77,11 @@ def ready(counting: CountingAnalytics) -> Dependencies:
         analytics=lambda: counting,
         secrets=lambda: local.secrets,
     )
+
+
+@pytest.fixture
+def ready(counting: CountingAnalytics) -> Dependencies:
+    deps = counted(counting)
     store_prices(deps, date(2023, 1, 15), date(2023, 1, 16))
     store_forecast(deps)
     for device_id in DEVICES:

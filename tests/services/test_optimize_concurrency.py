@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -22,50 +22,27 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from hpsteer.errors import StoreUnavailable
-from hpsteer.observability.logging import bound_ids, log_context
-from hpsteer.observability.tracing import configure_tracing, span
-from hpsteer.ports.analytics import Analytics, TableSchema
-from hpsteer.ports.clock import SimulatedClock
-from hpsteer.runtime import bootstrap
+from hpsteer.observability.logging import log_context
+from hpsteer.observability.tracing import span
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services import optimize, plan_inputs
 from hpsteer.services.command_tasks import dispatch_queue
 from hpsteer.services.optimize import DeviceOutcome, plan_shard
 from hpsteer.services.outbox import marker_path
-from tests.services.test_optimize import NOW, register, shard, store_forecast, store_prices
+from tests.services.test_optimize import register, shard, store_forecast, store_prices
+from tests.services.test_optimize_batching import CountingAnalytics, counted
 from tests.services.test_optimize_identify import (
     register_measured,
     simulated_rows,
     store_earlier_forecasts,
     store_history,
 )
+from tests.support.tracing import BoundIds
 
 DEVICES = ("d1", "d2", "d3", "d4")
 WORKERS = len(DEVICES)
 BARRIER_TIMEOUT_S = 30.0
 """Only how long a test waits before it fails, never something it measures."""
-
-
-class CountingAnalytics:
-    """The local analytics port, counting appends per table and queries."""
-
-    def __init__(self, inner: Analytics) -> None:
-        self.inner = inner
-        self.appends: Counter[str] = Counter()
-        self.queries = 0
-
-    def ensure_table(self, schema: TableSchema) -> None:
-        self.inner.ensure_table(schema)
-
-    def append(
-        self, table: str, rows: Sequence[Mapping[str, Any]], insert_ids: Sequence[str]
-    ) -> None:
-        self.appends[table] += 1
-        self.inner.append(table, rows, insert_ids)
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        self.queries += 1
-        return self.inner.query(sql, params)
 
 
 def fleet() -> tuple[Dependencies, CountingAnalytics]:
@@ -74,17 +51,8 @@ def fleet() -> tuple[Dependencies, CountingAnalytics]:
     counted."""
     from hpsteer.backends.local.analytics import SqliteAnalytics
 
-    local = bootstrap.local(clock=SimulatedClock(NOW))
     counting = CountingAnalytics(SqliteAnalytics())
-    deps = Dependencies(
-        local.settings,
-        local.clock,
-        store=lambda: local.store,
-        bus=lambda: local.bus,
-        tasks=lambda: local.tasks,
-        analytics=lambda: counting,
-        secrets=lambda: local.secrets,
-    )
+    deps = counted(counting)
     store_prices(deps, date(2023, 1, 15), date(2023, 1, 16))
     store_forecast(deps)
     store_earlier_forecasts(deps, 48, 24)
@@ -249,32 +217,11 @@ def test_a_shard_redelivered_after_a_transient_failure_plans_only_what_was_left(
     ]
 
 
-class _Ids(logging.Handler):
-    """Remembers the ids bound when each line was written (in the thread that wrote it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[str, dict[str, Any]]] = []
-        self.threads: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.getMessage(), dict(bound_ids())))
-        self.threads.add(record.threadName or "")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    configure_tracing(exporter, batch=False)
-    yield exporter
-    configure_tracing(None)
-
-
 def test_each_worker_writes_its_devices_lines_and_spans_in_the_shards_context(
     spans: InMemorySpanExporter,
 ) -> None:
     deps, _ = fleet()
-    handler = _Ids()
+    handler = BoundIds(logging.INFO)
     logger = logging.getLogger("hpsteer.services.optimize")
     logger.addHandler(handler)
     previous = logger.level

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +21,8 @@ from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.messages import ReconcileRequest, Topic
 from hpsteer.errors import StoreUnavailable
-from hpsteer.observability.logging import bound_ids, log_context
-from hpsteer.observability.tracing import configure_tracing, span
+from hpsteer.observability.logging import log_context
+from hpsteer.observability.tracing import span
 from hpsteer.ports.store import Document, DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_tasks import VERIFY_QUEUE, dispatch_queue
@@ -32,6 +31,7 @@ from hpsteer.services.plans_store import make_current
 from hpsteer.services.reconcile import DeviceOutcome, reconcile_page
 from hpsteer.sim import MANUFACTURERS
 from hpsteer.sim.faults import FaultSpec
+from tests.support.tracing import BoundIds
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
 SLOT = T0 + timedelta(hours=1)
@@ -226,33 +226,12 @@ def test_a_device_whose_save_fails_fails_the_page_only_after_the_others_are_reco
 # -- context ---------------------------------------------------------------------------------
 
 
-class _Ids(logging.Handler):
-    """Remembers the ids bound when each line was written (in the thread that wrote it)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[tuple[str, dict[str, Any]]] = []
-        self.threads: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.getMessage(), dict(bound_ids())))
-        self.threads.add(record.threadName or "")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    configure_tracing(exporter, batch=False)
-    yield exporter
-    configure_tracing(None)
-
-
 def test_each_worker_writes_its_lines_and_spans_in_the_pages_context(
     spans: InMemorySpanExporter,
 ) -> None:
     local = steered_fleet()
     drifted = next(iter(local.fleet)).home_id
-    handler = _Ids()
+    handler = BoundIds(logging.WARNING)
     logger = logging.getLogger("hpsteer.services.reconcile")
     logger.addHandler(handler)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,14 +35,6 @@ from hpsteer.sim.faults import FaultSpec
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
 SLOT = T0 + timedelta(hours=1)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    configure_tracing(exporter, batch=False)
-    yield exporter
-    configure_tracing(None)
 
 
 def by_name(finished: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
