@@ -359,19 +359,6 @@ class _Once(Generic[_K, _V]):
             return value
 
 
-class _SharedBatch(ReleaseBatch):
-    """The shard's :class:`ReleaseBatch`, which its devices' threads add to at once (its rows
-    wait in a thread-safe buffer; its conclusions are added here under a lock)."""
-
-    def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps)
-        self._adding = threading.Lock()
-
-    def later(self, plan_id: str, conclude: Callable[[], None]) -> None:
-        with self._adding:
-            super().later(plan_id, conclude)
-
-
 @dataclass
 class _Shard:
     """What one shard's devices share: the inputs read once per shard (each a :class:`_Once`,
@@ -399,7 +386,7 @@ class _Shard:
     def releases(self) -> ReleaseBatch:
         with self._batching:
             if self.batch is None:
-                self.batch = _SharedBatch(self.deps)
+                self.batch = ReleaseBatch(self.deps)
             return self.batch
 
     def horizon(self, area: PriceArea) -> HorizonPrices:

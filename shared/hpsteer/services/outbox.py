@@ -81,6 +81,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -311,15 +312,20 @@ class ReleaseBatch:
 
     So an outbox is concluded only once its rows were appended; until then its marker is there,
     and a crash or a failed append leaves it to a later release (the shard's redelivery, the
-    sweep), which derives the rows again from what is stored (module docstring)."""
+    sweep), which derives the rows again from what is stored (module docstring).
+
+    Releases on several threads may share one batch (optimize's shard workers): its rows wait in a
+    thread-safe buffer and its conclusions are added under a lock."""
 
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
         self.analytics = BufferedAnalytics(lambda: deps.analytics)
         self._conclusions: list[tuple[str, Callable[[], None]]] = []
+        self._adding = threading.Lock()
 
     def later(self, plan_id: str, conclude: Callable[[], None]) -> None:
-        self._conclusions.append((plan_id, conclude))
+        with self._adding:
+            self._conclusions.append((plan_id, conclude))
 
     def finish(self) -> None:
         """Append the rows (the tables at once), then conclude every outbox. Analytics
@@ -334,7 +340,8 @@ class ReleaseBatch:
                 "analytics rows of %d releases refused, dropped: %s", len(self._conclusions), err
             )
         failed: list[TransientError] = []
-        conclusions, self._conclusions = self._conclusions, []
+        with self._adding:
+            conclusions, self._conclusions = self._conclusions, []
         for plan_id, conclude in conclusions:
             try:
                 conclude()
