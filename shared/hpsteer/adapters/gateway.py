@@ -127,11 +127,22 @@ class ManufacturerGateway:
                 key, RateBudget(self._store, manufacturer, account_id, limits, self.context.clock)
             )
 
-    def _admit(self, device: DeviceRef, counts: Mapping[BudgetKind, int]) -> None:
+    def _admit(
+        self,
+        device: DeviceRef,
+        counts: Mapping[BudgetKind, int],
+        schedule: Schedule | None = None,
+    ) -> None:
+        """Breaker first, then the budget: ``counts`` one unit at a time, or, with ``schedule``,
+        the read share through its booking; a refusal frees the breaker's probe slot."""
         breaker = self.breaker(device.manufacturer)
         breaker.before_call()
         try:
-            self.budget(device.manufacturer, device.account_id).acquire_all(counts)
+            budget = self.budget(device.manufacturer, device.account_id)
+            if schedule is None:
+                budget.acquire_all(counts)
+            else:
+                budget.take_scheduled("read", counts["read"], schedule)
         except BaseException:
             breaker.cancel()
             raise
@@ -234,15 +245,7 @@ class ManufacturerGateway:
         ahead). The caller promises to poll a device at most once per instant; a retry of the
         read takes further units one by one, as :meth:`read_state` does."""
         calls = self._state_read_calls(device)
-        breaker = self.breaker(device.manufacturer)
-        breaker.before_call()
-        try:
-            self.budget(device.manufacturer, device.account_id).take_scheduled(
-                "read", calls, schedule
-            )
-        except BaseException:
-            breaker.cancel()
-            raise
+        self._admit(device, {"read": calls}, schedule)
         return self._read(device, "read", calls, for_command=False)
 
     def _read(
