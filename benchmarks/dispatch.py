@@ -7,23 +7,27 @@ with no faults. Every home gets one plan of hourly slots whose modes change a fe
 and released as the optimize service does it (:func:`~hpsteer.services.plans_store.write_plan`,
 :func:`~hpsteer.services.plans_store.make_current`,
 :func:`~hpsteer.services.outbox.release_plan`; the OR-Tools planner is not run: this measures the
-command path). Then :meth:`LocalFleet.run_until` delivers every task over the horizon: dispatch at
-each slot's start, verification 10 minutes later, until every command is ``completed``.
+command path). The release makes commands of the changes within ``release_ahead_minutes`` (2 h)
+only; then :meth:`LocalFleet.run_until` delivers every task over the horizon, with the command
+sweep every 30 minutes releasing the later changes as they come within reach (as in production):
+dispatch at each slot's start, verification 10 minutes later, until every command is
+``completed``.
 
 Figures (``python -m benchmarks.dispatch --json``):
 
 - ``commands_per_s``: completed commands per wall-clock second over plan + release + delivery
   (the median of ``--repeats`` runs; setup, i.e. building the fleet and registering the devices,
   is not timed). ``seconds_by_phase`` splits the time: ``plan``, ``release``, the ``dispatch``
-  and ``verify`` handlers, and ``queue_and_fleet_physics`` (the rest of ``run_until``: the task
-  queue and stepping every home's physics to each delivery's instant). Goal ≥ 1,000/s.
+  and ``verify`` handlers, the ``sweep``, and ``queue_and_fleet_physics`` (the rest of
+  ``run_until``: the task queue and stepping every home's physics to each delivery's instant).
+  Goal ≥ 1,000/s.
 - ``writes_per_command``, ``reads_per_command``: document operations per completed command
   that reach the store, counted by :class:`PhasedCountingStore`, with ``by_kind`` (command,
   event, plan, marker, budget, breaker, baseline, alert, device, other, from the path) and
-  ``by_phase`` (plan, release, dispatch, verify). Goal ≤ 6 each. Counted as Firestore bills them:
-  a transaction's reads in every attempt and its writes once; a query reads one document per
-  result and at least one; ``writes`` includes deletes, also shown on their own (``deletes``).
-  The analytics rows (BigQuery) are not counted.
+  ``by_phase`` (plan, release, dispatch, verify, sweep). Goal ≤ 6 each. Counted as Firestore
+  bills them: a transaction's reads in every attempt and its writes once; a query reads one
+  document per result and at least one; ``writes`` includes deletes, also shown on their own
+  (``deletes``). The analytics rows (BigQuery) are not counted.
 - ``firestore_usd_per_1000_commands``: those operations at Firestore's list prices (Standard
   edition, beyond the free quota) for a multi-region database: $0.06 per 100,000 document
   reads, $0.18 per 100,000 writes, $0.02 per 100,000 deletes, the US multi-region (nam5) row of
@@ -55,7 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -82,7 +86,10 @@ MODE_PATTERNS: tuple[tuple[Mode, ...], ...] = (
 )
 """Six hourly slots per plan, four mode changes each; homes take the patterns in turn."""
 KINDS = ("command", "event", "plan", "marker", "budget", "breaker", "baseline", "alert", "device")
-PHASES = ("plan", "release", "dispatch", "verify")
+PHASES = ("plan", "release", "dispatch", "verify", "sweep")
+SWEEP_EVERY = timedelta(minutes=30)
+"""The command sweep's schedule (terraform's ``command_sweep_interval_minutes``): it releases
+the plans' changes as they come within ``release_ahead_minutes``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +304,15 @@ class _PhasedFleet(LocalFleet):
             spent = time.perf_counter() - began
             self.handler_seconds[phase] = self.handler_seconds.get(phase, 0.0) + spent
 
+    def sweep(self) -> None:
+        began = time.perf_counter()
+        try:
+            with counting_store(self).in_phase("sweep"):
+                super().sweep()
+        finally:
+            spent = time.perf_counter() - began
+            self.handler_seconds["sweep"] = self.handler_seconds.get("sweep", 0.0) + spent
+
 
 def counting_store(local: LocalFleet) -> PhasedCountingStore:
     store = local.deps.store
@@ -416,7 +432,7 @@ def run_once(homes: int, seed: int) -> Run:
         queued = release_plans(local, stored)
     seconds["release"] = time.perf_counter() - began
     began = time.perf_counter()
-    deliveries = local.run_until(horizon_end)
+    deliveries = local.run_until(horizon_end, sweep_every=SWEEP_EVERY)
     delivery_s = time.perf_counter() - began
     handlers = phased(local).handler_seconds
     seconds.update(handlers)

@@ -18,7 +18,7 @@
 #   commands group (state in, watch_at < | >=)                the outbox sweeps (reconcile tick):
 #                                                             stuck commands, unalerted failures
 #   commands group (command_id ==)                            `hpsteer inspect command ID`
-#   devices (steering_enabled ==[, price_area ==]), outboxes (created_at <), events (dedup_key ==,
+#   devices (steering_enabled ==[, price_area ==]), outboxes (due_at <=), events (dedup_key ==,
 #   order seq), plans (order created_at desc), baselines (key range, order key): automatic.
 
 resource "google_firestore_index" "alerts_of_device" {

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     reads every device in turn, solves them together and writes them in turn, so a seeded
     simulation writes its plans, rows and tasks in one order; terraform sets 16 for
     ``optimize_shard``, whose round trips would otherwise wait one after another."""
+    release_ahead_minutes: int = Field(default=120, ge=75, le=2880)
+    """How far ahead of its instant a plan's mode change becomes a command and a task
+    (:mod:`hpsteer.services.outbox`): a release makes commands of the changes due within this
+    much time and leaves the later ones in the plan's outbox, for the sweep to release as they
+    come within reach. Re-plans come every few hours and move the far changes, so a change
+    released only when it is near is rarely superseded. Longer than the sweep's interval (30
+    minutes in terraform, at most 60) plus a sweep's retries, so every change is released while
+    still ahead of its instant."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

@@ -37,6 +37,7 @@ from hpsteer.sim.faults import FaultSpec
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+SWEEP_EVERY = timedelta(minutes=30)
 FIRST = [Mode.MID, Mode.MAX, Mode.MAX, Mode.MIN, Mode.MIN, Mode.MID, Mode.MID, Mode.MID]
 REPLAN = [Mode.MAX, Mode.MIN, Mode.MIN, Mode.MAX]
 
@@ -97,10 +98,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     )
     for home in local.fleet:
         settle(local, hourly_plan(home.home_id, "p1", T0, FIRST))
-    local.run_until(T0 + 2 * HOUR)
+    local.run_until(T0 + 2 * HOUR, sweep_every=SWEEP_EVERY)
     replan = hourly_plan(healthy, "p2", T0 + 2 * HOUR, REPLAN)
     settle(local, replan)
-    local.run_until(T0 + 3 * HOUR + timedelta(minutes=30))
+    local.run_until(T0 + 3 * HOUR + timedelta(minutes=30), sweep_every=SWEEP_EVERY)
     request = ReconcileRequest(scheduled_at=local.clock.now(), shard_size=100)
     reconcile_page(request, local.deps, gateway=local.gateway)  # polls every home
     bus, memory = local.deps.bus, local.deps.store
@@ -164,7 +165,8 @@ def test_a_device_shows_its_plans_newest_first_with_the_current_one_and_outbox_c
     plans = [row.split() for row in section(device_text(run, run.healthy), "plans")]
     assert [(row[0], row[1]) for row in plans] == [("p2", "yes"), ("p1", "no")]
     assert plans[0][-3:] == ["1.25", "1.5", "queued=3"]  # expected, baseline, outbox
-    assert plans[1][-1] == "queued=4"
+    assert plans[1][-1] == "queued=3"
+    assert plans[1][-2] == "pending=1,"  # its last change: never within reach before the re-plan
 
 
 def test_a_device_shows_its_commands_newest_first_with_their_states(run: Run) -> None:
@@ -172,7 +174,7 @@ def test_a_device_shows_its_commands_newest_first_with_their_states(run: Run) ->
     assert rows == [
         ["p2-s003", "pending"],
         ["p2-s000", "completed"],
-        ["p1-s005", "superseded"],  # the re-plan took over before it was sent
+        # (p1's change at 5 h never became a command: the re-plan came before it was in reach)
         ["p1-s003", "completed"],  # p2 makes the same change at the same time: it adopted it
         ["p1-s001", "completed"],
         ["p1-s000", "completed"],

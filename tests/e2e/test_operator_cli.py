@@ -432,7 +432,8 @@ def test_devices_show_says_what_a_device_is_doing_and_why(run: Run) -> None:
         "in_sync": False,
     }
     assert answer["last_telemetry"]["indoor_temp_c"] == 21.4
-    assert [c["state"] for c in answer["recent_commands"]] == ["pending"] * 3
+    # The change within reach of the release is a command; the later two wait for the sweep.
+    assert [c["state"] for c in answer["recent_commands"]] == ["pending"]
     assert [a["alert_id"] for a in answer["open_alerts"]] == [f"device_unreachable-{run.planned}"]
 
 

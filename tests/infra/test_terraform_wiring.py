@@ -61,6 +61,7 @@ CLOUD_DEFAULT_IS_RIGHT: dict[str, str] = {
     "replan_band_k": "0.5 K is the band the backtest re-plans the simulated houses by",
     "drift_replan_cooldown_minutes": "an hour before asking again for the same plan's re-plan",
     "command_stuck_after_minutes": "longer than a task's whole retry schedule, as required",
+    "release_ahead_minutes": "2 hours: over the sweep's interval (at most 60 min), as required",
     "local_state_dir": "the local backends only; the cloud keeps no state on disk",
     "price_feed": "live providers are what the cloud asks",
     "weather_feed": "live Open-Meteo is what the cloud asks",

@@ -101,7 +101,7 @@ from hpsteer.services.alerts import alert_path
 from hpsteer.services.command_log import history, load_command
 from hpsteer.services.command_tasks import max_attempts
 from hpsteer.services.outbox import marker_path, release_plan, sweep
-from hpsteer.services.plans_store import make_current
+from hpsteer.services.plans_store import make_current, outbox_marker
 from hpsteer.sim import MANUFACTURERS
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 
@@ -709,7 +709,7 @@ def publish_plan(
     rig.store.set(f"devices/{device_id}/plans/{plan_id}", document)
     rig.store.set(
         marker_path(device_id, plan_id),
-        {"device_id": device_id, "plan_id": plan_id, "created_at": rig.now()},
+        outbox_marker(device_id, plan_id, rig.now()),
     )
     records.append(PlanRecord(plan_id, document))
     created = rig.now() + timedelta(microseconds=len(records))  # later plans win ties

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hpsteer.config import Settings
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import Command, CommandState
 from hpsteer.domain.messages import CommandTask, Topic
@@ -37,10 +38,14 @@ from hpsteer.services.outbox import (
     supersede_older,
     sweep,
 )
+from hpsteer.services.plans_store import outbox_marker
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 from hpsteer.sim.fleet import Home
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+# These specs are about what a release does with a plan's changes: every change is within its
+# reach (how far ahead changes are released has its own specs, tests/services/test_outbox_reach.py).
+WHOLE_PLAN = Settings(backend="local", release_ahead_minutes=2880)
 SLOT = T0 + timedelta(hours=1)
 S = CommandState
 
@@ -59,6 +64,7 @@ def make_local(document_store: DocumentStore) -> Callable[..., LocalFleet]:
             homes=homes,
             seed=seed,
             faults=faults,
+            settings=WHOLE_PLAN,
             wrap_store=lambda _local: document_store,
         )
         local.register_devices()
@@ -102,7 +108,7 @@ def publish_plan(
     store.set(f"devices/{device_id}/plans/{plan_id}", document)
     store.set(
         marker_path(device_id, plan_id),
-        {"device_id": device_id, "plan_id": plan_id, "created_at": local.clock.now()},
+        outbox_marker(device_id, plan_id, local.clock.now()),
     )
     store.update(f"devices/{device_id}", {"current_plan_id": plan_id})
     device = store.get(f"devices/{device_id}")
@@ -510,7 +516,7 @@ def test_the_sweep_releases_an_outbox_a_crash_left_behind(
     store.set(f"devices/{home.home_id}/plans/p1", document)
     store.set(
         marker_path(home.home_id, "p1"),
-        {"device_id": home.home_id, "plan_id": "p1", "created_at": T0},
+        outbox_marker(home.home_id, "p1", T0),
     )
     store.update(f"devices/{home.home_id}", {"current_plan_id": "p1"})
     # ...and the process died before releasing it.

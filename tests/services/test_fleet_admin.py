@@ -338,7 +338,7 @@ def test_disabling_steering_mid_plan_supersedes_the_plan_and_hands_back_once(
     local: LocalFleet,
 ) -> None:
     home = home_of(local, "viessmann")
-    _, planned = store_plan(local, home.home_id, [Mode.MAX, Mode.MAX, Mode.MIN])
+    _, planned = store_plan(local, home.home_id, [Mode.MAX, Mode.MIN])  # both within reach
     queue = dispatch_queue("viessmann").name
     assert len(local.tasks.pending_tasks(queue)) == 2
 

@@ -226,17 +226,27 @@ def test_a_shard_writes_each_plan_with_its_outbox_makes_it_current_and_records_i
         assert [c["slot_index"] for c in stored.data["outbox"]] == [
             c.slot_index for c in plan.mode_changes(None)
         ]
-        # The outbox is released: each change is a pending command with its task in the queue.
-        queued = [e for e in stored.data["outbox"] if e["status"] == "queued"]
+        # The outbox is released as far as it reaches: each change within
+        # release_ahead_minutes is a pending command with its task in the queue; the later
+        # ones wait in the outbox for the sweep.
+        reach = NOW + timedelta(minutes=ready.settings.release_ahead_minutes)
+        near = [e for e in stored.data["outbox"] if datetime.fromisoformat(e["at"]) <= reach]
+        later = [e for e in stored.data["outbox"] if e not in near]
+        queued = [e for e in near if e["status"] == "queued"]
         assert queued
-        assert all(e["status"] in ("queued", "skipped") for e in stored.data["outbox"])
+        assert all(e["status"] in ("queued", "skipped") for e in near)
+        assert later
+        assert all(e["status"] == "pending" for e in later)
         for entry in queued:
             command = load_command(ready.store, outcome.device_id, entry["command_id"])
             assert command is not None
             assert command.state is CommandState.PENDING
             assert command.slot_start_at == datetime.fromisoformat(entry["at"])
             assert command.generic_action.value == entry["action"]
-        assert ready.store.get(marker_path(outcome.device_id, outcome.plan_id)) is None
+        # Its marker waits for the sweep until the next later change comes within reach.
+        marker = ready.store.get(marker_path(outcome.device_id, outcome.plan_id))
+        assert marker is not None
+        assert marker.data["due_at"] == datetime.fromisoformat(later[0]["at"]) - (reach - NOW)
         assert stored.data["solve_ms"] > 0
         assert plan.solver_gap is not None
         assert stored.data["inputs"]["weather_issued_at"] == "2023-01-15T12:00:00Z"

@@ -22,8 +22,9 @@ from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.command_log import history
 from hpsteer.services.command_tasks import dispatch_queue
 from hpsteer.services.optimize import plan_shard
-from hpsteer.services.outbox import ReleaseBatch, marker_path
+from hpsteer.services.outbox import ReleaseBatch
 from tests.services.test_optimize import NOW, register, shard, store_forecast, store_prices
+from tests.support.outboxes import outbox_concluded
 
 DEVICES = ("d1", "d2", "d3")
 
@@ -126,7 +127,9 @@ def test_a_shard_sends_its_rows_in_one_insert_per_table(
     assert len(rows(ready, "plans", "plan_id")) == 3
     assert len(rows(ready, "cost_savings", "plan_id", "market_date")) == 6
     assert rows(ready, "command_events", "command_id", "seq", "type") == expected_event_rows(ready)
-    assert all(ready.store.get(marker_path(o.device_id, str(o.plan_id))) is None for o in outcomes)
+    assert all(
+        outbox_concluded(ready.store, ready.settings, o.device_id, str(o.plan_id)) for o in outcomes
+    )
 
 
 def test_a_shard_that_dies_before_its_end_loses_and_doubles_nothing_when_delivered_again(
@@ -161,7 +164,9 @@ def test_a_shard_that_dies_before_its_end_loses_and_doubles_nothing_when_deliver
     assert any(t == "superseded" for _, _, t in events)
     assert task_names(ready) == tasks_before  # no task twice, none of the superseded back
     for outcome in again:
-        assert ready.store.get(marker_path(outcome.device_id, str(outcome.plan_id))) is None
+        assert outbox_concluded(
+            ready.store, ready.settings, outcome.device_id, str(outcome.plan_id)
+        )
 
 
 def test_analytics_unavailable_fails_the_shard_for_redelivery_which_sends_every_row(
@@ -183,7 +188,6 @@ def test_analytics_unavailable_fails_the_shard_for_redelivery_which_sends_every_
     assert len(rows(ready, "plans", "plan_id")) == 3
     assert rows(ready, "command_events", "command_id", "seq", "type") == expected_event_rows(ready)
     for outcome in again:
-        assert ready.store.get(marker_path(outcome.device_id, str(outcome.plan_id))) is None
-        stored = ready.store.get(f"devices/{outcome.device_id}/plans/{outcome.plan_id}")
-        assert stored is not None
-        assert {e["status"] for e in stored.data["outbox"]} <= {"queued", "skipped"}
+        assert outbox_concluded(
+            ready.store, ready.settings, outcome.device_id, str(outcome.plan_id)
+        )

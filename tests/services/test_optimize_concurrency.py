@@ -28,7 +28,6 @@ from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services import optimize, plan_inputs
 from hpsteer.services.command_tasks import dispatch_queue
 from hpsteer.services.optimize import DeviceOutcome, plan_shard
-from hpsteer.services.outbox import marker_path
 from tests.services.test_optimize import register, shard, store_forecast, store_prices
 from tests.services.test_optimize_batching import CountingAnalytics, counted
 from tests.services.test_optimize_identify import (
@@ -37,6 +36,7 @@ from tests.services.test_optimize_identify import (
     store_earlier_forecasts,
     store_history,
 )
+from tests.support.outboxes import outbox_concluded
 from tests.support.tracing import BoundIds
 
 DEVICES = ("d1", "d2", "d3", "d4")
@@ -113,8 +113,11 @@ def test_a_shard_on_io_workers_writes_what_the_same_shard_planned_in_turn_writes
     assert [o.status for o in outcomes] == ["planned"] * 4 + ["failed"] * 2
     assert written(at_once) == written(in_turn)
     assert counting.appends == {"plans": 1, "cost_savings": 1, "command_events": 1}
-    assert all(at_once.store.get(marker_path(o.device_id, str(o.plan_id))) is None
-               for o in outcomes if o.status == "planned")  # fmt: skip
+    assert all(
+        outbox_concluded(at_once.store, at_once.settings, o.device_id, str(o.plan_id))
+        for o in outcomes
+        if o.status == "planned"
+    )
 
 
 def test_the_local_runtime_plans_a_shards_devices_in_turn_unless_told_otherwise() -> None:

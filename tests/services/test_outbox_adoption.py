@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from hpsteer.config import Settings
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import Command, CommandEventType, CommandState
 from hpsteer.domain.messages import CommandTask
@@ -36,10 +37,13 @@ from hpsteer.services.outbox import (
     release_plan,
     sweep,
 )
-from hpsteer.services.plans_store import make_current
+from hpsteer.services.plans_store import make_current, outbox_marker
 from hpsteer.sim.fleet import Home
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+# These specs are about what a release does with a plan's changes: every change is within its
+# reach (how far ahead changes are released has its own specs, tests/services/test_outbox_reach.py).
+WHOLE_PLAN = Settings(backend="local", release_ahead_minutes=2880)
 HOUR = timedelta(hours=1)
 S = CommandState
 MAX, MID, MIN = Mode.MAX, Mode.MID, Mode.MIN
@@ -48,7 +52,9 @@ QUEUE = dispatch_queue("viessmann").name
 
 @pytest.fixture
 def local(document_store: DocumentStore) -> LocalFleet:
-    fleet = LocalFleet.build(start=T0, homes=3, seed=11, wrap_store=lambda _local: document_store)
+    fleet = LocalFleet.build(
+        start=T0, homes=3, seed=11, settings=WHOLE_PLAN, wrap_store=lambda _local: document_store
+    )
     fleet.register_devices()
     return fleet
 
@@ -98,7 +104,7 @@ def publish(
     store.set(f"devices/{device_id}/plans/{plan_id}", document)
     store.set(
         marker_path(device_id, plan_id),
-        {"device_id": device_id, "plan_id": plan_id, "created_at": local.clock.now()},
+        outbox_marker(device_id, plan_id, local.clock.now()),
     )
     schedule = [(T0 + h * HOUR, mode) for h, mode in runs]
     assert make_current(
@@ -270,7 +276,7 @@ def test_a_release_overtaken_by_a_newer_plan_creates_and_supersedes_nothing(
     store = local.deps.store
     p2 = plan_document(local, d, "p2", [(2, MID), (3, MIN)], 12)
     store.set(f"devices/{d}/plans/p2", p2)
-    store.set(marker_path(d, "p2"), {"device_id": d, "plan_id": "p2", "created_at": T0})
+    store.set(marker_path(d, "p2"), outbox_marker(d, "p2", T0))
     store.update(f"devices/{d}", {"current_plan_id": "p3"})  # p3 became current meanwhile
 
     # optimize had seen p2 current (current=True): the release finds out in its transaction.
@@ -313,7 +319,7 @@ def test_a_dropped_release_enqueues_the_task_of_a_command_a_newer_plan_adopted(
     store = local.deps.store
     p1 = plan_document(local, d, "p1", [(1, MAX), (3, MIN)], 12)
     store.set(f"devices/{d}/plans/p1", p1)
-    store.set(marker_path(d, "p1"), {"device_id": d, "plan_id": "p1", "created_at": T0})
+    store.set(marker_path(d, "p1"), outbox_marker(d, "p1", T0))
     assert make_current(store, d, "p1", T0, T0, [(T0 + HOUR, MAX), (T0 + 3 * HOUR, MIN)])
     device = store.get(f"devices/{d}")
     assert device is not None

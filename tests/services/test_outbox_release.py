@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hpsteer.config import Settings
 from hpsteer.domain.commands import CommandEventType, CommandState
 from hpsteer.errors import AnalyticsUnavailable
 from hpsteer.ports.analytics import Analytics, TableSchema
@@ -32,8 +33,12 @@ from hpsteer.services.outbox import (
     release_plan,
     sweep,
 )
+from hpsteer.services.plans_store import outbox_marker
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+# These specs are about what a release does with a plan's changes: every change is within its
+# reach (how far ahead changes are released has its own specs, tests/services/test_outbox_reach.py).
+WHOLE_PLAN = Settings(backend="local", release_ahead_minutes=2880)
 QUEUE = dispatch_queue("viessmann").name
 
 
@@ -81,7 +86,7 @@ def view(
 
 @pytest.fixture
 def base() -> Dependencies:
-    return bootstrap.local(clock=SimulatedClock(T0))
+    return bootstrap.local(WHOLE_PLAN, clock=SimulatedClock(T0))
 
 
 @pytest.fixture
@@ -122,7 +127,7 @@ def write_plan(
     deps.store.set(f"devices/{device_id}/plans/{plan_id}", document)
     deps.store.set(
         marker_path(device_id, plan_id),
-        {"device_id": device_id, "plan_id": plan_id, "created_at": document["created_at"]},
+        outbox_marker(device_id, plan_id, document["created_at"]),
     )
     deps.store.update(
         f"devices/{device_id}", {"current_plan_id": plan_id, "current_plan_start_at": start}

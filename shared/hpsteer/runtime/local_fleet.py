@@ -51,6 +51,7 @@ from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.dispatch import Checkpoint, TaskDelivery, handle_dispatch, handle_verify
+from hpsteer.services.outbox import sweep as sweep_commands
 from hpsteer.sim import MANUFACTURERS, Fleet, SimApp, SimTransport
 from hpsteer.sim.faults import FaultPlan
 from hpsteer.thermal import ARCHETYPES
@@ -61,6 +62,12 @@ SIM_BASE_URL = "http://fleet.sim"
 STRIDE = timedelta(minutes=15)
 STOCKHOLM = (59.30, 18.16)
 """How often the whole fleet's physics is stepped while tasks are delivered."""
+
+
+def _epoch(at: datetime, every: timedelta) -> datetime:
+    """The last multiple of ``every`` since the Unix epoch at or before ``at``."""
+    since = at - datetime(1970, 1, 1, tzinfo=at.tzinfo)
+    return at - since % every
 
 
 def _no_checkpoint(step: str) -> None:
@@ -197,10 +204,27 @@ class LocalFleet:
             ids.append(home.home_id)
         return ids
 
-    def run_until(self, until: datetime, *, max_deliveries: int = 1_000_000) -> int:
+    def run_until(
+        self,
+        until: datetime,
+        *,
+        max_deliveries: int = 1_000_000,
+        sweep_every: timedelta | None = None,
+    ) -> int:
         """Deliver every task due up to ``until``, moving the clock (and the homes) with them;
-        return how many deliveries were made. The clock ends at ``until``."""
+        return how many deliveries were made. The clock ends at ``until``.
+
+        ``sweep_every``: the command sweep (:func:`~hpsteer.services.outbox.sweep`, Cloud
+        Scheduler's ``command-sweep`` job) also runs at each multiple of it on the way (counted
+        from the epoch, as a cron schedule), after the deliveries due by then: it releases the
+        plans' changes as they come within ``release_ahead_minutes``."""
         delivered = 0
+        if sweep_every is not None:
+            tick = _epoch(self.clock.now(), sweep_every) + sweep_every
+            while tick <= until and delivered < max_deliveries:
+                delivered += self.run_until(tick, max_deliveries=max_deliveries - delivered)
+                self.sweep()
+                tick += sweep_every
         while delivered < max_deliveries:
             due = self.tasks.next_due_at()
             if due is None or due > until:
@@ -212,6 +236,10 @@ class LocalFleet:
             self.fleet.advance(until)
             self._stepped_to = until
         return delivered
+
+    def sweep(self) -> None:
+        """One command sweep, as ``command-sweep-requests`` runs it."""
+        sweep_commands(self.deps)
 
     def move_to(self, at: datetime) -> None:
         """The clock to ``at``, the whole fleet stepped at each stride on the way."""

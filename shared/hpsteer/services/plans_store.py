@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from hpsteer.domain.actions import Mode
@@ -39,14 +39,21 @@ from hpsteer.services.paths import device_path, plan_path
 __all__ = [
     "COST_SAVINGS",
     "PLANS",
+    "RELEASE_GRACE",
     "cost_by_day",
     "make_current",
+    "outbox_marker",
     "plan_document",
     "plan_from_document",
     "plan_path",
     "record_plan",
     "write_plan",
 ]
+
+RELEASE_GRACE = timedelta(minutes=2)
+"""A release that has not concluded this long after it began is taken over by the sweep: the
+``due_at`` a plan's outbox marker is written with (and every release rewrites, until it
+concludes)."""
 
 PLANS = TableSchema(
     name="plans",
@@ -112,13 +119,25 @@ def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) 
     }
 
 
+def outbox_marker(device_id: str, plan_id: str, created_at: datetime) -> dict[str, Any]:
+    """The outbox marker of a plan made at ``created_at`` (:func:`write_plan`)."""
+    return {
+        "device_id": device_id,
+        "plan_id": plan_id,
+        "created_at": created_at,
+        "due_at": created_at + RELEASE_GRACE,
+    }
+
+
 def write_plan(
     store: DocumentStore, plan: Plan, document: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
     """Create the plan document; return (the stored document, whether this call created it).
 
     A plan with mode changes gets its outbox marker (``outboxes/{device}~{plan}``) in the same
-    transaction, so the sweep finds a plan whose release a crash interrupted.
+    transaction, so the sweep finds a plan whose release a crash interrupted: its ``due_at`` is
+    when the sweep takes the release over (:data:`RELEASE_GRACE` after the plan was made; a
+    release moves it to when the outbox's next change comes within reach).
     """
     path = plan_path(plan.device_id, plan.plan_id)
 
@@ -127,11 +146,7 @@ def write_plan(
         if document.get("outbox"):
             tx.create(
                 f"outboxes/{plan.device_id}~{plan.plan_id}",
-                {
-                    "device_id": plan.device_id,
-                    "plan_id": plan.plan_id,
-                    "created_at": plan.created_at,
-                },
+                outbox_marker(plan.device_id, plan.plan_id, plan.created_at),
             )
 
     try:

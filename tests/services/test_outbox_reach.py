@@ -1,0 +1,184 @@
+"""A plan's changes become commands only as they come within ``release_ahead_minutes`` (2 h).
+
+Re-plans come every few hours and move the far changes; a change released hours ahead would mostly
+be superseded (a command, its events, its task and its rows for nothing). So a release makes
+commands of the changes due within reach and leaves the later ones in the plan's outbox; its marker
+waits with ``due_at`` = the next change's instant minus the reach, and the sweep (every 30 minutes)
+releases them as they come within reach. A plan replaced meanwhile never makes its later changes
+commands: the sweep drops its marker.
+
+The rig is the local command path (:class:`hpsteer.runtime.local_fleet.LocalFleet` with the
+default settings, its sweep as Cloud Scheduler runs it), plans written and made current as
+optimize does, on the local store and on Firestore (its emulator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hpsteer.domain.actions import Mode
+from hpsteer.domain.commands import CommandState
+from hpsteer.ports.store import DocumentStore
+from hpsteer.runtime.local_fleet import LocalFleet
+from hpsteer.services.command_log import load_command
+from hpsteer.services.command_tasks import dispatch_queue, send_task_name
+from hpsteer.services.outbox import ReleaseOutcome, command_id_for, marker_path, release_plan
+from hpsteer.services.plans_store import make_current, outbox_marker
+from hpsteer.sim.fleet import Home
+
+T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+SWEEP_EVERY = timedelta(minutes=30)
+MAX, MID, MIN = Mode.MAX, Mode.MID, Mode.MIN
+
+
+@pytest.fixture
+def local(document_store: DocumentStore) -> LocalFleet:
+    fleet = LocalFleet.build(start=T0, homes=1, seed=11, wrap_store=lambda _local: document_store)
+    fleet.register_devices()
+    return fleet
+
+
+@pytest.fixture
+def home(local: LocalFleet) -> Home:
+    return next(iter(local.fleet))
+
+
+@pytest.fixture
+def device_id(home: Home) -> str:
+    return home.home_id
+
+
+def publish(
+    local: LocalFleet, device_id: str, plan_id: str, runs: Sequence[tuple[int, Mode]]
+) -> ReleaseOutcome:
+    """Write the plan (a change at each of ``runs``' hours after ``T0``, ending at ``T0`` + 12 h)
+    and its marker, make it current with its mode runs, and release it, as optimize does."""
+    store, now = local.deps.store, local.clock.now()
+    document: dict[str, Any] = {
+        "plan_id": plan_id,
+        "device_id": device_id,
+        "created_at": now,
+        "start_at": T0,
+        "end_at": T0 + 12 * HOUR,
+        "outbox": [
+            {
+                "at": (T0 + h * HOUR).isoformat(),
+                "action": mode.action.value,
+                "slot_index": h,
+                "status": "pending",
+            }
+            for h, mode in runs
+        ],
+    }
+    store.set(f"devices/{device_id}/plans/{plan_id}", document)
+    store.set(marker_path(device_id, plan_id), outbox_marker(device_id, plan_id, now))
+    schedule = [(T0 + h * HOUR, mode) for h, mode in runs]
+    assert make_current(store, device_id, plan_id, T0, now, schedule, T0 + 12 * HOUR)
+    device = local.deps.store.get(f"devices/{device_id}")
+    assert device is not None
+    return release_plan(local.deps, device_id, device.data, document, current=True, fresh=True)
+
+
+def statuses(local: LocalFleet, device_id: str, plan_id: str) -> list[str]:
+    stored = local.deps.store.get(f"devices/{device_id}/plans/{plan_id}")
+    assert stored is not None
+    return [str(entry["status"]) for entry in stored.data["outbox"]]
+
+
+def marker(local: LocalFleet, device_id: str, plan_id: str) -> dict[str, Any] | None:
+    snapshot = local.deps.store.get(marker_path(device_id, plan_id))
+    return None if snapshot is None else snapshot.data
+
+
+def state(local: LocalFleet, device_id: str, plan_id: str, hour: int) -> CommandState | None:
+    command = load_command(local.deps.store, device_id, command_id_for(plan_id, hour))
+    return None if command is None else command.state
+
+
+def every_command(local: LocalFleet, device_id: str) -> dict[str, str]:
+    page = local.deps.store.query(f"devices/{device_id}/commands", limit=100)
+    return {doc.path.rsplit("/", 1)[1]: str(doc.data["state"]) for doc in page.documents}
+
+
+def test_a_release_makes_commands_only_of_the_changes_within_reach(
+    local: LocalFleet, device_id: str
+) -> None:
+    outcome = publish(local, device_id, "p1", [(1, MAX), (3, MIN), (5, MID)])
+
+    assert outcome.queued == [command_id_for("p1", 1)]
+    assert outcome.later == 2
+    queue = dispatch_queue(next(iter(local.fleet)).manufacturer).name
+    assert [t.name for t in local.tasks.pending_tasks(queue)] == [
+        send_task_name(device_id, "p1", 1)
+    ]
+    assert statuses(local, device_id, "p1") == ["queued", "pending", "pending"]
+    assert state(local, device_id, "p1", 3) is None
+    # The outbox is not concluded: its marker waits until the next change is within reach.
+    waiting = marker(local, device_id, "p1")
+    assert waiting is not None
+    assert waiting["due_at"] == T0 + 3 * HOUR - timedelta(minutes=120)
+
+
+def test_the_sweep_releases_each_change_as_it_comes_within_reach_and_all_are_carried_out(
+    local: LocalFleet, home: Home, device_id: str
+) -> None:
+    publish(local, device_id, "p1", [(1, MAX), (3, MIN), (5, MID)])
+
+    local.run_until(T0 + 50 * timedelta(minutes=1), sweep_every=SWEEP_EVERY)
+    assert statuses(local, device_id, "p1") == ["queued", "pending", "pending"]
+
+    local.run_until(T0 + HOUR, sweep_every=SWEEP_EVERY)  # 3 h change within reach
+    assert statuses(local, device_id, "p1") == ["queued", "queued", "pending"]
+    assert state(local, device_id, "p1", 3) is CommandState.PENDING
+
+    local.run_until(T0 + 3 * HOUR, sweep_every=SWEEP_EVERY)  # the last one: concluded
+    assert statuses(local, device_id, "p1") == ["queued", "queued", "queued"]
+    assert marker(local, device_id, "p1") is None
+
+    local.run_until(T0 + 6 * HOUR, sweep_every=SWEEP_EVERY)
+    assert every_command(local, device_id) == {
+        command_id_for("p1", h): "completed" for h in (1, 3, 5)
+    }
+    assert home.commands_received == 3
+
+
+def test_a_plan_replaced_before_its_later_changes_came_within_reach_never_makes_them_commands(
+    local: LocalFleet, device_id: str
+) -> None:
+    publish(local, device_id, "p1", [(1, MAX), (4, MIN), (6, MID)])
+    local.run_until(T0 + 30 * timedelta(minutes=1), sweep_every=SWEEP_EVERY)
+
+    # A re-plan keeps the first change and moves the later ones.
+    second = publish(local, device_id, "p2", [(1, MAX), (5, MIN), (7, MID)])
+    assert second.adopted == [command_id_for("p1", 1)]
+    assert second.superseded == []
+
+    local.run_until(T0 + 8 * HOUR, sweep_every=SWEEP_EVERY)
+    # Nothing was superseded: p1's later changes never became commands, and its marker is gone.
+    assert every_command(local, device_id) == {
+        command_id_for("p1", 1): "completed",
+        command_id_for("p2", 5): "completed",
+        command_id_for("p2", 7): "completed",
+    }
+    assert marker(local, device_id, "p1") is None
+    assert marker(local, device_id, "p2") is None
+    assert statuses(local, device_id, "p1") == ["queued", "pending", "pending"]
+
+
+def test_a_device_whose_steering_was_switched_off_has_its_later_changes_dropped_not_released(
+    local: LocalFleet, device_id: str
+) -> None:
+    publish(local, device_id, "p1", [(1, MAX), (4, MIN)])
+    # Switched off (the hand-back itself is the operator service's: not needed here).
+    local.deps.store.update(f"devices/{device_id}", {"steering_enabled": False})
+
+    local.run_until(T0 + 5 * HOUR, sweep_every=SWEEP_EVERY)
+
+    assert state(local, device_id, "p1", 4) is None
+    assert marker(local, device_id, "p1") is None
+    assert statuses(local, device_id, "p1") == ["queued", "pending"]
