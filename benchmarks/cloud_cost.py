@@ -58,12 +58,13 @@ work) + the assumed round trips of its remote calls (:data:`LATENCY_S`: the loca
 in microseconds) on its critical path (:class:`Meter`): the waits of the thread serving it, store
 operations included, plus the longest of the lanes that worked for it at the same time: each
 other thread (a pool's workers: optimize_shard solves on one), and the devices of a reconcile
-page and of an optimize shard, which the simulation handles one after another (the local
-runtime's ``reconcile_workers`` and ``optimize_io_workers`` are 1, so its seeded faults and the
-order of its writes stay reproducible) while production runs them on ``reconcile_workers`` and
-``optimize_io_workers`` threads (terraform's ``HPSTEER_RECONCILE_WORKERS`` and
-``HPSTEER_OPTIMIZE_IO_WORKERS``, else the settings' defaults; :func:`reconcile_workers`,
-:func:`optimize_io_workers`): each device (for optimize, a device's preparing, and then its
+page and of an optimize shard and the markers a command sweep settles, which the simulation
+handles one after another (the local runtime's ``reconcile_workers``, ``optimize_io_workers``
+and ``sweep_workers`` are 1, so its seeded faults and the order of its writes stay
+reproducible) while production runs them on that many threads (terraform's
+``HPSTEER_RECONCILE_WORKERS``, ``HPSTEER_OPTIMIZE_IO_WORKERS`` and ``HPSTEER_SWEEP_WORKERS``,
+else the settings' defaults; :func:`reconcile_workers`, :func:`optimize_io_workers`,
+:func:`sweep_workers`): each unit (for optimize, a device's preparing, and then its
 completing) goes to the lane free first, as a pool hands out its queue. The requests an
 instance really serves at once (:func:`effective_concurrency`) follow from the fleet's load
 (:func:`fleet_in_flight`: a device event's rate times its duration; every page of a reconcile
@@ -592,6 +593,12 @@ def optimize_io_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
     ``HPSTEER_OPTIMIZE_IO_WORKERS`` in terraform's optimize_shard entry, else the setting's
     default."""
     return _workers("optimize_shard", "optimize_io_workers", functions)
+
+
+def sweep_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
+    """Due outbox markers the command sweep settles at once in production:
+    ``HPSTEER_SWEEP_WORKERS`` in terraform's sweep_commands entry, else the setting's default."""
+    return _workers("sweep_commands", "sweep_workers", functions)
 
 
 TERRAFORM_VARIABLES = TERRAFORM_FUNCTIONS.with_name("variables.tf")
@@ -1297,18 +1304,22 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
         root.handlers[:] = [_LogBytes(meter)]
         configure_tracing(_SpanCounter(meter), sample_rate=1.0, batch=False)
         from hpsteer.services import optimize as optimize_service
+        from hpsteer.services import outbox as outbox_service
         from hpsteer.services import reconcile as reconcile_service
 
         device = reconcile_service.reconcile_device
         prepare, finish = optimize_service._Shard.prepare, optimize_service._finish
         shard_lanes = optimize_io_workers()
+        sweep_marker, marker_lanes = outbox_service._sweep_marker, sweep_workers()
         _wrap(reconcile_service, "reconcile_device", lambda inner: _as_unit(meter, inner))
+        _wrap(outbox_service, "_sweep_marker", lambda inner: _as_unit(meter, inner, marker_lanes))
         for owner, name in ((optimize_service._Shard, "prepare"), (optimize_service, "_finish")):
             _wrap(owner, name, lambda inner: _as_unit(meter, inner, shard_lanes))
         try:
             simulation.run()
         finally:
             reconcile_service.reconcile_device = device
+            outbox_service._sweep_marker = sweep_marker
             optimize_service._Shard.prepare = prepare  # type: ignore[method-assign]
             optimize_service._finish = finish
             configure_tracing(None)
@@ -1346,9 +1357,10 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
 def _as_unit(
     meter: Meter, inner: Callable[..., Any], lanes: int | None = None
 ) -> Callable[..., Any]:
-    """``inner`` (one reconcile device; one optimize device's preparing or completing) as a
-    :meth:`Meter.unit` of a pool of ``lanes`` (default :attr:`Meter.unit_lanes`): production
-    runs a page's or a shard's devices on its workers, the simulation one after another."""
+    """``inner`` (one reconcile device; one optimize device's preparing or completing; one
+    marker the command sweep settles) as a :meth:`Meter.unit` of a pool of ``lanes`` (default
+    :attr:`Meter.unit_lanes`): production runs a page's, a shard's or a sweep's units on its
+    workers, the simulation one after another."""
 
     def unit(*args: Any, **kwargs: Any) -> Any:
         with meter.unit(lanes):

@@ -79,7 +79,10 @@ locals {
     }
     # Pub/Sub command-sweep-requests every command_sweep_interval_minutes: pages through
     # outboxes and stuck commands. One sweep at a time (max 1 instance, 1 request) so two ticks
-    # never race over the same commands; 300 s for a large fleet's pages.
+    # never race over the same commands; 300 s for a large fleet's pages. The due markers (about
+    # 13 per device a day in the simulated week: plans' changes coming within reach, replaced
+    # plans' markers dropped) are settled 16 at a time (HPSTEER_SWEEP_WORKERS): each waits on a
+    # few round trips, one after another.
     sweep_commands = {
       folder        = "dispatch"
       entry_point   = "sweep_commands"
@@ -93,6 +96,7 @@ locals {
         HPSTEER_VERIFY_URL            = local.verify_url
         HPSTEER_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
         HPSTEER_TASKS_LOCATION        = var.region
+        HPSTEER_SWEEP_WORKERS         = "16"
       }
     }
     # Pub/Sub price-ingest-requests, a few times a day: several provider calls with their own

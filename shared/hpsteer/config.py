@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     released only when it is near is rarely superseded. Longer than the sweep's interval (30
     minutes in terraform, at most 60) plus a sweep's retries, so every change is released while
     still ahead of its instant."""
+    sweep_workers: int = Field(default=1, ge=1, le=64)
+    """Due outbox markers the command sweep settles at once, on as many threads: each waits on
+    a few store reads and Cloud Tasks calls (:func:`hpsteer.services.outbox.sweep`). 1, the
+    default and what the local runtime keeps, settles them in turn so a seeded simulation
+    creates its commands and tasks in one order; terraform sets 16 for ``sweep_commands``, the
+    one instance that sweeps the whole fleet every 30 minutes."""
     command_stuck_after_minutes: int = Field(default=60, ge=5, le=1440)
     """The sweep re-enqueues a command that has not moved for this long (longer than a task's
     whole retry schedule, so it only catches tasks that were lost)."""

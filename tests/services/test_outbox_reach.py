@@ -22,11 +22,19 @@ import pytest
 
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import CommandState
+from hpsteer.errors import StoreUnavailable
 from hpsteer.ports.store import DocumentStore
+from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
 from hpsteer.services.command_tasks import dispatch_queue, send_task_name
-from hpsteer.services.outbox import ReleaseOutcome, command_id_for, marker_path, release_plan
+from hpsteer.services.outbox import (
+    ReleaseOutcome,
+    command_id_for,
+    marker_path,
+    release_plan,
+    sweep,
+)
 from hpsteer.services.plans_store import make_current, outbox_marker
 from hpsteer.sim.fleet import Home
 
@@ -182,3 +190,75 @@ def test_a_device_whose_steering_was_switched_off_has_its_later_changes_dropped_
     assert state(local, device_id, "p1", 4) is None
     assert marker(local, device_id, "p1") is None
     assert statuses(local, device_id, "p1") == ["queued", "pending"]
+
+
+# -- the sweep's workers ----------------------------------------------------------------------
+
+
+def sweep_rig() -> LocalFleet:
+    """Six homes, each with a plan whose second change is due for the sweep."""
+    local = LocalFleet.build(start=T0, homes=6, seed=11)
+    local.register_devices()
+    for home in local.fleet:
+        publish(local, home.home_id, "p1", [(1, MAX), (4, MIN)])
+    local.move_to(T0 + 2 * HOUR)
+    return local
+
+
+def with_workers(deps: Dependencies, workers: int) -> Dependencies:
+    """``deps`` with ``sweep_workers`` set (the local fleet keeps 1)."""
+    return Dependencies(
+        deps.settings.model_copy(update={"sweep_workers": workers}),
+        deps.clock,
+        store=lambda: deps.store,
+        bus=lambda: deps.bus,
+        tasks=lambda: deps.tasks,
+        analytics=lambda: deps.analytics,
+        secrets=lambda: deps.secrets,
+    )
+
+
+def stored_documents(local: LocalFleet) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for home in local.fleet:
+        for doc in local.deps.store.query(f"devices/{home.home_id}/commands").documents:
+            found[doc.path] = doc.data
+        found[marker_path(home.home_id, "p1")] = marker(local, home.home_id, "p1")
+        found[f"{home.home_id}/p1"] = statuses(local, home.home_id, "p1")
+    return found
+
+
+def test_the_sweep_settles_its_due_markers_on_its_workers_as_it_does_in_turn() -> None:
+    in_turn, at_once = sweep_rig(), sweep_rig()
+
+    swept = [sweep(in_turn.deps), sweep(with_workers(at_once.deps, 4))]
+
+    assert swept[0] == swept[1]
+    assert swept[1].released_plans == 6
+    assert stored_documents(at_once) == stored_documents(in_turn)
+    assert all(state(at_once, h.home_id, "p1", 4) is CommandState.PENDING for h in at_once.fleet)
+
+
+def test_a_marker_the_sweep_cannot_settle_keeps_no_other_back_and_the_sweep_fails_for_a_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = sweep_rig()
+    unlucky = next(iter(local.fleet)).home_id
+    store = local.deps.store
+    real_get = store.get
+
+    def get(path: str) -> Any:
+        if path == f"devices/{unlucky}/plans/p1":
+            raise StoreUnavailable("induced outage")
+        return real_get(path)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "get", get)
+        with pytest.raises(StoreUnavailable):
+            sweep(with_workers(local.deps, 4))
+
+    others = [h.home_id for h in local.fleet if h.home_id != unlucky]
+    assert all(state(local, d, "p1", 4) is CommandState.PENDING for d in others)
+    assert state(local, unlucky, "p1", 4) is None
+    assert sweep(local.deps).released_plans == 1  # the redelivered sweep settles it
+    assert state(local, unlucky, "p1", 4) is CommandState.PENDING

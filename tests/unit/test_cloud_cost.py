@@ -40,6 +40,7 @@ from benchmarks.cloud_cost import (
     pubsub_message_bytes,
     reconcile_workers,
     requests_per_device,
+    sweep_workers,
     terraform_functions,
     terraform_max_instances,
     total_usd,
@@ -520,3 +521,18 @@ def test_production_plans_a_shards_devices_on_more_io_workers_than_the_local_run
     from hpsteer.config import Settings
 
     assert optimize_io_workers() > Settings().optimize_io_workers == 1
+
+
+def test_the_sweeps_workers_are_read_from_terraform_and_production_has_more_than_local(
+    tmp_path: Path,
+) -> None:
+    from hpsteer.config import Settings
+
+    functions = tmp_path / "functions.tf"
+    functions.write_text(
+        "  functions = {\n    sweep_commands = {\n      env = {\n"
+        '        HPSTEER_SWEEP_WORKERS = "4"\n      }\n    }\n  }\n'
+    )
+    assert sweep_workers(functions) == 4
+    assert sweep_workers(tmp_path / "absent.tf") == Settings().sweep_workers == 1
+    assert sweep_workers() > 1

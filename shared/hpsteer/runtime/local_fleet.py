@@ -27,7 +27,8 @@ polled on several threads would draw them in a different order every run, and a 
 longer be reproducible from its seed. (Production reconciles a page on several threads;
 :func:`~hpsteer.services.reconcile.reconcile_page` takes ``workers`` for a test that wants them
 here.) For the same reason an optimize shard plans its devices one after another here
-(``optimize_io_workers`` = 1; :func:`~hpsteer.services.optimize.plan_shard` takes ``workers``).
+(``optimize_io_workers`` = 1; :func:`~hpsteer.services.optimize.plan_shard` takes ``workers``),
+and the command sweep settles its due markers in turn (``sweep_workers`` = 1).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class LocalFleet:
         holder: list[LocalFleet] = []
         # Reproducible from the seed: a page's polls in document order (module docstring).
         settings = (settings or Settings(backend="local")).model_copy(
-            update={"reconcile_workers": 1, "optimize_io_workers": 1}
+            update={"reconcile_workers": 1, "optimize_io_workers": 1, "sweep_workers": 1}
         )
 
         def deliver(request: DispatchedRequest) -> DispatchResult:

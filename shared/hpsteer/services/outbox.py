@@ -86,7 +86,9 @@ Scheduler, ``command-sweep-requests``) releases every marker whose ``due_at`` ha
 plan's marker is due :data:`~hpsteer.services.plans_store.RELEASE_GRACE` after the plan was made,
 and a release that supersedes writes it due that long after it ran, so an interrupted release is
 taken over) whose plan is still current, drops the marker of a plan that is not (it was replaced
-before it could be released, or before its later changes came within reach), and re-enqueues
+before it could be released, or before its later changes came within reach; or its steering was
+switched off), settling the due markers on ``sweep_workers`` threads (16 in terraform; a marker
+that fails keeps no other back, and the sweep then fails for a redelivery), and re-enqueues
 commands that stopped moving (a task that Cloud Tasks gave up on
 after a crash in its last attempt): ``pending``/``sent``/``retrying`` get a dispatch task,
 ``acknowledged`` a verification task. It also raises the alert of a command that failed within
@@ -125,7 +127,7 @@ from hpsteer.errors import (
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.observability.logging import log_context
 from hpsteer.ports.analytics import Analytics, BufferedAnalytics
-from hpsteer.ports.store import DocumentStore, Filter, Transaction, every_page
+from hpsteer.ports.store import Document, DocumentStore, Filter, Transaction, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, failure_alert, raise_alert
 from hpsteer.services.command_log import (
@@ -848,6 +850,9 @@ class SweepOutcome:
 
 
 def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
+    """Settle every marker whose ``due_at`` has come, a page at a time, on ``sweep_workers``
+    threads; a marker that fails (transiently) does not keep the others back: the first error
+    is raised after them all, for the sweep to be delivered again."""
     store = deps.store
     now = deps.clock.now()
     due_markers = every_page(
@@ -855,23 +860,76 @@ def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
             MARKERS, [Filter("due_at", "<=", now)], limit=_PAGE, cursor=cursor
         )
     )
+    workers = deps.settings.sweep_workers
+    errors: list[Exception] = []
+    page: list[Document] = []
+
+    def settle(markers: Sequence[Document]) -> None:
+        if workers <= 1:
+            settled = [_settled_or_error(deps, marker) for marker in markers]
+        else:
+            with ThreadPoolExecutor(
+                max_workers=min(workers, len(markers)), thread_name_prefix="sweep"
+            ) as pool:
+                settled = list(
+                    pool.map(
+                        lambda marker: contextvars.copy_context().run(
+                            _settled_or_error, deps, marker
+                        ),
+                        markers,
+                    )
+                )
+        for result in settled:
+            if isinstance(result, Exception):
+                errors.append(result)
+            elif result == "released":
+                outcome.released_plans += 1
+            else:
+                outcome.dropped_markers += 1
+
     for marker in due_markers:
-        device_id = str(marker.data["device_id"])
-        plan_id = str(marker.data["plan_id"])
+        page.append(marker)
+        if len(page) == _PAGE:
+            settle(page)
+            page = []
+    if page:
+        settle(page)
+    if errors:
+        raise errors[0]
+
+
+def _settled_or_error(deps: Dependencies, marker: Document) -> str | Exception:
+    try:
+        return _sweep_marker(deps, marker)
+    except (TransientError, PermanentError) as err:
+        _log.warning(
+            "outbox marker %s not settled (the next sweep will): %s: %s",
+            marker.path,
+            type(err).__name__,
+            err,
+        )
+        return err
+
+
+def _sweep_marker(deps: Dependencies, marker: Document) -> str:
+    """Release a due marker's plan (``released``) or drop the marker of a plan that is gone, no
+    longer current or no longer steered (``dropped``)."""
+    store = deps.store
+    device_id = str(marker.data["device_id"])
+    plan_id = str(marker.data["plan_id"])
+    with log_context(device_id=device_id, plan_id=plan_id):
         device = store.get(device_path(device_id))
         plan = store.get(f"devices/{device_id}/plans/{plan_id}")
         if device is None or plan is None:
             store.delete(marker.path)
-            outcome.dropped_markers += 1
-            continue
+            return "dropped"
         if not _releasable(device.data, plan_id):
             batch = ReleaseBatch(deps)
             _drop(deps, device_id, plan.data, marker.data, batch)
             batch.finish_or_leave()
-            outcome.dropped_markers += 1
-            continue
+            return "dropped"
         release_plan(deps, device_id, device.data, plan.data, current=True, marker=marker.data)
-        outcome.released_plans += 1
+        return "released"
 
 
 def _sweep_stuck(deps: Dependencies, outcome: SweepOutcome) -> None:
