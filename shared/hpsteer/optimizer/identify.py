@@ -26,13 +26,16 @@ loss factor alone.
 It needs only what a device reports or what is stored anyway: the indoor temperature at slot
 boundaries, the mode applied over each slot, and the slot's outdoor temperature and irradiance
 (as measured, or as the weather was observed). :func:`identify` replays a stored history in one
-call, which is how production's optimize can use it before each plan; the backtest runs the bank
-online (:mod:`hpsteer.optimizer.backtest.simulate`). A slot without a measurement at its start or
-its end is stepped from each candidate's own prediction and adds nothing to the scores.
+call, which is how production's optimize uses it before each plan
+(:mod:`hpsteer.services.plan_inputs`); the backtest runs the bank online
+(:mod:`hpsteer.optimizer.backtest.simulate`). A slot without a measurement at
+its start or its end is stepped from each candidate's own prediction and adds nothing to the
+scores.
 
 All candidates step at once in numpy, exactly as :meth:`hpsteer.thermal.Plant.step` steps each of
-them (the same sub-steps, controller clip and exact building transition): about 0.7 ms per hourly
-slot for the 315 candidates, 0.15 ms per 15-minute slot.
+them (the same sub-steps, controller clip and exact building transition; the heat-free drive
+computed once per slot, only the controller's heat per sub-step): about 0.17 ms per hourly slot
+for the 315 candidates (0.36 ms before the drive was taken out of the sub-steps).
 """
 
 from __future__ import annotations
@@ -137,6 +140,16 @@ def _refine(values: tuple[float, ...], scores: FloatArray, k: int, *, log: bool)
     return values[k] + (values[k + 1] - values[k]) * shift
 
 
+@dataclass(frozen=True, slots=True)
+class _SubStep:
+    """Every candidate's transition over one sub-step: ``phi`` by node pair (each (K,)),
+    ``psi`` (K, nx, nx), and ``per_heat`` (``psi`` times where a kW of heat goes, per node)."""
+
+    phi: tuple[tuple[FloatArray, ...], ...]
+    psi: FloatArray
+    per_heat: tuple[FloatArray, ...]
+
+
 class PlantIdentifier:
     """θ_H, θ_g, ΔG and the mass temperature of a house from measured air (module docstring)."""
 
@@ -171,7 +184,7 @@ class PlantIdentifier:
         )
         fh = building.heat_to_air_fraction
         self._heat_in = np.array([fh, 1.0 - fh])[: self._nx] / self._caps
-        self._transitions: dict[float, tuple[FloatArray, FloatArray]] = {}
+        self._transitions: dict[float, _SubStep] = {}
         nominal_index = np.ravel_multi_index(
             (
                 self.loss_scales.index(1.0),
@@ -190,14 +203,19 @@ class PlantIdentifier:
     def candidates(self) -> int:
         return len(self._of_loss)
 
-    def _phi_psi(self, dt_h: float) -> tuple[FloatArray, FloatArray]:
-        """(K, nx, nx) transition matrices of every candidate for a sub-step of ``dt_h``."""
+    def _sub_step(self, dt_h: float) -> _SubStep:
+        """Every candidate's sub-step of ``dt_h`` (cached per length)."""
         if dt_h not in self._transitions:
             nx = self._nx
             by_loss = [transition(b, dt_h) for b in self._buildings]
             phi = np.stack([t.phi[:nx, :nx] for t in by_loss])[self._of_loss]
             psi = np.stack([t.psi[:nx, :nx] for t in by_loss])[self._of_loss]
-            self._transitions[dt_h] = (phi, psi)
+            per_heat = np.einsum("kij,j->ki", psi, self._heat_in)
+            self._transitions[dt_h] = _SubStep(
+                phi=tuple(tuple(phi[:, i, j].copy() for j in range(nx)) for i in range(nx)),
+                psi=psi,
+                per_heat=tuple(per_heat[:, i].copy() for i in range(nx)),
+            )
         return self._transitions[dt_h]
 
     def step(
@@ -213,7 +231,7 @@ class PlantIdentifier:
         plant = self.nominal
         n_sub = max(1, math.ceil(conditions.duration_h * 60.0 / plant.substep_minutes - 1e-9))
         dt_h = conditions.duration_h / n_sub
-        phi, psi = self._phi_psi(dt_h)
+        sub = self._sub_step(dt_h)
         target = conditions.setpoint_c + offset_k
         outdoor = conditions.outdoor_temp_c
         feedforward = plant.controller.feedforward_kw(outdoor, target)
@@ -229,16 +247,30 @@ class PlantIdentifier:
         )[:, : self._nx]
         b0 = (u0 / self._caps)[self._of_loss]  # (K, nx)
         b0[:, 0] += gains_kw / self._caps[0]
-        x = np.empty((self.candidates, self._nx))
-        x[:, 0] = air_temp_c
-        if self._nx > 1:
-            x[:, 1] = mass_temp_c
+        # x' = phi x + psi (b0 + heat heat_in): the heat-free drive once per slot, the heat's
+        # share per sub-step (the controller's heat follows the air).
+        drive = np.einsum("kij,kj->ki", sub.psi, b0)
+        air = np.full(self.candidates, 0.0) + air_temp_c
+        if self._nx == 1:
+            (phi_aa,), (heat_a,) = sub.phi[0], sub.per_heat
+            for _ in range(n_sub):
+                heat = np.minimum(
+                    np.maximum(feedforward + self._room_gain * (target - air), 0.0), capacity
+                )
+                air = phi_aa * air + drive[:, 0] + heat * heat_a
+            return air, air.copy()
+        mass = np.asarray(mass_temp_c, dtype=np.float64)
+        (phi_aa, phi_am), (phi_ma, phi_mm) = sub.phi
+        heat_a, heat_m = sub.per_heat
+        drive_a, drive_m = drive[:, 0].copy(), drive[:, 1].copy()
         for _ in range(n_sub):
-            heat = np.clip(feedforward + self._room_gain * (target - x[:, 0]), 0.0, capacity)
-            b = b0 + heat[:, None] * self._heat_in[None, :]
-            x = np.einsum("kij,kj->ki", phi, x) + np.einsum("kij,kj->ki", psi, b)
-        air = x[:, 0].copy()
-        mass = x[:, 1].copy() if self._nx > 1 else air.copy()
+            heat = np.minimum(
+                np.maximum(feedforward + self._room_gain * (target - air), 0.0), capacity
+            )
+            air, mass = (
+                phi_aa * air + phi_am * mass + drive_a + heat * heat_a,
+                phi_ma * air + phi_mm * mass + drive_m + heat * heat_m,
+            )
         return air, mass
 
     def update(
