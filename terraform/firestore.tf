@@ -145,3 +145,13 @@ resource "google_firestore_field" "devices_poll_booking" {
 
   index_config {}
 }
+
+# The past weather digest of a location (hpsteer.services.ingest_weather): its forecasts' points
+# as arrays of times and numbers, rewritten with every forecast and read with the document only.
+resource "google_firestore_field" "past_weather_forecasts" {
+  database   = google_firestore_database.main.name
+  collection = "past_weather"
+  field      = "forecasts"
+
+  index_config {}
+}

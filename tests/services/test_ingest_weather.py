@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from hpsteer.errors import (
 )
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.ports.clock import SimulatedClock
+from hpsteer.ports.store import Page
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services import ingest_weather as service
@@ -36,6 +38,8 @@ from hpsteer.services.ingest_weather import (
     forecast_path,
     handle_weather_ingest_request,
     ingest_weather,
+    past_weather_path,
+    past_weather_series,
     use_weather_source,
     weather_source,
 )
@@ -48,6 +52,7 @@ FIXTURE = (
 RAW = FIXTURE.read_bytes()
 NOW = datetime(2025, 2, 24, 5, 37, tzinfo=UTC)
 ISSUED = datetime(2025, 2, 24, 5, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 STOCKHOLM = "lat59.30_lon18.16"
 MALMO = "lat55.57_lon12.94"
 
@@ -306,6 +311,102 @@ def test_the_latest_forecast_only_moves_forward(
     assert location.data["latest_forecast_issued_at"] == ISSUED + timedelta(hours=1)
 
 
+def past_weather(deps: Dependencies, location_id: str = STOCKHOLM) -> list[WeatherSeries]:
+    digest = deps.store.get(past_weather_path(location_id))
+    assert digest is not None
+    return past_weather_series(digest.data)
+
+
+def test_each_forecast_joins_its_locations_past_weather_cut_to_what_a_slot_can_read(
+    deps: Dependencies, source: FakeWeatherSource, clock: SimulatedClock
+) -> None:
+    for _ in range(3):
+        ingest_weather(request(STOCKHOLM), deps, source)
+        clock.advance(timedelta(hours=3))
+
+    first, middle, latest = past_weather(deps)
+
+    issued = ISSUED + timedelta(hours=3)
+    assert [f.issued_at for f in (first, middle, latest)] == [ISSUED, issued, issued + 3 * HOUR]
+    assert middle.location_id == STOCKHOLM
+    whole = deps.store.get(forecast_path(STOCKHOLM, issued))
+    assert whole is not None
+    points = {p["valid_at"]: p for p in whole.data["points"]}
+    # from the last point before its issue to an hour past the next one's: what a slot reads
+    assert [p.at for p in middle.points] == [
+        at for at in points if issued - timedelta(minutes=15) <= at <= issued + 4 * HOUR
+    ]
+    assert [(p.outdoor_temp_c, p.solar_irradiance_w_per_m2) for p in middle.points] == [
+        (points[p.at]["outdoor_temp_c"], points[p.at]["solar_irradiance_w_per_m2"])
+        for p in middle.points
+    ]
+    # the first stands in before its issue for none: kept from its start; the latest until its end
+    assert first.points[0].at == datetime(2025, 2, 23, 23, 0, tzinfo=UTC)
+    assert latest.points[-1].at == datetime(2025, 2, 26, 22, 45, tzinfo=UTC)
+
+
+def test_an_older_forecast_stored_late_takes_its_place_in_the_past_weather(
+    deps: Dependencies, source: FakeWeatherSource, clock: SimulatedClock
+) -> None:
+    clock.advance(timedelta(hours=3))
+    ingest_weather(request(STOCKHOLM), deps, source)
+    [alone] = past_weather(deps)
+    source.issued_at = ISSUED  # an older forecast arrives late
+
+    ingest_weather(request(STOCKHOLM), deps, source)
+
+    earlier, latest = past_weather(deps)
+    assert earlier.issued_at == ISSUED
+    assert earlier.points[-1].at == ISSUED + 4 * HOUR  # cut by the newer one
+    # the newer one is cut before its issue: the older one covers there now
+    newer = alone.issued_at
+    assert latest.points == tuple(p for p in alone.points if p.at >= newer - timedelta(minutes=15))
+    location = deps.store.get(f"locations/{STOCKHOLM}")
+    assert location is not None
+    assert location.data["latest_forecast_issued_at"] == newer
+
+
+def test_forecasts_issued_before_the_history_and_two_days_leave_the_past_weather(
+    deps: Dependencies, source: FakeWeatherSource, clock: SimulatedClock
+) -> None:
+    ingest_weather(request(STOCKHOLM), deps, source)
+    clock.advance(timedelta(days=deps.settings.identify_history_days + 2, hours=1))
+    source.issued_at = ISSUED + timedelta(days=deps.settings.identify_history_days + 2)
+
+    ingest_weather(request(STOCKHOLM), deps, source)
+
+    assert [f.issued_at for f in past_weather(deps)] == [source.issued_at]
+
+
+def test_a_location_without_past_weather_gets_it_from_its_stored_forecasts_once(
+    deps: Dependencies, source: FakeWeatherSource, clock: SimulatedClock
+) -> None:
+    ingest_weather(request(STOCKHOLM), deps, source)
+    deps.store.delete(past_weather_path(STOCKHOLM))  # stored before the digest existed
+    clock.advance(timedelta(hours=3))
+    store = deps.store
+    original = store.query
+    queried: list[str] = []
+
+    def counting(collection: str, *args: Any, **kwargs: Any) -> Page:
+        queried.append(collection)
+        return original(collection, *args, **kwargs)
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(store, "query", counting)
+    try:
+        ingest_weather(request(STOCKHOLM), deps, source)
+        clock.advance(timedelta(hours=3))
+        ingest_weather(request(STOCKHOLM), deps, source)
+    finally:
+        monkeypatch.undo()
+
+    assert queried == [f"locations/{STOCKHOLM}/forecasts"]
+    assert [f.issued_at for f in past_weather(deps)] == [
+        ISSUED + timedelta(hours=h) for h in (0, 3, 6)
+    ]
+
+
 # Idempotence and failures
 
 
@@ -324,6 +425,7 @@ def test_a_redelivered_request_stores_announces_and_appends_nothing_again(
     stored = deps.store.get(forecast_path(STOCKHOLM, ISSUED))
     assert stored is not None
     assert stored.data["points"][0]["outdoor_temp_c"] == -15.4  # the first stored version
+    assert past_weather(deps)[0].points[0].outdoor_temp_c == -15.4
 
 
 def test_a_crash_between_store_and_publish_is_announced_by_the_redelivery(

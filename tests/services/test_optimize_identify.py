@@ -22,11 +22,11 @@ from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import AnalyticsUnavailable, StoreUnavailable
 from hpsteer.optimizer.identify import loss_scaled
 from hpsteer.ports.clock import SimulatedClock
-from hpsteer.ports.store import Page
+from hpsteer.ports.store import Document, Page
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_telemetry import TELEMETRY_HISTORY
-from hpsteer.services.ingest_weather import ingest_weather
+from hpsteer.services.ingest_weather import ingest_weather, past_weather_path
 from hpsteer.services.optimize import plan_shard
 from hpsteer.services.plan_inputs import HistorySample, better_than_registered, measured_slots
 from hpsteer.services.plans_store import plan_path
@@ -268,10 +268,41 @@ def store_earlier_forecasts(deps: Dependencies, *hours_before: int) -> None:
         ingest_weather(request, deps, source)
 
 
-def test_earlier_forecasts_are_read_in_one_store_query_per_location_and_shard(
+def test_earlier_forecasts_are_read_in_one_document_per_location_and_shard(
     ready: Dependencies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store_earlier_forecasts(ready, 72, 48, 24)
+    for device_id in ("a", "b"):
+        store_history(ready, simulated_rows(device_id, loss_scale=1.2, days=2))
+        register_measured(ready, device_id)
+    store = ready.store
+    original_query, original_get = store.query, store.get
+    collections: list[str] = []
+    read: list[str] = []
+
+    def counting(collection: str, *args: Any, **kwargs: Any) -> Page:
+        collections.append(collection)
+        return original_query(collection, *args, **kwargs)
+
+    def getting(path: str) -> Document | None:
+        read.append(path)
+        return original_get(path)
+
+    monkeypatch.setattr(store, "query", counting)
+    monkeypatch.setattr(store, "get", getting)
+
+    outcomes = plan_shard(shard("a", "b"), ready)
+
+    assert [o.status for o in outcomes] == ["planned"] * 2
+    assert read.count(past_weather_path(STOCKHOLM_ID)) == 1
+    assert f"locations/{STOCKHOLM_ID}/forecasts" not in collections
+
+
+def test_a_location_without_past_weather_reads_its_earlier_forecasts_in_one_query(
+    ready: Dependencies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_earlier_forecasts(ready, 72, 48, 24)
+    ready.store.delete(past_weather_path(STOCKHOLM_ID))  # forecasts stored before the digest
     for device_id in ("a", "b"):
         store_history(ready, simulated_rows(device_id, loss_scale=1.2, days=2))
         register_measured(ready, device_id)
@@ -297,14 +328,20 @@ def test_unreadable_earlier_forecasts_never_fail_the_plan(
     store_history(ready, simulated_rows("leaky", loss_scale=1.3))
     register_measured(ready, "leaky")
     store = ready.store
-    original = store.query
+    original_query, original_get = store.query, store.get
 
     def failing(collection: str, *args: Any, **kwargs: Any) -> Page:
         if collection.endswith("/forecasts"):
             raise StoreUnavailable("firestore is down")
-        return original(collection, *args, **kwargs)
+        return original_query(collection, *args, **kwargs)
+
+    def failing_get(path: str) -> Document | None:
+        if path.endswith("/past_weather/digest"):
+            raise StoreUnavailable("firestore is down")
+        return original_get(path)
 
     monkeypatch.setattr(store, "query", failing)
+    monkeypatch.setattr(store, "get", failing_get)
 
     [outcome] = plan_shard(shard("leaky"), ready)
 

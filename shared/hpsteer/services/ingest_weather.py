@@ -16,9 +16,18 @@
    same forecast already stored (a redelivery): the stored version wins, nothing new is written.
 3. **Analytics.** The stored points are appended to ``weather_forecasts`` with insert ids
    ``{location_id}/{issued_at}/{valid_at}``: appending again adds nothing.
-4. **Latest.** ``locations/{location_id}`` gets ``latitude``, ``longitude`` and
-   ``latest_forecast_issued_at``, moved forward only (an older forecast stored late never
-   replaces a newer one), in a transaction.
+4. **Latest, and the past weather.** ``locations/{location_id}`` gets ``latitude``,
+   ``longitude`` and ``latest_forecast_issued_at``, moved forward only (an older forecast stored
+   late never replaces a newer one); in the same transaction the forecast joins the location's
+   past weather digest ``locations/{location_id}/past_weather/digest``
+   (:func:`past_weather_document`): every forecast issued over ``identify_history_days`` and
+   two days before, each cut to the points identification can read of it, so that a shard
+   reads the history's weather in one document
+   (:func:`~hpsteer.services.plan_inputs.past_forecasts`) and gets what all of them give.
+   Adding a forecast the digest holds changes nothing (a redelivery), and a forecast stored
+   late takes its place among the others: the digest depends on which forecasts were stored,
+   not on their order. A location without a digest (its forecasts stored before the digest
+   existed) gets one from its stored forecasts, once.
 5. **Announce once.** :class:`~hpsteer.domain.messages.WeatherUpdated` is published on
    ``weather-updates`` only for a forecast not yet announced, then the document gets
    ``announced: true``. A crash between store and publish leaves ``announced: false``, and the
@@ -38,11 +47,14 @@ The weather source is Open-Meteo by default; tests and the local runtime install
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -63,7 +75,7 @@ from hpsteer.errors import (
 from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
 from hpsteer.ports.analytics import Column, TableSchema
-from hpsteer.ports.store import DocumentStore, Filter, Transaction
+from hpsteer.ports.store import DocumentStore, Filter, Order, Transaction, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.sources.weather import WeatherSource
 
@@ -71,6 +83,9 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
+    "PAST_WEATHER_LEAD",
+    "PAST_WEATHER_REACH",
+    "PAST_WEATHER_SLACK",
     "WEATHER_FORECASTS",
     "forecast_location",
     "forecast_location_id",
@@ -78,8 +93,12 @@ __all__ = [
     "handle_weather_ingest_request",
     "ingest_weather",
     "location_path",
+    "past_weather_document",
+    "past_weather_path",
+    "past_weather_series",
     "series_from_document",
     "steered_locations",
+    "stored_forecasts",
     "use_weather_source",
     "weather_source",
 ]
@@ -256,27 +275,262 @@ def _analytics_rows(series: WeatherSeries) -> tuple[list[dict[str, Any]], list[s
     return rows, ids
 
 
-def _advance_latest(store: DocumentStore, series: WeatherSeries) -> None:
-    path = location_path(series.location_id)
+def stored_forecasts(
+    store: DocumentStore, location_id: str, *, since: datetime, until: datetime
+) -> list[WeatherSeries]:
+    """The location's stored forecasts issued from ``since`` to ``until``, oldest first: one
+    query on ``locations/{id}/forecasts`` (single-field range on ``issued_at``: no composite
+    index), one read per forecast. A stored forecast that cannot be read, or has no points, is
+    left out. Raises what the store raises."""
+    found: list[WeatherSeries] = []
+    documents = every_page(
+        lambda cursor: store.query(
+            f"{location_path(location_id)}/forecasts",
+            [Filter("issued_at", ">=", since), Filter("issued_at", "<=", until)],
+            [Order("issued_at")],
+            cursor=cursor,
+        )
+    )
+    for document in documents:
+        try:
+            series = series_from_document(document.data)
+        except InvalidInput:
+            continue
+        if series.points:
+            found.append(series)
+    found.sort(key=lambda series: series.issued_at)
+    return found
 
-    def advance(tx: Transaction) -> None:
-        current = tx.get(path)
-        latest = None if current is None else current.data.get("latest_forecast_issued_at")
-        if isinstance(latest, datetime) and latest >= series.issued_at:
-            return
-        tx.set(
-            path,
-            {
-                "location_id": series.location_id,
-                "latitude": series.latitude,
-                "longitude": series.longitude,
-                "latest_forecast_issued_at": series.issued_at,
-                "latest_forecast_source": series.source,
-            },
-            merge=True,
+
+# -- the past weather digest -------------------------------------------------------------------
+
+PAST_WEATHER_REACH = timedelta(hours=1)
+"""How far after a measured slot's start identification reads its weather (at the slot's middle):
+a slot runs between the indoor samples nearest two consecutive clock hours, each within 30
+minutes of its hour (:mod:`hpsteer.services.plan_inputs`), so it lasts at most 2 hours."""
+PAST_WEATHER_LEAD = timedelta(hours=12)
+"""An earlier forecast issued at most this long before another one stands in for it before its
+issue; at most the day before the history from which shards read forecasts."""
+PAST_WEATHER_SLACK = timedelta(days=2)
+"""The digest keeps the forecasts issued over ``identify_history_days`` and this much before (a
+shard reads them from a day before its history)."""
+
+
+def past_weather_path(location_id: str) -> str:
+    """``locations/{location_id}/past_weather/digest``."""
+    return f"{location_path(location_id)}/past_weather/digest"
+
+
+@dataclass(frozen=True, slots=True)
+class _Issue:
+    """One forecast in the digest: what it covered when issued, and the points it keeps."""
+
+    issued_at: datetime
+    source: str
+    first_at: datetime
+    last_at: datetime
+    points: tuple[WeatherPoint, ...]
+
+    @classmethod
+    def of(cls, series: WeatherSeries) -> _Issue:
+        points = series.points
+        return cls(series.issued_at, series.source, points[0].at, points[-1].at, points)
+
+    def cut(self, keep_from: datetime, keep_until: datetime) -> _Issue:
+        """Only the points interpolation over ``keep_from``..``keep_until`` reads: from the last
+        before ``keep_from`` (strictly: an instant on a point is found on the pair it ends, as on
+        the whole forecast) to the first at or after ``keep_until``."""
+        times = [p.at for p in self.points]
+        start = max(0, bisect.bisect_left(times, keep_from) - 1)
+        end = bisect.bisect_left(times, keep_until) + 1
+        return _Issue(
+            self.issued_at, self.source, self.first_at, self.last_at, self.points[start:end]
         )
 
-    store.run_transaction(advance)
+    def recorded(self) -> dict[str, Any]:
+        return {
+            "issued_at": self.issued_at,
+            "source": self.source,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "at": [p.at for p in self.points],
+            "outdoor_temp_c": [p.outdoor_temp_c for p in self.points],
+            "solar_irradiance_w_per_m2": [p.solar_irradiance_w_per_m2 for p in self.points],
+        }
+
+    @classmethod
+    def from_recorded(cls, data: Mapping[str, Any]) -> _Issue:
+        """The entry ``data`` (:meth:`recorded`); :class:`InvalidInput` when malformed."""
+        try:
+            at, temps, solar = data["at"], data["outdoor_temp_c"], data["solar_irradiance_w_per_m2"]
+            times = (data["issued_at"], data["first_at"], data["last_at"])
+            source = data["source"]
+            points = tuple(
+                WeatherPoint(at=t, outdoor_temp_c=c, solar_irradiance_w_per_m2=s)
+                for t, c, s in zip(at, temps, solar, strict=True)
+            )
+        except (KeyError, TypeError, ValueError) as err:  # ValueError: zip's ragged arrays
+            if isinstance(err, ValidationError):
+                raise InvalidInput(f"past weather: {describe_validation_error(err)}") from err
+            raise InvalidInput(f"past weather entry unreadable: {err}") from err
+        if not all(isinstance(t, datetime) and t.tzinfo is not None for t in times):
+            raise InvalidInput("past weather entry without aware issue and cover times")
+        if not isinstance(source, str) or not source:
+            raise InvalidInput("past weather entry without a source")
+        if not points or any(b.at <= a.at for a, b in pairwise(points)):
+            raise InvalidInput("past weather entry: no points, or not in increasing time")
+        return cls(times[0], source, times[1], times[2], points)
+
+
+def _needed(issues: Sequence[_Issue]) -> list[_Issue]:
+    """``issues`` (oldest first) each cut to what identification can read of it
+    (:func:`past_weather_document`)."""
+    kept: list[_Issue] = []
+    for i, issue in enumerate(issues):
+        t = issue.issued_at
+        stood_in = issue.first_at >= t or any(
+            t - PAST_WEATHER_LEAD <= earlier.issued_at
+            and earlier.first_at <= issue.first_at
+            and earlier.last_at >= t
+            for earlier in issues[:i]
+        )
+        keep_from = t if stood_in else issue.first_at
+        keep_until = min(
+            [issue.last_at]
+            + [
+                max(later.issued_at + PAST_WEATHER_REACH, later.first_at)
+                for later in issues[i + 1 :]
+                if later.last_at >= issue.last_at
+            ]
+        )
+        kept.append(issue.cut(keep_from, keep_until))
+    return kept
+
+
+def past_weather_document(
+    location: Location,
+    current: Mapping[str, Any] | None,
+    forecasts: Sequence[WeatherSeries],
+    *,
+    keep_since: datetime,
+) -> dict[str, Any]:
+    """The digest ``locations/{id}/past_weather/digest`` of ``location`` with ``forecasts`` (its
+    own, each with points) added to ``current`` (the stored digest; None: none yet), from which
+    :func:`past_weather_series` gives what the stored forecasts give identification.
+
+    Each forecast issued from ``keep_since`` on is kept (older ones are dropped; a forecast
+    already in the digest stays as it is: ingestion stores a forecast once), with what it
+    covered (its first and last instant) and only the points identification can read of it.
+    Identification reads a slot's weather at its middle, at most :data:`PAST_WEATHER_REACH`
+    after its start, from the forecast issued last at or before the start that covers the
+    middle (:mod:`hpsteer.services.plan_inputs`). So a forecast keeps the points that
+    interpolate it:
+
+    - from its issue on; before its issue too, only when no forecast issued up to
+      :data:`PAST_WEATHER_LEAD` before it covers from its first instant to its issue (only then
+      can it stand in for an earlier one there);
+    - until :data:`PAST_WEATHER_REACH` after the issue of the first later forecast that covers
+      until it does (from then on every slot finds that one, or a later one, first).
+
+    The result depends on the set of forecasts only, not on the order they arrive in: a late
+    forecast only ever cuts the others further, and a cut forecast keeps what the new cut
+    needs. A malformed stored entry is dropped (its forecast is left to the fallback: none)."""
+    issues: dict[datetime, _Issue] = {}
+    recorded = None if current is None else current.get("forecasts")
+    for key, data in recorded.items() if isinstance(recorded, Mapping) else ():
+        try:
+            issue = _Issue.from_recorded(data)
+        except InvalidInput as err:
+            _log.warning("past weather entry %s dropped: %s", key, err)
+            continue
+        issues[issue.issued_at] = issue
+    for series in forecasts:
+        if series.issued_at not in issues:
+            issues[series.issued_at] = _Issue.of(series)
+    ordered = sorted((i for i in issues.values() if i.issued_at >= keep_since), key=_issued)
+    return {
+        "schema_version": 1,
+        "location_id": location.location_id,
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+        "forecasts": {
+            f"{issue.issued_at:%Y%m%dT%H%M%SZ}": issue.recorded() for issue in _needed(ordered)
+        },
+    }
+
+
+def _issued(issue: _Issue) -> datetime:
+    return issue.issued_at
+
+
+def past_weather_series(data: Mapping[str, Any]) -> list[WeatherSeries]:
+    """The forecasts of a digest (:func:`past_weather_document`), oldest first, each with the
+    points it keeps (no wind). Raises :class:`InvalidInput` when the digest or an entry is
+    malformed."""
+    recorded = data.get("forecasts")
+    if not isinstance(recorded, Mapping):
+        raise InvalidInput("past weather lacks its forecasts")
+    issues = sorted(map(_Issue.from_recorded, recorded.values()), key=_issued)
+    try:
+        return [
+            WeatherSeries(
+                location_id=data["location_id"],
+                latitude=data["latitude"],
+                longitude=data["longitude"],
+                issued_at=issue.issued_at,
+                source=issue.source,
+                points=issue.points,
+            )
+            for issue in issues
+        ]
+    except (KeyError, TypeError) as err:
+        raise InvalidInput(f"past weather lacks {err}") from err
+    except ValidationError as err:
+        raise InvalidInput(f"past weather: {describe_validation_error(err)}") from err
+
+
+def _advance_latest(
+    store: DocumentStore, series: WeatherSeries, *, keep_since: datetime, now: datetime
+) -> None:
+    """Move ``locations/{id}`` to ``series`` if it is newer, and add it to the location's past
+    weather digest, in one transaction. A location without a digest yet (its forecasts stored
+    before the digest existed) gets one built from its stored forecasts since ``keep_since``
+    (one query, once per location) and ``series``."""
+    path = location_path(series.location_id)
+    digest_path = past_weather_path(series.location_id)
+
+    def advance(tx: Transaction, stored: Sequence[WeatherSeries] | None) -> bool:
+        current = tx.get(path)
+        digest = tx.get(digest_path)
+        if digest is None and stored is None:
+            return False  # the stored forecasts are read first, outside the transaction
+        before = None if digest is None else digest.data
+        location = Location(
+            location_id=series.location_id, latitude=series.latitude, longitude=series.longitude
+        )
+        forecasts = [*(stored or ()), series]
+        after = past_weather_document(location, before, forecasts, keep_since=keep_since)
+        latest = None if current is None else current.data.get("latest_forecast_issued_at")
+        if not (isinstance(latest, datetime) and latest >= series.issued_at):
+            tx.set(
+                path,
+                {
+                    "location_id": series.location_id,
+                    "latitude": series.latitude,
+                    "longitude": series.longitude,
+                    "latest_forecast_issued_at": series.issued_at,
+                    "latest_forecast_source": series.source,
+                },
+                merge=True,
+            )
+        if after != before:
+            tx.set(digest_path, after)
+        return True
+
+    if store.run_transaction(lambda tx: advance(tx, None)):
+        return
+    stored = stored_forecasts(store, series.location_id, since=keep_since, until=now)
+    store.run_transaction(lambda tx: advance(tx, stored))
 
 
 class _Run:
@@ -311,7 +565,9 @@ class _Run:
             _log.info("forecast %s was stored but not announced: announcing it now", path)
             series = series_from_document(existing.data)
         self.append(series)
-        _advance_latest(store, series)
+        history = timedelta(days=self.deps.settings.identify_history_days)
+        now = self.deps.clock.now()
+        _advance_latest(store, series, keep_since=now - history - PAST_WEATHER_SLACK, now=now)
         event = WeatherUpdated(location_id=series.location_id, issued_at=series.issued_at)
         self.deps.bus.publish(
             Topic.WEATHER_UPDATES,

@@ -28,9 +28,10 @@ into commands and Cloud Tasks (:mod:`hpsteer.services.outbox`) once it is the cu
 Each house is planned on what its measured history says (:mod:`~hpsteer.services.plan_inputs`):
 the shard reads its devices' ``telemetry_history`` over ``identify_history_days`` in one
 analytics query, with the first device prepared, and each location's forecasts issued over that
-history (for the history's irradiance) in one store query, with its first device that has a
-history. A history query that fails is logged and the shard plans on registered parameters; a
-forecast query that fails is logged and the history's weather is the latest forecast's alone.
+history (for the history's irradiance) in one document read (the location's past weather digest,
+:mod:`~hpsteer.services.ingest_weather`), with its first device that has a history. A history
+query that fails is logged and the shard plans on registered parameters; a forecast read that
+fails is logged and the history's weather is the latest forecast's alone.
 ``identify_houses`` off: neither is read, and every device is planned on its registered
 parameters.
 

@@ -30,27 +30,27 @@ What a plan is built from, and what happens when an input is missing or absurd:
   physics, or a steady state outside -60..80 °C, is :class:`AbsurdThermalParameters`.
 - **The house, from its history.** With a measured air temperature now and a measured history
   (:func:`load_histories`: ``telemetry_history``, one query for a shard's devices over
-  ``identify_history_days``), the history is cut into slots (:func:`measured_slots`) and
-  replayed through the bank of :mod:`hpsteer.optimizer.identify` (started as
+  ``identify_history_days``), the history is cut into slots (:func:`measured_slots`) and replayed
+  through the bank of :mod:`hpsteer.optimizer.identify` (started as
   :func:`~hpsteer.optimizer.identify.identify` starts it; the registered house is one of its
-  candidates). A slot per clock hour (the identification was tuned and measured on hourly
-  slots), from the indoor sample nearest one hour (within 30 minutes) to the one nearest the
-  next: polls every 10 minutes give whole clock hours, hourly polls half an hour off the clock
-  still give measured slots, and an hour with no sample that near is stepped, not scored. Over a
-  slot, the applied offset is time-weighted (a change counts from midway between the samples
-  either side of it), the outdoor temperature is the samples' mean (else the
-  forecast's), and the irradiance is what the forecast issued last before the slot said
-  (:func:`past_forecasts`: the location's forecasts over the history, one store query per
-  location and shard), 0 W/m² where none covers it. With at least ``min_identified_slots`` (24)
-  slots measured at both ends, the plan is on the bank's best (factors rounded to 0.01, internal
-  gains to 1 W) when it explains the history better than the registered house by more than
-  fitting three factors to noise would (:func:`better_than_registered`, the Bayesian information
-  criterion), else on the registered house; either way **with the envelope at that house's own
-  estimate from the history** (0.1 K). The plan's inputs record which (``identified.house``),
-  the factors, the envelope and both houses' rms one-slot errors. Fewer slots, no history, an
-  unreadable or malformed one, or an implausible envelope: the registered plant with the
-  envelope equal to the air, and ``identified: null``; so too for every device when the
-  ``identify_houses`` setting is off (no history is read). A history never fails a plan.
+  candidates). A slot per clock hour (the identification was tuned and measured on hourly slots),
+  from the indoor sample nearest one hour (within 30 minutes) to the one nearest the next: polls
+  every 10 minutes give whole clock hours, hourly polls half an hour off the clock still give
+  measured slots, and an hour with no sample that near is stepped, not scored. Over a slot, the
+  applied offset is time-weighted (a change counts from midway between the samples either side of
+  it), the outdoor temperature is the samples' mean (else the forecast's), and the irradiance is
+  what the forecast issued last before the slot said (:func:`past_forecasts`: the location's
+  forecasts over the history, one document read per location and shard: its past weather digest),
+  0 W/m² where none covers it. With at least ``min_identified_slots`` (24) slots measured at both
+  ends, the plan is on the bank's best (factors rounded to 0.01, internal gains to 1 W) when it
+  explains the history better than the registered house by more than fitting three factors to noise
+  would (:func:`better_than_registered`, the Bayesian information criterion), else on the registered
+  house; either way **with the envelope at that house's own estimate from the history** (0.1 K). The
+  plan's inputs record which (``identified.house``), the factors, the envelope and both houses' rms
+  one-slot errors. Fewer slots, no history, an unreadable or malformed one, or an implausible
+  envelope: the registered plant with the envelope equal to the air, and ``identified: null``; so
+  too for every device when the ``identify_houses`` setting is off (no history is read). A history
+  never fails a plan.
 
   Measured: on ``hpsteer simulate`` (30 homes, 2 days of SE3 from 2023-01-09, realistic faults,
   seeds 0, 1, 2), against planning every house on its registered parameters: spot savings 9.5,
@@ -89,12 +89,15 @@ from hpsteer.domain.market import PriceArea, Resolution, Slot, market_date_of, s
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import InvalidInput, UnknownDevice
 from hpsteer.ports.analytics import Analytics
-from hpsteer.ports.store import DocumentStore, Filter, Order, every_page
+from hpsteer.ports.store import DocumentStore
 from hpsteer.services.ingest_weather import (
     forecast_location_id,
     forecast_path,
     location_path,
+    past_weather_path,
+    past_weather_series,
     series_from_document,
+    stored_forecasts,
 )
 from hpsteer.services.paths import device_path
 from hpsteer.services.price_days import load_day
@@ -420,28 +423,30 @@ def load_histories(
 def past_forecasts(
     store: DocumentStore, latitude: float, longitude: float, *, since: datetime, until: datetime
 ) -> list[WeatherSeries]:
-    """The location's forecasts issued from ``since`` to ``until``, oldest first: one query on
-    ``locations/{id}/forecasts`` (single-field range on ``issued_at``: no composite index).
-    A stored forecast that cannot be read is left out. Raises what the store raises."""
+    """What the location's forecasts issued from ``since`` to ``until`` tell identification,
+    oldest first: one document read, the location's past weather digest
+    (``locations/{id}/past_weather/digest``, which weather ingestion keeps:
+    :func:`~hpsteer.services.ingest_weather.past_weather_document`). Each forecast comes with
+    only the points identification can read of it (:class:`_PastWeather` gives the same values
+    from these as from the whole forecasts). A location without a digest, or with one that
+    cannot be read (logged), falls back to the stored forecasts themselves: one query on
+    ``locations/{id}/forecasts``, one read per forecast. Raises what the store raises."""
     location_id = forecast_location_id(latitude, longitude)
-    found: list[WeatherSeries] = []
-    documents = every_page(
-        lambda cursor: store.query(
-            f"{location_path(location_id)}/forecasts",
-            [Filter("issued_at", ">=", since), Filter("issued_at", "<=", until)],
-            [Order("issued_at")],
-            cursor=cursor,
-        )
-    )
-    for document in documents:
+    digest = store.get(past_weather_path(location_id))
+    if digest is not None:
         try:
-            series = series_from_document(document.data)
-        except InvalidInput:
-            continue
-        if series.points:
-            found.append(series)
-    found.sort(key=lambda series: series.issued_at)
-    return found
+            return [
+                series
+                for series in past_weather_series(digest.data)
+                if since <= series.issued_at <= until
+            ]
+        except InvalidInput as err:
+            _log.warning(
+                "location %s: past weather digest unreadable, its forecasts are read instead: %s",
+                location_id,
+                err,
+            )
+    return stored_forecasts(store, location_id, since=since, until=until)
 
 
 class _PastWeather:
