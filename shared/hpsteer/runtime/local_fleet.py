@@ -33,6 +33,7 @@ and the command sweep settles its due markers in turn (``sweep_workers`` = 1).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -69,6 +70,12 @@ def _epoch(at: datetime, every: timedelta) -> datetime:
     """The last multiple of ``every`` since the Unix epoch at or before ``at``."""
     since = at - datetime(1970, 1, 1, tzinfo=at.tzinfo)
     return at - since % every
+
+
+@functools.lru_cache(maxsize=64)
+def _url_path(url: str) -> str:
+    """The path of ``url`` (a queue has a handful of task URLs: parsed once each)."""
+    return urlsplit(url).path
 
 
 def _no_checkpoint(step: str) -> None:
@@ -163,11 +170,9 @@ class LocalFleet:
 
     def _deliver_once(self, request: DispatchedRequest) -> DispatchResult:
         delivery = TaskDelivery.from_headers(request.headers, request.body)
-        path = urlsplit(request.url).path
+        path = _url_path(request.url)
         handler = (
-            handle_verify
-            if path == urlsplit(self.deps.settings.verify_url).path
-            else handle_dispatch
+            handle_verify if path == _url_path(self.deps.settings.verify_url) else handle_dispatch
         )
         reply = handler(
             delivery,

@@ -36,7 +36,7 @@ class SimTransport(httpx.BaseTransport):
                 method=request.method,
                 path=url.path,
                 query=dict(url.params) if url.query else {},
-                headers=dict(request.headers.items()),  # httpx gives the names lower-cased
+                headers=_headers(request.headers),
                 body=request.read(),
             )
         )
@@ -47,6 +47,20 @@ class SimTransport(httpx.BaseTransport):
         if answer.drop:
             raise httpx.ReadTimeout("simulated timeout: the cloud did not answer", request=request)
         return _response(answer, request)
+
+
+def _headers(headers: httpx.Headers) -> dict[str, str]:
+    """``dict(headers.items())``: lower-cased names, repeated ones joined with ``", "``; decoded
+    here straight from the raw ASCII bytes (httpx's ``items()`` re-checks the encoding per
+    header), or by httpx itself when a header is not ASCII."""
+    decoded: dict[str, str] = {}
+    try:
+        for raw_name, raw_value in headers.raw:
+            name, value = raw_name.decode("ascii").lower(), raw_value.decode("ascii")
+            decoded[name] = f"{decoded[name]}, {value}" if name in decoded else value
+    except UnicodeDecodeError:
+        return dict(headers.items())
+    return decoded
 
 
 def _response(answer: Response, request: httpx.Request) -> httpx.Response:

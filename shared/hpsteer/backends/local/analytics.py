@@ -254,6 +254,9 @@ class SqliteAnalytics:
             timeout=5.0,
         )
         self._schemas: dict[str, TableSchema] = {}
+        # Schemas ensure_table checked and applied (each equal to its _schemas entry).
+        self._ensured: dict[str, TableSchema] = {}
+        self._insert_sql: dict[str, tuple[TableSchema, str]] = {}
 
     def __repr__(self) -> str:
         return f"SqliteAnalytics(path={str(self._path) if self._path else ':memory:'!r})"
@@ -263,10 +266,14 @@ class SqliteAnalytics:
             self._db.close()
 
     def ensure_table(self, schema: TableSchema) -> None:
+        with self._lock:
+            if self._ensured.get(schema.name) == schema:
+                return  # checked and ensured by this instance: callers may ensure before appends
         check_schema(schema)
         with self._lock:
             if self._schemas.get(schema.name) == schema:
-                return  # ensured by this instance already: callers may ensure before each append
+                self._ensured[schema.name] = schema
+                return  # ensured by this instance already (a table it read)
         with self._lock, self._transaction():
             existing = self._schema_from_database(schema.name)
             if existing is None:
@@ -277,6 +284,7 @@ class SqliteAnalytics:
                         f"ALTER TABLE {_q(schema.name)} ADD COLUMN {_column_ddl(column)}"
                     )
             self._schemas[schema.name] = schema
+            self._ensured[schema.name] = schema
 
     def append(
         self, table: str, rows: Sequence[Mapping[str, Any]], insert_ids: Sequence[str]
@@ -286,12 +294,7 @@ class SqliteAnalytics:
             checked = check_rows(schema, rows, insert_ids)
             if not checked:
                 return
-            names = [column.name for column in schema.columns]
-            sql = (
-                f"INSERT INTO {_q(table)} ({', '.join(_q(n) for n in [*names, INSERT_ID_COLUMN])})"
-                f" VALUES ({', '.join('?' for _ in range(len(names) + 1))})"
-                f" ON CONFLICT ({_q(INSERT_ID_COLUMN)}) DO NOTHING"
-            )
+            sql = self._insert(table, schema)
             values = [
                 [*(_to_sqlite(row[c.name], c.type) for c in schema.columns), insert_id]
                 for row, insert_id in zip(checked, insert_ids, strict=True)
@@ -318,6 +321,20 @@ class SqliteAnalytics:
         ]
 
     # -- helpers (callers hold self._lock) --
+
+    def _insert(self, table: str, schema: TableSchema) -> str:
+        """The INSERT statement of ``table`` as ``schema`` has it (kept per schema)."""
+        kept = self._insert_sql.get(table)
+        if kept is not None and kept[0] is schema:
+            return kept[1]
+        names = [column.name for column in schema.columns]
+        sql = (
+            f"INSERT INTO {_q(table)} ({', '.join(_q(n) for n in [*names, INSERT_ID_COLUMN])})"
+            f" VALUES ({', '.join('?' for _ in range(len(names) + 1))})"
+            f" ON CONFLICT ({_q(INSERT_ID_COLUMN)}) DO NOTHING"
+        )
+        self._insert_sql[table] = (schema, sql)
+        return sql
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -1,10 +1,13 @@
 """An in-process document store that keeps the document store port's promises exactly.
 
-:class:`LocalDocumentStore` holds documents in memory behind one lock, copies values in and out
-(callers never share state with the store), runs transactions optimistically (versions read are
-checked at commit; ``fn`` runs again on a conflict) and orders, filters and pages queries the
-way Firestore does. With ``path=`` every committed change is also written to a SQLite file
-(table ``documents``), which is loaded on open, so a local run can be inspected afterwards:
+:class:`LocalDocumentStore` holds documents in memory, commits writes behind one lock, copies
+values in and out (callers never share state with the store), runs transactions optimistically
+(versions read are checked at commit; ``fn`` runs again on a conflict) and orders, filters and
+pages queries the way Firestore does. A stored version is never changed in place: a write makes
+a new one, copying only the maps on the paths it changes and sharing the rest with the version
+before (so a read needs no lock, and an update copies what it changes, not the whole document).
+With ``path=`` every committed change is also written to a SQLite file (table ``documents``),
+which is loaded on open, so a local run can be inspected afterwards:
 ``LocalDocumentStore.open_readonly(path)`` reads such a file without writing to it.
 """
 
@@ -117,12 +120,18 @@ def _compare(a: Any, b: Any) -> int:
 
 def _same(a: Any, b: Any) -> bool:
     """Equal including types (``1``, ``1.0`` and ``True`` differ), as Firestore sees a change."""
+    if a != b:  # unequal values are never the same: most writes are rejected here, in C
+        return False
+    return _same_types(a, b)
+
+
+def _same_types(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_same_types(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same_types(a[k], b[k]) for k in a)
     return bool(a == b)
 
 
@@ -148,11 +157,23 @@ _V = TypeVar("_V")
 def _clone(value: _V) -> _V:
     """A deep copy of a stored value (maps, lists and immutable leaves: what the store keeps after
     ``normalize_value``), several times faster than ``copy.deepcopy``, which a query or a read
-    would otherwise spend most of its time in."""
-    if isinstance(value, dict):
-        return cast(_V, {key: _clone(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return cast(_V, [_clone(item) for item in value])
+    would otherwise spend most of its time in: each map or list is copied in C and only its
+    nested maps and lists are copied again (the store holds plain ``dict`` and ``list`` only)."""
+    given: Any = value
+    if type(given) is dict:
+        out: Any = given.copy()
+        for key, item in out.items():
+            kind = type(item)
+            if kind is dict or kind is list:
+                out[key] = _clone(item)
+        return cast(_V, out)
+    if type(given) is list:
+        out = given.copy()
+        for index, item in enumerate(out):
+            kind = type(item)
+            if kind is dict or kind is list:
+                out[index] = _clone(item)
+        return cast(_V, out)
     return value  # str, int, float, bool, None, datetime, bytes: immutable
 
 
@@ -177,29 +198,39 @@ class _Write:
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged into it; ``extra`` must be the store's own (a write's
+    normalised data), it is not copied. ``base`` is not changed: maps on the way are copied."""
     merged = dict(base)
     for key, value in extra.items():
         current = merged.get(key)
         if isinstance(value, dict) and value and isinstance(current, dict):
             merged[key] = _deep_merge(current, value)
         else:
-            merged[key] = _clone(value)
+            merged[key] = value
     return merged
 
 
 def _apply_changes(
     data: dict[str, Any], changes: Iterable[tuple[tuple[str, ...], Any]]
 ) -> dict[str, Any]:
-    result = _clone(data)
+    """``data`` with the field changes applied. ``data`` is not changed: only the maps on the
+    changed paths are copied (stored values are never changed in place, so the rest is shared);
+    the values in ``changes`` must be the store's own (normalised for this write)."""
+    result = dict(data)
+    copied: set[int] = {id(result)}
     for segments, value in changes:
         target = result
         for segment in segments[:-1]:
             child = target.get(segment)
             if not isinstance(child, dict):
                 child = {}
-                target[segment] = child
+                copied.add(id(child))
+            elif id(child) not in copied:
+                child = dict(child)
+                copied.add(id(child))
+            target[segment] = child
             target = child
-        target[segments[-1]] = _clone(value)
+        target[segments[-1]] = value
     return result
 
 
@@ -231,12 +262,12 @@ def _new_data(
     if write.kind == "create":
         if current is not None:
             raise DocumentAlreadyExists(f"document {write.path!r} already exists")
-        return _clone(write.data) or {}
+        return write.data or {}  # the write's normalised copy: the store's own
     if write.kind == "set":
         data = write.data or {}
         if write.merge and current is not None:
             return _deep_merge(current, data)
-        return _clone(data)
+        return data
     if current is None:
         raise DocumentNotFound(f"cannot update missing document {write.path!r}")
     if write.if_update_time is not None and write.if_update_time != version:
@@ -313,6 +344,8 @@ def _build_query(
 
 
 def _matches(data: Mapping[str, Any], field: Sequence[str], op: str, value: Any) -> bool:
+    """Whether ``data`` passes the filter ``field op value``: the definition, which the compiled
+    tests of :func:`_filter_test` (what queries run) must agree with."""
     actual = _lookup(data, field)
     if actual is _MISSING:
         return False
@@ -332,6 +365,80 @@ def _matches(data: Mapping[str, Any], field: Sequence[str], op: str, value: Any)
         return False
     result = _compare(actual, value)
     return {"<": result < 0, "<=": result <= 0, ">": result > 0, ">=": result >= 0}[op]
+
+
+_Test = Callable[[Any], bool]
+"""A filter's test of a field's value (never called with a missing field)."""
+
+
+def _equals(value: Any) -> _Test:
+    """The test of ``actual == value`` as :func:`_matches` makes it (same type rank, compares
+    equal), with a fast path for the leaf types filters use."""
+    if isinstance(value, str):
+        return lambda actual: isinstance(actual, str) and actual == value
+    if isinstance(value, bool):
+        return lambda actual: isinstance(actual, bool) and actual == value
+    if isinstance(value, datetime):
+        return lambda actual: isinstance(actual, datetime) and actual == value
+    if value is None:
+        return lambda actual: actual is None
+    rank = _type_rank(value)
+    return lambda actual: _type_rank(actual) == rank and _compare(actual, value) == 0
+
+
+def _field_test(op: str, value: Any) -> _Test:
+    """The test ``_matches(data, field, op, value)`` applies to the field's value once found."""
+    if op == "==":
+        return _equals(value)
+    if op == "!=":
+        if value is None:
+            return lambda actual: actual is not None
+        equal = _equals(value)
+        return lambda actual: actual is not None and not equal(actual)
+    if op in ("in", "not-in"):
+        tests = [_equals(v) for v in value]
+        strings = frozenset(v for v in value if isinstance(v, str))
+        others = [t for v, t in zip(value, tests, strict=True) if not isinstance(v, str)]
+
+        def is_in(actual: Any) -> bool:
+            if isinstance(actual, str):
+                return actual in strings
+            return any(test(actual) for test in others)
+
+        if op == "in":
+            return is_in
+        return lambda actual: actual is not None and not is_in(actual)
+    if op == "array-contains":
+        equal = _equals(value)
+        return lambda actual: isinstance(actual, list) and any(equal(item) for item in actual)
+    rank = _type_rank(value)
+    wanted = {"<": (-1,), "<=": (-1, 0), ">": (1,), ">=": (1, 0)}[op]
+    return lambda actual: _type_rank(actual) == rank and _sign(_compare(actual, value)) in wanted
+
+
+def _sign(result: int) -> int:
+    return (result > 0) - (result < 0)
+
+
+def _filter_test(
+    field: tuple[str, ...], op: str, value: Any
+) -> Callable[[Mapping[str, Any]], bool]:
+    """``_matches(data, field, op, value)`` as one compiled test of a document's data."""
+    test = _field_test(op, value)
+    if len(field) == 1:
+        (name,) = field
+
+        def top_level(data: Mapping[str, Any]) -> bool:
+            actual = data.get(name, _MISSING)
+            return actual is not _MISSING and test(actual)
+
+        return top_level
+
+    def nested(data: Mapping[str, Any]) -> bool:
+        actual = _lookup(data, field)
+        return actual is not _MISSING and test(actual)
+
+    return nested
 
 
 def _sort_key_values(query: _Query, path: str, data: Mapping[str, Any]) -> list[Any] | None:
@@ -391,8 +498,9 @@ class LocalTransaction:
                 f"read of {path!r} after a write in the same transaction: "
                 "Firestore transactions must do all reads before any write"
             )
-        document = self._store.get(path)
-        self.reads.setdefault(path, None if document is None else document.update_time)
+        document = self._store._get(path)
+        if path not in self.reads:
+            self.reads[path] = None if document is None else document.update_time
         return document
 
     def create(self, path: str, data: Mapping[str, Any]) -> None:
@@ -552,15 +660,14 @@ class LocalDocumentStore:
             staged: dict[str, tuple[dict[str, Any] | None, datetime | None]] = {}
             current: tuple[dict[str, Any], datetime | None] | None
             for write in writes:
+                version = None
                 if write.path in staged:
                     data, created = staged[write.path]
                     current = None if data is None else (data, created)
                 else:
                     stored = self._docs.get(write.path)
                     current = None if stored is None else (stored.data, stored.create_time)
-                version = None
-                if write.path not in staged and write.path in self._docs:
-                    version = self._docs[write.path].update_time
+                    version = None if stored is None else stored.update_time
                 new_data = _new_data(write, None if current is None else current[0], version)
                 keep_created = current[1] if current is not None and new_data is not None else None
                 staged[write.path] = (new_data, keep_created)
@@ -609,9 +716,12 @@ class LocalDocumentStore:
 
     def get(self, path: str) -> Document | None:
         validate_document_path(path)
-        with self._lock:
-            stored = self._docs.get(path)
-            return None if stored is None else stored.to_document(path)
+        return self._get(path)
+
+    def _get(self, path: str) -> Document | None:
+        """:meth:`get` of a path already validated."""
+        stored = self._docs.get(path)  # one dict lookup: atomic, and _Stored is immutable
+        return None if stored is None else stored.to_document(path)
 
     def create(self, path: str, data: Mapping[str, Any]) -> Document:
         validate_document_path(path)
@@ -682,9 +792,11 @@ class LocalDocumentStore:
         index = self._by_parent if kind == "collection" else self._by_group
         with self._lock:
             snapshot = [(path, self._docs[path]) for path in index.get(name, ())]
+        tests = [_filter_test(f, op, v) for f, op, v in query.filters]
         hits: list[tuple[list[Any], str, _Stored]] = []
         for path, stored in snapshot:
-            if not all(_matches(stored.data, f, op, v) for f, op, v in query.filters):
+            data = stored.data
+            if not all(test(data) for test in tests):
                 continue
             key = _sort_key_values(query, path, stored.data)
             if key is None:

@@ -20,6 +20,7 @@ again. The queue promises what Cloud Tasks does:
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import urllib.error
@@ -209,15 +210,48 @@ class _Queue:
     waiting: dict[str, _Task] = field(default_factory=dict)
     in_flight: dict[str, _Task] = field(default_factory=dict)
     released: dict[str, datetime] = field(default_factory=dict)  # name -> when it left
+    # Every waiting task by (schedule_at, seq), plus stale entries (of tasks that left waiting or
+    # were rescheduled) dropped when they reach the top: the next due task without a scan.
+    # An entry's third item (a count of pushes) keeps two entries of one task from being compared
+    # by the task itself.
+    heap: list[tuple[datetime, int, int, _Task]] = field(default_factory=list)
+    pushes: int = 0
+    oldest_release: datetime | None = None  # at or before every time in released
+
+    def wait(self, task: _Task) -> None:
+        """``task`` waits for its attempt at ``task.schedule_at``."""
+        self.waiting[task.request.name] = task
+        self.pushes += 1
+        heapq.heappush(self.heap, (task.schedule_at, task.seq, self.pushes, task))
+
+    def first_waiting(self) -> _Task | None:
+        """The waiting task that comes first in schedule order (stale entries dropped)."""
+        heap = self.heap
+        while heap:
+            schedule_at, _, _, task = heap[0]
+            if self.waiting.get(task.request.name) is task and task.schedule_at == schedule_at:
+                return task
+            heapq.heappop(heap)
+        return None
 
     def name_taken(self, name: str, now: datetime) -> bool:
         left_at = self.released.get(name)
         recently = left_at is not None and now - left_at < NAME_REUSE_DELAY
         return name in self.waiting or name in self.in_flight or recently
 
+    def release(self, name: str, at: datetime) -> None:
+        """The name of a task that left the queue at ``at`` stays taken for a while."""
+        self.released[name] = at
+        if self.oldest_release is None or at < self.oldest_release:
+            self.oldest_release = at
+
     def forget_old_names(self, now: datetime) -> None:
+        oldest = self.oldest_release
+        if oldest is None or now - oldest < NAME_REUSE_DELAY:
+            return  # every name left within the delay: nothing to forget, no need to look
         for name in [n for n, at in self.released.items() if now - at >= NAME_REUSE_DELAY]:
             del self.released[name]
+        self.oldest_release = min(self.released.values(), default=None)
 
 
 class LocalTaskQueue:
@@ -262,7 +296,7 @@ class LocalTaskQueue:
                 )
             self._seq += 1
             schedule_at = max(task.schedule_at, now)  # Cloud Tasks: a past time means now
-            queue.waiting[task.name] = _Task(task, self._seq, schedule_at)
+            queue.wait(_Task(task, self._seq, schedule_at))
             return TaskRef(task.queue, task.name, schedule_at)
 
     def delete_task(self, queue: str, name: str) -> bool:
@@ -277,7 +311,7 @@ class LocalTaskQueue:
                 if task is None or task.deleted:
                     return False
                 task.deleted = True  # Cloud Tasks lets a dispatched task be deleted: no retry
-            q.released[name] = now
+            q.release(name, now)
             return True
 
     # -- driving and inspection -------------------------------------------------------------
@@ -295,9 +329,9 @@ class LocalTaskQueue:
         """When the next waiting task can be dispatched (schedule and rate limit), or None."""
         with self._lock:
             candidates = [
-                max(min(t.schedule_at for t in q.waiting.values()), q.bucket.ready_at())
+                max(first.schedule_at, q.bucket.ready_at())
                 for q in self._queues.values()
-                if q.waiting
+                if (first := q.first_waiting()) is not None
             ]
         return min(candidates, default=None)
 
@@ -331,10 +365,9 @@ class LocalTaskQueue:
             for queue in self._queues.values():
                 if queue.bucket.ready_at() > cutoff:
                     continue
-                due = [t for t in queue.waiting.values() if t.schedule_at <= cutoff]
-                if not due:
+                first = queue.first_waiting()
+                if first is None or first.schedule_at > cutoff:
                     continue
-                first = min(due, key=_schedule_order)
                 if best is None or _schedule_order(first) < _schedule_order(best[1]):
                     best = (queue, first)
             if best is None:
@@ -404,11 +437,11 @@ class LocalTaskQueue:
             if task.deleted:
                 return
             if status is not None and 200 <= status < 300:
-                queue.released[name] = at
+                queue.release(name, at)
                 return
             retry = queue.config.retry
             if retries_exhausted(retry, task.dispatches, task.first_attempt_at, at):
-                queue.released[name] = at
+                queue.release(name, at)
                 self._failed.append(
                     FailedTask(
                         queue.config.name, name, task.dispatches, status, task.first_attempt_at, at
@@ -419,7 +452,7 @@ class LocalTaskQueue:
             if status in (429, 503):
                 delay = max(delay, _retry_after(headers, at))
             task.schedule_at = at + delay
-            queue.waiting[name] = task
+            queue.wait(task)
 
 
 def _schedule_order(task: _Task) -> tuple[datetime, int]:
