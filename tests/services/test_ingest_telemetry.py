@@ -378,13 +378,14 @@ def polled(minutes_ago: float, **fields: Any) -> TelemetrySample:
     )
 
 
-def test_a_polled_sample_keeps_the_stored_one_for_up_to_half_an_hour(deps: Dependencies) -> None:
+def test_a_polled_sample_keeps_the_stored_one_for_up_to_an_hour(deps: Dependencies) -> None:
     """Reconciliation never judges by its own last poll: only the planner's start temperature
-    and the energy figure read what polls store, and half an hour suits both."""
-    ingest_sample(polled(45), deps)
-    assert ingest_sample(polled(35), deps) is False
+    (which takes the history's newest sample when newer) and the energy figure read what polls
+    store, and an hour suits both."""
+    ingest_sample(polled(75), deps)
+    assert ingest_sample(polled(65), deps) is False
     assert ingest_sample(polled(25), deps) is False
-    assert ingest_sample(polled(15), deps) is True  # 30 minutes after the stored one
+    assert ingest_sample(polled(15), deps) is True  # an hour after the stored one
     assert last_telemetry(deps, "d2")["observed_at"] == NOW - timedelta(minutes=15)
 
 

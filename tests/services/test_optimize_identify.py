@@ -158,6 +158,26 @@ def test_a_house_as_registered_keeps_its_registered_factors_and_gets_its_envelop
     assert "registered=1.00/1.00/0@" in stored["inputs_key"]
 
 
+def test_a_plan_starts_from_the_historys_newest_air_when_the_device_document_is_older(
+    ready: Dependencies,
+) -> None:
+    # The document's temperatures are refreshed hourly; the history has every poll.
+    rows = simulated_rows("polled", loss_scale=1.0)
+    store_history(ready, rows)
+    telemetry = {"indoor_temp_c": 19.0, "observed_at": NOW - timedelta(minutes=50)}
+    register(ready, "polled", archetype=ARCHETYPE, last_telemetry=telemetry)
+    register_measured(ready, "stored-newer")  # observed 5 minutes ago: newer than its history
+    store_history(ready, simulated_rows("stored-newer", loss_scale=1.0, end=NOW - SAMPLE * 3))
+
+    outcomes = plan_shard(shard("polled", "stored-newer"), ready)
+
+    polled, stored_newer = (planned_inputs(ready, o.device_id, o.plan_id) for o in outcomes)
+    assert polled["inputs"]["telemetry_observed_at"] == "2023-01-15T12:30:00Z"  # the last row
+    assert polled["inputs"]["initial_air_temp_c"] == pytest.approx(rows[-1]["indoor_temp_c"])
+    assert stored_newer["inputs"]["telemetry_observed_at"] == "2023-01-15T12:25:00Z"
+    assert stored_newer["inputs"]["initial_air_temp_c"] == 21.0
+
+
 def test_a_house_beyond_the_candidate_bank_is_planned_on_the_nearest_candidates(
     ready: Dependencies,
 ) -> None:

@@ -106,7 +106,7 @@ def test_the_households_own_setting_is_what_the_manufacturer_says_or_none_of_our
 
 def test_polls_keep_half_an_hour_and_pushed_samples_a_quarter_interval() -> None:
     interval = timedelta(minutes=10)
-    assert refresh_bound(TelemetrySource.POLL, interval) == POLL_REFRESH == timedelta(minutes=30)
+    assert refresh_bound(TelemetrySource.POLL, interval) == POLL_REFRESH == timedelta(hours=1)
     assert refresh_bound(TelemetrySource.WEBHOOK, interval) == timedelta(minutes=2.5)
     assert refresh_bound(TelemetrySource.SIMULATION, timedelta(minutes=15)) == timedelta(
         minutes=3.75

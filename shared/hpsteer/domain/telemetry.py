@@ -16,11 +16,13 @@ household check, the planner's current mode). A sample showing the household's o
 always stored: the command path compares its instant with its commands'. What changes with every
 sample, the temperatures and the power, is refreshed at least once per bound:
 
-- a **polled** sample: 30 minutes (:data:`POLL_REFRESH`). Reconciliation polls only a device
+- a **polled** sample: an hour (:data:`POLL_REFRESH`). Reconciliation polls only a device
   whose telemetry is not fresh and never judges by its own last poll (a run old at the next run),
-  so only the planner's measured start (indoor temperature, good for hours) and the energy figure
-  (power between stored samples, counted up to an hour apart) read these, and half an hour keeps
-  both well within their use;
+  so only the planner's measured start (indoor temperature, good for hours; and the planner takes
+  the newest sample of ``telemetry_history``, which it reads anyway, when that is newer) and the
+  energy figure (power between stored samples, counted up to 90 minutes apart) read these. Each
+  write saved is a device read, a device write and a function invocation: an hour instead of half
+  an hour saved about 22 of each per device-day (issue 10's cost);
 - a **pushed** sample (webhook, simulation): a quarter of the reconciliation interval. A device
   that reports at least that often then always has stored telemetry younger than half an
   interval, the age reconciliation judges by instead of reading the manufacturer: the refresh
@@ -94,7 +96,7 @@ DECIDING_FIELDS: Final = (
     "manufacturer",
 )
 """The stored fields decisions are made by: a change of any is stored at once."""
-POLL_REFRESH: Final = timedelta(minutes=30)
+POLL_REFRESH: Final = timedelta(hours=1)
 """How stale a polled sample's temperatures and power may be kept (module docstring)."""
 
 

@@ -152,7 +152,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-ENERGY_MAX_GAP = timedelta(hours=1)
+ENERGY_MAX_GAP = timedelta(minutes=90)
 """``energy_consumption_kwh`` integrates power between consecutive samples up to this gap."""
 RECORD_ONLY = "record_only"
 """The attribute (value ``"true"``) of a polled sample whose publisher found the device's stored

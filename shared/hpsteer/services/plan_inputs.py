@@ -20,7 +20,9 @@ What a plan is built from, and what happens when an input is missing or absurd:
   linear between points (a missing irradiance counts as 0). **A forecast shorter than the horizon
   is held at its last value**, and :attr:`PlanInputs.weather_held_after_at` says from when (the
   plan is flagged with it).
-- **Measured state.** ``last_telemetry`` (else ``state``) on the device document: its
+- **Measured state.** ``last_telemetry`` (else ``state``) on the device document, or the newest
+  sample of the history read for identification (below) when that is newer
+  (:func:`with_newest_air`: the document's temperatures are refreshed hourly): its
   ``indoor_temp_c`` is the air temperature; without a usable history (below) the envelope is
   **estimated equal to it** (no sensor measures it). Telemetry older than ``max_telemetry_age``
   or without an indoor temperature is ignored, and the plant's steady state under the first
@@ -72,6 +74,7 @@ envelope estimate. The same inputs give the same key, so a redelivered message f
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import json
 import logging
@@ -224,6 +227,25 @@ def load_device(
     tariff = data.get("tariff_id")
     tariff_id = tariff if isinstance(tariff, str) and tariff else None
     return DeviceRecord(device, indoor, mode, observed_at, tariff_id)
+
+
+def with_newest_air(
+    record: DeviceRecord, history: Sequence[HistorySample], now: datetime, options: PlanningOptions
+) -> DeviceRecord:
+    """``record`` with the history's newest measured air temperature when it is newer than the
+    device document's (and not older than ``max_telemetry_age``). The document's telemetry is
+    rewritten at once when anything decisions use changes, but its temperatures only hourly
+    (:data:`~hpsteer.domain.telemetry.POLL_REFRESH`); ``telemetry_history`` has every sample,
+    and the shard reads it anyway."""
+    newest = next((s for s in reversed(history) if s.indoor_temp_c is not None), None)
+    if newest is None or now - newest.observed_at > options.max_telemetry_age:
+        return record
+    stored_at = record.telemetry_observed_at
+    if stored_at is not None and newest.observed_at <= stored_at:
+        return record
+    return dataclasses.replace(
+        record, indoor_temp_c=newest.indoor_temp_c, telemetry_observed_at=newest.observed_at
+    )
 
 
 # -- prices -----------------------------------------------------------------------------------
@@ -831,9 +853,10 @@ def assemble(
     from hpsteer.optimizer.problem import PlanningProblem
     from hpsteer.thermal import SlotConditions
 
+    slots = prices.slots
+    record = with_newest_air(record, history, now or slots[0].start_at, options)
     device = record.device
     plant = _plant(device)
-    slots = prices.slots
     hours = slots[0].hours
     middles = [s.start_at + (s.end_at - s.start_at) / 2 for s in slots]
     points = forecast.points
