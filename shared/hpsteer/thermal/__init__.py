@@ -1,8 +1,10 @@
 """Building and heat-pump physics shared by the planner and the backtest simulator.
 
-Pure numpy, no I/O. :class:`Plant` (building + heat pump + the heat pump's own controller) steps
-many candidate states over one price slot in one vectorised call; :mod:`.archetypes` turns published
-building types and registered :class:`~hpsteer.domain.devices.ThermalParameters` into plants.
+Numpy and plain floats, no I/O. :class:`Plant` (building + heat pump + the heat pump's own
+controller) steps many candidate states over one price slot in one vectorised call
+(:meth:`Plant.step`), or one state over a whole horizon on floats (:meth:`Plant.simulate`, the same
+sub-steps); :mod:`.archetypes` turns published building types and registered
+:class:`~hpsteer.domain.devices.ThermalParameters` into plants.
 """
 
 from hpsteer.thermal.archetypes import (
@@ -20,6 +22,7 @@ from hpsteer.thermal.controller import DHW_BOOST_ELECTRICITY_KWH, Controller
 from hpsteer.thermal.heat_pump import HeatingCurve, HeatPump
 from hpsteer.thermal.keymark import CarnotFit, KeymarkPoint, fit_carnot_fraction, keymark_points
 from hpsteer.thermal.plant import Plant, SlotConditions, StepResult
+from hpsteer.thermal.trajectory import Trajectory
 
 __all__ = [
     "ARCHETYPES",
@@ -38,6 +41,7 @@ __all__ = [
     "RCModel",
     "SlotConditions",
     "StepResult",
+    "Trajectory",
     "fit_carnot_fraction",
     "keymark_points",
     "perturbed",

@@ -7,11 +7,15 @@ and the capacity cap), its heat is held constant, and the building is stepped ex
 ``T_flow`` the flow temperature the emitters need for that heat
 (:meth:`HeatingCurve.flow_for_heat_c`: at the target this is the curve's flow). Everything is
 vectorised over the n states; there is no Python loop over states, only over the few sub-steps.
+
+:meth:`Plant.simulate` steps *one* state over many slots with the same sub-steps in plain floats
+(:mod:`hpsteer.thermal.trajectory`): what judging a schedule needs, without numpy's per-call cost.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +24,7 @@ from hpsteer.thermal._checks import require_finite, require_non_negative, requir
 from hpsteer.thermal.building import FloatArray, RCModel
 from hpsteer.thermal.controller import Controller
 from hpsteer.thermal.heat_pump import HeatPump
+from hpsteer.thermal.trajectory import Trajectory, simulate
 
 __all__ = ["Plant", "SlotConditions", "StepResult"]
 
@@ -115,6 +120,34 @@ class Plant:
             heat_kwh=heat_kwh,
             electricity_kwh=elec_kwh,
             mean_air_temp_c=mean_sum / n_sub,
+        )
+
+    def simulate(
+        self,
+        air_temp_c: float,
+        mass_temp_c: float,
+        offsets_k: Sequence[float],
+        *,
+        duration_h: float,
+        outdoor_temp_c: FloatArray,
+        setpoint_c: float,
+        solar_irradiance_w_per_m2: FloatArray,
+        internal_gains_w: FloatArray | None = None,
+    ) -> Trajectory:
+        """One state over ``len(offsets_k)`` consecutive slots: slot ``i`` is :meth:`step` under
+        ``SlotConditions(duration_h, outdoor_temp_c[i], setpoint_c, solar_irradiance_w_per_m2[i],
+        internal_gains_w[i])`` at offset ``offsets_k[i]``, computed on floats (same result to
+        rounding, same errors; see :mod:`hpsteer.thermal.trajectory`)."""
+        return simulate(
+            self,
+            air_temp_c,
+            mass_temp_c,
+            offsets_k,
+            duration_h=duration_h,
+            outdoor_temp_c=outdoor_temp_c,
+            setpoint_c=setpoint_c,
+            solar_irradiance_w_per_m2=solar_irradiance_w_per_m2,
+            internal_gains_w=internal_gains_w,
         )
 
     def steady_state(self, conditions: SlotConditions, offset_k: float) -> tuple[float, float]:
