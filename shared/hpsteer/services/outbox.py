@@ -83,7 +83,7 @@ creating the command and its task, and a newer plan may have adopted the command
 
 A crash anywhere in between loses nothing: every step is idempotent, and :func:`sweep` (Cloud
 Scheduler, ``command-sweep-requests``) releases every marker whose ``due_at`` has come (a new
-plan's marker is due :data:`~hpsteer.services.plans_store.RELEASE_GRACE` after the plan was made,
+plan's marker is due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE` after the plan was made,
 and a release that supersedes writes it due that long after it ran, so an interrupted release is
 taken over) whose plan is still current, drops the marker of a plan that is not (it was replaced
 before it could be released, or before its later changes came within reach; or its steering was
@@ -148,8 +148,8 @@ from hpsteer.services.command_tasks import (
     sweep_task_name,
     verify_task,
 )
+from hpsteer.services.outbox_markers import MARKERS, RELEASE_GRACE, marker_path
 from hpsteer.services.paths import device_path
-from hpsteer.services.plans_store import RELEASE_GRACE
 
 __all__ = [
     "MARKERS",
@@ -167,7 +167,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-MARKERS = "outboxes"
 _PAGE = 200
 _UNSENT = [CommandState.PENDING.value, CommandState.RETRYING.value]
 REMOTE_CALL_THREADS = 8
@@ -178,10 +177,6 @@ _MOVING = [
     CommandState.RETRYING.value,
     CommandState.ACKNOWLEDGED.value,
 ]
-
-
-def marker_path(device_id: str, plan_id: str) -> str:
-    return f"{MARKERS}/{device_id}~{plan_id}"
 
 
 def command_id_for(plan_id: str, slot_index: int) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from hpsteer.domain.actions import Mode
@@ -34,6 +34,7 @@ from hpsteer.domain.plans import Plan, PlanSlot
 from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
 from hpsteer.ports.store import DocumentStore, Transaction
+from hpsteer.services.outbox_markers import RELEASE_GRACE, marker_path, outbox_marker
 from hpsteer.services.paths import device_path, plan_path
 
 __all__ = [
@@ -49,11 +50,6 @@ __all__ = [
     "record_plan",
     "write_plan",
 ]
-
-RELEASE_GRACE = timedelta(minutes=2)
-"""A release that has not concluded this long after it began is taken over by the sweep: the
-``due_at`` a plan's outbox marker is written with (and every release rewrites, until it
-concludes)."""
 
 PLANS = TableSchema(
     name="plans",
@@ -119,16 +115,6 @@ def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) 
     }
 
 
-def outbox_marker(device_id: str, plan_id: str, created_at: datetime) -> dict[str, Any]:
-    """The outbox marker of a plan made at ``created_at`` (:func:`write_plan`)."""
-    return {
-        "device_id": device_id,
-        "plan_id": plan_id,
-        "created_at": created_at,
-        "due_at": created_at + RELEASE_GRACE,
-    }
-
-
 def write_plan(
     store: DocumentStore, plan: Plan, document: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
@@ -145,7 +131,7 @@ def write_plan(
         tx.create(path, document)
         if document.get("outbox"):
             tx.create(
-                f"outboxes/{plan.device_id}~{plan.plan_id}",
+                marker_path(plan.device_id, plan.plan_id),
                 outbox_marker(plan.device_id, plan.plan_id, plan.created_at),
             )
 
