@@ -13,8 +13,7 @@ Firestore (its emulator).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,7 +30,6 @@ from hpsteer.services.command_tasks import dispatch_queue
 from hpsteer.services.dispatch import TaskDelivery, handle_dispatch
 from hpsteer.services.outbox import (
     ReleaseBatch,
-    ReleaseOutcome,
     command_id_for,
     marker_path,
     release_plan,
@@ -39,8 +37,9 @@ from hpsteer.services.outbox import (
 )
 from hpsteer.services.plans_store import make_current, outbox_marker
 from hpsteer.sim.fleet import Home
+from tests.support.outboxes import PLAN_START, plan_document, publish
 
-T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+T0 = PLAN_START
 # These specs are about what a release does with a plan's changes: every change is within its
 # reach (how far ahead changes are released has its own specs, tests/services/test_outbox_reach.py).
 WHOLE_PLAN = Settings(backend="local", release_ahead_minutes=2880)
@@ -62,57 +61,6 @@ def local(document_store: DocumentStore) -> LocalFleet:
 @pytest.fixture
 def home(local: LocalFleet) -> Home:
     return next(h for h in local.fleet if h.manufacturer == "viessmann")
-
-
-def plan_document(
-    local: LocalFleet, device_id: str, plan_id: str, runs: Sequence[tuple[int, Mode]], end_h: int
-) -> dict[str, Any]:
-    """A plan as optimize writes it, from ``T0``: one outbox entry per run of one mode (hours
-    after ``T0``), slot index = hours, ending ``end_h`` hours after ``T0``."""
-    return {
-        "plan_id": plan_id,
-        "device_id": device_id,
-        "created_at": local.clock.now(),
-        "start_at": T0,
-        "end_at": T0 + end_h * HOUR,
-        "outbox": [
-            {
-                "at": (T0 + h * HOUR).isoformat(),
-                "action": mode.action.value,
-                "slot_index": h,
-                "status": "pending",
-            }
-            for h, mode in runs
-        ],
-    }
-
-
-def publish(
-    local: LocalFleet,
-    device_id: str,
-    plan_id: str,
-    runs: Sequence[tuple[int, Mode]],
-    *,
-    end_h: int = 12,
-    batch: ReleaseBatch | None = None,
-) -> ReleaseOutcome:
-    """Write the plan and its marker, make it current with its mode runs (as optimize does, a
-    minute after the one before), and release it."""
-    local.fleet.advance(local.clock.now() + timedelta(minutes=1))
-    store = local.deps.store
-    document = plan_document(local, device_id, plan_id, runs, end_h)
-    store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    store.set(
-        marker_path(device_id, plan_id),
-        outbox_marker(device_id, plan_id, local.clock.now()),
-    )
-    schedule = [(T0 + h * HOUR, mode) for h, mode in runs]
-    assert make_current(
-        store, device_id, plan_id, T0, local.clock.now(), schedule, T0 + end_h * HOUR
-    )
-    device = store.get(f"devices/{device_id}")
-    assert device is not None
-    return release_plan(local.deps, device_id, device.data, document, batch=batch, fresh=True)
 
 
 def command(local: LocalFleet, device_id: str, command_id: str) -> Command:

@@ -14,8 +14,7 @@ optimize does, on the local store and on Firestore (its emulator).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,16 +28,14 @@ from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
 from hpsteer.services.command_tasks import dispatch_queue, send_task_name
 from hpsteer.services.outbox import (
-    ReleaseOutcome,
     command_id_for,
     marker_path,
-    release_plan,
     sweep,
 )
-from hpsteer.services.plans_store import make_current, outbox_marker
 from hpsteer.sim.fleet import Home
+from tests.support.outboxes import PLAN_START, publish
 
-T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
+T0 = PLAN_START
 HOUR = timedelta(hours=1)
 SWEEP_EVERY = timedelta(minutes=30)
 MAX, MID, MIN = Mode.MAX, Mode.MID, Mode.MIN
@@ -59,37 +56,6 @@ def home(local: LocalFleet) -> Home:
 @pytest.fixture
 def device_id(home: Home) -> str:
     return home.home_id
-
-
-def publish(
-    local: LocalFleet, device_id: str, plan_id: str, runs: Sequence[tuple[int, Mode]]
-) -> ReleaseOutcome:
-    """Write the plan (a change at each of ``runs``' hours after ``T0``, ending at ``T0`` + 12 h)
-    and its marker, make it current with its mode runs, and release it, as optimize does."""
-    store, now = local.deps.store, local.clock.now()
-    document: dict[str, Any] = {
-        "plan_id": plan_id,
-        "device_id": device_id,
-        "created_at": now,
-        "start_at": T0,
-        "end_at": T0 + 12 * HOUR,
-        "outbox": [
-            {
-                "at": (T0 + h * HOUR).isoformat(),
-                "action": mode.action.value,
-                "slot_index": h,
-                "status": "pending",
-            }
-            for h, mode in runs
-        ],
-    }
-    store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    store.set(marker_path(device_id, plan_id), outbox_marker(device_id, plan_id, now))
-    schedule = [(T0 + h * HOUR, mode) for h, mode in runs]
-    assert make_current(store, device_id, plan_id, T0, now, schedule, T0 + 12 * HOUR)
-    device = local.deps.store.get(f"devices/{device_id}")
-    assert device is not None
-    return release_plan(local.deps, device_id, device.data, document, current=True, fresh=True)
 
 
 def statuses(local: LocalFleet, device_id: str, plan_id: str) -> list[str]:

@@ -402,7 +402,8 @@ def release_plan(
     commands behind, and its marker is not read. ``marker``: the plan's marker as the caller
     (the sweep) just read it, so it is not read again."""
     now = deps.clock.now()
-    reach = now + timedelta(minutes=deps.settings.release_ahead_minutes)
+    ahead = timedelta(minutes=deps.settings.release_ahead_minutes)
+    reach = now + ahead
     store = deps.store
     plan_id = str(plan["plan_id"])
     outcome = ReleaseOutcome()
@@ -498,7 +499,7 @@ def release_plan(
                 # within reach (the superseded commands' rows are appended by now).
                 if changed:
                     store.update(plan_doc, {"outbox": entries})
-                reach_next = min(later) - timedelta(minutes=deps.settings.release_ahead_minutes)
+                reach_next = min(later) - ahead
                 store.set(
                     marker_path(device_id, plan_id),
                     {
