@@ -174,12 +174,17 @@ locals {
     # Pub/Sub reconcile-requests every reconcile_interval_minutes, one page of devices per
     # message (it publishes the next page): reads state through the adapters, waiting on the
     # manufacturers almost all the time, so a page's devices are reconciled on 16 threads
-    # (HPSTEER_RECONCILE_WORKERS) and an instance serves 4 pages: at most 64 calls in flight,
-    # under httpx's 100 connections per client (one client per manufacturer), so no thread
-    # waits for a connection. Their CPU (about a millisecond a device) keeps the one vCPU (the
-    # least Cloud Run allows above one request at a time) a fraction busy; 512Mi holds the
-    # clients, four pages of 200 device documents and 64 thread stacks (a few hundred KB each
-    # in use). 300 s for a page of 200 devices with slow manufacturer APIs.
+    # (HPSTEER_RECONCILE_WORKERS) and an instance serves 16 pages: at most 256 calls in flight,
+    # within the adapters' 256 connections per client (one client per manufacturer,
+    # hpsteer.adapters.http.HTTP_MAX_CONNECTIONS), so no thread waits for a connection.
+    # Every page of a run is published at once (500 for 100,000 devices), so instances run
+    # full. A page's CPU is about 0.75 ms a device (150 ms for 200, measured by
+    # benchmarks/cloud_cost.py) over the ~4 s its polls take: 16 pages keep the one vCPU (the
+    # least Cloud Run allows above one request at a time) about 60 % busy, the autoscaler's
+    # own CPU target. Billed instance time is per instance, not per request, so 16 pages cost
+    # a quarter of what 4 did (cloud_cost: 55 -> 14 vCPU-s per device-month). 512Mi holds the
+    # clients, 16 pages of 200 device documents (~2 KB each) and 256 thread stacks (a few
+    # hundred KB each in use). 300 s for a page of 200 devices with slow manufacturer APIs.
     reconcile = {
       folder        = "reconcile"
       entry_point   = "reconcile"
@@ -187,7 +192,7 @@ locals {
       cpu           = "1"
       timeout       = 300
       max_instances = 20
-      concurrency   = 4
+      concurrency   = 16
       env = {
         HPSTEER_DISPATCH_URL               = local.dispatch_url
         HPSTEER_VERIFY_URL                 = local.verify_url

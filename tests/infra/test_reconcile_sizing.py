@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from hpsteer.adapters.http import HTTP_MAX_CONNECTIONS, http_client
+from hpsteer.adapters.protocol import AdapterContext
+from hpsteer.backends.local.secrets import MemorySecretStore
+from hpsteer.ports.clock import SystemClock
 from tests.support.terraform import blocks
-
-HTTPX_MAX_CONNECTIONS = 100
-"""httpx's default ``Limits(max_connections=100)`` (https://www.python-httpx.org/advanced/
-resource-limits/): the adapters build their client as ``httpx.Client()``, one per manufacturer
-and instance."""
 
 
 def _reconcile() -> dict[str, object]:
@@ -28,4 +27,13 @@ def test_reconciles_manufacturer_calls_in_flight_fit_one_http_clients_connection
     workers = int(env["HPSTEER_RECONCILE_WORKERS"])
     pages = int(str(reconcile["concurrency"]))
     assert workers > 1  # a page's polls overlap: it waits for its longest lane, not the sum
-    assert workers * pages <= HTTPX_MAX_CONNECTIONS
+    assert workers * pages <= HTTP_MAX_CONNECTIONS
+
+
+def test_an_adapters_http_client_opens_as_many_connections_as_reconcile_needs() -> None:
+    """The limit above is the one the adapters' clients are built with (httpx's own default is
+    100)."""
+    context = AdapterContext(secrets=MemorySecretStore(), clock=SystemClock())
+    with http_client(context) as client:
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        assert pool._max_connections == HTTP_MAX_CONNECTIONS

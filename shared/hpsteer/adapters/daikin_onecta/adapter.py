@@ -69,6 +69,7 @@ from hpsteer.adapters.daikin_onecta.params import (
     number,
     setpoint_path,
 )
+from hpsteer.adapters.http import http_client
 from hpsteer.adapters.protocol import (
     AdapterContext,
     Capabilities,
@@ -159,7 +160,7 @@ class DaikinOnectaAdapter:
             token_url = base_url.rstrip("/") + _TOKEN_PATH
         else:
             token_url = DEFAULT_TOKEN_URL
-        http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
+        http = http_client(context)
         return DaikinOnectaAdapter(
             context.credential_store(),
             context.clock,

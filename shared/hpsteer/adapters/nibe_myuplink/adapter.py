@@ -42,6 +42,7 @@ import httpx
 
 from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
 from hpsteer.adapters.credentials import CredentialStore
+from hpsteer.adapters.http import http_client
 from hpsteer.adapters.nibe_myuplink.client import (
     DEFAULT_BASE_URL,
     DEFAULT_TOKEN_URL,
@@ -154,7 +155,7 @@ class NibeMyUplinkAdapter:
             if "nibe_myuplink" in context.base_urls
             else DEFAULT_TOKEN_URL
         )
-        http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
+        http = http_client(context)
         return NibeMyUplinkAdapter(
             context.credential_store(),
             context.clock,

@@ -40,6 +40,7 @@ import httpx
 
 from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
 from hpsteer.adapters.credentials import CredentialStore
+from hpsteer.adapters.http import http_client
 from hpsteer.adapters.protocol import (
     AdapterContext,
     Capabilities,
@@ -125,7 +126,7 @@ class ViessmannAdapter:
             token_url = base_url.rstrip("/") + _TOKEN_PATH
         else:
             token_url = DEFAULT_TOKEN_URL
-        http = httpx.Client(transport=context.transport) if context.transport else httpx.Client()
+        http = http_client(context)
         return ViessmannAdapter(
             context.credential_store(),
             context.clock,
