@@ -248,18 +248,27 @@ def test_a_new_consent_moves_the_generation_on_so_an_older_rotation_writes_nothi
 # -- rotation races ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "with_access_token",
+    [False, True],
+    ids=["a transaction on the generation", "a write conditional on the read's update_time"],
+)
 def test_of_two_instances_rotating_the_same_generation_exactly_one_writes(
-    instance: Callable[[], CredentialStore],
+    instance: Callable[[], CredentialStore], clock: SimulatedClock, with_access_token: bool
 ) -> None:
     instance().onboard(OEM, ACCOUNT, refresh_token=TOKEN)
     instances = [instance(), instance()]
     read = [i.require(OEM, ACCOUNT) for i in instances]
     start = threading.Barrier(2)
     results: list[Any] = [None, None]
+    expires = clock.now() + timedelta(hours=1)
 
     def rotate(n: int) -> None:
         start.wait()
-        results[n] = instances[n].store_refresh_token(read[n], f"fake-rotated-by-{n}")
+        access = {"access_token": f"fake-at-{n}", "access_expires_at": expires}
+        results[n] = instances[n].store_refresh_token(
+            read[n], f"fake-rotated-by-{n}", **(access if with_access_token else {})
+        )
 
     threads = [threading.Thread(target=rotate, args=(n,)) for n in range(2)]
     for thread in threads:
@@ -272,6 +281,49 @@ def test_of_two_instances_rotating_the_same_generation_exactly_one_writes(
     final = instance().require(OEM, ACCOUNT)
     assert final.refresh_token == f"fake-rotated-by-{winners[0]}"
     assert final.generation == 2
+    if with_access_token:
+        assert final.access_token == f"fake-at-{winners[0]}"
+        assert final.access_expires_at == expires
+
+
+def test_a_rotation_after_a_new_consent_writes_nothing_though_it_got_an_access_token(
+    instance: Callable[[], CredentialStore], clock: SimulatedClock
+) -> None:
+    instance().onboard(OEM, ACCOUNT, refresh_token=TOKEN)
+    read = instance().require(OEM, ACCOUNT)
+    instance().onboard(OEM, ACCOUNT, refresh_token="fake-consented-again")
+    rotated = instance().store_refresh_token(
+        read,
+        "fake-rotated-from-the-old-one",
+        access_token="fake-at",
+        access_expires_at=clock.now() + timedelta(hours=1),
+    )
+    assert rotated is None
+    assert instance().require(OEM, ACCOUNT).refresh_token == "fake-consented-again"
+
+
+def test_rotations_in_turn_each_write_on_the_one_before(
+    instance: Callable[[], CredentialStore], clock: SimulatedClock
+) -> None:
+    """A rotation's result carries the document as written, so the same instance's next
+    rotation is conditional on it, and a rotation on a stale read writes nothing."""
+    store = instance()
+    stale = store.onboard(OEM, ACCOUNT, refresh_token=TOKEN)
+    current = store.require(OEM, ACCOUNT)
+    for n in range(3):
+        clock.advance(timedelta(hours=1))
+        expires = clock.now() + timedelta(hours=1)
+        written = store.store_refresh_token(
+            current, f"fake-rt-{n}", access_token=f"fake-at-{n}", access_expires_at=expires
+        )
+        assert written is not None
+        assert written.generation == current.generation + 1
+        current = written
+    assert instance().require(OEM, ACCOUNT).refresh_token == "fake-rt-2"
+    assert (
+        store.store_refresh_token(stale, "fake-late", access_token="x", access_expires_at=expires)
+        is None
+    )
 
 
 class TokenEndpoint:

@@ -70,9 +70,12 @@ open every document, and no audit log records each decryption (KMS's data-access
 Wrapping the data key with a KMS key (unwrapped once per instance start: the same cost) would add
 a non-exportable root key and an audit trail; it is not done yet.
 
-**Rotation of a refresh token** (:meth:`CredentialStore.store_refresh_token`) is a transaction
-that writes the new sealed value only if the document's ``generation`` is still the one this
-instance read the old token from. When another instance wrote first, nothing is written and
+**Rotation of a refresh token** (:meth:`CredentialStore.store_refresh_token`) writes the new
+sealed value only if the document is still the one this instance read the old token from: a
+refresh that got an access token (every one, in practice) is one write with the document's
+``update_time`` as read for precondition (no second read: about 22 reads per device-day fewer,
+one for each hourly refresh); otherwise a transaction that checks the ``generation``. Every
+write moves both on. When another instance wrote first, nothing is written and
 ``None`` is returned: its token stands, with the access token stored with it
 (:mod:`hpsteer.adapters.oauth` then uses the access token it got and, if a later refresh is
 refused, tries the newer stored token once).
@@ -100,7 +103,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from hpsteer.errors import CredentialsInvalid, InvalidInput, SecretNotFound
+from hpsteer.errors import (
+    CredentialsInvalid,
+    DocumentNotFound,
+    InvalidInput,
+    PreconditionFailed,
+    SecretNotFound,
+)
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.secrets import SecretStore
 from hpsteer.ports.store import Document, DocumentStore, Transaction
@@ -187,6 +196,10 @@ class AccountCredentials:
     """The access token stored with them (module docstring), or ``None``."""
     access_expires_at: datetime | None = None
     """When ``access_token`` expires (``None`` exactly when there is none)."""
+    update_time: datetime | None = field(default=None, compare=False)
+    """The document's ``update_time`` when these were read or written (``None``: not known):
+    a rotation over them is then one conditional write, no transaction (:meth:`CredentialStore.
+    store_refresh_token`)."""
 
     def secrets(self) -> dict[str, str]:
         """The long-lived secret fields that are set, by name (the access token aside)."""
@@ -545,7 +558,26 @@ class CredentialStore:
             tx.set(path, data)
             return True
 
-        written = self._store.run_transaction(attempt)
+        update_time: datetime | None = None
+        if access is not None and used.update_time is not None:
+            # The document as read is the precondition: any write since (another instance's
+            # rotation, a new consent, a reseal) moved its update_time, as it moved its
+            # generation. One write and no read, where the transaction reads it again.
+            changes = {
+                "generation": used.generation + 1,
+                "stored_at": now,
+                "sealed": sealed,
+                _ACCESS_EXPIRES_AT: access[1],
+            }
+            try:
+                update_time = self._store.update(
+                    path, changes, if_update_time=used.update_time
+                ).update_time
+                written = True
+            except (PreconditionFailed, DocumentNotFound):
+                written = False
+        else:
+            written = self._store.run_transaction(attempt)
         extra = {
             "oem": used.manufacturer,
             "account_id": used.account_id,
@@ -567,6 +599,7 @@ class CredentialStore:
             values.get("client_secret"),
             None if access is None else access[0],
             None if access is None else access[1],
+            update_time,
         )
 
     # -- sealing ------------------------------------------------------------------------------
@@ -602,6 +635,7 @@ class CredentialStore:
             values.get("client_secret"),
             access_token,
             expires_at,
+            document.update_time,
         )
 
 
