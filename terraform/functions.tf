@@ -142,9 +142,12 @@ locals {
       }
     }
     # Pub/Sub optimize-requests: solves a MILP (OR-Tools) per device of a shard (<= 100), on a
-    # thread pool of os.cpu_count() workers. CPU bound: 2 vCPU and 2 GiB (OR-Tools, numpy and
-    # the model in memory), ONE shard per instance so solves never share the CPUs; 540 s for a
-    # full shard. Scale comes from instances (optimize_max_instances), not concurrency. Before
+    # thread pool of os.cpu_count() workers. CPU bound: 1 vCPU and 2 GiB (OR-Tools, numpy and
+    # the model in memory), ONE shard per instance so solves never share the CPU; 540 s for a
+    # full shard (about 15 s of CPU). One vCPU, not two: the CPU work costs the same vCPU-seconds
+    # either way, but every second the shard waits on its round trips is billed per vCPU
+    # (benchmarks/cloud_cost.py: 51 -> 38 vCPU-s per device-month); a shard takes a few seconds
+    # longer. Scale comes from instances (optimize_max_instances), not concurrency. Before
     # planning, each house is identified from HPSTEER_IDENTIFY_HISTORY_DAYS of telemetry_history
     # (one BigQuery query per shard, one Firestore query per location for the forecasts issued
     # over those days; about 0.1 s of numpy per device for 7 days).
@@ -157,7 +160,7 @@ locals {
       folder        = "optimize"
       entry_point   = "optimize_shard"
       memory        = "2Gi"
-      cpu           = "2"
+      cpu           = "1"
       timeout       = 540
       max_instances = var.optimize_max_instances
       concurrency   = 1
