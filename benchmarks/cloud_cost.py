@@ -11,7 +11,9 @@ Function entry points themselves) with a counting wrapper around every port the 
   document it returns, at least one; a transaction's reads in every attempt), writes and deletes
   (a transaction's once), and at the end the stored size of every document written, by
   Firestore's storage-size rules (document name + fields + 32 bytes) plus an estimate of its
-  automatic single-field index entries (two per field, one per array element);
+  automatic single-field index entries (two per field, one per array element; none for a field,
+  or a map's subfields, that ``terraform/firestore.tf`` exempts from indexing with an empty
+  ``index_config``, read when the benchmark runs: :func:`firestore_index_exemptions`);
 - the bus: each publish and each delivery (every handler call, duplicates and retries
   included), at Pub/Sub's billable size (data + attributes + 20 bytes of timestamp + the
   message id, at least 1,000 bytes per request: the code publishes one message per request);
@@ -126,7 +128,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -440,13 +442,18 @@ def firestore_document_bytes(path: str, data: Mapping[str, Any]) -> int:
     return firestore_name_bytes(path) + firestore_value_bytes(dict(data)) + 32
 
 
-def _index_leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, int]]:
+def _index_leaves(
+    data: Mapping[str, Any], prefix: str = "", exempt: Collection[str] = frozenset()
+) -> Iterator[tuple[str, Any, int]]:
     """(field path, value, entries) of every automatically indexed field: maps are indexed by
-    their fields, an array by its elements (array-contains), any other value twice (asc, desc)."""
+    their fields, an array by its elements (array-contains), any other value twice (asc, desc).
+    A field path in ``exempt`` has no entries, nor have its subfields."""
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else key
+        if name in exempt:
+            continue
         if isinstance(value, Mapping):
-            yield from _index_leaves(value, name)
+            yield from _index_leaves(value, name, exempt)
         elif isinstance(value, list):
             for element in value:
                 yield name, element, 1
@@ -454,16 +461,52 @@ def _index_leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[s
             yield name, value, 2
 
 
-def firestore_index_bytes(path: str, data: Mapping[str, Any]) -> int:
+def collection_group(path: str) -> str:
+    """The collection group of a document: the last collection id of its path
+    (``devices/d/plans/p`` -> ``plans``)."""
+    return path.split("/")[-2]
+
+
+def firestore_index_bytes(
+    path: str, data: Mapping[str, Any], exemptions: Collection[tuple[str, str]] = frozenset()
+) -> int:
     """An estimate of a document's single-field index entries: each the document's name, its
-    parent's name, the field path, the value and 32 bytes."""
+    parent's name, the field path, the value and 32 bytes. A (collection group, field path) in
+    ``exemptions`` (:func:`firestore_index_exemptions`) has none, nor have its subfields."""
     own = firestore_name_bytes(path)
     parent_path = path.rsplit("/", 2)[0] if path.count("/") >= 3 else ""
     parent = firestore_name_bytes(parent_path) if parent_path else 16
+    group = collection_group(path)
+    exempt = {field for collection, field in exemptions if collection == group}
     return sum(
         entries * (own + parent + firestore_string_bytes(name) + firestore_value_bytes(value) + 32)
-        for name, value, entries in _index_leaves(data)
+        for name, value, entries in _index_leaves(data, exempt=exempt)
     )
+
+
+TERRAFORM_FIRESTORE = Path(__file__).resolve().parents[1] / "terraform" / "firestore.tf"
+_FIELD_RESOURCE = re.compile(
+    r'^resource "google_firestore_field" "\w+" \{\n(.*?)^\}', re.MULTILINE | re.DOTALL
+)
+
+
+def terraform_index_exemptions(text: str) -> frozenset[tuple[str, str]]:
+    """(collection group, field path) of every ``google_firestore_field`` whose ``index_config``
+    is empty: Firestore keeps no single-field index entries for that field (nor, for a map, its
+    subfields). An ``index_config`` that lists indexes replaces the inherited ones (it is no
+    exemption); a field resource without one (a TTL policy alone) keeps them."""
+    found = set()
+    for body in _FIELD_RESOURCE.findall(text):
+        collection = re.search(r'^\s*collection\s*=\s*"([^"]+)"', body, re.MULTILINE)
+        field = re.search(r'^\s*field\s*=\s*"([^"]+)"', body, re.MULTILINE)
+        if collection and field and re.search(r"^\s*index_config\s*\{\s*\}", body, re.MULTILINE):
+            found.add((collection.group(1), field.group(1)))
+    return frozenset(found)
+
+
+def firestore_index_exemptions(path: Path = TERRAFORM_FIRESTORE) -> frozenset[tuple[str, str]]:
+    """The exemptions ``terraform/firestore.tf`` declares (none if it cannot be read)."""
+    return terraform_index_exemptions(path.read_text()) if path.exists() else frozenset()
 
 
 def pubsub_message_bytes(data: bytes, attributes: Mapping[str, str]) -> int:
@@ -1263,6 +1306,8 @@ class Run:
     documents: int
     project_secret_versions: int
     """Active versions at the end of the run, plus :data:`SERVICE_SECRET_VERSIONS`."""
+    index_exemptions: frozenset[tuple[str, str]] = frozenset()
+    """(collection group, field path) without index entries (``terraform/firestore.tf``)."""
 
 
 def measure_run(homes: int, days: int, seed: int = 0) -> Run:
@@ -1328,6 +1373,7 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
             for name, library_level in libraries.items():
                 logging.getLogger(name).setLevel(library_level)
         stored = index = documents = 0
+        exemptions = firestore_index_exemptions()
         for path in sorted(tally.written):
             if path.count("/") % 2 == 0:
                 continue  # a collection (never written) or a malformed path
@@ -1335,7 +1381,7 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
             if document is not None:
                 documents += 1
                 stored += firestore_document_bytes(path, document.data)
-                index += firestore_index_bytes(path, document.data)
+                index += firestore_index_bytes(path, document.data, exemptions)
         versions = _active_versions(simulation.local.deps.secrets) + SERVICE_SECRET_VERSIONS
         commands = int(sum(f["commands_received"] for f in simulation.home_figures.values()))
         return Run(
@@ -1351,6 +1397,7 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
             index,
             documents,
             versions,
+            exemptions,
         )
 
 
@@ -1619,6 +1666,7 @@ def usages_from(
             "documents_per_device": round(run.documents / run.homes, 1),
             "document_bytes_per_device": round(run.stored_bytes / run.homes),
             "index_bytes_per_device_estimate": round(run.index_bytes / run.homes),
+            "index_exemptions": sorted(f"{group}.{field}" for group, field in run.index_exemptions),
             "note": "at the end of the week, billed as if stored all month",
         },
         "credentials": {

@@ -155,3 +155,69 @@ resource "google_firestore_field" "past_weather_forecasts" {
 
   index_config {}
 }
+
+# Index exemptions of the documents that grow with every plan and command: fields read with
+# their document only, never filtered or ordered by (tests/infra holds that no query or index of
+# the code names them). Firestore would otherwise index each array element by element and each
+# map subfield by subfield, on every plan, command and event written: most of the stored index
+# entries (python -m benchmarks.cloud_cost, details.firestore_stored). A plan's slots (mode,
+# power, temperature and prices of every slot of its horizon), its inputs (the versions it was
+# made from), its inputs_key (the long string its id hashes) and its outbox of mode changes
+# (rewritten as they are released, hpsteer.services.outbox); a command event's detail and a
+# command's manufacturer_payload (what was sent); a stored forecast's points
+# (hpsteer.services.ingest_weather).
+resource "google_firestore_field" "plans_slots" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "slots"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "plans_inputs" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "inputs"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "plans_inputs_key" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "inputs_key"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "plans_outbox" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "outbox"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "events_detail" {
+  database   = google_firestore_database.main.name
+  collection = "events"
+  field      = "detail"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "commands_manufacturer_payload" {
+  database   = google_firestore_database.main.name
+  collection = "commands"
+  field      = "manufacturer_payload"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "forecasts_points" {
+  database   = google_firestore_database.main.name
+  collection = "forecasts"
+  field      = "points"
+
+  index_config {}
+}

@@ -1,8 +1,9 @@
 """The data services in terraform match what the code does with them.
 
 - **Firestore**: every query the code makes has its index, and no composite index lacks a query
-  (shapes recorded from a run, :mod:`tests.infra.query_shapes`); the TTL policies sit on the
-  expiry fields the code writes.
+  (shapes recorded from a run, :mod:`tests.infra.query_shapes`); no field exempt from indexing
+  is one a query or an index uses (nor a map's subfield of it), and each is a field the code
+  names; the TTL policies sit on the expiry fields the code writes.
 - **BigQuery**: one table per ``TableSchema`` of the code, its schema file generated from it
   (``python -m deploy.bigquery_schemas``), partitioned and clustered as the code declares; the
   functions that append rows (and only they) may edit the dataset.
@@ -164,19 +165,68 @@ def test_terraform_declares_no_collection_group_field_index_that_no_query_uses(
     assert _group_field_indexes() <= needed, sorted(_group_field_indexes() - needed)
 
 
-def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes(
+def _exemptions() -> dict[str, tuple[str, str]]:
+    """``{resource: (collection group, field path)}`` of every field whose ``index_config`` is
+    empty: Firestore keeps no single-field index for it, nor for a map's subfields."""
+    return {
+        name: (body["collection"], body["field"])
+        for name, body in _of_type("google_firestore_field").items()
+        if any(not config.get("indexes") for config in body.get("index_config", []))
+    }
+
+
+def _within(name: str, field: str) -> bool:
+    """Whether the field path ``name`` is ``field`` or one of its subfields."""
+    return name == field or name.startswith(field + ".")
+
+
+def test_no_query_or_index_of_the_code_uses_a_field_exempt_from_indexing(
     recorded: QueryRecorder,
 ) -> None:
-    # An index_config replaces what the field inherits: a field that gains a collection-group
-    # index must list its collection-scope indexes again, or collection queries on it break.
-    # An empty index_config (no indexes at all) is the deliberate exemption of a TTL field, or
-    # of a field no query of the code filters or orders by (a large value read with its
-    # document only, whose index entries would cost writes and storage for nothing).
+    # An empty index_config (no indexes at all) is the deliberate exemption of a TTL field (a
+    # monotonically increasing timestamp is a write hotspot) or of a large value read with its
+    # document only, whose index entries would cost writes and storage for nothing. Firestore
+    # would refuse (or stop serving) a query on the field or on a map's subfield.
     queried = {
         (shape.collection_id, name)
         for shape in recorded.seen
         for name in [*(f for f, _ in shape.filters), *(f for f, _ in shape.orders)]
     }
+    indexed = {
+        (index["collection"], field["field_path"])
+        for index in _declared_composites().values()
+        for field in index["fields"]
+    } | {
+        (body["collection"], body["field"])
+        for body in _of_type("google_firestore_field").values()
+        if any(config.get("indexes") for config in body.get("index_config", []))
+    }
+    exemptions = _exemptions()
+    assert ("plans", "slots") in exemptions.values()
+    for name, (collection, field) in exemptions.items():
+        used = sorted(
+            f"{group}.{path}"
+            for group, path in queried | indexed
+            if group == collection and _within(path, field)
+        )
+        assert not used, f"{name}: indexing disabled on a field a query or index uses: {used}"
+
+
+def test_each_exempted_field_is_one_the_code_names() -> None:
+    # A stale exemption (a field renamed or dropped) saves nothing and misleads the next reader.
+    # The field is named in the code as a string (a document key, a constant) or as the keyword
+    # of the model or dataclass whose fields make the document.
+    named = set()
+    for _, tree in _python_sources():
+        named |= _string_constants(tree) | _keyword_names(tree)
+    for name, (_, field) in _exemptions().items():
+        assert field.split(".")[0] in named, f"{name}: the code names no field {field}"
+
+
+def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes() -> None:
+    # An index_config replaces what the field inherits: a field that gains a collection-group
+    # index must list its collection-scope indexes again, or collection queries on it break.
+    # (An empty one is an exemption: see above.)
     automatic = {
         ("ASCENDING", "COLLECTION"),
         ("DESCENDING", "COLLECTION"),
@@ -186,10 +236,6 @@ def test_a_field_index_override_keeps_the_automatic_collection_scope_indexes(
         for config in body.get("index_config", []):
             indexes = config.get("indexes", [])
             if not indexes:
-                field = (body["collection"], body["field"])
-                assert body.get("ttl_config") or field not in queried, (
-                    f"{name}: indexing disabled on a field a query uses"
-                )
                 continue
             modes = {
                 (i.get("order") or i.get("array_config"), i.get("query_scope", "COLLECTION"))
@@ -210,6 +256,17 @@ def _dict_keys(tree: ast.AST) -> set[str]:
         if isinstance(node, ast.Dict)
         for key in node.keys
         if isinstance(key, ast.Constant) and isinstance(key.value, str)
+    }
+
+
+def _keyword_names(tree: ast.AST) -> set[str]:
+    """Names given as keyword arguments (fields of a model or a dataclass built by the code)."""
+    return {
+        keyword.arg
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for keyword in node.keywords
+        if keyword.arg
     }
 
 

@@ -26,11 +26,13 @@ from benchmarks.cloud_cost import (
     Usage,
     bigquery_row_bytes,
     code_path,
+    collection_group,
     collection_pattern,
     credential_instance_starts_per_month,
     effective_concurrency,
     firestore_document_bytes,
     firestore_index_bytes,
+    firestore_index_exemptions,
     firestore_name_bytes,
     fleet_in_flight,
     function_usage,
@@ -42,6 +44,7 @@ from benchmarks.cloud_cost import (
     requests_per_device,
     sweep_workers,
     terraform_functions,
+    terraform_index_exemptions,
     terraform_max_instances,
     total_usd,
 )
@@ -145,6 +148,94 @@ def test_index_entries_are_two_per_field_and_one_per_array_element() -> None:
     assert firestore_index_bytes("c/d", {"f": 1, "g": 2}) == 2 * one
     assert firestore_index_bytes("c/d", {"f": [1, 2]}) == one  # two elements, one entry each
     assert firestore_index_bytes("c/d", {}) == 0
+
+
+def test_a_documents_collection_group_is_the_last_collection_of_its_path() -> None:
+    assert collection_group("devices/d") == "devices"
+    assert collection_group("devices/d/plans/p") == "plans"
+    assert collection_group("devices/d/commands/c/events/00000001") == "events"
+
+
+def test_an_exempted_field_has_no_index_entries_nor_have_its_subfields() -> None:
+    data = {"f": 1, "big": [1, 2, 3], "m": {"a": 1, "b": 2}}
+    kept = firestore_index_bytes("c/d", {"f": 1})
+    assert firestore_index_bytes("c/d", data, {("c", "big"), ("c", "m")}) == kept
+    only_a = firestore_index_bytes("c/d", {"f": 1, "m": {"a": 1}})
+    assert firestore_index_bytes("c/d", data, {("c", "big"), ("c", "m.b")}) == only_a
+
+
+def test_an_exemption_holds_in_its_collection_group_at_any_depth_and_nowhere_else() -> None:
+    data = {"f": 1, "slots": [1, 2, 3]}
+    exempt = {("plans", "slots")}
+    assert firestore_index_bytes("devices/d/plans/p", data, exempt) == firestore_index_bytes(
+        "devices/d/plans/p", {"f": 1}
+    )
+    assert firestore_index_bytes("plans/p", data, exempt) == firestore_index_bytes(
+        "plans/p", {"f": 1}
+    )
+    assert firestore_index_bytes("devices/d/slots/s", data, exempt) == firestore_index_bytes(
+        "devices/d/slots/s", data
+    )
+
+
+FIRESTORE_TF = """
+resource "google_firestore_field" "commands_command_id" {
+  database   = google_firestore_database.main.name
+  collection = "commands"
+  field      = "command_id"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+resource "google_firestore_field" "webhook_ids_expires_at" {
+  collection = "webhook_ids"
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+}
+
+resource "google_firestore_field" "alerts_raised_at_ttl_only" {
+  collection = "alerts"
+  field      = "raised_at"
+
+  ttl_config {}
+}
+
+resource "google_firestore_field" "plans_slots" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "slots"
+
+  index_config {
+  }
+}
+
+resource "google_firestore_index" "alerts_of_device" {
+  collection  = "alerts"
+  query_scope = "COLLECTION"
+}
+"""
+
+
+def test_exemptions_are_the_firestore_fields_whose_index_config_is_empty() -> None:
+    assert terraform_index_exemptions(FIRESTORE_TF) == {
+        ("webhook_ids", "expires_at"),
+        ("plans", "slots"),
+    }
+
+
+def test_the_exemptions_are_read_from_terraform_and_none_without_it(tmp_path: Path) -> None:
+    tf = tmp_path / "firestore.tf"
+    tf.write_text(FIRESTORE_TF)
+    assert firestore_index_exemptions(tf) == terraform_index_exemptions(FIRESTORE_TF)
+    assert firestore_index_exemptions(tmp_path / "absent.tf") == frozenset()
+    assert ("devices", "current_plan_track") in firestore_index_exemptions()
 
 
 def test_a_small_pubsub_message_is_billed_as_a_thousand_bytes() -> None:
