@@ -16,12 +16,10 @@ import pytest
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
-from hpsteer.domain.telemetry import TelemetrySample
-from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
-from hpsteer.services.ingest_telemetry import TELEMETRY_HISTORY, handle_telemetry_message
+from hpsteer.services.ingest_telemetry import TELEMETRY_HISTORY
 from hpsteer.services.outbox import command_id_for, release_plan
 from hpsteer.services.plans_store import make_current
 from hpsteer.services.reconcile import (
@@ -133,9 +131,10 @@ def test_a_steered_home_that_does_what_was_planned_is_in_sync_and_costs_no_write
     command_id = r.steer(home)
     r.run(SLOT + timedelta(minutes=15))
     assert load_command(r.store, home.home_id, command_id).state is CommandState.COMPLETED  # type: ignore[union-attr]
+    r.run(SLOT + timedelta(minutes=35))  # the first poll in max is stored: the mode changed
     before = r.store.get(f"devices/{home.home_id}")
     runs = r.run(SLOT + timedelta(hours=1))
-    assert actions(runs, home)[-3:] == [("InSync",)] * 3
+    assert actions(runs, home) == [("InSync",)] * 3
     after = r.store.get(f"devices/{home.home_id}")
     assert before is not None
     assert after is not None
@@ -387,23 +386,19 @@ def test_fresh_telemetry_in_sync_costs_no_manufacturer_read_and_no_write(
     assert len(r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)) == published
 
 
-def test_a_poll_that_changes_nothing_stored_goes_to_the_history_not_on_the_topic(
+def test_a_poll_worth_storing_is_stored_by_reconciliation_and_every_poll_goes_to_the_history(
     rig: Callable[..., Rig],
 ) -> None:
-    """The history keeps every polled state; one that changes nothing decided by within half
-    an hour of the stored one is appended by reconciliation itself, not published for ingestion
-    (which would only append it); one that differs from what is stored is published."""
+    """The history keeps every polled state, appended by reconciliation itself. One that changes
+    nothing decided by within an hour of the stored one is only recorded (no write); one that
+    differs from what is stored is stored as ``last_telemetry`` by reconciliation, with the
+    device document it read (on Firestore too: the write is conditional on that read). Nothing
+    goes on ``device-telemetry`` for ingestion."""
     r = rig()
     home = r.home("viessmann")
     r.steer(home)
     r.run(SLOT + timedelta(minutes=40))
-
-    def polls() -> list[PubSubMessage]:
-        return [
-            m
-            for m in r.local.deps.bus.published(Topic.DEVICE_TELEMETRY)
-            if m.attributes["device_id"] == home.home_id
-        ]
+    path = f"devices/{home.home_id}"
 
     def recorded() -> list[str]:
         r.local.deps.analytics.ensure_table(TELEMETRY_HISTORY)
@@ -413,20 +408,26 @@ def test_a_poll_that_changes_nothing_stored_goes_to_the_history_not_on_the_topic
         )
         return [row["sample_id"] for row in rows]
 
-    first = polls()[-1]
-    handle_telemetry_message(first, r.local.deps)  # now the stored telemetry
-    published = len(polls())
+    stored = r.device(home)["last_telemetry"]
+    assert stored["observed_mode"] == "max"  # the poll that first saw the plan's mode
+    assert stored["sample_id"] in recorded()
+    before = r.store.get(path)
     r.run(r.now + INTERVAL)
-    assert len(polls()) == published  # nothing for ingestion to do
-    [unchanged] = [s for s in recorded() if s != TelemetrySample.parse_json(first.data).sample_id]
-    assert unchanged.startswith(f"{home.home_id}@")
+    after = r.store.get(path)
+    assert before is not None
+    assert after is not None
+    assert after.update_time == before.update_time  # unchanged: recorded only
+    latest = f"{home.home_id}@{r.now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    assert latest in recorded()
 
-    r.store.update(f"devices/{home.home_id}", {"last_telemetry.observed_mode": "min"})
-    r.run(r.now + INTERVAL)
-    assert len(polls()) == published + 1  # differs from what is stored
-    changed = polls()[-1]
-    assert "record_only" not in changed.attributes
-    assert TelemetrySample.parse_json(changed.data).sample_id not in recorded()  # ingestion's
+    r.store.update(path, {"last_telemetry.observed_mode": "min"})
+    r.local.run_until(r.now + INTERVAL)
+    assert r.reconcile()[home.home_id].actions == ("InSync",)  # judged by the poll, not by "min"
+    stored = r.device(home)["last_telemetry"]
+    assert stored["observed_mode"] == "max"  # differs from what was stored: stored
+    assert stored["observed_at"] == r.now
+    assert stored["sample_id"] in recorded()
+    assert r.local.deps.bus.published(Topic.DEVICE_TELEMETRY) == []  # type: ignore[attr-defined]
 
 
 # -- redelivery -------------------------------------------------------------------------------

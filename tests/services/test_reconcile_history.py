@@ -1,15 +1,13 @@
-"""A reconcile page's polls not worth storing go to ``telemetry_history`` in one append.
+"""A reconcile page's polls, stored or not, go to ``telemetry_history`` in one append.
 
-Most polls change nothing decided by (same mode and offset, the stored sample still within its
-refresh bound): ingestion would only append them to the history, each at the price of a publish,
-a delivery, a request and a streaming insert. The page appends them itself at its end, with
-ingestion's rows and insert ids; what is worth storing is still published for ingestion, and an
+Ingestion would append each on its own, at the price of a publish, a delivery, a request and a
+streaming insert. The page appends them itself at its end, with ingestion's rows and insert ids;
+what is worth storing it stores itself (``tests/services/test_reconcile_telemetry.py``), and an
 append that fails falls back to publishing the samples record-only.
 
 The page here is :func:`~tests.services.test_reconcile_concurrency.steered_fleet`'s: twelve homes
 steered to ``max``, two drifted, one overridden, one offline, one of an unknown manufacturer.
-Its first page stores every poll (ingested as ingestion would); the page ten minutes later is the
-one under test.
+Its first page stores every poll; the page ten minutes later is the one under test.
 """
 
 from __future__ import annotations
@@ -22,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from hpsteer.domain.actions import Mode
 from hpsteer.domain.messages import Topic
-from hpsteer.domain.telemetry import TelemetrySample
+from hpsteer.domain.telemetry import TelemetrySample, TelemetrySource
 from hpsteer.errors import AnalyticsUnavailable, InvalidInput
 from hpsteer.messaging.envelope import PubSubMessage
 from hpsteer.ports.analytics import TableSchema
@@ -32,7 +31,7 @@ from hpsteer.services.ingest_telemetry import (
     TELEMETRY_HISTORY,
     handle_telemetry_message,
     history_row,
-    last_telemetry_document,
+    publish_sample,
 )
 from hpsteer.services.reconcile import DeviceOutcome
 from tests.services.test_reconcile_concurrency import WORKERS, reconcile, steered_fleet
@@ -89,15 +88,8 @@ def ingest(local: LocalFleet, messages: Sequence[PubSubMessage]) -> None:
 
 
 def settled(local: LocalFleet) -> None:
-    """The first page, every poll it published stored as ingestion stores it (the history not
-    touched), then ten minutes on."""
-    before = len(telemetry(local))
+    """The first page (it stores every poll: nothing was stored before), then ten minutes on."""
     reconcile(local, 1)
-    now = local.clock.now()
-    for message in telemetry(local)[before:]:
-        sample = TelemetrySample.parse_json(message.data)
-        path = f"devices/{sample.device_id}"
-        local.deps.store.update(path, {"last_telemetry": last_telemetry_document(sample, now)})
     local.run_until(local.clock.now() + INTERVAL)
 
 
@@ -107,46 +99,38 @@ def history(local: LocalFleet) -> dict[tuple[str, str], dict[str, Any]]:
     return {(row["device_id"], row["sample_id"]): row for row in rows}
 
 
-def unchanged(local: LocalFleet, outcomes: Sequence[DeviceOutcome], since: int) -> set[str]:
-    """The devices the page polled whose poll it did not publish for ingestion to store."""
-    published = {
-        m.attributes["device_id"]
-        for m in telemetry(local)[since:]
-        if "record_only" not in m.attributes
-    }
-    return {o.device_id for o in outcomes if o.read} - published
+def polled(outcomes: Sequence[DeviceOutcome]) -> set[str]:
+    """The devices the page polled (read, and judged by what it read)."""
+    return {o.device_id for o in outcomes if o.read and o.error is None}
 
 
 def sample_of(row: Mapping[str, Any]) -> TelemetrySample:
     return TelemetrySample.model_validate({k: v for k, v in row.items() if k != "ingested_at"})
 
 
-def test_a_pages_polls_not_worth_storing_go_to_the_history_in_one_append_not_on_the_topic(
+def test_every_poll_of_a_page_goes_to_the_history_in_one_append_and_none_on_the_topic(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local = steered_fleet()
     settled(local)
     appends = watch(local, monkeypatch)
-    published = len(telemetry(local))
 
     outcomes = reconcile(local, 1)
 
     [(rows, ids)] = appends.of(TELEMETRY_HISTORY.name)  # the page's one append
-    assert {row["device_id"] for row in rows} == unchanged(local, outcomes, published)
-    assert len(rows) >= 3  # the homes in sync (and the offline one), polled again, unchanged
+    assert {row["device_id"] for row in rows} == polled(outcomes)
+    assert len(rows) >= 5  # the homes in sync (the drifted ones now too) and the offline one
     now = local.clock.now()
     samples = [sample_of(row) for row in rows]
     assert rows == [history_row(sample, now) for sample in samples]  # ingestion's rows
     assert ids == [f"{s.device_id}/{s.sample_id}" for s in samples]  # and insert ids
     assert all(s.sample_id.startswith(f"{s.device_id}@") for s in samples)
-    on_topic = {TelemetrySample.parse_json(m.data).sample_id for m in telemetry(local)[published:]}
-    assert on_topic.isdisjoint(s.sample_id for s in samples)
-    assert not any(m.attributes.get("record_only") for m in telemetry(local))
+    assert telemetry(local) == []  # neither page published a poll, stored or not
     recorded = history(local)
     assert all((s.device_id, s.sample_id) in recorded for s in samples)
 
 
-def test_a_poll_worth_storing_is_still_published_for_ingestion_to_store(
+def test_a_poll_worth_storing_is_stored_by_the_page_and_appended_with_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local = steered_fleet()
@@ -155,37 +139,42 @@ def test_a_poll_worth_storing_is_still_published_for_ingestion_to_store(
     changed = homes[7].home_id  # polled every run
     local.deps.store.update(f"devices/{changed}", {"last_telemetry.observed_mode": "min"})
     appends = watch(local, monkeypatch)
-    published = len(telemetry(local))
 
     reconcile(local, 1)
 
-    [message] = [m for m in telemetry(local)[published:] if m.attributes["device_id"] == changed]
-    assert "record_only" not in message.attributes
-    [(_, ids)] = appends.of(TELEMETRY_HISTORY.name)
-    assert not any(i.startswith(f"{changed}/") for i in ids)  # ingestion appends it
-    handle_telemetry_message(message, local.deps)
+    assert telemetry(local) == []
     stored = local.deps.store.get(f"devices/{changed}")
     assert stored is not None
     assert stored.data["last_telemetry"]["observed_mode"] == "max"
+    assert stored.data["last_telemetry"]["observed_at"] == local.clock.now()
+    [(_, ids)] = appends.of(TELEMETRY_HISTORY.name)
+    assert f"{changed}/{stored.data['last_telemetry']['sample_id']}" in ids
 
 
 def test_the_history_table_is_ensured_once_per_instance_not_per_page(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local = steered_fleet()
-    settled(local)
     appends = watch(local, monkeypatch)
-    published = len(telemetry(local))
+    settled(local)
 
     reconcile(local, 1)
     local.run_until(local.clock.now() + INTERVAL)
     reconcile(local, 1)
-    assert len(appends.of(TELEMETRY_HISTORY.name)) == 2  # one per page
-    worth_storing = telemetry(local)[published:]
-    assert worth_storing
-    ingest(local, worth_storing)  # the same instance's ingestion
+    assert len(appends.of(TELEMETRY_HISTORY.name)) == 3  # one per page
+    home = list(local.fleet)[7]
+    pushed = TelemetrySample(
+        sample_id="evt-1",
+        device_id=home.home_id,
+        observed_at=local.clock.now(),
+        source=TelemetrySource.WEBHOOK,
+        manufacturer=home.manufacturer,
+        observed_mode=Mode.MAX,
+    )
+    publish_sample(local.deps.bus, pushed)
+    ingest(local, telemetry(local))  # the same instance's ingestion, of a webhook's sample
 
-    assert len(appends.of(TELEMETRY_HISTORY.name)) == 2 + len(worth_storing)
+    assert len(appends.of(TELEMETRY_HISTORY.name)) == 4
     assert appends.ensured.count(TELEMETRY_HISTORY.name) == 1  # for pages and ingestion alike
 
 
@@ -204,7 +193,7 @@ def test_analytics_down_publishes_the_pages_polls_record_only_and_the_page_compl
     assert len(outcomes) == len(local.fleet)
     assert len(local.deps.store.query("reconcile_runs").documents) == 2  # done, not redelivered
     fallback = [m for m in telemetry(local)[published:] if m.attributes.get("record_only")]
-    assert {m.attributes["device_id"] for m in fallback} == unchanged(local, outcomes, published)
+    assert {m.attributes["device_id"] for m in fallback} == polled(outcomes)
     assert len(fallback) >= 3
     assert all(m.attributes["record_only"] == "true" for m in fallback)
     [warning] = [r for r in caplog.records if "not appended to telemetry_history" in r.message]
@@ -233,7 +222,7 @@ def test_rows_refused_by_analytics_are_handed_to_ingestion_record_only(
 
     fallback = [m for m in telemetry(local)[published:] if m.attributes.get("record_only")]
     assert len(fallback) >= 3
-    assert {m.attributes["device_id"] for m in fallback} == unchanged(local, outcomes, published)
+    assert {m.attributes["device_id"] for m in fallback} == polled(outcomes)
 
 
 def test_an_append_whose_answer_was_lost_and_its_fallback_make_one_row_per_sample(
@@ -276,8 +265,8 @@ def test_a_page_that_fails_still_appends_the_polls_it_took(
         reconcile(local, WORKERS)
 
     [(rows, _)] = appends.of(TELEMETRY_HISTORY.name)
-    assert len(rows) >= 3
-    assert broken not in {row["device_id"] for row in rows}  # drifted: published
+    assert len(rows) >= 5
+    assert broken in {row["device_id"] for row in rows}  # its poll too, though not stored
 
 
 def test_a_page_on_several_workers_appends_the_same_rows_as_on_one(

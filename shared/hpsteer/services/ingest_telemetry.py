@@ -1,4 +1,4 @@
-"""Telemetry in: manufacturer webhooks and polled states onto ``device-telemetry``, then into state.
+"""Telemetry in: manufacturer webhooks onto ``device-telemetry``, then samples into state.
 
 **The webhook** (:func:`serve_telemetry_webhook`, the HTTP function ``telemetry_webhook``):
 
@@ -34,41 +34,50 @@
    closed, logged CRITICAL).
 
 **The Pub/Sub handler** (:func:`handle_telemetry_message`, function ``ingest_telemetry``):
-parses the :class:`~hpsteer.domain.telemetry.TelemetrySample`, then
+parses the :class:`~hpsteer.domain.telemetry.TelemetrySample`, refuses one observed more than
+``max_clock_skew`` in the future (:func:`refuse_future`), then
 
-- in a transaction, replaces ``devices/{id}.last_telemetry`` (:func:`last_telemetry_document`:
-  ``observed_at`` as a timestamp, the measured fields, ``observed_mode``, ``online``,
-  ``changed_by_user``, ``source``, ``sample_id``, ``manufacturer``, ``stored_at``) **only when
-  the sample is strictly newer** than the stored ``observed_at`` (late and duplicated samples
-  never move state backwards) **and worth storing**
-  (:func:`~hpsteer.domain.telemetry.worth_storing`: something decisions are made by changed, the
-  household's own setting shows, or the stored sample is older than the source's refresh bound;
-  otherwise the write would only move the temperatures and the power a few minutes on). An
-  unknown device is logged and acknowledged; a sample whose manufacturer is not the device's is
-  refused (acknowledged, logged);
+- stores it (:func:`store_sample`): in a transaction, replaces ``devices/{id}.last_telemetry``
+  (:func:`last_telemetry_document`: ``observed_at`` as a timestamp, the measured fields,
+  ``observed_mode``, ``online``, ``changed_by_user``, ``source``, ``sample_id``,
+  ``manufacturer``, ``stored_at``) **only when the sample is strictly newer** than the stored
+  ``observed_at`` (late and duplicated samples never move state backwards) **and worth
+  storing** (:func:`~hpsteer.domain.telemetry.worth_storing`: something decisions are made by
+  changed, the household's own setting shows, or the stored sample is older than the source's
+  refresh bound; otherwise the write would only move the temperatures and the power a few
+  minutes on). An unknown device is logged and acknowledged; a sample whose manufacturer is not
+  the device's is refused (acknowledged, logged);
 - appends **every** sample, late and kept-back ones included, to ``telemetry_history`` with
   insert id ``{device_id}/{sample_id}``, so a redelivery adds nothing.
+
+Storing a sample (:func:`store_sample`, one definition for ingestion and reconciliation) also
+
 - observes ``energy_consumption_kwh`` (label oem) when the sample advanced the state: the stored
-  sample's ``power_kw`` times the time since it (gaps over ``ENERGY_MAX_GAP`` are not counted).
+  sample's ``power_kw`` times the time since it (gaps over ``ENERGY_MAX_GAP`` are not counted);
 - asks for a re-plan (:class:`~hpsteer.domain.messages.ReplanRequest` on ``replan-requests``)
   when a newer sample's indoor temperature is off the current plan's prediction by more than
   ``replan_band_k`` (:func:`~hpsteer.domain.plan_track.drift_replan_due`: MPC's measured-state
   trigger). Such a sample is always stored, with ``drift_replan`` (the plan asked for) in the same
   write, so optimize re-plans from it and the same plan's drift asks once per cooldown.
 
-A polled sample published with the attribute ``record_only`` (:data:`RECORD_ONLY`) is only
-appended to the history: reconciliation, which polled it, had just read the device document and
-found the sample not worth storing (:func:`state_update_needed`), so reading the device again
-would buy nothing. Should another sample have been stored in between, it is newer than what
-reconciliation saw and stays; the next sample worth storing replaces it. Only polled samples
-are taken on that word; a pushed sample is always checked against the device. (Reconciliation
-appends such samples to the history itself, a page's in one append, :func:`append_history`: the
-same rows and insert ids; it publishes them record-only only when that append failed.)
-
-**Polling** (reconciliation): :func:`sample_from_device_state` turns an adapter's
+**Polled samples** (reconciliation, :mod:`hpsteer.services.reconcile`) do not come through the
+topic: :func:`sample_from_device_state` turns an adapter's
 :class:`~hpsteer.adapters.protocol.DeviceState` into a sample (``source=poll``, ``sample_id``
 ``{device_id}@{observed_at}``, the same id a webhook sample without its own id gets, so one
-observation reported both ways is one row) and :func:`publish_sample` puts it on the topic.
+observation reported both ways is one row). Reconciliation has just read the device document in
+its page query, so it stores a polled sample itself: :func:`store_sample` with ``read`` (that
+document's data and ``update_time``) judges it on that read and, when it is worth storing,
+writes it with one update conditional on the document being unchanged since (no transaction,
+no second read); a document written in between (a pushed sample, optimize, reconciliation's own
+booking) falls back to the transaction, which judges the sample again on what is stored, so the
+state still only moves forward. The page appends every polled sample to the history itself, in
+one append (:func:`append_history`: the same rows and insert ids as ingestion's).
+
+A polled sample published with the attribute ``record_only`` (:data:`RECORD_ONLY`) is only
+appended to the history, without reading the device: reconciliation publishes its polled
+samples so (:func:`publish_sample`) only when the page's append failed, and had already stored
+(or judged not worth storing) each of them. Only polled samples are taken on that word; a
+pushed sample is always checked against the device.
 
 Log volume: a sample is logged at DEBUG (the history table has every one); what needs a person
 (an unknown device, a refused sample) is logged at WARNING and above.
@@ -101,8 +110,10 @@ from hpsteer.domain.telemetry import (
     worth_storing,
 )
 from hpsteer.errors import (
+    DocumentNotFound,
     InvalidInput,
     MalformedMessage,
+    PreconditionFailed,
     TransientError,
     UnknownDevice,
 )
@@ -143,9 +154,11 @@ __all__ = [
     "last_telemetry_document",
     "parse_webhook_body",
     "publish_sample",
+    "refuse_future",
     "sample_from_device_state",
     "serve_telemetry_webhook",
     "state_update_needed",
+    "store_sample",
     "telemetry_options",
     "webhook_options",
 ]
@@ -155,8 +168,8 @@ _log = logging.getLogger(__name__)
 ENERGY_MAX_GAP = timedelta(minutes=90)
 """``energy_consumption_kwh`` integrates power between consecutive samples up to this gap."""
 RECORD_ONLY = "record_only"
-"""The attribute (value ``"true"``) of a polled sample whose publisher found the device's stored
-telemetry current for it: appended to the history without reading the device (module
+"""The attribute (value ``"true"``) of a polled sample whose publisher has already stored it or
+found it not worth storing: appended to the history without reading the device (module
 docstring)."""
 
 TELEMETRY_HISTORY = TableSchema(
@@ -269,7 +282,8 @@ def publish_sample(
     record_only: bool = False,
 ) -> str:
     """Put ``sample`` on ``device-telemetry``; return the bus's message id. ``record_only``: a
-    polled sample the caller found not worth storing (:func:`state_update_needed`)."""
+    polled sample the caller has already stored or found not worth storing (:func:`store_sample`),
+    to be appended to the history only."""
     attributes = {"device_id": sample.device_id}
     if traceparent and _TRACEPARENT.fullmatch(traceparent):
         attributes["traceparent"] = traceparent
@@ -502,45 +516,132 @@ def state_update_needed(
     return _drift(sample, device, options) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class _Advance:
+    """What storing a sample writes on its device, and what follows the write."""
+
+    changes: dict[str, Any]
+    energy: tuple[float, str] | None
+    """kWh since the stored sample, and the device's manufacturer (the metric's label)."""
+    drift: PlanDrift | None
+    """The drift off the current plan to ask a re-plan for (marked in ``changes``)."""
+
+
+def _advance(
+    sample: TelemetrySample, device: Mapping[str, Any], now: datetime, options: TelemetryOptions
+) -> _Advance | None:
+    """What storing ``sample`` on ``device`` (its document's data) writes; ``None`` when it is
+    not stored (:func:`state_update_needed`). :class:`InvalidInput` for a sample from another
+    manufacturer than the device's."""
+    owner = device.get("manufacturer")
+    if sample.manufacturer and isinstance(owner, str) and owner != sample.manufacturer:
+        raise InvalidInput(
+            f"device {sample.device_id} is a {owner} device; "
+            f"a sample from {sample.manufacturer} was refused"
+        )
+    if not state_update_needed(sample, device, options):
+        return None
+    kwh = _energy_since(device.get("last_telemetry"), sample.observed_at)
+    changes: dict[str, Any] = {"last_telemetry": last_telemetry_document(sample, now)}
+    drift = _drift(sample, device, options)
+    if drift is not None:
+        changes["drift_replan"] = drift.to_document()
+    energy = (kwh, owner) if kwh is not None and isinstance(owner, str) else None
+    return _Advance(changes, energy, drift)
+
+
 def _advance_state(
     store: DocumentStore, sample: TelemetrySample, now: datetime, options: TelemetryOptions
-) -> tuple[bool, PlanDrift | None]:
-    """Store ``sample`` as the device's last telemetry if it is newer and worth storing; whether
-    it was, and the drift off the current plan to ask a re-plan for (marked on the device in the
-    same write)."""
+) -> _Advance | None:
+    """Store ``sample`` as the device's last telemetry, in a transaction, if it is newer and
+    worth storing; what was written (``None``: nothing)."""
     path = device_path(sample.device_id)
-    energy: list[tuple[float, str]] = []  # (kWh since the stored sample, manufacturer)
-    drifts: list[PlanDrift] = []
 
-    def advance(tx: Transaction) -> bool:
-        energy.clear()
-        drifts.clear()
+    def advance(tx: Transaction) -> _Advance | None:
         device = tx.get(path)
         if device is None:
             raise UnknownDevice(f"no device {sample.device_id}")
-        owner = device.data.get("manufacturer")
-        if sample.manufacturer and isinstance(owner, str) and owner != sample.manufacturer:
-            raise InvalidInput(
-                f"device {sample.device_id} is a {owner} device; "
-                f"a sample from {sample.manufacturer} was refused"
-            )
-        if not state_update_needed(sample, device.data, options):
-            return False
-        kwh = _energy_since(device.data.get("last_telemetry"), sample.observed_at)
-        if kwh is not None and isinstance(owner, str):
-            energy.append((kwh, owner))
-        changes: dict[str, Any] = {"last_telemetry": last_telemetry_document(sample, now)}
-        drift = _drift(sample, device.data, options)
-        if drift is not None:
-            drifts.append(drift)
-            changes["drift_replan"] = drift.to_document()
-        tx.update(path, changes)
-        return True
+        advanced = _advance(sample, device.data, now, options)
+        if advanced is not None:
+            tx.update(path, advanced.changes)
+        return advanced
 
-    advanced = store.run_transaction(advance)
-    for kwh, oem in energy:
+    return store.run_transaction(advance)
+
+
+def _advance_read(
+    store: DocumentStore,
+    sample: TelemetrySample,
+    now: datetime,
+    options: TelemetryOptions,
+    read: tuple[Mapping[str, Any], datetime],
+) -> _Advance | None:
+    """:func:`_advance_state` for a caller that has just read the device (its data and
+    ``update_time``): judged on that read and written by one update on the condition that the
+    document is still as read; if it was written since (:class:`PreconditionFailed`), by the
+    transaction, which reads it again."""
+    data, update_time = read
+    advanced = _advance(sample, data, now, options)
+    if advanced is None:
+        return None
+    path = device_path(sample.device_id)
+    try:
+        store.update(path, advanced.changes, if_update_time=update_time)
+    except PreconditionFailed:
+        _log.debug("device %s was written since it was read: stored by a transaction", path)
+        return _advance_state(store, sample, now, options)
+    except DocumentNotFound as err:
+        raise UnknownDevice(f"no device {sample.device_id}") from err
+    return advanced
+
+
+def refuse_future(sample: TelemetrySample, now: datetime, options: TelemetryOptions) -> None:
+    """:class:`InvalidInput` for a sample observed more than ``max_clock_skew`` after ``now``:
+    it would outrank every real sample until then."""
+    if sample.observed_at > now + options.max_clock_skew:
+        raise InvalidInput(
+            f"sample {sample.sample_id} is observed at {format_instant(sample.observed_at)}, "
+            f"in the future (now {format_instant(now)})"
+        )
+
+
+def store_sample(
+    deps: Dependencies,
+    sample: TelemetrySample,
+    options: TelemetryOptions,
+    *,
+    read: tuple[Mapping[str, Any], datetime] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Store ``sample`` as its device's ``last_telemetry`` if it is strictly newer and worth
+    storing (:func:`state_update_needed`), with ``drift_replan`` when it shows the home off its
+    plan; whether it was. What storing a sample means, for ingestion and reconciliation alike:
+    then the ``energy_consumption_kwh`` observation, and the re-plan asked for a drift. Not the
+    history: the caller appends the sample (:func:`append_history`).
+
+    ``read``: the device document's data and ``update_time`` as the caller has just read it
+    (reconciliation's page query): judged on it and written by one conditional update (no
+    transaction, no read), or, should the document have been written since, by the transaction
+    that judges it again on what is stored. Without it, the transaction (one read, one write).
+
+    Raises :class:`InvalidInput` for a sample from the future (:func:`refuse_future`) or from
+    another manufacturer than the device's, :class:`UnknownDevice` (nothing written), and the
+    store's and the bus's transient errors.
+    """
+    now = now or deps.clock.now()
+    refuse_future(sample, now, options)
+    if read is None:
+        advanced = _advance_state(deps.store, sample, now, options)
+    else:
+        advanced = _advance_read(deps.store, sample, now, options, read)
+    if advanced is None:
+        return False
+    if advanced.energy is not None:
+        kwh, oem = advanced.energy
         metrics.observe(ENERGY_CONSUMPTION_KWH, kwh, oem=oem)
-    return advanced, (drifts[0] if drifts else None)
+    if advanced.drift is not None:
+        _ask_replan(deps, sample.device_id, advanced.drift, now)
+    return True
 
 
 def _ask_replan(deps: Dependencies, device_id: str, drift: PlanDrift, now: datetime) -> None:
@@ -583,7 +684,7 @@ def append_history(
 ) -> None:
     """Append ``samples`` to ``telemetry_history`` in one append (:func:`history_row`, insert
     ids :func:`history_insert_id`), the table ensured once per instance. What ingestion does
-    with every sample, and reconciliation with a page's polls not worth storing."""
+    with every sample, and reconciliation with every poll of a page."""
     if not samples:
         return
     analytics = deps.analytics
@@ -604,27 +705,21 @@ def ingest_sample(
     *,
     record_only: bool = False,
 ) -> bool:
-    """Advance the device's state if ``sample`` is newer and worth storing, and record it; True
-    if it advanced. ``record_only`` (a polled sample its publisher found not worth storing):
-    record it without reading the device.
+    """Advance the device's state if ``sample`` is newer and worth storing (:func:`store_sample`),
+    and record it; True if it advanced. ``record_only`` (a polled sample its publisher has
+    already stored or found not worth storing): record it without reading the device.
 
     Raises :class:`UnknownDevice` (nothing written) and :class:`InvalidInput` for a sample from
     the future or from another manufacturer than the device's.
     """
     options = options or telemetry_options(deps.settings)
     now = deps.clock.now()
-    if sample.observed_at > now + options.max_clock_skew:
-        raise InvalidInput(
-            f"sample {sample.sample_id} is observed at {format_instant(sample.observed_at)}, "
-            f"in the future (now {format_instant(now)})"
-        )
+    refuse_future(sample, now, options)
     if record_only and sample.source is not TelemetrySource.POLL:
         raise InvalidInput(f"sample {sample.sample_id} is not polled: it is not recorded only")
-    advanced, drift = False, None
+    advanced = False
     if not record_only:
-        advanced, drift = _advance_state(deps.store, sample, now, options)
-    if drift is not None:
-        _ask_replan(deps, sample.device_id, drift, now)
+        advanced = store_sample(deps, sample, options, now=now)
     append_history(deps, [sample], now)
     return advanced
 

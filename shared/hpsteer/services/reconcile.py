@@ -27,8 +27,8 @@ applied here:
 - ``RaiseAlert`` / ``ResolveAlert``: ``alerts/{kind}-{device}-{since}`` raised once per episode,
   resolved (``resolved_at``) when the device is back in sync;
 - reconciliation's memory (``devices/{id}.reconcile``) is written only when it changes, so a
-  device in sync costs one read per run and no write; judged by fresh telemetry it costs no
-  manufacturer read either.
+  device in sync costs one read per run and no write (but its poll's, when the poll is worth
+  storing: "Polled telemetry"); judged by fresh telemetry it costs no manufacturer read either.
 
 **Polls paid ahead.** A device's polls fall on ticks known in advance (every ``poll_stride``-th
 tick), so they are paid from a booking of the account's read budget (:mod:`hpsteer.adapters.
@@ -48,28 +48,42 @@ poll as before; so do the retries of a read (:data:`~hpsteer.adapters.gateway.RE
 The claim costs one write per page (200 devices).
 
 **Polled telemetry.** A polled state is telemetry too, and the history (``telemetry_history``)
-keeps every one. One worth storing against the device document just read
+keeps every one. One worth storing against the device document the page just read
 (:func:`~hpsteer.services.ingest_telemetry.state_update_needed`: newer, and something decisions
 are made by changed, or the stored sample is past its refresh bound, or the home is off its
-plan) is published on ``device-telemetry``: ingestion stores it as ``last_telemetry`` (and may
-ask a re-plan). One that is not, most polls, would only be appended to the history there, each
-at the price of a publish, a delivery, a request and a streaming insert: instead the page keeps
-them (its workers add to one thread-safe list) and, once every device is reconciled (also when
-one failed the page) and before the run record, appends them to ``telemetry_history`` itself,
-in one append (:data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` rows per append at most),
-with ingestion's own rows and insert ids
+plan) is stored by reconciliation itself, as ingestion stores a sample
+(:func:`~hpsteer.services.ingest_telemetry.store_sample`, one definition of it): one update of
+the device document conditional on its ``update_time`` as the page read it, with
+``last_telemetry`` (and ``drift_replan`` when the home left its plan, then the same re-plan
+request as ingestion's, and the ``energy_consumption_kwh`` observation). Should the document
+have been written since (a pushed sample, optimize, this poll's own booking), ingestion's
+transaction stores it instead, judging it again on what is stored, so a newer sample stored in
+between stays. (Publishing it for ``ingest_telemetry`` to store cost a publish, a delivery, a
+request and a transaction's read besides the write.) A sample observed more than
+``max_clock_skew`` in the future is refused as ingestion refuses it (logged, neither stored nor
+recorded). A store or bus error while storing is logged and does not fail the device (its
+reconciliation's own writes are separate, and unconditional): the sample still goes to the
+history, and the next poll stores a newer one. Reconciliation's own later write of the device
+(its memory, an override) is a plain update and does not mind the telemetry's write before it.
+
+Every polled sample, stored or not, would otherwise be appended to the history by ingestion,
+each at the price of a publish, a delivery, a request and a streaming insert: instead the page
+keeps them (its workers add to one thread-safe list) and, once every device is reconciled (also
+when one failed the page) and before the run record, appends them to ``telemetry_history``
+itself, in one append (:data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` rows per append at
+most), with ingestion's own rows and insert ids
 (:func:`~hpsteer.services.ingest_telemetry.append_history`, the table ensured once per
-instance), so a sample recorded both ways is one row.
+instance), so a sample recorded both ways, or by a redelivered page, is one row.
 
 Should that append fail (analytics unavailable, or its rows refused: one bad row refuses them
 all), its samples are published record-only instead (attribute ``record_only``: ingestion
 appends each on its own to the history without reading the device, retried by Pub/Sub until
-analytics answers), which is what every such poll cost before. The page is not failed for it:
-a redelivered page would not bring those samples back (it polls its devices anew, spending a
-second read of every device's budget, for new samples) and would re-examine what was already
-applied, and an analytics outage would hold up reconciliation, which steers the fleet, for the
-sake of its history. A sample that cannot be published either is lost to the history, as a
-poll whose publish failed always was; the warning counts them.
+analytics answers; their state was stored already, or needed no storing). The page is not
+failed for it: a redelivered page would not bring those samples back (it polls its devices
+anew, spending a second read of every device's budget, for new samples) and would re-examine
+what was already applied, and an analytics outage would hold up reconciliation, which steers
+the fleet, for the sake of its history. A sample that cannot be published either is lost to
+the history; the warning counts them.
 
 **Concurrency.** A page waits on the manufacturers almost all the time (a poll is one round trip
 to their cloud), so its devices are reconciled on ``reconcile_workers`` threads at once
@@ -81,8 +95,8 @@ the metrics, the ports, the polls kept for the history (behind a lock). The outc
 in document order; each worker runs in a copy of the page's context (log ids, trace span), so
 its lines and spans are the page's. The page's own steps (the next page's request; the
 history's append, the run record) stay on the calling thread, before and after. The messages
-the devices publish (polled telemetry worth storing, re-plan requests, alerts) go out in the
-order the devices finish, which Pub/Sub does not keep anyway. A device whose reconciliation
+the devices publish (re-plan requests, alerts) go out in the order the devices finish, which
+Pub/Sub does not keep anyway. A device whose reconciliation
 raises (a store that failed: transient) does not stop the others: every device of the page is
 reconciled, then the first such error in document order fails the page, so Pub/Sub delivers it
 again (the run record is not written), and the redelivered page finds what was done done (an open
@@ -171,8 +185,9 @@ from hpsteer.services.command_tasks import dispatch_task
 from hpsteer.services.ingest_telemetry import (
     append_history,
     publish_sample,
+    refuse_future,
     sample_from_device_state,
-    state_update_needed,
+    store_sample,
     telemetry_options,
 )
 from hpsteer.services.paths import device_path
@@ -203,9 +218,9 @@ class DeviceOutcome:
     error: str | None = None
 
 
-class _Unstored:
-    """A page's polled samples not worth storing, kept for the history's one append at the
-    page's end (:func:`_record_unstored`). Thread-safe: the page's workers add to it."""
+class _Polls:
+    """A page's polled samples, stored or not, kept for the history's one append at the page's
+    end (:func:`_record_polls`). Thread-safe: the page's workers add to it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -231,8 +246,8 @@ class _Context:
     scheduled_at: datetime
     policy: Policy
     strides: dict[str, int] = field(default_factory=dict)
-    unstored: _Unstored = field(default_factory=_Unstored)
-    """The page's polls not worth storing, for :func:`_record_unstored`."""
+    polled: _Polls = field(default_factory=_Polls)
+    """The page's polled samples, for :func:`_record_polls`."""
     books: bool = False
     """Whether this page's polls are paid from bookings (:meth:`schedule`): the first delivery
     of a page of a tick on the interval's grid (module docstring, "Polls paid ahead")."""
@@ -397,6 +412,8 @@ class _Device:
         self.ctx = ctx
         self.device_id = document.id
         self.data = document.data
+        self.update_time = document.update_time
+        """When the page's query read :attr:`data`: the precondition of storing a poll."""
         self.changes: dict[str, Any] = {}
         self.after_save: list[Callable[[], None]] = []
         """What must wait until :attr:`changes` are stored (:meth:`save`)."""
@@ -436,19 +453,30 @@ class _Device:
         )
 
     def share(self, state: DeviceState) -> None:
-        """A polled state is telemetry too. One worth storing against the device document just
-        read is published on ``device-telemetry`` like a webhook's, so ``last_telemetry`` (and
-        the planner's measured start) follows it; one that is not is kept for the page's append
-        to the history (module docstring)."""
+        """A polled state is telemetry too: kept for the page's append to the history, and,
+        when worth storing against the device document the page read, stored as
+        ``last_telemetry`` as ingestion stores a sample (one update conditional on that read;
+        a re-plan asked when the home left its plan), so the planner's measured start follows
+        it (module docstring, "Polled telemetry"). Neither failure fails the device."""
         deps = self.ctx.deps
+        options = telemetry_options(deps.settings)
+        now = deps.clock.now()
         try:
             sample = sample_from_device_state(state, self.device_id)
-            if state_update_needed(sample, self.data, telemetry_options(deps.settings)):
-                publish_sample(deps.bus, sample)
-            else:
-                self.ctx.unstored.add(sample)
+            refuse_future(sample, now, options)
+        except PermanentError as err:
+            _log.warning("polled state of %s refused: %s", self.device_id, err)
+            return
+        self.ctx.polled.add(sample)
+        try:
+            store_sample(deps, sample, options, read=(self.data, self.update_time), now=now)
         except (TransientError, PermanentError) as err:
-            _log.warning("polled state of %s not published: %s", self.device_id, err)
+            _log.warning(
+                "polled state of %s not stored (or its re-plan not asked): %s: %s",
+                self.device_id,
+                type(err).__name__,
+                err,
+            )
 
     def run(self) -> DeviceOutcome:
         ctx = self.ctx
@@ -674,11 +702,11 @@ def reconcile_all(
     return [future.result() for future in futures]
 
 
-def _record_unstored(ctx: _Context) -> None:
-    """Append the page's polls not worth storing to ``telemetry_history``: one append (per
+def _record_polls(ctx: _Context) -> None:
+    """Append the page's polled samples to ``telemetry_history``: one append (per
     :data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` samples). The samples of an append that
     failed are published record-only instead, for ingestion to append (module docstring)."""
-    samples = ctx.unstored.take()
+    samples = ctx.polled.take()
     deps = ctx.deps
     ingested_at = deps.clock.now()
     for first in range(0, len(samples), MAX_ROWS_PER_APPEND):
@@ -781,7 +809,7 @@ def reconcile_page(
             ctx, page.documents, settings.reconcile_workers if workers is None else workers
         )
     finally:
-        _record_unstored(ctx)  # the polls were taken: recorded even when the page fails
+        _record_polls(ctx)  # the polls were taken: recorded even when the page fails
     # A concurrent duplicate may have finished first: both did the same, idempotently.
     store.set(marker, {"done_at": ctx.now, "devices": len(outcomes)}, merge=True)
     return outcomes
