@@ -27,10 +27,11 @@ Function entry points themselves) with a counting wrapper around every port the 
   plus the two service secrets the simulation does not use, counted once for the project.
   Accesses: a secret read for the first time (a name and version this instance had not read) is
   what every function instance reads once at start (the data key, the app credentials), priced
-  per **instance start**, of which there are assumed to be, per month, every credential-reading
-  entry point's ``max_instances`` (``terraform/functions.tf``) restarted every
-  :data:`INSTANCE_LIFETIME_S` (15 minutes, Cloud Run's idle shutdown: pessimistic for a busy
-  fleet); a secret read again is counted per device (none is, as the code stands);
+  per **instance start**, of which there are assumed to be, per month, the ``max_instances``
+  (``terraform/functions.tf``) of every function serving a credential-reading entry point (once
+  per function, however many of them it serves) restarted every :data:`INSTANCE_LIFETIME_S` (15
+  minutes, Cloud Run's idle shutdown: pessimistic for a busy fleet); a secret read again is
+  counted per device (none is, as the code stands);
 - function invocations per entry point, with the wall time spent in the handler minus the time
   spent inside the simulated manufacturers (their cloud's work, not ours);
 - log lines the handlers write at INFO and above, with the functions' own logging setup
@@ -49,38 +50,41 @@ are ``count / (homes x days)``, times 30.44 days a month. What ``ingest_prices``
 not grow with the fleet: it is counted once for the project. Free tiers are applied once per
 project (or billing account) and month, to the fleet's total, never per device.
 
-**Functions** (Cloud Run functions, gen2: billed as Cloud Run, request-based: "instances are
-only charged when they process requests, when they start, and when they shut down",
-https://cloud.google.com/run/docs/configuring/billing-settings; the time an instance processes
-at least one request is billed once however many requests it serves then; rounded up to
-100 ms). Each entry point is sized as ``terraform/functions.tf`` sizes it (memory, cpu,
-concurrency, max_instances; read when the benchmark runs, :func:`function_resources`). A
-request's duration is its handler CPU time / the vCPUs (a fractional vCPU stretches the same
-work) + the assumed round trips of its remote calls (:data:`LATENCY_S`: the local backends answer
-in microseconds) on its critical path (:class:`Meter`): the waits of the thread serving it, store
-operations included, plus the longest of the lanes that worked for it at the same time: each
-other thread (a pool's workers: optimize_shard solves on one), and the devices of a reconcile
-page and of an optimize shard and the markers a command sweep settles, which the simulation
-handles one after another (the local runtime's ``reconcile_workers``, ``optimize_io_workers``
-and ``sweep_workers`` are 1, so its seeded faults and the order of its writes stay
-reproducible) while production runs them on that many threads (terraform's
-``HPSTEER_RECONCILE_WORKERS``, ``HPSTEER_OPTIMIZE_IO_WORKERS`` and ``HPSTEER_SWEEP_WORKERS``,
-else the settings' defaults; :func:`reconcile_workers`, :func:`optimize_io_workers`,
-:func:`sweep_workers`): each unit (for optimize, a device's preparing, and then its
-completing) goes to the lane free first, as a pool hands out its queue. The requests an
-instance really serves at once (:func:`effective_concurrency`) follow from the fleet's load
-(:func:`fleet_in_flight`: a device event's rate times its duration; every page of a reconcile
-run, every shard of an optimize run, at once) and Cloud Run's autoscaler, which keeps each
-instance at 60 % of its maximum concurrency
-(https://cloud.google.com/run/docs/about-instance-autoscaling) up to ``max_instances``. Billed
-instance time = the requests' durations / that concurrency, never less than their CPU time on
-the instance's vCPUs, + 50 ms of rounding per request / that concurrency; vCPU-seconds and
-GiB-seconds are that time times the entry point's vCPUs and memory. (An earlier model
-divided the waits by terraform's maximum concurrency whatever the load: too low where the load
-cannot fill an instance's slots, as for dispatch and ingest_telemetry.) Requests per device:
-a task delivery or telemetry message per device event; one reconcile page per 200 devices and
-one optimize shard per 100 per run, scaled to the fleet; fan-out and sweep triggers once per
-project.
+**Functions** (Cloud Run functions, gen2: billed as Cloud Run, request-based: "instances are only
+charged when they process requests, when they start, and when they shut down",
+https://cloud.google.com/run/docs/configuring/billing-settings; the time an instance processes at
+least one request is billed once however many requests it serves then; rounded up to 100 ms). Each
+entry point runs on the Cloud Function that serves it: its own, or, for one that is a route of
+another function (verification, the dispatch function's ``/verify``: :data:`SERVED_BY`), that
+function's; sized as ``terraform/functions.tf`` sizes that function (memory, cpu, concurrency,
+max_instances; read when the benchmark runs, :func:`function_resources`). A request's duration is
+its handler CPU time / the vCPUs (a fractional vCPU stretches the same work) + the assumed round
+trips of its remote calls (:data:`LATENCY_S`: the local backends answer in microseconds) on its
+critical path (:class:`Meter`): the waits of the thread serving it, store operations included, plus
+the longest of the lanes that worked for it at the same time: each other thread (a pool's workers:
+optimize_shard solves on one), and the devices of a reconcile page and of an optimize shard and the
+markers a command sweep settles, which the simulation handles one after another (the local
+runtime's ``reconcile_workers``, ``optimize_io_workers`` and ``sweep_workers`` are 1, so its seeded
+faults and the order of its writes stay reproducible) while production runs them on that many
+threads (terraform's ``HPSTEER_RECONCILE_WORKERS``, ``HPSTEER_OPTIMIZE_IO_WORKERS`` and
+``HPSTEER_SWEEP_WORKERS``, else the settings' defaults; :func:`reconcile_workers`,
+:func:`optimize_io_workers`, :func:`sweep_workers`): each unit (for optimize, a device's preparing,
+and then its completing) goes to the lane free first, as a pool hands out its queue. The requests
+an instance really serves at once (:func:`effective_concurrency`) follow from the fleet's load
+(:func:`fleet_in_flight`: a device event's rate times its duration; every page of a reconcile run,
+every shard of an optimize run, at once) and Cloud Run's autoscaler, which keeps each instance at
+60 % of its maximum concurrency (https://cloud.google.com/run/docs/about-instance-autoscaling) up
+to ``max_instances``. Billed instance time = the requests' durations / that concurrency, never less
+than their CPU time on the instance's vCPUs, + 50 ms of rounding per request / that concurrency;
+vCPU-seconds and GiB-seconds are that time times the entry point's vCPUs and memory. Entry points
+one function serves share its instances: their requests in flight are added up, the function's
+concurrency follows from that sum, and each of them is billed at it (:func:`entry_loads`;
+``details.functions.<folder>.resources`` shows each entry point's own in-flight, its function's and
+the shared concurrency). (An earlier model divided the waits by terraform's maximum concurrency
+whatever the load: too low where the load cannot fill an instance's slots, as for dispatch and
+ingest_telemetry.) Requests per device: a task delivery or telemetry message per device event; one
+reconcile page per 200 devices and one optimize shard per 100 per run, scaled to the fleet; fan-out
+and sweep triggers once per project.
 
 **By code path** (``by_code_path`` in the JSON, ``--by-caller`` prints it): every document
 operation by entry point, code path (the innermost frame of hpsteer's own code above the store:
@@ -161,8 +165,21 @@ INSTANCE_LIFETIME_S = 900.0
 """Assumed life of a function instance: Cloud Run shuts an idle one down after about 15 minutes;
 a busy fleet's instances live longer, so this overstates the starts (and their secret reads)."""
 CREDENTIAL_ENTRY_POINTS = ("dispatch", "verify", "reconcile")
-"""The entry points that call the manufacturers: each instance reads the data key and the app
-credentials once."""
+"""The entry points that call the manufacturers: each instance of the functions serving them
+(:data:`SERVED_BY`) reads the data key and the app credentials once."""
+SERVED_BY: dict[str, str] = {"verify": "dispatch"}
+"""Entry points (as the benchmark names them) that have no Cloud Function of their own in
+``terraform/functions.tf``, mapped to the function whose route serves them: verification is
+the dispatch function's ``/verify`` route (``functions/dispatch/main.py``). Every other entry
+point is served by the function of its own name. ``tests/unit/test_cloud_cost.py`` holds this
+map to terraform and to the entry points the dispatch function's code declares."""
+
+
+def serving_function(entry: str) -> str:
+    """The terraform function (its key in the ``functions`` map) that serves ``entry``."""
+    return SERVED_BY.get(entry, entry)
+
+
 SERVICE_SECRET_VERSIONS = 2
 """The ENTSO-E token and the webhook secret (terraform/secrets.tf), one version each: active in
 the project though the simulation does not read them."""
@@ -574,7 +591,6 @@ FALLBACK_FUNCTIONS: dict[str, FunctionResources] = {
     entry: FunctionResources(0.5, 0.333, 1, _ASSUMED)
     for entry in (
         "dispatch",
-        "verify",
         "sweep_commands",
         "ingest_prices",
         "ingest_weather",
@@ -645,7 +661,7 @@ def sweep_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
 
 
 TERRAFORM_VARIABLES = TERRAFORM_FUNCTIONS.with_name("variables.tf")
-FALLBACK_MAX_INSTANCES: dict[str, int] = {"dispatch": 20, "verify": 20, "reconcile": 20}
+FALLBACK_MAX_INSTANCES: dict[str, int] = {"dispatch": 20, "reconcile": 20}
 """terraform/functions.tf's values when it cannot be read."""
 
 
@@ -681,14 +697,16 @@ def function_max_instances(
 def credential_instance_starts_per_month(
     functions: Path = TERRAFORM_FUNCTIONS, variables: Path = TERRAFORM_VARIABLES
 ) -> tuple[float, dict[str, int]]:
-    """Instance starts a month of the entry points that read credentials (module docstring):
-    each one's ``max_instances`` restarted every :data:`INSTANCE_LIFETIME_S`."""
+    """Instance starts a month of the functions serving the entry points that read credentials
+    (module docstring): each function's ``max_instances`` restarted every
+    :data:`INSTANCE_LIFETIME_S`, once however many of those entry points it serves."""
     found = {}
     if functions.exists():
         found = terraform_max_instances(
             functions.read_text(), variables.read_text() if variables.exists() else ""
         )
-    slots = {e: found.get(e, FALLBACK_MAX_INSTANCES[e]) for e in CREDENTIAL_ENTRY_POINTS}
+    serving = sorted({serving_function(e) for e in CREDENTIAL_ENTRY_POINTS})
+    slots = {f: found.get(f, FALLBACK_MAX_INSTANCES[f]) for f in serving}
     restarts_per_slot = DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S
     return sum(slots.values()) * restarts_per_slot, slots
 
@@ -780,6 +798,56 @@ def effective_concurrency(in_flight: float, size: FunctionResources, max_instanc
     return max(1.0, min(float(size.concurrency), in_flight / instances))
 
 
+@dataclass(frozen=True, slots=True)
+class EntryLoad:
+    in_flight: float
+    """The entry point's own requests running at once across the fleet (:func:`fleet_in_flight`)."""
+    function_in_flight: float
+    """Those of every entry point its function serves (:data:`SERVED_BY`), added up: what the
+    function's instances share."""
+    concurrency: float
+    """Requests an instance of its function really serves at once: the
+    :func:`effective_concurrency` of ``function_in_flight``."""
+
+
+def entry_loads(
+    function: str,
+    entries: Mapping[str, Invocations],
+    homes: int,
+    fleet: int,
+    resources: Mapping[str, FunctionResources],
+    *,
+    period_s: float,
+    max_instances: Mapping[str, int],
+) -> dict[str, EntryLoad]:
+    """Each of one function folder's entry points' load at fleet scale. Entry points served by
+    one Cloud Function (:func:`serving_function`: verify by dispatch) share its instances: their
+    requests in flight are pooled, and the autoscaler sizes that function's instances
+    (``resources`` and ``max_instances`` are keyed by terraform's function names) for the pool,
+    so each of them is served at the pool's concurrency."""
+    own = {
+        entry: fleet_in_flight(
+            measured,
+            ENTRY_SCALING.get((function, entry), Scaling("device")),
+            resources[serving_function(entry)],
+            homes=homes,
+            fleet=fleet,
+            period_s=period_s,
+        )
+        for entry, measured in entries.items()
+    }
+    pooled: defaultdict[str, float] = defaultdict(float)
+    for entry, in_flight in own.items():
+        pooled[serving_function(entry)] += in_flight
+    loads = {}
+    for entry, in_flight in own.items():
+        served = serving_function(entry)
+        cap = max_instances.get(served, DEFAULT_MAX_INSTANCES)
+        shared = effective_concurrency(pooled[served], resources[served], cap)
+        loads[entry] = EntryLoad(in_flight, pooled[served], shared)
+    return loads
+
+
 def function_usage(
     function: str,
     entries: Mapping[str, Invocations],
@@ -797,21 +865,25 @@ def function_usage(
     that overlap on one instance are billed once, not each
     (https://cloud.google.com/run/docs/configuring/billing-settings). So an entry point's billed
     instance time is its requests' summed durations (CPU work stretched by the vCPU share, plus
-    the remote waits) divided by the requests an instance really serves at once
-    (:func:`effective_concurrency`, from the fleet's load and terraform's concurrency and
-    ``max_instances``), never less than its CPU work on the instance's vCPUs, plus 100 ms
-    rounding per busy period."""
+    the remote waits) divided by the requests an instance of the function serving it really
+    serves at once (:func:`entry_loads`: from the fleet's load of every entry point that function
+    serves and terraform's concurrency and ``max_instances``), never less than its CPU work on
+    the instance's vCPUs, plus 100 ms rounding per busy period."""
     device = [0.0, 0.0, 0.0]  # requests, vCPU-seconds, GiB-seconds
     project = [0.0, 0.0, 0.0]
+    loads = entry_loads(
+        function,
+        entries,
+        homes,
+        fleet,
+        resources,
+        period_s=period_s,
+        max_instances=max_instances,
+    )
     for entry, measured in entries.items():
-        size = resources[entry]
+        size = resources[serving_function(entry)]
         scaling = ENTRY_SCALING.get((function, entry), Scaling("device"))
-        in_flight = fleet_in_flight(
-            measured, scaling, size, homes=homes, fleet=fleet, period_s=period_s
-        )
-        shared = effective_concurrency(
-            in_flight, size, max_instances.get(entry, DEFAULT_MAX_INSTANCES)
-        )
+        shared = loads[entry].concurrency
         cpu_s = measured.compute_s / size.vcpu
         instance_s = max((cpu_s + measured.io_s) / shared, cpu_s)
         if function not in PROJECT_SCOPED:
@@ -1465,7 +1537,7 @@ def usages_from(
     ``cold_starts`` is ``instances`` (the modelled instance starts read the secrets) or
     ``every_request`` (every request of a credential-reading entry point reads them: no
     per-instance cache);
-    ``concurrencies`` replaces terraform's maximum concurrency of the entry points it names."""
+    ``concurrencies`` replaces terraform's maximum concurrency of the functions it names."""
     device_days = run.homes * run.days
     month = DAYS_PER_MONTH / run.days  # measured totals over the run -> a month
 
@@ -1528,10 +1600,10 @@ def usages_from(
     gib_s = [0.0, 0.0]
     per_function: dict[str, Any] = {}
     sizes = {
-        entry: FunctionResources(size.memory_gib, size.vcpu, concurrency, f"{size.source}, what-if")
-        if (concurrency := (concurrencies or {}).get(entry)) is not None
+        name: FunctionResources(size.memory_gib, size.vcpu, concurrency, f"{size.source}, what-if")
+        if (concurrency := (concurrencies or {}).get(name)) is not None
         else size
-        for entry, size in function_resources().items()
+        for name, size in function_resources().items()
     }
     caps = function_max_instances()
     period_s = run.days * 86_400.0
@@ -1548,6 +1620,9 @@ def usages_from(
         device, project = function_usage(
             function, scaled, run.homes, fleet, sizes, period_s=period_s, max_instances=caps
         )
+        loads = entry_loads(
+            function, scaled, run.homes, fleet, sizes, period_s=period_s, max_instances=caps
+        )
         for i, u in enumerate((device, project)):
             requests[i] += u.requests * month
             vcpu[i] += u.vcpu_s * month
@@ -1555,26 +1630,15 @@ def usages_from(
         per_function[function] = {
             "resources": {
                 e: {
-                    "memory_gib": sizes[e].memory_gib,
-                    "vcpu": sizes[e].vcpu,
-                    "concurrency": sizes[e].concurrency,
-                    "max_instances": caps.get(e, DEFAULT_MAX_INSTANCES),
-                    "requests_in_flight_fleet": _round(
-                        in_flight := fleet_in_flight(
-                            scaled[e],
-                            ENTRY_SCALING.get((function, e), Scaling("device")),
-                            sizes[e],
-                            homes=run.homes,
-                            fleet=fleet,
-                            period_s=period_s,
-                        )
-                    ),
-                    "effective_concurrency": _round(
-                        effective_concurrency(
-                            in_flight, sizes[e], caps.get(e, DEFAULT_MAX_INSTANCES)
-                        )
-                    ),
-                    "source": sizes[e].source,
+                    "served_by": (served := serving_function(e)),
+                    "memory_gib": sizes[served].memory_gib,
+                    "vcpu": sizes[served].vcpu,
+                    "concurrency": sizes[served].concurrency,
+                    "max_instances": caps.get(served, DEFAULT_MAX_INSTANCES),
+                    "requests_in_flight_fleet": _round(loads[e].in_flight),
+                    "function_requests_in_flight_fleet": _round(loads[e].function_in_flight),
+                    "effective_concurrency": _round(loads[e].concurrency),
+                    "source": sizes[served].source,
                 }
                 for e in sorted(entries)
             },

@@ -3,22 +3,29 @@
 # A folder's staged source (build/stage/<folder>: main.py, the hpsteer package, requirements.txt;
 # `make stage`) is zipped and uploaded once, named by its MD5, so a change to the code gives a new
 # object and redeploys every function of that folder; several entry points of one folder
-# (dispatch: dispatch, verify, sweep_commands; optimize: optimize_trigger, optimize_shard;
+# (dispatch: dispatch, sweep_commands; optimize: optimize_trigger, optimize_shard;
 # ingest_telemetry: telemetry_webhook, ingest_telemetry) are separate functions on the same
-# object, each sized for its own work.
+# object, each sized for its own work. One function can serve more than one route: commands'
+# verifications are the dispatch function's /verify route (functions/dispatch/main.py routes by
+# path), not a function of their own, so the two share dispatch's instances.
 #
 # Nothing here is publicly invokable: Pub/Sub pushes with the push account's OIDC token
-# (pubsub.tf), Cloud Tasks calls dispatch and verify with the invoker account's token (iam.tf),
-# and the manufacturers' telemetry webhook goes through API Gateway, whose own account is the
-# only invoker of telemetry_webhook (the function checks the Standard Webhooks signature).
+# (pubsub.tf), Cloud Tasks calls dispatch (both its routes) with the invoker account's token
+# (iam.tf), and the manufacturers' telemetry webhook goes through API Gateway, whose own account
+# is the only invoker of telemetry_webhook (the function checks the Standard Webhooks signature).
 
 locals {
   # The gen2 URL the code also uses as the OIDC audience of its Cloud Tasks
   # (HPSTEER_DISPATCH_URL / HPSTEER_VERIFY_URL; the function names are the keys below with
-  # dashes).
+  # dashes): the deterministic cloudfunctions.net form, built here because the functions' own
+  # settings carry it (their url attribute would be a cycle). Verification is the dispatch
+  # function's /verify route: its tasks go to the dispatch function's URL + "/verify", with
+  # the dispatch function's own URL as their audience (what Cloud Run admits), and
+  # functions/dispatch/main.py routes the path (/verify, or /dispatch/verify should the
+  # platform pass the function's name on) to the verify handler.
   function_url_prefix = "https://${var.region}-${var.project}.cloudfunctions.net"
   dispatch_url        = "${local.function_url_prefix}/dispatch"
-  verify_url          = "${local.function_url_prefix}/verify"
+  verify_url          = "${local.dispatch_url}/verify"
   # The operator API's URL, the audience its callers' ID tokens carry (HPSTEER_API_URL).
   api_url = "${local.function_url_prefix}/api"
 
@@ -40,12 +47,19 @@ locals {
   # below. Sizing: memory and CPU per instance, timeout (for Pub/Sub-pushed functions also the
   # subscription's ack deadline), max instances, requests per instance.
   functions = {
-    # HTTP from Cloud Tasks (per-manufacturer queues). I/O bound (Firestore transaction, one
-    # manufacturer API call): 8 requests share an instance, its Firestore client (one gRPC
-    # channel, thread-safe) and its adapters' HTTP pools; more would lengthen the transactions
-    # that contend on one device's command documents. Timeout 60 s = the tasks' dispatch
+    # HTTP from Cloud Tasks, two routes: the per-manufacturer queues' commands (its own URL)
+    # and verify-commands' verifications (/verify: one device read each). Both I/O bound (a
+    # Firestore transaction or two and one manufacturer API call, a few ms of CPU a request):
+    # nearly all of a request's time is spent waiting on the manufacturer. 16 requests share an
+    # instance, its Firestore client (one gRPC channel, thread-safe) and its adapters' HTTP pools
+    # (256 connections per manufacturer): the two routes' traffic, about 5.5 requests in flight
+    # for 100,000 devices (benchmarks/cloud_cost.py), then fits one instance instead of keeping
+    # one busy per route (64 -> 35 vCPU-s per device-month there), and at a few ms of CPU each,
+    # 16 at once keep the one vCPU far below the autoscaler's 60 % target, so no transaction on
+    # a device's command documents waits for the CPU. Timeout 60 s = both tasks' dispatch
     # deadline (command_tasks: dispatch_deadline), so Cloud Tasks and the function give up
-    # together. 20 x 8 = 160 > the dispatch queues' summed max_concurrent_dispatches (50).
+    # together. 20 x 16 = 320 > all four queues' summed max_concurrent_dispatches (50 for the
+    # dispatch queues + 40 for verify-commands), as 20 x 8 each was for the two functions.
     dispatch = {
       folder        = "dispatch"
       entry_point   = "dispatch"
@@ -53,23 +67,7 @@ locals {
       cpu           = "1"
       timeout       = 60
       max_instances = var.dispatch_max_instances
-      concurrency   = 8
-      env = {
-        HPSTEER_DISPATCH_URL          = local.dispatch_url
-        HPSTEER_VERIFY_URL            = local.verify_url
-        HPSTEER_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
-        HPSTEER_TASKS_LOCATION        = var.region
-      }
-    }
-    # HTTP from Cloud Tasks (verify-commands): one device read per call, as dispatch.
-    verify = {
-      folder        = "dispatch"
-      entry_point   = "verify"
-      memory        = "512Mi"
-      cpu           = "1"
-      timeout       = 60
-      max_instances = var.dispatch_max_instances
-      concurrency   = 8
+      concurrency   = 16
       env = {
         HPSTEER_DISPATCH_URL          = local.dispatch_url
         HPSTEER_VERIFY_URL            = local.verify_url

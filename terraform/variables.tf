@@ -77,7 +77,7 @@ variable "optimize_max_instances" {
 }
 
 variable "dispatch_max_instances" {
-  description = "Most dispatch/verify instances; with their concurrency this must stay above the queues' summed max_concurrent_dispatches."
+  description = "Most dispatch instances (commands and their verifications); with its concurrency this must stay above all command queues' summed max_concurrent_dispatches."
   type        = number
   default     = 20
 }

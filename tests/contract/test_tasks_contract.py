@@ -425,8 +425,9 @@ def test_cloud_tasks_ensure_queue_sends_retry_config_and_rate_limits(
 
 
 @pytest.mark.emulator
+@pytest.mark.parametrize("audience", [None, "https://europe-west1-p.cloudfunctions.net/dispatch"])
 def test_cloud_tasks_create_task_sends_oidc_token_deadline_and_full_name(
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, audience: str | None
 ) -> None:
     emulator: CloudTasksEmulator = request.getfixturevalue("cloud_tasks_emulator")
     drv = EmulatorDriver(emulator, request.getfixturevalue("task_target_server"))
@@ -436,6 +437,7 @@ def test_cloud_tasks_create_task_sends_oidc_token_deadline_and_full_name(
             queue,
             schedule_at=drv.now() + timedelta(minutes=10),
             oidc_service_account="tasks@hpsteer-test.iam.gserviceaccount.com",
+            oidc_audience=audience,
             dispatch_deadline=timedelta(minutes=2),
         )
         drv.queue.create_task(task)
@@ -445,7 +447,7 @@ def test_cloud_tasks_create_task_sends_oidc_token_deadline_and_full_name(
 
         assert stored.name == f"{parent}/tasks/{task.name}"
         assert stored.http_request.oidc_token.service_account_email == task.oidc_service_account
-        assert stored.http_request.oidc_token.audience == task.url
+        assert stored.http_request.oidc_token.audience == (audience or task.url)
         assert stored.dispatch_deadline == timedelta(minutes=2)
         assert stored.schedule_time == task.schedule_at
     finally:

@@ -2,9 +2,11 @@
 
 Requests are POSTed as Cloud Tasks sends them (JSON body, ``X-CloudTasks-*`` headers, an OIDC
 ``Authorization`` header in production) to the apps that functions-framework makes of
-``functions/dispatch/main.py``. On the local runtime the handlers run against the simulated
-fleet; with the production settings every call must carry a Google-signed token for the
-function's URL from the tasks' service account, checked before anything is read.
+``functions/dispatch/main.py``. The ``dispatch`` entry point serves two routes: the function's
+own URL (commands) and ``/verify`` below it (their verifications); any other path is refused
+with 404. On the local runtime the handlers run against the simulated fleet; with the production
+settings every call must carry a Google-signed token for the route's URL from the tasks' service
+account, checked before anything is read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from functions_framework import create_app
@@ -38,12 +41,15 @@ from tests.support.oidc import SigningKey, make_key
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = str(ROOT / "functions" / "dispatch" / "main.py")
 DISPATCH_URL = "https://europe-west1-acme-energy-prod.cloudfunctions.net/dispatch"
+VERIFY_URL = f"{DISPATCH_URL}/verify"  # terraform's local.verify_url
 TASKS_SA = "tasks-invoker@acme-energy-prod.iam.gserviceaccount.com"
 
 
-def post(target: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any], Any]:
+def post(
+    target: str, body: bytes, headers: dict[str, str], path: str = "/"
+) -> tuple[int, dict[str, Any], Any]:
     client = create_app(target, SOURCE, "http").test_client()
-    response = client.post("/", data=body, headers=headers)
+    response = client.post(path, data=body, headers=headers)
     return response.status_code, response.get_json(silent=True) or {}, response.headers
 
 
@@ -84,8 +90,12 @@ def test_locally_a_task_post_dispatches_and_a_verify_post_completes_the_command(
     assert home.commands_received == 1
     local.fleet.advance(SLOT + timedelta(minutes=10))
     check = CommandTask(device_id=home.home_id, command_id=command_id, purpose="verify")
+    verify_path = urlsplit(local.deps.settings.verify_url).path
     status, answer, _ = post(
-        "verify", check.model_dump_json().encode(), task_headers("v", "verify-commands")
+        "dispatch",
+        check.model_dump_json().encode(),
+        task_headers("v", "verify-commands"),
+        path=verify_path,
     )
     assert (status, answer["outcome"]) == (200, "completed")
     command = load_command(local.deps.store, home.home_id, command_id)
@@ -114,16 +124,16 @@ def production_deps(google_key: SigningKey, **overrides: Any) -> bootstrap.Depen
         "backend": "gcp",
         "project": "acme-energy-prod",
         "dispatch_url": DISPATCH_URL,
+        "verify_url": VERIFY_URL,
         "tasks_service_account": TASKS_SA,
         **overrides,
     }
     settings = Settings(**fields)
     deps = bootstrap.production(settings, clock=SimulatedClock(T0))
     certs = GoogleCerts(lambda: ({google_key.kid: google_key.cert_pem}, 3600.0))
-    deps.singleton(
-        f"oidc:{DISPATCH_URL}",
-        lambda: OidcVerifier(OidcPolicy(audience=DISPATCH_URL, service_account=TASKS_SA), certs),
-    )
+    for url in (DISPATCH_URL, VERIFY_URL):
+        policy = OidcPolicy(audience=url, service_account=TASKS_SA)
+        deps.singleton(f"oidc:{url}", lambda policy=policy: OidcVerifier(policy, certs))
     return deps
 
 
@@ -216,3 +226,58 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+# -- production: routes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/verify", "/dispatch/verify"])
+def test_in_production_the_verify_route_takes_a_token_for_the_functions_own_url(
+    installed: None, google_key: SigningKey, path: str
+) -> None:
+    # Cloud Run admits a token whose audience is the service's URL: verify tasks name the
+    # function's own URL as their audience (command_tasks), not their /verify URL.
+    deps = production_deps(google_key)
+    use_dependencies(deps)
+    headers = task_headers("v", "verify-commands")
+    headers["Authorization"] = f"Bearer {token(google_key, aud=DISPATCH_URL)}"
+
+    code, answer, _ = post("dispatch", b"{not json", headers, path=path)
+
+    assert (code, answer["outcome"]) == (200, "malformed")  # past the check, into the handler
+
+
+@pytest.mark.parametrize(
+    ("path", "audience"),
+    [("/verify", VERIFY_URL), ("/", VERIFY_URL), ("/dispatch", "https://elsewhere.example/x")],
+)
+def test_in_production_a_token_for_another_audience_is_refused_before_anything_is_read(
+    installed: None, google_key: SigningKey, path: str, audience: str
+) -> None:
+    deps = production_deps(google_key)
+    use_dependencies(deps)
+    headers = task_headers("t", "verify-commands")
+    headers["Authorization"] = f"Bearer {token(google_key, aud=audience)}"
+
+    code, answer, _ = post("dispatch", b'{"this body": "must not be read"}', headers, path=path)
+
+    assert (code, answer["error"]) == (401, "AuthenticationFailed")
+    assert ports_touched(deps) == set()
+
+
+@pytest.mark.parametrize("path", ["/verify/", "/dispatch/other", "/verifyx", "/elsewhere"])
+@pytest.mark.parametrize("valid_token", [True, False])
+def test_in_production_an_unknown_path_is_not_found_before_the_token_or_body_is_read(
+    installed: None, google_key: SigningKey, path: str, valid_token: bool
+) -> None:
+    # Not found whether the token is good or bad: the route comes first, and nothing but the
+    # path is looked at.
+    deps = production_deps(google_key)
+    use_dependencies(deps)
+    headers = task_headers("t", "dispatch-viessmann")
+    headers["Authorization"] = f"Bearer {token(google_key)}" if valid_token else "Bearer x"
+
+    code, answer, _ = post("dispatch", b'{"this body": "must not be read"}', headers, path=path)
+
+    assert (code, answer["error"]) == (404, "NotFound")
+    assert ports_touched(deps) == set()

@@ -13,7 +13,10 @@ terraform cannot plan here (no provider downloads), so the ``.tf`` files are rea
 - every environment variable set is a :class:`~hpsteer.config.Settings` field, and every field
   is either set or listed in :data:`CLOUD_DEFAULT_IS_RIGHT` with a reason (a new field fails
   here until someone decides);
-- nothing is publicly invokable, and each invoker may call exactly its functions;
+- commands' verifications are a route of the dispatch function (``/verify`` below its URL), not a
+  function of their own;
+- nothing is publicly invokable, and each invoker may call exactly its functions (Cloud Tasks'
+  invoker: dispatch only);
 - the publisher, enqueuer, task deleter and project roles are exactly what
   :mod:`tests.infra.code_usage` derives from the code.
 """
@@ -42,7 +45,8 @@ from hpsteer.domain.messages import (
 from hpsteer.messaging.envelope import pubsub_cloudevent, read_pubsub_message
 from hpsteer.ports.tasks import QueueConfig
 from hpsteer.runtime.simulation.topology import TRIGGERS
-from hpsteer.services.command_tasks import VERIFY_QUEUE, dispatch_queue
+from hpsteer.runtime.task_http import route_paths
+from hpsteer.services.command_tasks import VERIFY_QUEUE, dispatch_queue, dispatch_task, verify_task
 from tests.infra import code_usage
 from tests.support.terraform import blocks, resources
 
@@ -273,17 +277,45 @@ def test_sources_are_the_staged_folders_zipped_and_named_by_their_md5() -> None:
     assert one(bucket, "versioning")["enabled"] is True
 
 
-def test_dispatch_and_verify_urls_are_the_urls_of_those_functions() -> None:
+def test_the_dispatch_url_is_the_dispatch_functions_url() -> None:
     the_locals = tf_locals()
     prefix = "https://${var.region}-${var.project}.cloudfunctions.net"
     assert the_locals["function_url_prefix"] == prefix
     assert the_locals["function_name"] == (
         '${{for key, fn in local.functions : key => replace(key, "_", "-")}}'
     )
-    for key in ("dispatch", "verify"):
-        assert key in the_locals["functions"]
-        name = key.replace("_", "-")
-        assert the_locals[f"{key}_url"] == "${local.function_url_prefix}/" + name
+    assert "dispatch" in the_locals["functions"]
+    assert the_locals["dispatch_url"] == "${local.function_url_prefix}/dispatch"
+
+
+def test_the_verify_url_is_a_route_of_the_dispatch_function_not_a_function_of_its_own() -> None:
+    the_locals = tf_locals()
+    assert "verify" not in the_locals["functions"]
+    assert the_locals["verify_url"] == "${local.dispatch_url}/verify"
+    # The dispatch entry point routes that URL's path to the verify handler, and the dispatch
+    # URL's own to the dispatch handler, whichever form of the path the platform passes on.
+    dispatch_url = "https://europe-west1-acme.cloudfunctions.net/dispatch"
+    verify_url = the_locals["verify_url"].replace("${local.dispatch_url}", dispatch_url)
+    assert route_paths(verify_url, dispatch_url) == {"/verify", "/dispatch/verify"}
+    assert route_paths(dispatch_url, dispatch_url) == {"/", "/dispatch"}
+
+
+def test_commands_and_verifications_carry_a_token_for_the_dispatch_functions_own_url() -> None:
+    # Cloud Run admits an OIDC token whose audience is the service's URL; Cloud Tasks' default
+    # audience is the whole task URL, which for a verification ends in /verify.
+    settings = Settings(
+        dispatch_url="https://europe-west1-acme.cloudfunctions.net/dispatch",
+        verify_url="https://europe-west1-acme.cloudfunctions.net/dispatch/verify",
+        tasks_service_account="tasks-invoker@acme.iam.gserviceaccount.com",
+    )
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    send = dispatch_task(settings, "viessmann", "t1", "d1", "c1", at)
+    verify = verify_task(settings, "t2", "d1", "c1", at)
+    assert (send.url, verify.url) == (settings.dispatch_url, settings.verify_url)
+    assert send.oidc_audience == verify.oidc_audience == settings.dispatch_url
+    assert (
+        send.oidc_service_account == verify.oidc_service_account == settings.tasks_service_account
+    )
 
 
 def test_only_the_telemetry_webhook_and_the_api_accept_traffic_from_outside_google_cloud() -> None:
@@ -551,7 +583,7 @@ def test_every_function_runs_on_the_cloud_backends_of_this_deployment() -> None:
 def test_functions_that_enqueue_or_take_tasks_know_the_urls_and_the_invoker() -> None:
     enqueuing = {folder for folder in FOLDERS if code_usage.usage(folder).enqueues}
     for function in deployed_functions().values():
-        needs = function.source_folder in enqueuing or function.key in ("dispatch", "verify")
+        needs = function.source_folder in enqueuing or function.key == "dispatch"
         if not needs:
             assert not set(TASK_SETTINGS) & set(function.env), function.key
             continue
@@ -616,7 +648,7 @@ def _invoker_grants() -> dict[str, set[str]]:
 def test_each_invoker_account_may_call_exactly_its_functions() -> None:
     pushed = {d.key for d in deployed_functions().values() if d.entry_point in _pushed_entries()}
     assert _invoker_grants() == {
-        "serviceAccount:${google_service_account.tasks_invoker.email}": {"dispatch", "verify"},
+        "serviceAccount:${google_service_account.tasks_invoker.email}": {"dispatch"},
         "serviceAccount:${google_service_account.pubsub_push.email}": pushed,
         "serviceAccount:${google_service_account.webhook_gateway.email}": {"telemetry_webhook"},
         "var.api_invokers": {"api"},

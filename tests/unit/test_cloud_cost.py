@@ -3,6 +3,7 @@ per device-month (the simulation that counts them is the benchmark's, not tested
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,9 +15,12 @@ import pytest
 from benchmarks.cloud_cost import (
     CREDENTIAL_ENTRY_POINTS,
     DAYS_PER_MONTH,
+    ENTRY_SCALING,
     INSTANCE_LIFETIME_S,
     LATENCY_S,
     PRICES,
+    SERVED_BY,
+    TERRAFORM_FUNCTIONS,
     FunctionResources,
     FunctionUsage,
     Invocations,
@@ -30,6 +34,7 @@ from benchmarks.cloud_cost import (
     collection_pattern,
     credential_instance_starts_per_month,
     effective_concurrency,
+    entry_loads,
     firestore_document_bytes,
     firestore_index_bytes,
     firestore_index_exemptions,
@@ -42,6 +47,7 @@ from benchmarks.cloud_cost import (
     pubsub_message_bytes,
     reconcile_workers,
     requests_per_device,
+    serving_function,
     sweep_workers,
     terraform_functions,
     terraform_index_exemptions,
@@ -361,6 +367,104 @@ def test_a_project_wide_trigger_is_billed_to_the_project_not_per_device(
     assert device.requests == 0.0
 
 
+def test_entry_points_one_function_serves_share_its_instances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two routes of one function, each about 3.5 requests in flight fleet-wide (35 a second,
+    0.1 s each): alone each keeps an instance 3.5 requests busy; served by one function of
+    concurrency 16 they share one instance 7 requests busy, and each is billed at 7."""
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "a"), Scaling("device"))
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "b"), Scaling("device"))
+    measured = {"a": Invocations(300, 0.0, 30.0), "b": Invocations(300, 0.0, 30.0)}
+    size = FunctionResources(0.5, 1.0, 16, "test")
+    apart = {"a": size, "b": size}
+
+    alone = entry_loads("f", measured, 10, 100_000, apart, period_s=DAY_S, max_instances={})
+    monkeypatch.setitem(cloud_cost.SERVED_BY, "b", "a")
+    shared = entry_loads("f", measured, 10, 100_000, {"a": size}, period_s=DAY_S, max_instances={})
+
+    assert (
+        alone["a"].in_flight
+        == alone["a"].concurrency
+        == pytest.approx(300 / 10 * 100_000 / DAY_S * 0.1)
+    )
+    assert shared["b"].in_flight == pytest.approx(alone["b"].in_flight)  # its own load unchanged
+    assert (
+        shared["a"].function_in_flight
+        == shared["b"].function_in_flight
+        == pytest.approx(alone["a"].in_flight + alone["b"].in_flight)
+    )
+    assert (
+        shared["a"].concurrency
+        == shared["b"].concurrency
+        == pytest.approx(alone["a"].concurrency + alone["b"].concurrency)
+    )
+
+
+def test_entry_points_one_function_serves_are_billed_at_their_pooled_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "a"), Scaling("device"))
+    monkeypatch.setitem(cloud_cost.ENTRY_SCALING, ("f", "b"), Scaling("device"))
+    measured = {"a": Invocations(300, 0.0, 30.0), "b": Invocations(300, 0.0, 30.0)}
+    size = FunctionResources(0.5, 1.0, 16, "test")
+
+    apart, _ = function_usage(
+        "f", measured, 10, 100_000, {"a": size, "b": size}, period_s=DAY_S, max_instances={}
+    )
+    monkeypatch.setitem(cloud_cost.SERVED_BY, "b", "a")
+    pooled, _ = function_usage(
+        "f", measured, 10, 100_000, {"a": size}, period_s=DAY_S, max_instances={}
+    )
+
+    in_flight = 300 / 10 * 100_000 / DAY_S * 0.1  # each entry's own
+    per_entry = (30.0 / 10 + 0.05 * 30) / in_flight  # per device: waits and rounding
+    assert apart.vcpu_s == pytest.approx(2 * per_entry)
+    assert pooled.vcpu_s == pytest.approx(2 * per_entry / 2)  # both at twice the concurrency
+    assert pooled.requests == apart.requests
+
+
+def test_an_entry_point_is_served_by_its_own_function_unless_it_is_a_route_of_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import cloud_cost
+
+    monkeypatch.setitem(cloud_cost.SERVED_BY, "b", "a")
+    assert serving_function("b") == "a"
+    assert serving_function("a") == "a"
+    assert serving_function("reconcile") == "reconcile"
+
+
+def _terraform_text() -> str:
+    return TERRAFORM_FUNCTIONS.read_text()
+
+
+def test_every_entry_point_is_served_by_a_function_terraform_deploys() -> None:
+    from tests.infra import code_usage
+
+    deployed = terraform_functions(_terraform_text())
+    for folder, entry in ENTRY_SCALING:
+        assert serving_function(entry) in deployed, (folder, entry)
+        assert (entry in deployed) == (entry not in SERVED_BY), entry
+        # the benchmark's entry point is one of the folder's, or a route of one of them
+        assert serving_function(entry) in code_usage.entry_points(folder), (folder, entry)
+
+
+def test_verification_is_the_dispatch_functions_verify_route() -> None:
+    """What :data:`SERVED_BY` says is what terraform deploys and the code routes: no verify
+    function or entry point, and the verify URL below the dispatch function's."""
+    from tests.infra import code_usage
+
+    assert SERVED_BY == {"verify": "dispatch"}
+    assert "verify" not in terraform_functions(_terraform_text())
+    assert "verify" not in code_usage.entry_points("dispatch")
+    assert re.search(r'verify_url\s*=\s*"\$\{local\.dispatch_url\}/verify"', _terraform_text())
+
+
 TERRAFORM = """
   functions = {
     # a comment
@@ -395,9 +499,6 @@ SCALED = """
       memory        = "512Mi"
       max_instances = var.dispatch_max_instances
     }
-    verify = {
-      max_instances = var.dispatch_max_instances
-    }
     reconcile = {
       max_instances = 20
     }
@@ -408,7 +509,7 @@ SCALED = """
 """
 VARIABLES = """
 variable "dispatch_max_instances" {
-  description = "Most dispatch/verify instances."
+  description = "Most dispatch instances."
   type        = number
   default     = 7
 }
@@ -416,11 +517,7 @@ variable "dispatch_max_instances" {
 
 
 def test_max_instances_are_read_as_numbers_or_from_a_variables_default() -> None:
-    assert terraform_max_instances(SCALED, VARIABLES) == {
-        "dispatch": 7,
-        "verify": 7,
-        "reconcile": 20,
-    }
+    assert terraform_max_instances(SCALED, VARIABLES) == {"dispatch": 7, "reconcile": 20}
 
 
 def test_credential_instance_starts_are_every_slot_restarted_once_per_assumed_lifetime(
@@ -430,9 +527,10 @@ def test_credential_instance_starts_are_every_slot_restarted_once_per_assumed_li
     functions.write_text(SCALED)
     variables.write_text(VARIABLES)
     starts, slots = credential_instance_starts_per_month(functions, variables)
-    assert slots == {"dispatch": 7, "verify": 7, "reconcile": 20}
-    assert set(slots) == set(CREDENTIAL_ENTRY_POINTS)
-    assert starts == pytest.approx(34 * DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S)
+    # verify reads credentials on the dispatch function's instances: their slots count once.
+    assert slots == {"dispatch": 7, "reconcile": 20}
+    assert set(slots) == {serving_function(e) for e in CREDENTIAL_ENTRY_POINTS}
+    assert starts == pytest.approx(27 * DAYS_PER_MONTH * 86_400 / INSTANCE_LIFETIME_S)
 
 
 def test_a_document_path_is_named_by_its_collections_with_the_ids_elided() -> None:

@@ -5,9 +5,10 @@ may rotate on use. :func:`access_token_for` gives a client the account's access 
 credentials document it has just read (:class:`~hpsteer.adapters.credentials.CredentialStore`,
 one read): the **stored access token** when it is usable for more than ``TOKEN_MARGIN`` and is
 not one this instance saw refused, with no token endpoint call and no write; else a refresh.
-A function instance that has not met the account within the hour (dispatch, verify and
-reconcile run on many instances, and a household's commands are hours apart) thus uses the
-token another instance got, instead of refreshing (two reads, a write and a token endpoint call).
+A function instance that has not met the account within the hour (dispatch, with its verify
+route, and reconcile run on many instances, and a household's commands are hours apart) thus
+uses the token another instance got, instead of refreshing (a read, a write and a token
+endpoint call).
 
 :func:`refresh_with_rotation` asks the token endpoint with the account's stored refresh token
 (read with the document, never a cached one, so an instance always presents the newest one

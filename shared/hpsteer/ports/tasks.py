@@ -89,7 +89,11 @@ class TaskRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     http_method: str = "POST"
     oidc_service_account: str | None = None
-    """Cloud Tasks adds an OIDC token for this service account (audience: ``url``)."""
+    """Cloud Tasks adds an OIDC token for this service account (audience: ``oidc_audience``)."""
+    oidc_audience: str | None = None
+    """The token's audience; ``None``: ``url`` (Cloud Tasks' own default). A task for a path
+    below a function's URL names the function's URL here: Cloud Run admits a token whose
+    audience is the service's URL."""
     dispatch_deadline: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,16 @@
-"""What an HTTP function that Cloud Tasks calls does around its one service call.
+"""What an HTTP function that Cloud Tasks calls does around its service calls.
 
 :func:`serve_task` is the Cloud Tasks counterpart of :func:`~hpsteer.runtime.entrypoint.run_pubsub`:
 
+0. :func:`serve_routes` first picks the route: one function serves several URLs (dispatch: the
+   function's own URL for commands, ``/verify`` below it for their verifications), each with its
+   handler. A request whose path is none of the routes' paths (:func:`route_paths`) is answered
+   404 before its token or its body is read (a path is all that is looked at; Cloud Run's IAM
+   has already admitted only the invoker account, and the paths are no secret). Every route's
+   token has the function's own URL for audience: Cloud Run admits a token whose audience is the
+   service's URL, so a task for a path below it names that URL as its audience
+   (``TaskRequest.oidc_audience``, :mod:`hpsteer.services.command_tasks`) rather than Cloud
+   Tasks' default, the task's whole URL.
 1. In production (``HPSTEER_BACKEND=gcp`` with ``dispatch_require_oidc``), the ``Authorization``
    header must carry a Google-signed OIDC token for the configured URL (the audience Cloud Tasks
    uses: the task's URL) from ``tasks_service_account``; anything else is refused with 401 or 403
@@ -18,15 +27,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from hpsteer.observability.logging import log_context
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.runtime.entrypoint import dependencies
 from hpsteer.services.dispatch import Reply, TaskDelivery
 
-__all__ = ["HttpAnswer", "TaskHandler", "serve_task"]
+__all__ = ["HttpAnswer", "TaskHandler", "route_paths", "serve_routes", "serve_task"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +55,9 @@ class TaskRequest(Protocol):
 
     @property
     def headers(self) -> _Headers: ...
+
+    @property
+    def path(self) -> str: ...
 
     def get_data(self) -> bytes: ...
 
@@ -98,3 +111,33 @@ def serve_task(request: TaskRequest, handler: TaskHandler, *, audience: str) -> 
             _log.exception("task %s failed; Cloud Tasks will retry it", delivery.task_name)
             return _json(500, {"outcome": "error"})
     return _json(reply.status, reply.body(), reply.headers())
+
+
+def route_paths(url: str, function_url: str) -> frozenset[str]:
+    """The request paths a call to ``url`` can reach the function whose own URL is
+    ``function_url`` with: ``url``'s path, and, when that lies under ``function_url``'s path, what
+    follows it (``/`` for the function's own URL). A function's ``cloudfunctions.net`` URL ends
+    with the function's name, which the platform strips before the request reaches the code
+    (``.../dispatch/verify`` arrives as ``/verify``, as Cloud Functions documents for its first
+    generation), while a ``run.app`` URL's path and the local runtime's arrive as they are: both
+    forms are accepted (for dispatch's two routes they never overlap)."""
+    path = urlsplit(url).path or "/"
+    base = urlsplit(function_url).path.rstrip("/")
+    paths = {path}
+    if base and (path == base or path.startswith(base + "/")):
+        paths.add(path[len(base) :] or "/")
+    return frozenset(paths)
+
+
+def serve_routes(request: TaskRequest, routes: Sequence[tuple[str, TaskHandler]]) -> HttpAnswer:
+    """Serve ``request`` by the first of ``routes`` (URL, handler) whose :func:`route_paths`
+    hold its path; the first route's URL is the function's own, and the audience every route's
+    token is checked against (:func:`serve_task`; the tasks name it,
+    :mod:`hpsteer.services.command_tasks`). No route: 404, nothing else read (the module
+    docstring)."""
+    function_url = routes[0][0]
+    for url, handler in routes:
+        if request.path in route_paths(url, function_url):
+            return serve_task(request, handler, audience=function_url)
+    _log.warning("refused a task call to an unknown path %.200r", request.path)
+    return _json(404, {"error": "NotFound"})

@@ -138,6 +138,7 @@ def _request(
         body=body.model_dump_json().encode(),
         headers=headers,
         oidc_service_account=settings.tasks_service_account,
+        oidc_audience=settings.dispatch_url,
         dispatch_deadline=timedelta(seconds=60),
     )
 

@@ -157,7 +157,8 @@ class CloudTasksQueue:
         )
         if task.oidc_service_account is not None:
             http_request.oidc_token = tasks_v2.OidcToken(
-                service_account_email=task.oidc_service_account, audience=task.url
+                service_account_email=task.oidc_service_account,
+                audience=task.oidc_audience or task.url,
             )
         proto = tasks_v2.Task(
             name=self.task_path(task.queue, task.name),

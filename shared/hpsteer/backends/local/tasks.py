@@ -406,7 +406,7 @@ class LocalTaskQueue:
         }
         if req.oidc_service_account is not None:
             # Locally no real token is minted: the marker only shows that Cloud Tasks would send
-            # an OIDC token for this service account (audience: the task URL).
+            # an OIDC token for this service account (audience: oidc_audience, else the task URL).
             service["Authorization"] = f"Bearer {FAKE_LOCAL_TOKEN}"
         replaced = {k.lower() for k in service}
         own = {
