@@ -101,14 +101,17 @@ overstated (an upper bound); the reconcile page's run record (:data:`PER_PAGE_DO
 counted per page of the fleet. Cloud Run's own request logs, Eventarc, egress to the manufacturers,
 Cloud Monitoring, Artifact Registry and the BigQuery queries of reports are not counted.
 Firestore's europe-west1 row was not in the stored pricing pages (marked unconfirmed).
-The default run has 20 homes (each its own account, plan and command stream, all three
-manufacturers): 140 device-days in about 1.5 minutes. 10 homes gave totals within 3 % of
-20, so more homes would change little. They are fewer than a reconcile page (200) or an
-optimize shard (100), hence the upper bound above; for the same reason a reconcile page's
-workers share fewer devices than a full page gives them (20 devices on 16 lanes: the longest
-lane waits for two devices' polls, where a page of 200 spreads 12.5 per lane), so reconcile's
-waits per device are overstated too, and so are optimize's (a shard's 20 devices on 16 lanes,
-the lane that reads the shard's history and earlier forecasts the longest). One thing runs the
+The default run has 100 homes (each its own account, plan and command stream, all three
+manufacturers): 700 device-days in about 5 to 9 minutes on this machine. That is one optimize
+shard (100) and half a reconcile page (200): a page's or a shard's own work is spread over as
+many devices as a full shard gives it, and over half as many as a full page, hence the upper
+bound above, now within a factor of two for reconcile. Likewise a reconcile page's workers share
+fewer devices than a full page gives them (100 devices on 16 lanes: 6 or 7 polls on the longest
+lane, where a page of 200 spreads 12.5 per lane and 16 pages share an instance either way).
+Fewer homes overstate more: 20 homes (``--homes 20``, about 1.5 minutes, for trying a change)
+came to $0.0107 where 100 came to $0.0103 on the same code (commit 041378a): the next page's
+message and run record, the shard's history query, past weather digest and analytics inserts,
+and the sweep's query, each spread over 20 devices instead of 100. One thing runs the
 other way: a shard's analytics inserts, made on their own threads at its end, after its devices,
 are counted as one more lane beside the devices' (up to one insert's 50 ms a shard missed).
 
@@ -1989,7 +1992,7 @@ def _print_breakdown(by: Mapping[str, Any], top: int = 15) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--homes", type=int, default=20)
+    parser.add_argument("--homes", type=int, default=100)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fleet", type=int, default=FLEET_DEVICES)
