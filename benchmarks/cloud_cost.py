@@ -63,7 +63,7 @@ trips of its remote calls (:data:`LATENCY_S`: the local backends answer in micro
 critical path (:class:`Meter`): the waits of the thread serving it, store operations included, plus
 the longest of the lanes that worked for it at the same time: each other thread (a pool's workers:
 optimize_shard solves on one), and the devices of a reconcile page and of an optimize shard and the
-markers a command sweep settles, which the simulation handles one after another (the local
+due plan releases a command sweep settles, which the simulation handles one after another (the local
 runtime's ``reconcile_workers``, ``optimize_io_workers`` and ``sweep_workers`` are 1, so its seeded
 faults and the order of its writes stay reproducible) while production runs them on that many
 threads (terraform's ``HPSTEER_RECONCILE_WORKERS``, ``HPSTEER_OPTIMIZE_IO_WORKERS`` and
@@ -658,7 +658,7 @@ def optimize_io_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
 
 
 def sweep_workers(functions: Path = TERRAFORM_FUNCTIONS) -> int:
-    """Due outbox markers the command sweep settles at once in production:
+    """Due plan releases the command sweep settles at once in production:
     ``HPSTEER_SWEEP_WORKERS`` in terraform's sweep_commands entry, else the setting's default."""
     return _workers("sweep_commands", "sweep_workers", functions)
 
@@ -1430,16 +1430,16 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
         device = reconcile_service.reconcile_device
         prepare, finish = optimize_service._Shard.prepare, optimize_service._finish
         shard_lanes = optimize_io_workers()
-        sweep_marker, marker_lanes = outbox_service._sweep_marker, sweep_workers()
+        sweep_release, release_lanes = outbox_service._sweep_release, sweep_workers()
         _wrap(reconcile_service, "reconcile_device", lambda inner: _as_unit(meter, inner))
-        _wrap(outbox_service, "_sweep_marker", lambda inner: _as_unit(meter, inner, marker_lanes))
+        _wrap(outbox_service, "_sweep_release", lambda inner: _as_unit(meter, inner, release_lanes))
         for owner, name in ((optimize_service._Shard, "prepare"), (optimize_service, "_finish")):
             _wrap(owner, name, lambda inner: _as_unit(meter, inner, shard_lanes))
         try:
             simulation.run()
         finally:
             reconcile_service.reconcile_device = device
-            outbox_service._sweep_marker = sweep_marker
+            outbox_service._sweep_release = sweep_release
             optimize_service._Shard.prepare = prepare  # type: ignore[method-assign]
             optimize_service._finish = finish
             configure_tracing(None)
@@ -1479,10 +1479,10 @@ def measure_run(homes: int, days: int, seed: int = 0) -> Run:
 def _as_unit(
     meter: Meter, inner: Callable[..., Any], lanes: int | None = None
 ) -> Callable[..., Any]:
-    """``inner`` (one reconcile device; one optimize device's preparing or completing; one
-    marker the command sweep settles) as a :meth:`Meter.unit` of a pool of ``lanes`` (default
-    :attr:`Meter.unit_lanes`): production runs a page's, a shard's or a sweep's units on its
-    workers, the simulation one after another."""
+    """``inner`` (one reconcile device; one optimize device's preparing or completing; one due
+    plan release the command sweep settles) as a :meth:`Meter.unit` of a pool of ``lanes``
+    (default :attr:`Meter.unit_lanes`): production runs a page's, a shard's or a sweep's units on
+    its workers, the simulation one after another."""
 
     def unit(*args: Any, **kwargs: Any) -> Any:
         with meter.unit(lanes):

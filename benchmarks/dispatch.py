@@ -23,7 +23,7 @@ Figures (``python -m benchmarks.dispatch --json``):
   Goal ≥ 1,000/s.
 - ``writes_per_command``, ``reads_per_command``: document operations per completed command
   that reach the store, counted by :class:`PhasedCountingStore`, with ``by_kind`` (command,
-  event, plan, marker, budget, breaker, baseline, alert, device, other, from the path) and
+  event, plan, budget, breaker, baseline, alert, device, other, from the path) and
   ``by_phase`` (plan, release, dispatch, verify, sweep). Goal ≤ 6 each. Counted as Firestore
   bills them: a transaction's reads in every attempt and its writes once; a query reads one
   document per result and at least one; ``writes`` includes deletes, also shown on their own
@@ -85,7 +85,7 @@ MODE_PATTERNS: tuple[tuple[Mode, ...], ...] = (
     (Mode.MID, Mode.MAX, Mode.MIN, Mode.MIN, Mode.MAX, Mode.MAX),
 )
 """Six hourly slots per plan, four mode changes each; homes take the patterns in turn."""
-KINDS = ("command", "event", "plan", "marker", "budget", "breaker", "baseline", "alert", "device")
+KINDS = ("command", "event", "plan", "budget", "breaker", "baseline", "alert", "device")
 PHASES = ("plan", "release", "dispatch", "verify", "sweep")
 SWEEP_EVERY = timedelta(minutes=30)
 """The command sweep's schedule (terraform's ``command_sweep_interval_minutes``): it releases
@@ -128,9 +128,12 @@ def document_kind(path: str) -> str:
     if parts[0] == "manufacturers":
         sub = parts[2] if len(parts) > 2 else ""
         return {"": "breaker", "accounts": "budget", "baselines": "baseline"}.get(sub, "other")
-    if parts[0] == "commands":  # a collection group query over every device's commands
-        return "command"
-    return {"outboxes": "marker", "alerts": "alert"}.get(parts[0], "other")
+    # A collection group query over every device's commands or plans (a plan's release, which
+    # the command sweep queries, is fields of the plan: there is no marker document).
+    group = {"commands": "command", "plans": "plan"}.get(parts[0])
+    if group is not None:
+        return group
+    return {"alerts": "alert"}.get(parts[0], "other")
 
 
 @dataclass

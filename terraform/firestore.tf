@@ -18,8 +18,10 @@
 #   commands group (state in, watch_at < | >=)                the outbox sweeps (reconcile tick):
 #                                                             stuck commands, unalerted failures
 #   commands group (command_id ==)                            `hpsteer inspect command ID`
-#   devices (steering_enabled ==[, price_area ==]), outboxes (due_at <=), events (dedup_key ==,
-#   order seq), plans (order created_at desc), baselines (key range, order key): automatic.
+#   plans group (release_due_at <=)                           the outbox sweep: plans whose
+#                                                             release came due
+#   devices (steering_enabled ==[, price_area ==]), events (dedup_key ==, order seq), plans
+#   (order created_at desc), baselines (key range, order key): automatic.
 
 resource "google_firestore_index" "alerts_of_device" {
   database    = google_firestore_database.main.name
@@ -78,6 +80,36 @@ resource "google_firestore_field" "commands_command_id" {
   database   = google_firestore_database.main.name
   collection = "commands"
   field      = "command_id"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "DESCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      array_config = "CONTAINS"
+      query_scope  = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+# The command sweep's query over every device's plans: `release_due_at <=` now (implicitly ordered
+# by release_due_at, then by document path), the plans whose outbox release came due
+# (hpsteer.services.outbox_markers; cleared to null at conclusion, which a range never matches).
+# As above, the automatic collection-scope indexes are kept explicitly beside the
+# collection-group one.
+resource "google_firestore_field" "plans_release_due_at" {
+  database   = google_firestore_database.main.name
+  collection = "plans"
+  field      = "release_due_at"
 
   index_config {
     indexes {

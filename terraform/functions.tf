@@ -76,11 +76,11 @@ locals {
       }
     }
     # Pub/Sub command-sweep-requests every command_sweep_interval_minutes: pages through
-    # outboxes and stuck commands. One sweep at a time (max 1 instance, 1 request) so two ticks
-    # never race over the same commands; 300 s for a large fleet's pages. The due markers (about
-    # 13 per device a day in the simulated week: plans' changes coming within reach, replaced
-    # plans' markers dropped) are settled 16 at a time (HPSTEER_SWEEP_WORKERS): each waits on a
-    # few round trips, one after another.
+    # the plans whose release is due and stuck commands. One sweep at a time (max 1 instance, 1
+    # request) so two ticks never race over the same commands; 300 s for a large fleet's pages.
+    # The due releases (about 13 per device a day in the simulated week: plans' changes coming
+    # within reach, replaced plans' releases dropped) are settled 16 at a time
+    # (HPSTEER_SWEEP_WORKERS): each waits on a few round trips, one after another.
     sweep_commands = {
       folder        = "dispatch"
       entry_point   = "sweep_commands"

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     minutes in terraform, at most 60) plus a sweep's retries, so every change is released while
     still ahead of its instant."""
     sweep_workers: int = Field(default=1, ge=1, le=64)
-    """Due outbox markers the command sweep settles at once, on as many threads: each waits on
+    """Due plan releases the command sweep settles at once, on as many threads: each waits on
     a few store reads and Cloud Tasks calls (:func:`hpsteer.services.outbox.sweep`). 1, the
     default and what the local runtime keeps, settles them in turn so a seeded simulation
     creates its commands and tasks in one order; terraform sets 16 for ``sweep_commands``, the

@@ -561,6 +561,29 @@ def test_collection_group_spans_every_collection_with_that_id(zoo: DocumentStore
     assert zoo.collection_group("nothing").documents == []
 
 
+def test_a_range_on_a_timestamp_never_matches_a_field_cleared_to_null(
+    store: DocumentStore,
+) -> None:
+    # Firestore orders values by type first and a range filter matches its own type only: a
+    # field set to null (or missing) is never "before" a timestamp, in a collection-group query
+    # too (the command sweep clears a plan's release_due_at to null once its release concluded).
+    store.create("devices/a/plans/due", {"due": T0 - timedelta(minutes=1)})
+    store.create("devices/a/plans/now", {"due": T0})
+    store.create("devices/a/plans/later", {"due": T0 + timedelta(minutes=1)})
+    store.create("devices/a/plans/cleared", {"due": T0 - timedelta(minutes=1)})
+    store.update("devices/a/plans/cleared", {"due": None})
+    store.create("devices/b/plans/never", {"other": 1})
+    store.create("devices/b/plans/null", {"due": None})
+
+    group = store.collection_group("plans", [Filter("due", "<=", T0)])
+    assert [d.path for d in group.documents] == ["devices/a/plans/due", "devices/a/plans/now"]
+    one = store.query("devices/b/plans", [Filter("due", "<", T0 + timedelta(days=1))])
+    assert one.documents == []
+    assert _ids(store.query("devices/a/plans", [Filter("due", "==", None)]).documents) == [
+        "cleared"
+    ]
+
+
 def test_query_of_a_subcollection_sees_only_that_collection(zoo: DocumentStore) -> None:
     assert [d.path for d in zoo.query("zoo/d1/zoo").documents] == ["zoo/d1/zoo/inner"]
 

@@ -100,8 +100,9 @@ from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.alerts import alert_path
 from hpsteer.services.command_log import history, load_command
 from hpsteer.services.command_tasks import max_attempts
-from hpsteer.services.outbox import marker_path, release_plan, sweep
-from hpsteer.services.plans_store import make_current, outbox_marker
+from hpsteer.services.outbox import release_plan, sweep
+from hpsteer.services.outbox_markers import new_release
+from hpsteer.services.plans_store import make_current
 from hpsteer.sim import MANUFACTURERS
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 
@@ -706,11 +707,9 @@ def publish_plan(
     records = rig.plans.setdefault(device_id, [])
     plan_id = f"plan{len(records) + 1:02d}"
     document = _plan_document(rig, device_id, plan_id, step.changes or (), kept)
+    if document["outbox"]:  # written with its release fields, as write_plan does
+        document.update(new_release(rig.now()))
     rig.store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    rig.store.set(
-        marker_path(device_id, plan_id),
-        outbox_marker(device_id, plan_id, rig.now()),
-    )
     records.append(PlanRecord(plan_id, document))
     created = rig.now() + timedelta(microseconds=len(records))  # later plans win ties
     assert make_current(

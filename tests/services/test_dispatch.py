@@ -33,12 +33,11 @@ from hpsteer.services.command_tasks import DISPATCH_RETRY, dispatch_queue
 from hpsteer.services.dispatch import TaskDelivery, handle_dispatch
 from hpsteer.services.outbox import (
     command_id_for,
-    marker_path,
     release_plan,
     supersede_older,
     sweep,
 )
-from hpsteer.services.plans_store import outbox_marker
+from hpsteer.services.outbox_markers import RELEASE_DUE_AT, new_release
 from hpsteer.sim.faults import FaultPlan, FaultSpec
 from hpsteer.sim.fleet import Home
 
@@ -85,7 +84,7 @@ def publish_plan(
     *,
     slots: list[tuple[datetime, datetime, Mode]] | None = None,
 ) -> list[str]:
-    """Write a plan document with its outbox and marker, make it current, release it."""
+    """Write a plan document with its outbox and release fields, make it current, release it."""
     store = local.deps.store
     end_at = changes[-1][0] + timedelta(hours=2)
     document: dict[str, Any] = {
@@ -104,12 +103,9 @@ def publish_plan(
             {"at": at.isoformat(), "action": action.value, "slot_index": i * 4, "status": "pending"}
             for i, (at, action) in enumerate(changes)
         ],
+        **new_release(local.clock.now()),
     }
     store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    store.set(
-        marker_path(device_id, plan_id),
-        outbox_marker(device_id, plan_id, local.clock.now()),
-    )
     store.update(f"devices/{device_id}", {"current_plan_id": plan_id})
     device = store.get(f"devices/{device_id}")
     assert device is not None
@@ -512,18 +508,17 @@ def test_the_sweep_releases_an_outbox_a_crash_left_behind(
         "outbox": [
             {"at": SLOT.isoformat(), "action": "set_mode_max", "slot_index": 0, "status": "pending"}
         ],
+        **new_release(T0),
     }
     store.set(f"devices/{home.home_id}/plans/p1", document)
-    store.set(
-        marker_path(home.home_id, "p1"),
-        outbox_marker(home.home_id, "p1", T0),
-    )
     store.update(f"devices/{home.home_id}", {"current_plan_id": "p1"})
     # ...and the process died before releasing it.
     local.fleet.advance(T0 + timedelta(minutes=5))
     outcome = sweep(local.deps)
     assert outcome.released_plans == 1
-    assert store.get(marker_path(home.home_id, "p1")) is None
+    released = store.get(f"devices/{home.home_id}/plans/p1")
+    assert released is not None
+    assert released.data[RELEASE_DUE_AT] is None  # concluded
     local.run_until(SLOT + timedelta(minutes=11))
     assert command(local, home.home_id, command_id_for("p1", 0)).state is S.COMPLETED
 

@@ -35,7 +35,6 @@ from hpsteer.services.command_log import load_command
 from hpsteer.services.ingest_prices import ingest_prices
 from hpsteer.services.ingest_weather import forecast_location_id, ingest_weather
 from hpsteer.services.optimize import decode_trigger, fan_out, plan_shard
-from hpsteer.services.outbox import marker_path
 from hpsteer.services.plan_inputs import (
     PlanningOptions,
     assemble,
@@ -243,10 +242,10 @@ def test_a_shard_writes_each_plan_with_its_outbox_makes_it_current_and_records_i
             assert command.state is CommandState.PENDING
             assert command.slot_start_at == datetime.fromisoformat(entry["at"])
             assert command.generic_action.value == entry["action"]
-        # Its marker waits for the sweep until the next later change comes within reach.
-        marker = ready.store.get(marker_path(outcome.device_id, outcome.plan_id))
-        assert marker is not None
-        assert marker.data["due_at"] == datetime.fromisoformat(later[0]["at"]) - (reach - NOW)
+        # Its release comes due for the sweep when the next later change comes within reach.
+        assert stored.data["release_due_at"] == datetime.fromisoformat(later[0]["at"]) - (
+            reach - NOW
+        )
         assert stored.data["solve_ms"] > 0
         assert plan.solver_gap is not None
         assert stored.data["inputs"]["weather_issued_at"] == "2023-01-15T12:00:00Z"

@@ -31,13 +31,12 @@ from hpsteer.services.dispatch import TaskDelivery, handle_dispatch
 from hpsteer.services.outbox import (
     ReleaseBatch,
     command_id_for,
-    marker_path,
     release_plan,
     sweep,
 )
-from hpsteer.services.plans_store import make_current, outbox_marker
+from hpsteer.services.plans_store import make_current
 from hpsteer.sim.fleet import Home
-from tests.support.outboxes import PLAN_START, plan_document, publish
+from tests.support.outboxes import PLAN_START, plan_document, publish, release_due_at
 
 T0 = PLAN_START
 # These specs are about what a release does with a plan's changes: every change is within its
@@ -224,7 +223,6 @@ def test_a_release_overtaken_by_a_newer_plan_creates_and_supersedes_nothing(
     store = local.deps.store
     p2 = plan_document(local, d, "p2", [(2, MID), (3, MIN)], 12)
     store.set(f"devices/{d}/plans/p2", p2)
-    store.set(marker_path(d, "p2"), outbox_marker(d, "p2", T0))
     store.update(f"devices/{d}", {"current_plan_id": "p3"})  # p3 became current meanwhile
 
     # optimize had seen p2 current (current=True): the release finds out in its transaction.
@@ -233,7 +231,7 @@ def test_a_release_overtaken_by_a_newer_plan_creates_and_supersedes_nothing(
     assert (outcome.queued, outcome.adopted, outcome.superseded) == ([], [], [])
     assert load_command(store, d, command_id_for("p2", 2)) is None
     assert command(local, d, command_id_for("p1", 1)).state is S.PENDING
-    assert store.get(marker_path(d, "p2")) is None
+    assert release_due_at(store, d, "p2") is None  # dropped
 
 
 class Died(Exception):
@@ -262,12 +260,11 @@ def test_a_dropped_release_enqueues_the_task_of_a_command_a_newer_plan_adopted(
     local: LocalFleet, home: Home
 ) -> None:
     """p1's release created its commands and died before their tasks; p2 adopted one of them.
-    The sweep drops p1's marker and makes sure the adopted command's task exists."""
+    The sweep drops p1's release and makes sure the adopted command's task exists."""
     d = home.home_id
     store = local.deps.store
     p1 = plan_document(local, d, "p1", [(1, MAX), (3, MIN)], 12)
     store.set(f"devices/{d}/plans/p1", p1)
-    store.set(marker_path(d, "p1"), outbox_marker(d, "p1", T0))
     assert make_current(store, d, "p1", T0, T0, [(T0 + HOUR, MAX), (T0 + 3 * HOUR, MIN)])
     device = store.get(f"devices/{d}")
     assert device is not None
@@ -281,7 +278,7 @@ def test_a_dropped_release_enqueues_the_task_of_a_command_a_newer_plan_adopted(
     assert command(local, d, adopted).task_name not in task_names(local)
 
     local.fleet.advance(T0 + timedelta(minutes=5))
-    assert sweep(local.deps).dropped_markers == 1
+    assert sweep(local.deps).dropped_plans == 1
 
     assert command(local, d, adopted).task_name in task_names(local)
     local.run_until(T0 + HOUR + timedelta(minutes=11))
@@ -305,7 +302,7 @@ def test_released_again_the_newer_plan_adopts_the_same_commands_and_creates_noth
     assert (again.adopted, again.queued) == (first.adopted, first.queued)
     assert again.superseded == []  # superseded already, by the release that died
     assert task_names(local) == tasks
-    assert local.deps.store.get(marker_path(d, "p2")) is None
+    assert release_due_at(local.deps.store, d, "p2") is None
 
 
 def test_an_older_command_sent_meanwhile_is_left_to_dispatch(local: LocalFleet, home: Home) -> None:
@@ -351,6 +348,7 @@ def test_a_concluded_plan_released_again_keeps_the_commands_it_adopted(
     stored = local.deps.store.get(f"devices/{d}/plans/p2")
     assert stored is not None
     assert stored.data["outbox_released_at"] is not None  # concluded
+    assert release_due_at(local.deps.store, d, "p2") is None
 
     again = release_plan(local.deps, d, {"manufacturer": "viessmann"}, stored.data, current=True)
 

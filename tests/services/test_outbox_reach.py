@@ -2,10 +2,10 @@
 
 Re-plans come every few hours and move the far changes; a change released hours ahead would mostly
 be superseded (a command, its events, its task and its rows for nothing). So a release makes
-commands of the changes due within reach and leaves the later ones in the plan's outbox; its marker
-waits with ``due_at`` = the next change's instant minus the reach, and the sweep (every 30 minutes)
-releases them as they come within reach. A plan replaced meanwhile never makes its later changes
-commands: the sweep drops its marker.
+commands of the changes due within reach and leaves the later ones in the plan's outbox; the plan's
+release comes due (``release_due_at``) at the next change's instant minus the reach, and the sweep
+(every 30 minutes) releases them as they come within reach. A plan replaced meanwhile never makes
+its later changes commands: the sweep drops its release.
 
 The rig is the local command path (:class:`hpsteer.runtime.local_fleet.LocalFleet` with the
 default settings, its sweep as Cloud Scheduler runs it), plans written and made current as
@@ -14,7 +14,7 @@ optimize does, on the local store and on Firestore (its emulator).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,12 +28,12 @@ from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
 from hpsteer.services.command_tasks import dispatch_queue, send_task_name
 from hpsteer.services.outbox import (
+    ReleaseBatch,
     command_id_for,
-    marker_path,
     sweep,
 )
 from hpsteer.sim.fleet import Home
-from tests.support.outboxes import PLAN_START, publish
+from tests.support.outboxes import PLAN_START, publish, release_due_at
 
 T0 = PLAN_START
 HOUR = timedelta(hours=1)
@@ -64,9 +64,9 @@ def statuses(local: LocalFleet, device_id: str, plan_id: str) -> list[str]:
     return [str(entry["status"]) for entry in stored.data["outbox"]]
 
 
-def marker(local: LocalFleet, device_id: str, plan_id: str) -> dict[str, Any] | None:
-    snapshot = local.deps.store.get(marker_path(device_id, plan_id))
-    return None if snapshot is None else snapshot.data
+def due(local: LocalFleet, device_id: str, plan_id: str) -> datetime | None:
+    """When the plan's release comes due for the sweep (None: concluded or dropped)."""
+    return release_due_at(local.deps.store, device_id, plan_id)
 
 
 def state(local: LocalFleet, device_id: str, plan_id: str, hour: int) -> CommandState | None:
@@ -92,10 +92,49 @@ def test_a_release_makes_commands_only_of_the_changes_within_reach(
     ]
     assert statuses(local, device_id, "p1") == ["queued", "pending", "pending"]
     assert state(local, device_id, "p1", 3) is None
-    # The outbox is not concluded: its marker waits until the next change is within reach.
-    waiting = marker(local, device_id, "p1")
-    assert waiting is not None
-    assert waiting["due_at"] == T0 + 3 * HOUR - timedelta(minutes=120)
+    # The outbox is not concluded: its release comes due when the next change is within reach.
+    assert due(local, device_id, "p1") == T0 + 3 * HOUR - timedelta(minutes=120)
+
+
+def recorded_writes(monkeypatch: pytest.MonkeyPatch, store: DocumentStore) -> list[tuple[str, str]]:
+    """The (operation, path) of every write made on ``store`` outside a transaction from now on."""
+    writes: list[tuple[str, str]] = []
+    for name in ("create", "set", "update", "delete"):
+        real = getattr(store, name)
+
+        def record(path: str, *args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            writes.append((_name, path))
+            return _real(path, *args, **kw)
+
+        monkeypatch.setattr(store, name, record)
+    return writes
+
+
+def test_a_plans_release_moves_and_then_clears_its_due_time_in_the_update_marking_its_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = LocalFleet.build(start=T0, homes=1, seed=11)
+    local.register_devices()
+    device_id = next(iter(local.fleet)).home_id
+    plan = f"devices/{device_id}/plans/p1"
+    batch = ReleaseBatch(local.deps)
+    publish(local, device_id, "p1", [(1, MAX), (3, MIN)], batch=batch)
+    writes = recorded_writes(monkeypatch, local.deps.store)
+
+    batch.finish()  # the release's conclusion: changes left for later
+
+    assert writes == [("update", plan)]  # the plan alone, once
+    assert statuses(local, device_id, "p1") == ["queued", "pending"]
+    assert due(local, device_id, "p1") == T0 + 3 * HOUR - timedelta(minutes=120)
+
+    writes.clear()
+    local.move_to(T0 + HOUR)
+    assert sweep(local.deps).released_plans == 1  # the last change came within reach
+
+    assert writes == [("update", plan)]
+    assert statuses(local, device_id, "p1") == ["queued", "queued"]
+    assert due(local, device_id, "p1") is None  # concluded: the sweep's query no longer finds it
+    assert sweep(local.deps).released_plans == 0
 
 
 def test_the_sweep_releases_each_change_as_it_comes_within_reach_and_all_are_carried_out(
@@ -112,7 +151,7 @@ def test_the_sweep_releases_each_change_as_it_comes_within_reach_and_all_are_car
 
     local.run_until(T0 + 3 * HOUR, sweep_every=SWEEP_EVERY)  # the last one: concluded
     assert statuses(local, device_id, "p1") == ["queued", "queued", "queued"]
-    assert marker(local, device_id, "p1") is None
+    assert due(local, device_id, "p1") is None
 
     local.run_until(T0 + 6 * HOUR, sweep_every=SWEEP_EVERY)
     assert every_command(local, device_id) == {
@@ -133,14 +172,15 @@ def test_a_plan_replaced_before_its_later_changes_came_within_reach_never_makes_
     assert second.superseded == []
 
     local.run_until(T0 + 8 * HOUR, sweep_every=SWEEP_EVERY)
-    # Nothing was superseded: p1's later changes never became commands, and its marker is gone.
+    # Nothing was superseded: p1's later changes never became commands, and its release was
+    # dropped.
     assert every_command(local, device_id) == {
         command_id_for("p1", 1): "completed",
         command_id_for("p2", 5): "completed",
         command_id_for("p2", 7): "completed",
     }
-    assert marker(local, device_id, "p1") is None
-    assert marker(local, device_id, "p2") is None
+    assert due(local, device_id, "p1") is None
+    assert due(local, device_id, "p2") is None
     assert statuses(local, device_id, "p1") == ["queued", "pending", "pending"]
 
 
@@ -154,7 +194,7 @@ def test_a_device_whose_steering_was_switched_off_has_its_later_changes_dropped_
     local.run_until(T0 + 5 * HOUR, sweep_every=SWEEP_EVERY)
 
     assert state(local, device_id, "p1", 4) is None
-    assert marker(local, device_id, "p1") is None
+    assert due(local, device_id, "p1") is None
     assert statuses(local, device_id, "p1") == ["queued", "pending"]
 
 
@@ -189,12 +229,13 @@ def stored_documents(local: LocalFleet) -> dict[str, Any]:
     for home in local.fleet:
         for doc in local.deps.store.query(f"devices/{home.home_id}/commands").documents:
             found[doc.path] = doc.data
-        found[marker_path(home.home_id, "p1")] = marker(local, home.home_id, "p1")
-        found[f"{home.home_id}/p1"] = statuses(local, home.home_id, "p1")
+        plan = local.deps.store.get(f"devices/{home.home_id}/plans/p1")
+        assert plan is not None
+        found[plan.path] = plan.data
     return found
 
 
-def test_the_sweep_settles_its_due_markers_on_its_workers_as_it_does_in_turn() -> None:
+def test_the_sweep_settles_its_due_plans_on_its_workers_as_it_does_in_turn() -> None:
     in_turn, at_once = sweep_rig(), sweep_rig()
 
     swept = [sweep(in_turn.deps), sweep(with_workers(at_once.deps, 4))]
@@ -205,7 +246,7 @@ def test_the_sweep_settles_its_due_markers_on_its_workers_as_it_does_in_turn() -
     assert all(state(at_once, h.home_id, "p1", 4) is CommandState.PENDING for h in at_once.fleet)
 
 
-def test_a_marker_the_sweep_cannot_settle_keeps_no_other_back_and_the_sweep_fails_for_a_retry(
+def test_a_plan_the_sweep_cannot_settle_keeps_no_other_back_and_the_sweep_fails_for_a_retry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     local = sweep_rig()
@@ -214,7 +255,7 @@ def test_a_marker_the_sweep_cannot_settle_keeps_no_other_back_and_the_sweep_fail
     real_get = store.get
 
     def get(path: str) -> Any:
-        if path == f"devices/{unlucky}/plans/p1":
+        if path == f"devices/{unlucky}":  # the sweep reads its device (the plan came with it)
             raise StoreUnavailable("induced outage")
         return real_get(path)
 

@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from hpsteer.config import Settings
+from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import CommandEventType, CommandState
+from hpsteer.domain.market import PriceArea
+from hpsteer.domain.plans import Plan, PlanSlot
 from hpsteer.errors import AnalyticsUnavailable
 from hpsteer.ports.analytics import Analytics, TableSchema
 from hpsteer.ports.clock import SimulatedClock
@@ -24,16 +27,17 @@ from hpsteer.ports.store import DocumentStore, Transaction
 from hpsteer.ports.tasks import TaskRef, TaskRequest
 from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
+from hpsteer.services import plans_store
 from hpsteer.services.command_log import history, load_command, record_event
 from hpsteer.services.command_tasks import dispatch_queue
 from hpsteer.services.outbox import (
     ReleaseBatch,
     command_id_for,
-    marker_path,
     release_plan,
     sweep,
 )
-from hpsteer.services.plans_store import outbox_marker
+from hpsteer.services.outbox_markers import RELEASE_DUE_AT, RELEASE_GRACE, new_release
+from tests.support.outboxes import release_due_at
 
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
 # These specs are about what a release does with a plan's changes: every change is within its
@@ -106,13 +110,14 @@ def add_device(deps: Dependencies, device_id: str) -> None:
 def write_plan(
     deps: Dependencies, device_id: str, plan_id: str, hours: Sequence[int]
 ) -> dict[str, Any]:
-    """A plan with a mode change at each of ``hours`` after T0, its marker, and the device
-    pointed at it (what optimize does before releasing)."""
+    """A plan with a mode change at each of ``hours`` after T0, with its release fields, and the
+    device pointed at it (what optimize does before releasing)."""
     start = T0 + timedelta(hours=1)
     document: dict[str, Any] = {
         "plan_id": plan_id,
         "device_id": device_id,
         "created_at": deps.clock.now(),
+        **new_release(deps.clock.now()),
         "end_at": T0 + timedelta(hours=max(hours) + 2),
         "outbox": [
             {
@@ -125,10 +130,6 @@ def write_plan(
         ],
     }
     deps.store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    deps.store.set(
-        marker_path(device_id, plan_id),
-        outbox_marker(device_id, plan_id, document["created_at"]),
-    )
     deps.store.update(
         f"devices/{device_id}", {"current_plan_id": plan_id, "current_plan_start_at": start}
     )
@@ -162,6 +163,52 @@ def stored_events(
     )
 
 
+def hourly_plan(plan_id: str, modes: Sequence[Mode], created_at: datetime) -> Plan:
+    return Plan(
+        plan_id=plan_id,
+        device_id="d1",
+        price_area=PriceArea.SE3,
+        resolution=60,
+        created_at=created_at,
+        slots=tuple(
+            PlanSlot(
+                start_at=T0 + timedelta(hours=i),
+                end_at=T0 + timedelta(hours=i + 1),
+                mode=mode,
+                price_eur_per_mwh=50.0,
+                expected_power_kw=1.5,
+                predicted_indoor_temp_c=21.0,
+            )
+            for i, mode in enumerate(modes)
+        ),
+        expected_cost_eur=0.42,
+        baseline_cost_eur=0.51,
+        solver="test",
+    )
+
+
+def test_a_plan_with_mode_changes_is_written_with_its_release_due_a_grace_after_it_was_made(
+    deps: Dependencies,
+) -> None:
+    add_device(deps, "d1")
+    changing = hourly_plan("p1", [Mode.MAX, Mode.MIN], deps.clock.now())
+    steady = hourly_plan("p2", [Mode.MID, Mode.MID], deps.clock.now())
+
+    written, created = plans_store.write_plan(
+        deps.store, changing, plans_store.plan_document(changing, None, {})
+    )
+    plans_store.write_plan(deps.store, steady, plans_store.plan_document(steady, Mode.MID, {}))
+
+    assert created
+    assert written[RELEASE_DUE_AT] == release_due_at(deps.store, "d1", "p1") == T0 + RELEASE_GRACE
+    assert stored_plan(deps, "d1", "p2")["outbox"] == []
+    assert RELEASE_DUE_AT not in stored_plan(deps, "d1", "p2")  # nothing to release
+    deps.clock.advance(RELEASE_GRACE)  # type: ignore[attr-defined]
+    deps.store.update("devices/d1", {"current_plan_id": "p1"})
+    assert sweep(deps).released_plans == 1  # a release a crash kept back is taken over
+    assert release_due_at(deps.store, "d1", "p1") is None
+
+
 def test_a_batch_sends_its_releases_rows_in_one_append_and_concludes_only_after(
     deps: Dependencies, counting: CountingAnalytics
 ) -> None:
@@ -175,7 +222,7 @@ def test_a_batch_sends_its_releases_rows_in_one_append_and_concludes_only_after(
     # Commands and tasks exist; rows and conclusions wait for the batch's end.
     assert len(deps.tasks.pending_tasks(QUEUE)) == len(queued) == 6  # type: ignore[attr-defined]
     assert counting.appends == []
-    assert deps.store.get(marker_path("d1", "p-d1")) is not None
+    assert release_due_at(deps.store, "d1", "p-d1") is not None
     assert {e["status"] for e in stored_plan(deps, "d1", "p-d1")["outbox"]} == {"pending"}
 
     batch.finish()
@@ -183,7 +230,7 @@ def test_a_batch_sends_its_releases_rows_in_one_append_and_concludes_only_after(
     assert counting.appends == ["command_events"]
     assert [(c, s, t) for c, s, t in event_rows(deps)] == sorted((c, 1, "created") for c in queued)
     for device_id in ("d1", "d2", "d3"):
-        assert deps.store.get(marker_path(device_id, f"p-{device_id}")) is None
+        assert release_due_at(deps.store, device_id, f"p-{device_id}") is None
         outbox = stored_plan(deps, device_id, f"p-{device_id}")["outbox"]
         assert {e["status"] for e in outbox} == {"queued"}
 
@@ -216,7 +263,7 @@ def test_a_release_that_ended_before_its_rows_were_sent_is_released_again_with_e
     tasks_after = {t.name for t in deps.tasks.pending_tasks(QUEUE)}  # type: ignore[attr-defined]
     assert tasks_after == tasks_before
     assert len(tasks_after) == 2
-    assert deps.store.get(marker_path("d1", "p2")) is None
+    assert release_due_at(deps.store, "d1", "p2") is None
 
 
 def test_analytics_unavailable_leaves_the_outbox_to_the_sweep_which_sends_the_rows_later(
@@ -231,19 +278,19 @@ def test_analytics_unavailable_leaves_the_outbox_to_the_sweep_which_sends_the_ro
     # The commands go on without analytics; the outbox is left for a later release.
     assert len(outcome.queued) == 2
     assert len(deps.tasks.pending_tasks(QUEUE)) == 2  # type: ignore[attr-defined]
-    assert deps.store.get(marker_path("d1", "p1")) is not None
+    assert release_due_at(deps.store, "d1", "p1") is not None
 
     counting.down = False
     deps.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
     assert sweep(deps).released_plans == 1
 
     assert event_rows(deps) == [(c, 1, "created") for c in outcome.queued]
-    assert deps.store.get(marker_path("d1", "p1")) is None
+    assert release_due_at(deps.store, "d1", "p1") is None
     assert {e["status"] for e in stored_plan(deps, "d1", "p1")["outbox"]} == {"queued"}
     assert len(deps.tasks.pending_tasks(QUEUE)) == 2  # type: ignore[attr-defined]
 
 
-def test_a_plan_replaced_before_its_release_finished_has_its_rows_sent_when_its_marker_goes(
+def test_a_plan_replaced_before_its_release_finished_has_its_rows_sent_when_it_is_dropped(
     deps: Dependencies,
 ) -> None:
     add_device(deps, "d1")
@@ -255,11 +302,11 @@ def test_a_plan_replaced_before_its_release_finished_has_its_rows_sent_when_its_
     second = write_plan(deps, "d1", "p2", [2])
     release_plan(deps, "d1", device(deps, "d1"), second, fresh=True)  # supersedes p1's
 
-    assert sweep(deps).dropped_markers == 1
+    assert sweep(deps).dropped_plans == 1
 
     first_commands = [command_id_for("p1", 1), command_id_for("p1", 3)]
     assert event_rows(deps) == stored_events(deps, "d1", *first_commands, command_id_for("p2", 2))
-    assert deps.store.get(marker_path("d1", "p1")) is None
+    assert release_due_at(deps.store, "d1", "p1") is None
 
 
 def test_a_release_of_a_plan_that_is_no_longer_current_releases_nothing(
@@ -273,7 +320,7 @@ def test_a_release_of_a_plan_that_is_no_longer_current_releases_nothing(
 
     assert (outcome.queued, outcome.superseded) == ([], [])
     assert load_command(deps.store, "d1", command_id_for("p1", 1)) is None
-    assert deps.store.get(marker_path("d1", "p1")) is None
+    assert release_due_at(deps.store, "d1", "p1") is None  # dropped
 
 
 class CountingTransactions:

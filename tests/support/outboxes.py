@@ -10,8 +10,9 @@ from hpsteer.config import Settings
 from hpsteer.domain.actions import Mode
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
-from hpsteer.services.outbox import ReleaseBatch, ReleaseOutcome, marker_path, release_plan
-from hpsteer.services.plans_store import make_current, outbox_marker
+from hpsteer.services.outbox import ReleaseBatch, ReleaseOutcome, release_plan
+from hpsteer.services.outbox_markers import RELEASE_DUE_AT, RELEASE_SUPERSEDED, new_release
+from hpsteer.services.plans_store import make_current
 
 PLAN_START = datetime(2025, 1, 15, 6, tzinfo=UTC)
 """Where the plans of :func:`publish` start (the local fleet's clock starts there too)."""
@@ -21,9 +22,9 @@ HOUR = timedelta(hours=1)
 def outbox_concluded(
     store: DocumentStore, settings: Settings, device_id: str, plan_id: str
 ) -> bool:
-    """The release's conclusion was written: with no change left pending, the marker is gone;
-    with changes left for later, the marker waits for the next one to come within
-    ``release_ahead_minutes`` and names no superseded command (their rows are out)."""
+    """The release's conclusion was written: with no change left pending, the plan's release
+    fields are cleared; with changes left for later, its release comes due when the next one
+    comes within ``release_ahead_minutes`` and names no superseded command (their rows are out)."""
     plan = store.get(f"devices/{device_id}/plans/{plan_id}")
     assert plan is not None, f"no plan {plan_id} of {device_id}"
     later = [
@@ -31,23 +32,32 @@ def outbox_concluded(
         for entry in plan.data.get("outbox", [])
         if entry.get("status") == "pending"
     ]
-    marker = store.get(marker_path(device_id, plan_id))
-    if marker is None:
-        return not later
+    due_at = plan.data.get(RELEASE_DUE_AT)
+    if due_at is None:
+        return not later and not plan.data.get(RELEASE_SUPERSEDED)
     reach = timedelta(minutes=settings.release_ahead_minutes)
-    return (
-        bool(later)
-        and marker.data.get("due_at") == min(later) - reach
-        and not marker.data.get("superseded_command_ids")
-    )
+    return bool(later) and due_at == min(later) - reach and not plan.data.get(RELEASE_SUPERSEDED)
+
+
+def release_due_at(store: DocumentStore, device_id: str, plan_id: str) -> datetime | None:
+    """When the plan's release comes due for the sweep; None once its outbox was concluded (or
+    dropped), or if it never had a change to release."""
+    plan = store.get(f"devices/{device_id}/plans/{plan_id}")
+    assert plan is not None, f"no plan {plan_id} of {device_id}"
+    due = plan.data.get(RELEASE_DUE_AT)
+    assert due is None or isinstance(due, datetime)
+    return due
 
 
 def plan_document(
     local: LocalFleet, device_id: str, plan_id: str, runs: Sequence[tuple[int, Mode]], end_h: int
 ) -> dict[str, Any]:
     """A plan as optimize writes it, from :data:`PLAN_START`: one outbox entry per run of one
-    mode (hours after the start), slot index = hours, ending ``end_h`` hours after the start."""
+    mode (hours after the start), slot index = hours, ending ``end_h`` hours after the start,
+    with its release fields if it has any change (as
+    :func:`~hpsteer.services.plans_store.write_plan` writes them)."""
     return {
+        **(new_release(local.clock.now()) if runs else {}),
         "plan_id": plan_id,
         "device_id": device_id,
         "created_at": local.clock.now(),
@@ -74,16 +84,12 @@ def publish(
     end_h: int = 12,
     batch: ReleaseBatch | None = None,
 ) -> ReleaseOutcome:
-    """Write the plan and its marker, make it current with its mode runs (as optimize does, a
-    minute after the one before), and release it."""
+    """Write the plan with its release fields, make it current with its mode runs (as optimize
+    does, a minute after the one before), and release it."""
     local.fleet.advance(local.clock.now() + timedelta(minutes=1))
     store = local.deps.store
     document = plan_document(local, device_id, plan_id, runs, end_h)
     store.set(f"devices/{device_id}/plans/{plan_id}", document)
-    store.set(
-        marker_path(device_id, plan_id),
-        outbox_marker(device_id, plan_id, local.clock.now()),
-    )
     schedule = [(PLAN_START + h * HOUR, mode) for h, mode in runs]
     assert make_current(
         store,

@@ -28,7 +28,7 @@ longer be reproducible from its seed. (Production reconciles a page on several t
 :func:`~hpsteer.services.reconcile.reconcile_page` takes ``workers`` for a test that wants them
 here.) For the same reason an optimize shard plans its devices one after another here
 (``optimize_io_workers`` = 1; :func:`~hpsteer.services.optimize.plan_shard` takes ``workers``),
-and the command sweep settles its due markers in turn (``sweep_workers`` = 1).
+and the command sweep settles its due plan releases in turn (``sweep_workers`` = 1).
 """
 
 from __future__ import annotations

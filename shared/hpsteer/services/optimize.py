@@ -38,13 +38,13 @@ parameters.
 **One batch per shard.** The shard's analytics rows (``plans``, ``cost_savings`` and the
 ``command_events`` of its releases) wait in one :class:`~hpsteer.services.outbox.ReleaseBatch` and
 go out at the shard's end, one insert per table (per 500 rows), with their insert ids; only then are
-the released outboxes concluded (entries marked ``queued``; markers deleted, or due again when
-changes are left for later). A shard that ends before (a crash, analytics unavailable: raised after
-the shard as a transient failure) is delivered again and loses no row: its plans exist, so each is
-made current and recorded again (its rows again), and each outbox not concluded is released again,
-which derives its commands' rows from the store (:mod:`hpsteer.services.outbox`); a plan that a
-redelivery no longer reaches keeps its marker, and the sweep does the same for it. Appending a row
-again adds nothing (insert ids).
+the released outboxes concluded (entries marked ``queued`` and the plan's release fields cleared in
+one update, or its release due again when changes are left for later). A shard that ends before (a
+crash, analytics unavailable: raised after the shard as a transient failure) is delivered again and
+loses no row: its plans exist, so each is made current and recorded again (its rows again), and
+each outbox not concluded is released again, which derives its commands' rows from the store
+(:mod:`hpsteer.services.outbox`); a plan that a redelivery no longer reaches keeps its release
+fields, and the sweep does the same for it. Appending a row again adds nothing (insert ids).
 
 **On the household's bill.** A device with a ``tariff_id`` is planned on the effective price of
 each slot (:mod:`hpsteer.optimizer.bill_prices`: spot + markup + grid time-of-use + taxes, VAT on

@@ -1,10 +1,11 @@
 """From a plan's outbox to commands and Cloud Tasks, and the sweep that makes sure of it.
 
 A plan document carries its mode changes as an outbox (``{at, action, slot_index, status}``,
-:mod:`hpsteer.services.plans_store`), and a marker ``outboxes/{device_id}~{plan_id}`` is created
-with it in the same transaction. :func:`release_plan` (called by optimize right after the plan
-became current, then by the sweep) turns each ``pending`` entry **due within
-``release_ahead_minutes``** (2 h) into
+:mod:`hpsteer.services.plans_store`) and, while the outbox is not concluded, its **release
+fields** (:mod:`hpsteer.services.outbox_markers`: ``release_due_at``, when the sweep takes the
+release over, and ``release_superseded_command_ids``), written with it. :func:`release_plan`
+(called by optimize right after the plan became current, then by the sweep) turns each
+``pending`` entry **due within ``release_ahead_minutes``** (2 h) into
 
 1. a command ``devices/{id}/commands/{plan_id}-s{slot:03d}`` (``created``; a second release
    finds it and changes nothing), carrying its slot, ``valid_until`` (the next change's time or
@@ -21,35 +22,38 @@ sending it as long as the device's current plan makes its change
 (:class:`~hpsteer.domain.commands.CurrentPlan`); its next event names the adopting plan
 (``adopted_by``) and the run's end (``valid_until``, which may have moved either way).
 
-Then the entries become ``queued`` in one update of the plan and the marker is deleted (the
-outbox's **conclusion**). An entry whose successor is already due when released is ``skipped``
-(the successor sets the mode).
+Then the entries become ``queued`` in one update of the plan that also clears its release fields
+(``None``: the sweep's range filter never matches it), the outbox's **conclusion**. An entry
+whose successor is already due when released is ``skipped`` (the successor sets the mode).
 
 **Changes further ahead wait.** Re-plans come every few hours and mostly move the far changes
 (``hpsteer simulate``, 20 homes, 2 days, everything released at once: 1,035 of the 1,089 commands
 made for changes more than 3 h ahead were superseded, while 202 of the 203 made less than an hour
 ahead were carried out), so making them commands at once costs a command, its events, its task and
-its rows for nothing. Entries later than the reach stay ``pending``; the release updates the plan's
-entries and, instead of deleting the marker, sets its ``due_at`` to the next such entry's instant
-minus the reach, and empties its ``superseded_command_ids`` (their rows are appended by then). The
-sweep, every 30 minutes, releases a marker whose ``due_at`` has come, so each change becomes a
-command and a task 1.5 to 2 hours before its instant; the release that leaves no entry pending
-concludes as above. A plan replaced before its later changes came within reach never makes them
-commands: when its marker comes due, the sweep finds the plan no longer current and drops it. Should
-the sweep stop, the changes already released still go out and reconciliation corrects a device left
-in a mode its current plan does not want.
+its rows for nothing. Entries later than the reach stay ``pending``; instead of clearing the
+release fields, the release's one update of the plan marks its entries, moves ``release_due_at``
+to the next such entry's instant minus the reach, and clears ``release_superseded_command_ids``
+(their rows are appended by then). The sweep, every 30 minutes, releases a plan whose
+``release_due_at`` has come, so each change becomes a command and a task 1.5 to 2 hours before its
+instant; the release that leaves no entry pending concludes as above. A plan replaced before its
+later changes came within reach never makes them commands: when its release comes due, the sweep
+finds the plan no longer current and drops it (clears its release fields). Should the sweep stop,
+the changes already released still go out and reconciliation corrects a device left in a mode its
+current plan does not want.
 
 The device's older commands that were never sent (``pending``/``retrying`` of another plan) and
 that no entry adopts are **superseded**, and their tasks deleted (best effort: a task that still
 runs finds its command superseded and sends nothing). Adopting, superseding and creating the
 plan's own commands are one transaction (:func:`_settle`) that first checks that this plan is
 still the device's current one and judges adoption by the device's ``current_plan_*`` fields,
-exactly as dispatch will; it names the superseded commands on the plan's marker
-(``superseded_command_ids``). So a plan's commands exist only if they were created while it was
-current, and the release of any newer plan, which starts after that plan became current, sees
-them: no change ends up with two commands that dispatch would both send. (A device with no older
-command open, e.g. its first plan, skips that check: its commands are created in one
-transaction that reads nothing. Such a release overtaken by a newer plan creates commands that
+exactly as dispatch will; it names the superseded commands in the plan's release fields
+(``release_superseded_command_ids``, an update of the plan, which the transaction does not read)
+and makes the release due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE` after it
+ran. So a plan's commands exist only if they were created while it was current, and the
+release of any newer plan, which starts after that plan became current, sees them: no change
+ends up with two commands that dispatch would both send. (A device with no older command open,
+e.g. its first plan, skips that check: its commands are created in one transaction that reads
+nothing. Such a release overtaken by a newer plan creates commands that
 are younger than the newer plan, which dispatch never takes for the newer plan's, unless the
 newer plan was planned, made current and released within this release's one query: a window
 this layer accepts rather than a device read per release. Likewise a release delayed past the
@@ -65,31 +69,34 @@ one after the other.
 **Analytics rows.** Every event recorded here is a row of ``command_events`` (insert id
 ``{device}/{command}/{seq:08d}``). The rows wait in a :class:`ReleaseBatch` (an optimize shard
 shares one across its devices, with its ``plans`` rows) and are appended, one insert per table,
-*before* the outboxes are concluded. So an outbox whose marker is gone had its rows appended (or
-refused as invalid, which is logged); one whose release ended earlier (a crash, analytics
-unavailable) still has its marker, and the next release of it (the shard's redelivery, or the
+*before* the outboxes are concluded. So an outbox whose release fields are cleared had its rows
+appended (or refused as invalid, which is logged); one whose release ended earlier (a crash,
+analytics unavailable) still has them, and the next release of it (the shard's redelivery, or the
 sweep) derives the rows again from what is stored: the ``created`` row of each command its
-entries already have, and the ``superseded`` row of each command the marker names. Appending
-them twice adds nothing (the insert ids; BigQuery's deduplication is best effort). A release
-without a batch (the sweep's) finishes on its own; if analytics is unavailable it leaves its
-outbox unconcluded for the next sweep rather than fail.
+entries already have, and the ``superseded`` row of each command its release fields name (as the
+caller read the plan: it is not read again). Appending them twice adds nothing (the insert ids;
+BigQuery's deduplication is best effort). A release without a batch (the sweep's) finishes on its
+own; if analytics is unavailable it leaves its outbox unconcluded for the next sweep rather than
+fail.
 
 A plan that is no longer the device's current plan when its release starts or when its
-transaction runs (a concurrent optimize made a newer one current) is not released: only its
-marker is dropped, so its late release never supersedes the newer plan's commands. If an earlier
-release of it ended before concluding, dropping first derives that release's rows (as above) and
-makes sure each of its commands still ``pending`` has its task: the release may have died between
-creating the command and its task, and a newer plan may have adopted the command since.
+transaction runs (a concurrent optimize made a newer one current) is not released: it is only
+dropped (its release fields cleared), so its late release never supersedes the newer plan's
+commands. If an earlier release of it ended before concluding, dropping first derives that
+release's rows (as above) and makes sure each of its commands still ``pending`` has its task: the
+release may have died between creating the command and its task, and a newer plan may have
+adopted the command since.
 
 A crash anywhere in between loses nothing: every step is idempotent, and :func:`sweep` (Cloud
-Scheduler, ``command-sweep-requests``) releases every marker whose ``due_at`` has come (a new
-plan's marker is due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE` after the plan was made,
-and a release that supersedes writes it due that long after it ran, so an interrupted release is
-taken over) whose plan is still current, drops the marker of a plan that is not (it was replaced
-before it could be released, or before its later changes came within reach; or its steering was
-switched off), settling the due markers on ``sweep_workers`` threads (16 in terraform; a marker
-that fails keeps no other back, and the sweep then fails for a redelivery), and re-enqueues
-commands that stopped moving (a task that Cloud Tasks gave up on
+Scheduler, ``command-sweep-requests``) finds every plan whose ``release_due_at`` has come (one
+query over the collection group ``plans``, which returns the plans themselves: each costs the
+read of its device only; a new plan is due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE`
+after it was made, and a release that supersedes writes it due that long after it ran, so an
+interrupted release is taken over), releases it if it is still current, drops it if it is not (it
+was replaced before it could be released, or before its later changes came within reach; or its
+steering was switched off; or its device is gone), settling the due plans on ``sweep_workers``
+threads (16 in terraform; a plan that fails keeps no other back, and the sweep then fails for a
+redelivery), and re-enqueues commands that stopped moving (a task that Cloud Tasks gave up on
 after a crash in its last attempt): ``pending``/``sent``/``retrying`` get a dispatch task,
 ``acknowledged`` a verification task. It also raises the alert of a command that failed within
 the last ``command_stuck_after_minutes`` if a crash between recording ``failed`` and alerting
@@ -119,6 +126,7 @@ from hpsteer.domain.commands import (
 from hpsteer.domain.messages import CommandSweepRequest
 from hpsteer.errors import (
     DocumentAlreadyExists,
+    DocumentNotFound,
     IllegalTransition,
     PermanentError,
     TaskAlreadyExists,
@@ -148,18 +156,24 @@ from hpsteer.services.command_tasks import (
     sweep_task_name,
     verify_task,
 )
-from hpsteer.services.outbox_markers import MARKERS, RELEASE_GRACE, marker_path
-from hpsteer.services.paths import device_path
+from hpsteer.services.outbox_markers import (
+    PLANS,
+    RELEASE_DUE_AT,
+    RELEASE_GRACE,
+    RELEASE_SUPERSEDED,
+    concluded_release,
+    release_unconcluded,
+    superseded_by_release,
+)
+from hpsteer.services.paths import device_path, plan_path
 
 __all__ = [
-    "MARKERS",
     "REMOTE_CALL_THREADS",
     "ReleaseBatch",
     "ReleaseOutcome",
     "SweepOutcome",
     "command_id_for",
     "handle_sweep_request",
-    "marker_path",
     "release_plan",
     "supersede_older",
     "sweep",
@@ -323,11 +337,12 @@ def _enqueue_send(deps: Dependencies, command: Command, name: str, at: datetime)
 class ReleaseBatch:
     """Releases that end together (one optimize shard's): their ``command_events`` rows wait in a
     :class:`~hpsteer.ports.analytics.BufferedAnalytics` (``analytics``, which the shard's other
-    rows may share) and their outboxes' conclusions (entries marked, marker deleted) wait for
-    :meth:`finish`, which sends the rows first, one append per table, and concludes after.
+    rows may share) and their outboxes' conclusions (entries marked, release fields cleared or
+    moved) wait for :meth:`finish`, which sends the rows first, one append per table, and
+    concludes after.
 
-    So an outbox is concluded only once its rows were appended; until then its marker is there,
-    and a crash or a failed append leaves it to a later release (the shard's redelivery, the
+    So an outbox is concluded only once its rows were appended; until then its release fields are
+    there, and a crash or a failed append leaves it to a later release (the shard's redelivery, the
     sweep), which derives the rows again from what is stored (module docstring).
 
     Releases on several threads may share one batch (optimize's shard workers): its rows wait in a
@@ -348,7 +363,7 @@ class ReleaseBatch:
         unavailable (TransientError): nothing is concluded, the rows not sent stay here and the
         error is raised. Rows refused (PermanentError: sending them again cannot help): logged,
         dropped, and the outboxes concluded. A conclusion that fails transiently leaves its
-        marker to the sweep; the others go on, and the first such error is raised after them."""
+        plan to the sweep; the others go on, and the first such error is raised after them."""
         try:
             self.analytics.flush(remote_call_pool(self._deps))
         except PermanentError as err:
@@ -373,8 +388,8 @@ class ReleaseBatch:
 
     def finish_or_leave(self) -> None:
         """:meth:`finish`, for a lone release that must not fail because analytics does: if it
-        is unavailable, the outbox stays unconcluded (its marker left for the sweep's next
-        release, which appends the rows again) and a WARNING is logged."""
+        is unavailable, the outbox stays unconcluded (its release fields left for the sweep's
+        next release, which appends the rows again) and a WARNING is logged."""
         try:
             self.finish()
         except TransientError as err:
@@ -390,7 +405,6 @@ def release_plan(
     batch: ReleaseBatch | None = None,
     current: bool = False,
     fresh: bool = False,
-    marker: Mapping[str, Any] | None = None,
 ) -> ReleaseOutcome:
     """Turn the plan's pending outbox entries due within ``release_ahead_minutes`` into commands
     and tasks, adopting older plans' commands that make the same change (module docstring).
@@ -399,8 +413,9 @@ def release_plan(
     one, this release finishes on its own before returning). ``current``: the caller has just
     seen (or made) the device point at this plan, so it is not read again. ``fresh``: the caller
     has just written this plan, so no earlier release of it can have left rows unsent or
-    commands behind, and its marker is not read. ``marker``: the plan's marker as the caller
-    (the sweep) just read it, so it is not read again."""
+    commands behind. ``plan`` is the document as the caller read (or wrote) it: its release
+    fields (:mod:`~hpsteer.services.outbox_markers`) tell whether an earlier release of it ended
+    before concluding, and what that release superseded; the plan is not read again."""
     now = deps.clock.now()
     ahead = timedelta(minutes=deps.settings.release_ahead_minutes)
     reach = now + ahead
@@ -415,16 +430,15 @@ def release_plan(
     if not current:
         # A newer plan became current since the caller looked (a concurrent optimize): this
         # outbox is moot, and superseding "older" commands now would supersede the newer plan's.
-        _drop(deps, device_id, plan, None, batch)
+        _drop(deps, device_id, plan, batch)
         if own:
             batch.finish_or_leave()
         return outcome
-    earlier = marker if marker is not None else _unfinished_marker(deps, device_id, plan, fresh)
     entries = [dict(e) for e in plan.get("outbox", [])]
     plan_end = _instant(plan["end_at"])
     calls = _TaskCalls(deps)
     with log_context(device_id=device_id, plan_id=plan_id):
-        superseded_before = _superseded_ids(earlier)
+        superseded_before = [] if fresh else superseded_by_release(plan)
         if superseded_before:
             _export_superseded(deps, batch.analytics, device_id, plan_id, superseded_before)
         due: list[_Due] = []
@@ -448,14 +462,13 @@ def release_plan(
             plan_id,
             due,
             fresh=fresh,
-            marker_created_at=_optional_instant(plan.get("created_at")),
             recorded_before=superseded_before,
             carried={str(e["command_id"]) for e in entries if e.get("command_id")},
         )
         if settled is None:
             # A newer plan became current during this release: it created and superseded
             # nothing, and the newer plan's release takes over (as above).
-            _drop(deps, device_id, plan, earlier, batch, fresh=fresh)
+            _drop(deps, device_id, plan, batch, fresh=fresh)
             if own:
                 batch.finish_or_leave()
             return outcome
@@ -492,28 +505,29 @@ def release_plan(
         later = [_instant(e["at"]) for e in entries if e.get("status") == "pending"]
         outcome.later = len(later)
 
+        # The release fields as stored once this release's transaction ran: it set them (due a
+        # grace after now) if it superseded anything, else they are as the caller read them.
+        unconcluded = bool(settled.superseded) or release_unconcluded(plan)
+        names_superseded = bool(settled.superseded or superseded_before)
+        due_as_read = None if settled.superseded else _optional_instant(plan.get(RELEASE_DUE_AT))
+
         def conclude() -> None:
-            plan_doc = f"devices/{device_id}/plans/{plan_id}"
+            changes: dict[str, Any] = {"outbox": entries} if changed else {}
             if later:
-                # Changes left for later: the marker waits for the sweep until the next one comes
-                # within reach (the superseded commands' rows are appended by now).
-                if changed:
-                    store.update(plan_doc, {"outbox": entries})
+                # Changes left for later: the plan waits for the sweep until the next one comes
+                # within reach (the superseded commands' rows are appended by now), in the same
+                # update that marks the entries.
                 reach_next = min(later) - ahead
-                store.set(
-                    marker_path(device_id, plan_id),
-                    {
-                        "device_id": device_id,
-                        "plan_id": plan_id,
-                        "due_at": reach_next,
-                        "superseded_command_ids": [],
-                    },
-                    merge=True,
-                )
-                return
-            if changed:
-                store.update(plan_doc, {"outbox": entries, "outbox_released_at": now})
-            store.delete(marker_path(device_id, plan_id))
+                if reach_next != due_as_read:
+                    changes[RELEASE_DUE_AT] = reach_next
+                if names_superseded:
+                    changes[RELEASE_SUPERSEDED] = None
+            elif unconcluded or changed:
+                if unconcluded:
+                    changes.update(concluded_release())
+                changes["outbox_released_at"] = now
+            if changes:
+                store.update(plan_path(device_id, plan_id), changes)
 
         batch.later(plan_id, conclude)
     if own:
@@ -544,27 +558,12 @@ def _releasable(device: Mapping[str, Any], plan_id: str) -> bool:
     return device.get("current_plan_id") == plan_id and device.get("steering_enabled") is not False
 
 
-def _unfinished_marker(
-    deps: Dependencies, device_id: str, plan: Mapping[str, Any], fresh: bool
-) -> Mapping[str, Any] | None:
-    """The marker an earlier release of this plan left (it ended before concluding), or None;
-    not read for a plan written just now, nor for one whose outbox was concluded."""
-    if fresh or plan.get("outbox_released_at") is not None:
-        return None
-    snapshot = deps.store.get(marker_path(device_id, str(plan["plan_id"])))
-    return None if snapshot is None else snapshot.data
-
-
-def _superseded_ids(marker: Mapping[str, Any] | None) -> list[str]:
-    ids = (marker or {}).get("superseded_command_ids")
-    return [str(i) for i in ids] if isinstance(ids, list) else []
-
-
 def _export_superseded(
     deps: Dependencies, analytics: Analytics, device_id: str, plan_id: str, ids: Sequence[str]
 ) -> None:
-    """The rows of the ``superseded`` events an earlier release of ``plan_id`` recorded (the
-    marker names the commands), again: that release may have ended before appending them."""
+    """The rows of the ``superseded`` events an earlier release of ``plan_id`` recorded (its
+    release fields name the commands), again: that release may have ended before appending
+    them."""
     for command_id in ids:
         command = load_command(deps.store, device_id, command_id)
         if (
@@ -579,40 +578,43 @@ def _drop(
     deps: Dependencies,
     device_id: str,
     plan: Mapping[str, Any],
-    marker: Mapping[str, Any] | None,
     batch: ReleaseBatch,
     *,
     fresh: bool = False,
 ) -> None:
-    """A plan that is not current is not released: its marker goes (once the batch's rows are
-    appended). If an earlier release of it ended before concluding, what that release recorded
-    is finished first: the rows of the commands of its pending entries and of those it
-    superseded (``marker``: the marker as read, if the caller read it), and the task of each of
-    its commands still ``pending`` (the release may have ended before creating it, and a newer
-    plan may have adopted the command; dispatch decides whether it is still wanted). ``fresh``:
-    the plan was written just now, so no earlier release of it exists."""
+    """A plan that is not current is not released: its release fields are cleared (once the
+    batch's rows are appended). If an earlier release of it ended before concluding (``plan``, as
+    the caller read it, has its release fields), what that release recorded is finished first:
+    the rows of the commands of its pending entries and of those it superseded, and the task of
+    each of its commands still ``pending`` (the release may have ended before creating it, and a
+    newer plan may have adopted the command; dispatch decides whether it is still wanted).
+    ``fresh``: the plan was written just now, so no earlier release of it exists."""
     plan_id = str(plan["plan_id"])
     store = deps.store
-    if not fresh and plan.get("outbox_released_at") is None:
-        if marker is None:
-            snapshot = store.get(marker_path(device_id, plan_id))
-            marker = None if snapshot is None else snapshot.data
-        if marker is not None:
-            _export_superseded(deps, batch.analytics, device_id, plan_id, _superseded_ids(marker))
-            now = deps.clock.now()
-            reach = now + timedelta(minutes=deps.settings.release_ahead_minutes)
-            for entry in plan.get("outbox", []):
-                if entry.get("status") != "pending" or _instant(entry["at"]) > reach:
-                    continue  # (no release so far reached a change this late)
-                command_id = command_id_for(plan_id, int(entry["slot_index"]))
-                command = load_command(store, device_id, command_id)
-                if command is None:
-                    continue
-                _rows(batch.analytics, command, [_created_as_stored(command)])
-                if command.state is CommandState.PENDING and command.task_name:
-                    at = max(command.slot_start_at or now, now)
-                    _enqueue_send(deps, command, command.task_name, at)
-    batch.later(plan_id, lambda: store.delete(marker_path(device_id, plan_id)))
+    if not release_unconcluded(plan):
+        return  # concluded (or dropped) already: nothing to clear
+    if not fresh:
+        _export_superseded(deps, batch.analytics, device_id, plan_id, superseded_by_release(plan))
+        now = deps.clock.now()
+        reach = now + timedelta(minutes=deps.settings.release_ahead_minutes)
+        for entry in plan.get("outbox", []):
+            if entry.get("status") != "pending" or _instant(entry["at"]) > reach:
+                continue  # (no release so far reached a change this late)
+            command_id = command_id_for(plan_id, int(entry["slot_index"]))
+            command = load_command(store, device_id, command_id)
+            if command is None:
+                continue
+            _rows(batch.analytics, command, [_created_as_stored(command)])
+            if command.state is CommandState.PENDING and command.task_name:
+                at = max(command.slot_start_at or now, now)
+                _enqueue_send(deps, command, command.task_name, at)
+    batch.later(plan_id, lambda: _clear_release(store, device_id, plan_id))
+
+
+def _clear_release(store: DocumentStore, device_id: str, plan_id: str) -> None:
+    """Clear the plan's release fields (a plan deleted meanwhile has none left to clear)."""
+    with contextlib.suppress(DocumentNotFound):
+        store.update(plan_path(device_id, plan_id), concluded_release())
 
 
 class _NoLongerCurrent(Exception):
@@ -646,7 +648,7 @@ class _Settled:
 def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[str]:
     """Supersede the device's unsent commands of other plans, in one transaction that also
     checks this plan is still the current one (two releases racing cannot supersede the newer
-    plan's commands) and names them on the plan's marker; delete their tasks (best effort);
+    plan's commands) and names them in the plan's release fields; delete their tasks (best effort);
     return their ids. Their ``command_events`` rows are appended before this returns."""
     batch = ReleaseBatch(deps)
     calls = _TaskCalls(deps)
@@ -671,7 +673,6 @@ def _settle(
     due: Sequence[_Due],
     *,
     fresh: bool,
-    marker_created_at: datetime | None = None,
     recorded_before: Sequence[str] = (),
     carried: Set[str] = frozenset(),
 ) -> _Settled | None:
@@ -686,11 +687,11 @@ def _settle(
     first checks that the plan is still current, reading the device, and from the device's
     ``current_plan_*`` fields (:class:`~hpsteer.domain.commands.CurrentPlan`, as dispatch will
     judge them) lets each due entry adopt the older command that makes its change (one already
-    sent first, then the oldest); supersedes the other unsent older commands (naming them on the
-    marker, created if missing at ``marker_created_at``, beside ``recorded_before``: a later
-    release of this plan that finds the marker derives their rows again); and creates the
-    remaining entries' commands. So a plan's commands are created only while it is current,
-    and a newer plan's release, which starts after it became current, sees all of them.
+    sent first, then the oldest); supersedes the other unsent older commands (naming them in the
+    plan's release fields, beside ``recorded_before``, and making its release due a grace after
+    now: a later release of this plan that finds them unconcluded derives their rows again); and
+    creates the remaining entries' commands. So a plan's commands are created only while it is
+    current, and a newer plan's release, which starts after it became current, sees all of them.
     A command that is sent, or moved on meanwhile (a dispatch sent it), is never superseded
     here: the dispatcher decides; nor is one of ``carried``, the commands the plan's entries
     already name (an earlier release of this plan adopted them). ``fresh``: no command of this
@@ -761,17 +762,14 @@ def _settle(
         for superseded, written in settled.superseded:
             write_events(tx, device_id, superseded, written)
         if settled.superseded:
+            # The plan is not read here: an update of it commits with the transaction all the same.
             ids = [*recorded_before, *(c.command_id for c, _ in settled.superseded)]
-            tx.set(
-                marker_path(device_id, plan_id),
+            tx.update(
+                plan_path(device_id, plan_id),
                 {
-                    "device_id": device_id,
-                    "plan_id": plan_id,
-                    "created_at": marker_created_at or now,
-                    "due_at": now + RELEASE_GRACE,
-                    "superseded_command_ids": list(dict.fromkeys(ids)),
+                    RELEASE_DUE_AT: now + RELEASE_GRACE,
+                    RELEASE_SUPERSEDED: list(dict.fromkeys(ids)),
                 },
-                merge=True,
             )
         for entry in to_create:
             found = existing.get(entry.index)
@@ -840,39 +838,39 @@ def _delete_task(deps: Dependencies, command: Command) -> None:
 @dataclass
 class SweepOutcome:
     released_plans: int = 0
-    dropped_markers: int = 0
+    dropped_plans: int = 0
+    """Due plans no longer released (gone, not current, not steered): release fields cleared."""
     requeued_commands: int = 0
     alerts_raised: int = 0
 
 
-def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
-    """Settle every marker whose ``due_at`` has come, a page at a time, on ``sweep_workers``
-    threads; a marker that fails (transiently) does not keep the others back: the first error
-    is raised after them all, for the sweep to be delivered again."""
+def _sweep_releases(deps: Dependencies, outcome: SweepOutcome) -> None:
+    """Settle every plan whose ``release_due_at`` has come (one collection-group query, a page at
+    a time: each plan arrives whole with it), on ``sweep_workers`` threads; a plan that fails
+    (transiently) does not keep the others back: the first error is raised after them all, for
+    the sweep to be delivered again."""
     store = deps.store
     now = deps.clock.now()
-    due_markers = every_page(
-        lambda cursor: store.query(
-            MARKERS, [Filter("due_at", "<=", now)], limit=_PAGE, cursor=cursor
+    due_plans = every_page(
+        lambda cursor: store.collection_group(
+            PLANS, [Filter(RELEASE_DUE_AT, "<=", now)], limit=_PAGE, cursor=cursor
         )
     )
     workers = deps.settings.sweep_workers
     errors: list[Exception] = []
     page: list[Document] = []
 
-    def settle(markers: Sequence[Document]) -> None:
+    def settle(plans: Sequence[Document]) -> None:
         if workers <= 1:
-            settled = [_settled_or_error(deps, marker) for marker in markers]
+            settled = [_settled_or_error(deps, plan) for plan in plans]
         else:
             with ThreadPoolExecutor(
-                max_workers=min(workers, len(markers)), thread_name_prefix="sweep"
+                max_workers=min(workers, len(plans)), thread_name_prefix="sweep"
             ) as pool:
                 settled = list(
                     pool.map(
-                        lambda marker: contextvars.copy_context().run(
-                            _settled_or_error, deps, marker
-                        ),
-                        markers,
+                        lambda plan: contextvars.copy_context().run(_settled_or_error, deps, plan),
+                        plans,
                     )
                 )
         for result in settled:
@@ -881,10 +879,10 @@ def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
             elif result == "released":
                 outcome.released_plans += 1
             else:
-                outcome.dropped_markers += 1
+                outcome.dropped_plans += 1
 
-    for marker in due_markers:
-        page.append(marker)
+    for plan in due_plans:
+        page.append(plan)
         if len(page) == _PAGE:
             settle(page)
             page = []
@@ -894,37 +892,37 @@ def _sweep_markers(deps: Dependencies, outcome: SweepOutcome) -> None:
         raise errors[0]
 
 
-def _settled_or_error(deps: Dependencies, marker: Document) -> str | Exception:
+def _settled_or_error(deps: Dependencies, plan: Document) -> str | Exception:
     try:
-        return _sweep_marker(deps, marker)
+        return _sweep_release(deps, plan)
     except (TransientError, PermanentError) as err:
         _log.warning(
-            "outbox marker %s not settled (the next sweep will): %s: %s",
-            marker.path,
+            "release of plan %s not settled (the next sweep will): %s: %s",
+            plan.path,
             type(err).__name__,
             err,
         )
         return err
 
 
-def _sweep_marker(deps: Dependencies, marker: Document) -> str:
-    """Release a due marker's plan (``released``) or drop the marker of a plan that is gone, no
-    longer current or no longer steered (``dropped``)."""
+def _sweep_release(deps: Dependencies, plan: Document) -> str:
+    """Release a plan whose release came due (``released``), or clear the release fields of one
+    no longer current or no longer steered, or whose device is gone (``dropped``). The plan is as
+    the sweep's query returned it (``devices/{id}/plans/{plan_id}``): only the device is read."""
     store = deps.store
-    device_id = str(marker.data["device_id"])
-    plan_id = str(marker.data["plan_id"])
+    device_id = plan.path.split("/")[1]
+    plan_id = str(plan.data.get("plan_id") or plan.id)
     with log_context(device_id=device_id, plan_id=plan_id):
         device = store.get(device_path(device_id))
-        plan = store.get(f"devices/{device_id}/plans/{plan_id}")
-        if device is None or plan is None:
-            store.delete(marker.path)
+        if device is None:
+            _clear_release(store, device_id, plan_id)
             return "dropped"
         if not _releasable(device.data, plan_id):
             batch = ReleaseBatch(deps)
-            _drop(deps, device_id, plan.data, marker.data, batch)
+            _drop(deps, device_id, plan.data, batch)
             batch.finish_or_leave()
             return "dropped"
-        release_plan(deps, device_id, device.data, plan.data, current=True, marker=marker.data)
+        release_plan(deps, device_id, device.data, plan.data, current=True)
         return "released"
 
 
@@ -997,14 +995,14 @@ def sweep(deps: Dependencies) -> SweepOutcome:
     """Release forgotten outboxes, re-enqueue stuck commands and raise the alerts a crash kept
     back (module docstring)."""
     outcome = SweepOutcome()
-    _sweep_markers(deps, outcome)
+    _sweep_releases(deps, outcome)
     _sweep_stuck(deps, outcome)
     _sweep_unalerted_failures(deps, outcome)
     _log.info(
-        "sweep: %d plans released, %d stale markers dropped, %d stuck commands re-enqueued, "
+        "sweep: %d plans released, %d stale releases dropped, %d stuck commands re-enqueued, "
         "%d failure alerts raised",
         outcome.released_plans,
-        outcome.dropped_markers,
+        outcome.dropped_plans,
         outcome.requeued_commands,
         outcome.alerts_raised,
     )

@@ -4,8 +4,10 @@
   fields (:class:`~hpsteer.domain.plans.Plan`), ``start_at``/``end_at`` as timestamps, the
   solver's gap and time, the inputs' versions, flags (``weather_held_after_at``,
   ``horizon_truncated``) and the **outbox**: one ``{at, action, slot_index, status: "pending"}``
-  per mode change, for the command layer. An existing document is the same plan written before
-  (the id names its inputs): it is left as it is (its outbox may have moved on) and returned.
+  per mode change, for the command layer, with its **release fields** (``release_due_at``: when
+  the sweep takes its release over; :mod:`hpsteer.services.outbox_markers`) when it has any. An
+  existing document is the same plan written before (the id names its inputs): it is left as it
+  is (its outbox may have moved on) and returned.
 - :func:`make_current` sets ``current_plan_id`` on ``devices/{id}`` in a transaction, **only
   moving forward**: the plan wins when its ``(start_at, created_at)`` is later than the current
   plan's (``current_plan_start_at``, ``current_plan_created_at`` kept beside the id). So a late
@@ -34,7 +36,7 @@ from hpsteer.domain.plans import Plan, PlanSlot
 from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
 from hpsteer.ports.store import DocumentStore, Transaction
-from hpsteer.services.outbox_markers import RELEASE_GRACE, marker_path, outbox_marker
+from hpsteer.services.outbox_markers import RELEASE_DUE_AT, RELEASE_GRACE, new_release
 from hpsteer.services.paths import device_path, plan_path
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "RELEASE_GRACE",
     "cost_by_day",
     "make_current",
-    "outbox_marker",
     "plan_document",
     "plan_from_document",
     "plan_path",
@@ -120,23 +121,17 @@ def write_plan(
 ) -> tuple[dict[str, Any], bool]:
     """Create the plan document; return (the stored document, whether this call created it).
 
-    A plan with mode changes gets its outbox marker (``outboxes/{device}~{plan}``) in the same
-    transaction, so the sweep finds a plan whose release a crash interrupted: its ``due_at`` is
-    when the sweep takes the release over (:data:`RELEASE_GRACE` after the plan was made; a
-    release moves it to when the outbox's next change comes within reach).
+    A plan with mode changes is created with its release fields
+    (:func:`~hpsteer.services.outbox_markers.new_release`), so the sweep finds a plan whose release
+    a crash interrupted: its ``release_due_at`` is when the sweep takes the release over
+    (:data:`RELEASE_GRACE` after the plan was made; a release moves it to when the outbox's next
+    change comes within reach, and the conclusion clears it).
     """
     path = plan_path(plan.device_id, plan.plan_id)
-
-    def run(tx: Transaction) -> None:
-        tx.create(path, document)
-        if document.get("outbox"):
-            tx.create(
-                marker_path(plan.device_id, plan.plan_id),
-                outbox_marker(plan.device_id, plan.plan_id, plan.created_at),
-            )
-
+    if document.get("outbox") and RELEASE_DUE_AT not in document:
+        document = {**document, **new_release(plan.created_at)}
     try:
-        store.run_transaction(run)
+        store.create(path, document)
     except DocumentAlreadyExists:
         existing = store.get(path)
         if existing is None:  # deleted between create and get: let a redelivery decide
