@@ -8,6 +8,7 @@ thermal archetypes' parameters.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -392,6 +393,105 @@ def test_a_newer_plan_replaces_the_current_one_and_an_older_never_does(
     plan = plan_from_document(stored.data)
     assert not make_current(ready.store, "d1", plan.plan_id, plan.start_at, plan.created_at)
     assert Mode(stored.data["slots"][0]["mode"]) in Mode
+
+
+class ReadRecordingStore:
+    """The local store, recording every document read (``get``, and ``get`` in transactions)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.read: list[str] = []
+
+    def get(self, path: str) -> Any:
+        self.read.append(path)
+        return self.inner.get(path)
+
+    def run_transaction(self, fn: Any, **kwargs: Any) -> Any:
+        def recorded(tx: Any) -> Any:
+            original = tx.get
+
+            def get(path: str) -> Any:
+                self.read.append(path)
+                return original(path)
+
+            tx.get = get
+            return fn(tx)
+
+        return self.inner.run_transaction(recorded, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def recorded(clock: SimulatedClock) -> tuple[Dependencies, ReadRecordingStore]:
+    holder: list[ReadRecordingStore] = []
+
+    def wrap(store: Any) -> Any:
+        holder.append(ReadRecordingStore(store))
+        return holder[0]
+
+    deps = bootstrap.local(clock=clock, wrap_store=wrap)
+    store_prices(deps, date(2023, 1, 15), date(2023, 1, 16))
+    store_forecast(deps)
+    return deps, holder[0]
+
+
+def test_a_new_plan_reads_its_device_once_and_looks_for_no_earlier_plan(
+    recorded: tuple[Dependencies, ReadRecordingStore],
+) -> None:
+    deps, store = recorded
+    register(deps, "d1")
+    store.read.clear()
+
+    (outcome,) = plan_shard(shard("d1"), deps)
+
+    assert outcome.status == "planned"
+    assert store.read.count("devices/d1") == 1  # prepared from it, made current on it
+    assert plan_path("d1", str(outcome.plan_id)) not in store.read
+    device = deps.store.get("devices/d1")
+    assert device is not None
+    assert device.data["current_plan_id"] == outcome.plan_id
+
+
+def test_a_plan_written_but_never_made_current_is_solved_again_and_found_not_doubled(
+    ready: Dependencies,
+) -> None:
+    register(ready, "d1")
+    (first,) = plan_shard(shard("d1"), ready)
+    path = plan_path("d1", str(first.plan_id))
+    written = ready.store.get(path)
+    # As if the first delivery ended between writing the plan and making it current.
+    ready.store.update("devices/d1", {"current_plan_id": None, "current_plan_start_at": None})
+
+    (again,) = plan_shard(shard("d1"), ready)
+
+    assert (again.plan_id, again.status) == (first.plan_id, "unchanged")
+    assert ready.store.get(path) == written
+    device = ready.store.get("devices/d1")
+    assert device is not None
+    assert device.data["current_plan_id"] == first.plan_id
+
+
+def test_making_a_plan_current_on_a_stale_read_decides_again_on_the_document_as_it_is(
+    ready: Dependencies, clock: SimulatedClock
+) -> None:
+    from hpsteer.services.plans_store import make_current
+
+    register(ready, "d1")
+    read = ready.store.get("devices/d1")
+    assert read is not None
+    at = NOW + timedelta(hours=1)
+    # Written since the read: an unrelated field (telemetry), then a newer plan made current.
+    ready.store.update("devices/d1", {"last_telemetry": {"indoor_temp_c": 21.0}})
+    assert make_current(ready.store, "d1", "p-new", at, NOW + timedelta(minutes=5), read=read)
+    moved_back = make_current(ready.store, "d1", "p-old", at, NOW, read=read)
+
+    device = ready.store.get("devices/d1")
+    assert device is not None
+    assert not moved_back
+    assert device.data["current_plan_id"] == "p-new"
+    assert device.data["last_telemetry"] == {"indoor_temp_c": 21.0}
 
 
 def test_a_store_outage_is_raised_after_the_shard_for_redelivery(ready: Dependencies) -> None:

@@ -19,7 +19,10 @@ Each shard's ``trigger`` names its cause: ``prices:SE3:2024-01-15:<hash16>:v1``,
 **A shard** (:func:`plan_shard`) plans each of its devices (inputs:
 :mod:`hpsteer.services.plan_inputs`): the plan id is :func:`~hpsteer.domain.plans.plan_id_for`
 of the device, the horizon's start and the inputs' key, so a redelivery finds the plan already
-written and only makes sure it is current and recorded (nothing new is written). Otherwise
+written and only makes sure it is current and recorded (nothing new is written). It is looked
+for only when the device document (read to prepare the inputs) names it current: a new plan
+costs no read of its own, and the rare delivery that ended between writing a plan and making it
+current is solved again, ``write_plan`` then finding the plan written. Otherwise
 :class:`~hpsteer.optimizer.planner.OrToolsPlanner` solves; the schedule and the baseline
 (:class:`~hpsteer.optimizer.baselines.OwnControl`) are both judged by
 :func:`~hpsteer.optimizer.problem.evaluate` on the same inputs; the plan is written with its
@@ -116,7 +119,7 @@ from hpsteer.messaging.envelope import PubSubMessage, encode_json_message
 from hpsteer.observability.logging import log_context
 from hpsteer.observability.metrics import ESTIMATED_COST_SAVINGS_EUR, metrics
 from hpsteer.observability.tracing import span
-from hpsteer.ports.store import DocumentStore, Filter, every_page
+from hpsteer.ports.store import Document, DocumentStore, Filter, every_page
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.ingest_weather import forecast_location_id
 from hpsteer.services.outbox import ReleaseBatch, release_plan
@@ -327,6 +330,8 @@ class _ToSolve:
     plan_id: str
     device_data: dict[str, Any]
     billing: Billing | None = None
+    device_read: Document | None = None
+    """The device document as prepared from (``make_current``'s ``read``)."""
 
 
 Solved = tuple[Plan, dict[str, Any]] | BaseException
@@ -484,10 +489,17 @@ class _Shard:
         record_plan(analytics, plan, document, self.trigger)
 
     def settle(
-        self, plan: Plan, document: dict[str, Any], device: dict[str, Any], *, fresh: bool
+        self,
+        plan: Plan,
+        document: dict[str, Any],
+        device: dict[str, Any],
+        *,
+        fresh: bool,
+        read: Document | None = None,
     ) -> None:
         """Make the plan current (only forward), record it, and release its outbox if it is
-        the device's current plan now (``fresh``: this call wrote the plan)."""
+        the device's current plan now (``fresh``: this call wrote the plan; ``read``: the
+        device document as prepared from)."""
         store = self.deps.store
         moved = make_current(
             store,
@@ -498,6 +510,7 @@ class _Shard:
             plan.mode_runs(),
             plan.end_at,
             plan.indoor_track(),
+            read=read,
         )
         self.record(plan, document)
         if not moved:
@@ -540,12 +553,21 @@ class _Shard:
         )
         billing = self.billing(device_id, record.tariff_id, device.price_area)
         plan_id = plan_id_for(device_id, inputs.problem.start_at, _inputs_key(inputs, billing))
-        existing = store.get(plan_path(device_id, plan_id))
+        # A plan already made from these inputs is the device's current plan, unless a delivery
+        # ended between writing it and making it current: only then is it looked for here (no
+        # read for a new plan); that rare one is solved again and write_plan finds it.
+        read = record.snapshot
+        existing = (
+            store.get(plan_path(device_id, plan_id))
+            if read is None or read.data.get("current_plan_id") == plan_id
+            else None
+        )
         device_data = {"manufacturer": device.manufacturer}
         if existing is not None:
-            self.settle(plan_from_document(existing.data), existing.data, device_data, fresh=False)
+            plan = plan_from_document(existing.data)
+            self.settle(plan, existing.data, device_data, fresh=False, read=read)
             return DeviceOutcome(device_id, "unchanged", plan_id)
-        return _ToSolve(device_id, inputs, plan_id, device_data, billing)
+        return _ToSolve(device_id, inputs, plan_id, device_data, billing, read)
 
     def complete(self, job: _ToSolve, plan: Plan, document: dict[str, Any]) -> DeviceOutcome:
         """Write the solved plan, make it current and release it."""
@@ -553,7 +575,7 @@ class _Shard:
         stored, created = write_plan(store, plan, document)
         if not created:
             plan = plan_from_document(stored)
-        self.settle(plan, stored, device_data, fresh=created)
+        self.settle(plan, stored, device_data, fresh=created, read=job.device_read)
         if created:
             metrics.observe(
                 ESTIMATED_COST_SAVINGS_EUR,

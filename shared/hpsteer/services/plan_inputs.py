@@ -92,7 +92,7 @@ from hpsteer.domain.market import PriceArea, Resolution, Slot, market_date_of, s
 from hpsteer.domain.weather import WeatherPoint, WeatherSeries
 from hpsteer.errors import InvalidInput, UnknownDevice
 from hpsteer.ports.analytics import Analytics
-from hpsteer.ports.store import DocumentStore
+from hpsteer.ports.store import Document, DocumentStore
 from hpsteer.services.ingest_weather import (
     forecast_location_id,
     forecast_path,
@@ -179,6 +179,10 @@ class DeviceRecord:
     telemetry_observed_at: datetime | None
     tariff_id: str | None = None
     """The household tariff the device is planned on (None: spot)."""
+    snapshot: Document | None = dataclasses.field(default=None, repr=False, compare=False)
+    """The device document as read (:func:`load_device`): optimize judges from it whether the
+    plan may exist already and makes the plan current on it
+    (:func:`~hpsteer.services.plans_store.make_current`'s ``read``)."""
 
 
 def _check_comfort(device_id: str, comfort: object) -> None:
@@ -226,7 +230,7 @@ def load_device(
             observed_at = None
     tariff = data.get("tariff_id")
     tariff_id = tariff if isinstance(tariff, str) and tariff else None
-    return DeviceRecord(device, indoor, mode, observed_at, tariff_id)
+    return DeviceRecord(device, indoor, mode, observed_at, tariff_id, snapshot)
 
 
 def with_newest_air(

@@ -33,9 +33,14 @@ from hpsteer.domain.actions import Mode
 from hpsteer.domain.market import market_date_of
 from hpsteer.domain.plan_track import IndoorTrack
 from hpsteer.domain.plans import Plan, PlanSlot
-from hpsteer.errors import ConcurrencyConflict, DocumentAlreadyExists
+from hpsteer.errors import (
+    ConcurrencyConflict,
+    DocumentAlreadyExists,
+    DocumentNotFound,
+    PreconditionFailed,
+)
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
-from hpsteer.ports.store import DocumentStore, Transaction
+from hpsteer.ports.store import Document, DocumentStore, Transaction
 from hpsteer.services.outbox_markers import RELEASE_DUE_AT, RELEASE_GRACE, new_release
 from hpsteer.services.paths import device_path, plan_path
 
@@ -149,6 +154,8 @@ def make_current(
     schedule: Sequence[tuple[datetime, Mode]] = (),
     end_at: datetime | None = None,
     track: IndoorTrack | None = None,
+    *,
+    read: Document | None = None,
 ) -> bool:
     """Point the device at this plan if it is newer than the current one; True if it moved.
 
@@ -159,16 +166,19 @@ def make_current(
     command failed is ours to correct, not the household's choice. ``track`` (the plan's
     predicted indoor temperatures, ``current_plan_track``) lets telemetry ingestion ask for a
     re-plan when the home leaves it (:mod:`hpsteer.domain.plan_track`); without one, none is
-    asked for this plan."""
+    asked for this plan.
+
+    ``read``: the device document as the caller read it (optimize, before planning). The decision
+    is then made on it and the move is one update conditional on its ``update_time``, with no
+    read; only when the document was written since (telemetry, reconciliation) does a
+    transaction read it again and decide anew. A plan that ``read`` shows not newer than the
+    current one does not move: plans only move forward, so a later read would not show it
+    newer either."""
     path = device_path(device_id)
 
-    def run(tx: Transaction) -> bool:
-        device = tx.get(path)
-        if device is None:
-            return False
-        data = device.data
+    def changes(data: Mapping[str, Any]) -> dict[str, Any] | None:
         if data.get("current_plan_id") == plan_id:
-            return False
+            return None
         current_start = data.get("current_plan_start_at")
         current_created = data.get("current_plan_created_at")
         if (
@@ -176,19 +186,37 @@ def make_current(
             and isinstance(current_created, datetime)
             and (start_at, created_at) <= (current_start, current_created)
         ):
+            return None
+        return {
+            "current_plan_id": plan_id,
+            "current_plan_start_at": start_at,
+            "current_plan_created_at": created_at,
+            "current_plan_end_at": end_at,
+            "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
+            "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
+            "current_plan_track": None if track is None else track.to_document(),
+        }
+
+    if read is not None:
+        update = changes(read.data)
+        if update is None:
             return False
-        tx.update(
-            path,
-            {
-                "current_plan_id": plan_id,
-                "current_plan_start_at": start_at,
-                "current_plan_created_at": created_at,
-                "current_plan_end_at": end_at,
-                "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
-                "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
-                "current_plan_track": None if track is None else track.to_document(),
-            },
-        )
+        try:
+            store.update(path, update, if_update_time=read.update_time)
+            return True
+        except DocumentNotFound:
+            return False
+        except PreconditionFailed:
+            pass  # written since: decide again on the document as it is now
+
+    def run(tx: Transaction) -> bool:
+        device = tx.get(path)
+        if device is None:
+            return False
+        update = changes(device.data)
+        if update is None:
+            return False
+        tx.update(path, update)
         return True
 
     return store.run_transaction(run)
