@@ -301,6 +301,13 @@ def test_unsupported_values_are_refused_and_nothing_is_written(
     assert store.get("devices/d1") is None
 
 
+def test_a_refused_value_is_named_by_its_path_into_the_document(store: DocumentStore) -> None:
+    deep = {"ok": "fine", "slots": [1.5, "x", None, {"mode": "mid", "at": object()}]}
+    with pytest.raises(InvalidInput, match=r"data\.slots\[3\]\.at: unsupported value type"):
+        store.create("devices/d1", deep)
+    assert store.get("devices/d1") is None
+
+
 def test_update_refuses_bad_field_paths(store: DocumentStore) -> None:
     store.create("devices/d1", {"a": 1})
     for changes in ({}, {"a..b": 1}, {"": 1}, {".a": 1}):

@@ -232,17 +232,31 @@ def normalize_value(value: Any, where: str = "value", *, in_array: bool = False)
     if isinstance(value, list):
         if in_array:
             raise InvalidInput(f"{where}: an array cannot hold another array")
-        return [normalize_value(v, f"{where}[{i}]", in_array=True) for i, v in enumerate(value)]
+        return [
+            v if type(v) in _PLAIN else normalize_value(v, f"{where}[{i}]", in_array=True)
+            for i, v in enumerate(value)
+        ]
     if isinstance(value, dict):
-        return {_check_key(k, where): normalize_value(v, f"{where}.{k}") for k, v in value.items()}
+        return {
+            _check_key(k, where): v if type(v) in _PLAIN else normalize_value(v, f"{where}.{k}")
+            for k, v in value.items()
+        }
     raise InvalidInput(f"{where}: unsupported value type {type(value).__name__}")
+
+
+_PLAIN = frozenset({type(None), bool, float, str})
+"""Values that are their own copy, taken as they are inside arrays and maps without building the
+path an error would name (most of a document; the local runtime copies every one it writes)."""
 
 
 def normalize_data(data: Mapping[str, Any], where: str = "data") -> dict[str, Any]:
     """A deep, checked copy of a document's fields (see :func:`normalize_value`)."""
     if not isinstance(data, Mapping):
         raise InvalidInput(f"{where} must be a mapping of field names, got {type(data).__name__}")
-    return {_check_key(k, where): normalize_value(v, f"{where}.{k}") for k, v in data.items()}
+    return {
+        _check_key(k, where): v if type(v) in _PLAIN else normalize_value(v, f"{where}.{k}")
+        for k, v in data.items()
+    }
 
 
 def split_field_path(path: str) -> tuple[str, ...]:
