@@ -43,6 +43,7 @@ from hpsteer.services.ingest_telemetry import (
 )
 from hpsteer.services.plan_inputs import PlanningOptions, load_device
 from hpsteer.services.webhooks import WebhookOptions, signed_headers, webhook_id_path
+from tests.support.stores import ReadRecordingStore
 
 NOW = datetime(2025, 2, 24, 5, 37, tzinfo=UTC)
 SECRET = "telemetry-webhook-secret"
@@ -389,41 +390,13 @@ def test_a_polled_sample_keeps_the_stored_one_for_up_to_an_hour(deps: Dependenci
     assert last_telemetry(deps, "d2")["observed_at"] == NOW - timedelta(minutes=15)
 
 
-class ReadCountingStore:
-    """The local store, counting the documents read (outside and inside transactions)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.reads = 0
-
-    def get(self, path: str) -> Any:
-        self.reads += 1
-        return self.inner.get(path)
-
-    def run_transaction(self, fn: Any, **kwargs: Any) -> Any:
-        def counted(tx: Any) -> Any:
-            original = tx.get
-
-            def get(path: str) -> Any:
-                self.reads += 1
-                return original(path)
-
-            tx.get = get
-            return fn(tx)
-
-        return self.inner.run_transaction(counted, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def test_a_poll_published_to_be_recorded_only_is_recorded_without_reading_the_device() -> None:
     local = local_deps()
-    counting = ReadCountingStore(local.store)
+    recording = ReadRecordingStore(local.store)
     deps = Dependencies(
         local.settings,
         local.clock,
-        store=lambda: counting,
+        store=lambda: recording,
         bus=lambda: local.bus,
         tasks=lambda: local.tasks,
         analytics=lambda: local.analytics,
@@ -438,7 +411,7 @@ def test_a_poll_published_to_be_recorded_only_is_recorded_without_reading_the_de
     handle_telemetry_message(published, deps)
 
     assert published.attributes == {"device_id": "d2", "record_only": "true"}
-    assert counting.reads == 0
+    assert recording.read == []
     assert last_telemetry(deps, "d2") == {}
     assert [row["sample_id"] for row in history(deps)] == [item.sample_id]
 

@@ -47,6 +47,7 @@ from hpsteer.services.plans_store import plan_from_document, plan_path
 from hpsteer.sources.replay_prices import ReplayPriceSource
 from hpsteer.sources.replay_weather import ReplayWeatherSource, bundled_weather_dir
 from hpsteer.thermal import ARCHETYPES, NEW_FLOOR_HEATING, OLD_RADIATORS
+from tests.support.stores import ReadRecordingStore
 
 NOW = datetime(2023, 1, 15, 12, 30, tzinfo=UTC)
 STOCKHOLM = (59.2970, 18.1633)
@@ -393,34 +394,6 @@ def test_a_newer_plan_replaces_the_current_one_and_an_older_never_does(
     plan = plan_from_document(stored.data)
     assert not make_current(ready.store, "d1", plan.plan_id, plan.start_at, plan.created_at)
     assert Mode(stored.data["slots"][0]["mode"]) in Mode
-
-
-class ReadRecordingStore:
-    """The local store, recording every document read (``get``, and ``get`` in transactions)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.read: list[str] = []
-
-    def get(self, path: str) -> Any:
-        self.read.append(path)
-        return self.inner.get(path)
-
-    def run_transaction(self, fn: Any, **kwargs: Any) -> Any:
-        def recorded(tx: Any) -> Any:
-            original = tx.get
-
-            def get(path: str) -> Any:
-                self.read.append(path)
-                return original(path)
-
-            tx.get = get
-            return fn(tx)
-
-        return self.inner.run_transaction(recorded, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @pytest.fixture
