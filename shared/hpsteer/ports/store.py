@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from hpsteer.domain.instants import ensure_utc
-from hpsteer.errors import InvalidDocumentPath, InvalidInput
+from hpsteer.errors import DocumentNotFound, InvalidDocumentPath, InvalidInput, PreconditionFailed
 
 __all__ = [
     "Direction",
@@ -158,6 +158,48 @@ def every_page(fetch: Callable[[str | None], Page]) -> Iterator[Document]:
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+def update_as_decided(
+    store: DocumentStore,
+    path: str,
+    decide: Callable[[Mapping[str, Any]], tuple[Mapping[str, Any], T] | None],
+    *,
+    read: tuple[Mapping[str, Any], datetime] | None = None,
+) -> T | None:
+    """Update the document at ``path`` with what ``decide`` makes of its data, (changes, what
+    to return), or leave it when ``decide`` returns None; return what it decided (None: nothing
+    written).
+
+    ``read``: the document's data and ``update_time`` as the caller has just read it. Then the
+    decision is made on it and written by one update on the condition that the document is still
+    as read: no transaction and no read. Only when it was written since does a transaction read
+    it again and decide anew. A decision of ``read`` to leave it stands without a read: use this
+    only where a later state could not decide otherwise (state that only moves forward). Without
+    ``read``, the transaction. A missing document raises
+    :class:`~hpsteer.errors.DocumentNotFound`."""
+    if read is not None:
+        data, update_time = read
+        decided = decide(data)
+        if decided is None:
+            return None
+        try:
+            store.update(path, decided[0], if_update_time=update_time)
+            return decided[1]
+        except PreconditionFailed:
+            pass  # written since: decide again on the document as it is now
+
+    def run(tx: Transaction) -> T | None:
+        document = tx.get(path)
+        if document is None:
+            raise DocumentNotFound(f"no document {path}")
+        decided = decide(document.data)
+        if decided is None:
+            return None
+        tx.update(path, decided[0])
+        return decided[1]
+
+    return store.run_transaction(run)
 
 
 def _check_segments(path: str, kind: str) -> list[str]:

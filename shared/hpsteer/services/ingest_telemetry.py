@@ -113,7 +113,6 @@ from hpsteer.errors import (
     DocumentNotFound,
     InvalidInput,
     MalformedMessage,
-    PreconditionFailed,
     TransientError,
     UnknownDevice,
 )
@@ -122,7 +121,7 @@ from hpsteer.observability.logging import log_context
 from hpsteer.observability.metrics import ENERGY_CONSUMPTION_KWH, metrics
 from hpsteer.ports.analytics import Column, TableSchema
 from hpsteer.ports.bus import MessageBus
-from hpsteer.ports.store import DocumentStore, Transaction
+from hpsteer.ports.store import DocumentStore, update_as_decided
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.paths import device_path
 from hpsteer.services.replan_requests import publish_replan_request
@@ -551,48 +550,26 @@ def _advance(
 
 
 def _advance_state(
-    store: DocumentStore, sample: TelemetrySample, now: datetime, options: TelemetryOptions
-) -> _Advance | None:
-    """Store ``sample`` as the device's last telemetry, in a transaction, if it is newer and
-    worth storing; what was written (``None``: nothing)."""
-    path = device_path(sample.device_id)
-
-    def advance(tx: Transaction) -> _Advance | None:
-        device = tx.get(path)
-        if device is None:
-            raise UnknownDevice(f"no device {sample.device_id}")
-        advanced = _advance(sample, device.data, now, options)
-        if advanced is not None:
-            tx.update(path, advanced.changes)
-        return advanced
-
-    return store.run_transaction(advance)
-
-
-def _advance_read(
     store: DocumentStore,
     sample: TelemetrySample,
     now: datetime,
     options: TelemetryOptions,
-    read: tuple[Mapping[str, Any], datetime],
+    read: tuple[Mapping[str, Any], datetime] | None = None,
 ) -> _Advance | None:
-    """:func:`_advance_state` for a caller that has just read the device (its data and
-    ``update_time``): judged on that read and written by one update on the condition that the
-    document is still as read; if it was written since (:class:`PreconditionFailed`), by the
-    transaction, which reads it again."""
-    data, update_time = read
-    advanced = _advance(sample, data, now, options)
-    if advanced is None:
-        return None
-    path = device_path(sample.device_id)
+    """Store ``sample`` as the device's last telemetry if it is newer and worth storing; what
+    was written (``None``: nothing). In a transaction; or, for a caller that has just read the
+    device (``read``: its data and ``update_time``), judged on that read and written by one
+    update on the condition that the document is still as read, the transaction only if it was
+    written since (:func:`~hpsteer.ports.store.update_as_decided`)."""
+
+    def decide(device: Mapping[str, Any]) -> tuple[dict[str, Any], _Advance] | None:
+        advanced = _advance(sample, device, now, options)
+        return None if advanced is None else (advanced.changes, advanced)
+
     try:
-        store.update(path, advanced.changes, if_update_time=update_time)
-    except PreconditionFailed:
-        _log.debug("device %s was written since it was read: stored by a transaction", path)
-        return _advance_state(store, sample, now, options)
+        return update_as_decided(store, device_path(sample.device_id), decide, read=read)
     except DocumentNotFound as err:
         raise UnknownDevice(f"no device {sample.device_id}") from err
-    return advanced
 
 
 def refuse_future(sample: TelemetrySample, now: datetime, options: TelemetryOptions) -> None:
@@ -630,10 +607,7 @@ def store_sample(
     """
     now = now or deps.clock.now()
     refuse_future(sample, now, options)
-    if read is None:
-        advanced = _advance_state(deps.store, sample, now, options)
-    else:
-        advanced = _advance_read(deps.store, sample, now, options, read)
+    advanced = _advance_state(deps.store, sample, now, options, read)
     if advanced is None:
         return False
     if advanced.energy is not None:

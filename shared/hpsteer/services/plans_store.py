@@ -37,10 +37,9 @@ from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
     DocumentNotFound,
-    PreconditionFailed,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
-from hpsteer.ports.store import Document, DocumentStore, Transaction
+from hpsteer.ports.store import Document, DocumentStore, update_as_decided
 from hpsteer.services.outbox_markers import RELEASE_DUE_AT, RELEASE_GRACE, new_release
 from hpsteer.services.paths import device_path, plan_path
 
@@ -171,12 +170,14 @@ def make_current(
     ``read``: the device document as the caller read it (optimize, before planning). The decision
     is then made on it and the move is one update conditional on its ``update_time``, with no
     read; only when the document was written since (telemetry, reconciliation) does a
-    transaction read it again and decide anew. A plan that ``read`` shows not newer than the
+    transaction read it again and decide anew (:func:`~hpsteer.ports.store.update_as_decided`).
+    A plan that ``read`` shows not newer than the
     current one does not move: plans only move forward, so a later read would not show it
     newer either."""
     path = device_path(device_id)
 
-    def changes(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    def decide(data: Mapping[str, Any]) -> tuple[dict[str, Any], bool] | None:
+        """The move to this plan (changes, True); None: the device stays where it is."""
         if data.get("current_plan_id") == plan_id:
             return None
         current_start = data.get("current_plan_start_at")
@@ -187,7 +188,7 @@ def make_current(
             and (start_at, created_at) <= (current_start, current_created)
         ):
             return None
-        return {
+        move = {
             "current_plan_id": plan_id,
             "current_plan_start_at": start_at,
             "current_plan_created_at": created_at,
@@ -196,30 +197,13 @@ def make_current(
             "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
             "current_plan_track": None if track is None else track.to_document(),
         }
+        return move, True
 
-    if read is not None:
-        update = changes(read.data)
-        if update is None:
-            return False
-        try:
-            store.update(path, update, if_update_time=read.update_time)
-            return True
-        except DocumentNotFound:
-            return False
-        except PreconditionFailed:
-            pass  # written since: decide again on the document as it is now
-
-    def run(tx: Transaction) -> bool:
-        device = tx.get(path)
-        if device is None:
-            return False
-        update = changes(device.data)
-        if update is None:
-            return False
-        tx.update(path, update)
-        return True
-
-    return store.run_transaction(run)
+    snapshot = None if read is None else (read.data, read.update_time)
+    try:
+        return update_as_decided(store, path, decide, read=snapshot) is not None
+    except DocumentNotFound:
+        return False
 
 
 def _mode_at(runs: Any, at: datetime) -> str | None:
