@@ -20,7 +20,7 @@
 #   commands group (command_id ==)                            `hpsteer inspect command ID`
 #   plans group (release_due_at <=)                           the outbox sweep: plans whose
 #                                                             release came due
-#   devices (steering_enabled ==[, price_area ==]), events (dedup_key ==, order seq), plans
+#   devices (steering_enabled ==[, price_area ==]), plans
 #   (order created_at desc), baselines (key range, order key): automatic.
 
 resource "google_firestore_index" "alerts_of_device" {
@@ -191,12 +191,13 @@ resource "google_firestore_field" "past_weather_forecasts" {
 # Index exemptions of the documents that grow with every plan and command: fields read with
 # their document only, never filtered or ordered by (tests/infra holds that no query or index of
 # the code names them). Firestore would otherwise index each array element by element and each
-# map subfield by subfield, on every plan, command and event written: most of the stored index
+# map subfield by subfield, on every plan and command written: most of the stored index
 # entries (python -m benchmarks.cloud_cost, details.firestore_stored). A plan's slots (mode,
 # power, temperature and prices of every slot of its horizon), its inputs (the versions it was
 # made from), its inputs_key (the long string its id hashes) and its outbox of mode changes
-# (rewritten as they are released, hpsteer.services.outbox); a command event's detail and a
-# command's manufacturer_payload (what was sent); a stored forecast's points
+# (rewritten as they are released, hpsteer.services.outbox); a command's history (its events map,
+# every field of every event, hpsteer.services.command_log) and manufacturer_payload (what was
+# sent); a stored forecast's points
 # (hpsteer.services.ingest_weather).
 resource "google_firestore_field" "plans_slots" {
   database   = google_firestore_database.main.name
@@ -230,10 +231,10 @@ resource "google_firestore_field" "plans_outbox" {
   index_config {}
 }
 
-resource "google_firestore_field" "events_detail" {
+resource "google_firestore_field" "commands_events" {
   database   = google_firestore_database.main.name
-  collection = "events"
-  field      = "detail"
+  collection = "commands"
+  field      = "events"
 
   index_config {}
 }

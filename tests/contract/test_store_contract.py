@@ -316,6 +316,23 @@ def test_update_refuses_bad_field_paths(store: DocumentStore) -> None:
     assert store.get("devices/d1").data == {"a": 1}  # type: ignore[union-attr] # exists
 
 
+def test_update_refuses_a_field_path_inside_another_it_names(store: DocumentStore) -> None:
+    store.create("devices/d1", {"m": {"x": 1}})
+    with pytest.raises(InvalidInput):
+        store.update("devices/d1", {"m": {"x": 2}, "m.x": 3})
+    assert store.get("devices/d1").data == {"m": {"x": 1}}  # type: ignore[union-attr] # exists
+
+
+def test_update_adds_map_entries_whose_keys_are_digits(store: DocumentStore) -> None:
+    """A command's history is a map keyed by zero-padded sequence numbers."""
+    store.create("devices/d1", {"events": {"00000001": {"type": "created"}}})
+    store.update("devices/d1", {"events.00000002": {"type": "sent"}, "state": "sent"})
+    assert store.get("devices/d1").data == {  # type: ignore[union-attr] # exists
+        "events": {"00000001": {"type": "created"}, "00000002": {"type": "sent"}},
+        "state": "sent",
+    }
+
+
 # -- transactions ----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Commands are event logs in the store: one transaction per transition, history never forks."""
+"""Commands are event logs in the store: one write per transition, history never forks."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -7,7 +7,7 @@ import pytest
 
 from hpsteer.backends.local.analytics import SqliteAnalytics
 from hpsteer.domain.commands import CommandEvent, CommandEventType, CommandState
-from hpsteer.errors import DocumentNotFound, IllegalTransition
+from hpsteer.errors import ConcurrencyConflict, DocumentNotFound, IllegalTransition
 from hpsteer.services.command_log import (
     COMMAND_EVENTS,
     NewEvent,
@@ -18,7 +18,10 @@ from hpsteer.services.command_log import (
     load_command,
     record_event,
     record_events,
+    record_on,
+    recorded_key,
 )
+from tests.support.stores import ReadRecordingStore
 
 T0 = datetime(2024, 1, 15, 6, tzinfo=UTC)
 E = CommandEventType
@@ -51,7 +54,25 @@ def test_a_new_command_is_pending_with_its_created_event(store):
     assert command.state is CommandState.PENDING
     assert load_command(store, "d1", "c1") == command
     assert [event.type for event in history(store, "d1", "c1")] == [E.CREATED]
-    assert store.get(command_path("d1", "c1") + "/events/00000001") is not None
+
+
+def test_the_history_is_kept_in_the_commands_own_document_keyed_by_sequence_number(store):
+    create_command(store, created())
+    record_event(store, "d1", "c1", E.SENT, T0 + timedelta(seconds=1), attempt=1)
+    stored = store.get(command_path("d1", "c1"))
+    assert sorted(stored.data["events"]) == ["00000001", "00000002"]
+    assert stored.data["events"]["00000002"]["type"] == "sent"
+    assert stored.data["events"]["00000002"]["state"] == "sent"
+    assert stored.data["state"] == "sent"
+    assert store.query(command_path("d1", "c1") + "/events").documents == []
+
+
+def test_recording_leaves_the_entries_already_in_the_history_as_they_were(store):
+    create_command(store, created())
+    first = store.get(command_path("d1", "c1")).data["events"]["00000001"]
+    record_event(store, "d1", "c1", E.SENT, T0 + timedelta(seconds=1), attempt=1)
+    record_event(store, "d1", "c1", E.ACKNOWLEDGED, T0 + timedelta(seconds=2), attempt=1)
+    assert store.get(command_path("d1", "c1")).data["events"]["00000001"] == first
 
 
 def test_creating_the_same_command_again_changes_nothing(store):
@@ -122,7 +143,7 @@ def test_two_writers_racing_for_the_same_transition_cannot_fork_history(store):
     assert [event.type for event in history(store, "d1", "c1")] == [E.CREATED, E.SENT]
 
 
-def test_events_recorded_together_are_one_transaction_and_legal_as_a_sequence(store):
+def test_events_recorded_together_are_one_write_and_legal_as_a_sequence(store):
     create_command(store, created())
     record_event(store, "d1", "c1", E.SENT, T0, attempt=1)
     record_event(store, "d1", "c1", E.ACKNOWLEDGED, T0, attempt=1)
@@ -178,3 +199,40 @@ def test_every_event_becomes_one_analytics_row_and_appending_again_adds_nothing(
         },
         {"seq": 2, "type": "sent", "state": "sent", "attempt": 1, "manufacturer": "viessmann"},
     ]
+
+
+def test_recording_on_the_document_just_read_reads_nothing_and_chains(store):
+    create_command(store, created())
+    read = store.get(command_path("d1", "c1"))
+    recording = ReadRecordingStore(store)
+    sent = record_on(recording, read, [NewEvent(E.SENT, T0, 1)], dedup_key="t/0/sent")
+    acked = record_on(recording, sent.document, [NewEvent(E.ACKNOWLEDGED, T0, 1)], expected_seq=2)
+    assert recording.read == []
+    assert acked.command.state is CommandState.ACKNOWLEDGED
+    assert acked.command == load_command(store, "d1", "c1")
+    assert acked.document.data == store.get(command_path("d1", "c1")).data
+    assert [e.type for e in history(store, "d1", "c1")] == [E.CREATED, E.SENT, E.ACKNOWLEDGED]
+    assert recorded_key(acked.document.data, "t/0/sent")
+
+
+def test_recording_on_a_document_written_since_decides_again_on_the_stored_one(store):
+    create_command(store, created())
+    stale = store.get(command_path("d1", "c1"))
+    record_event(store, "d1", "c1", E.SENT, T0, attempt=1, dedup_key="other/0/sent")
+    with pytest.raises(ConcurrencyConflict, match="moved on to seq 2 since seq 1"):
+        record_on(store, stale, [NewEvent(E.SENT, T0, 1)], expected_seq=1)
+    # Without a view to defend, the event is decided on the command as it now is.
+    done = record_on(store, stale, [NewEvent(E.ACKNOWLEDGED, T0, 1)])
+    assert [e.type for e in done.written] == [E.ACKNOWLEDGED]
+    assert done.document is None  # the transaction's write time is not known: read again
+    assert [e.seq for e in history(store, "d1", "c1")] == [1, 2, 3]
+
+
+def test_a_delivery_that_recorded_already_writes_nothing_on_the_document_it_read(store):
+    create_command(store, created())
+    read = store.get(command_path("d1", "c1"))
+    done = record_on(store, read, [NewEvent(E.SENT, T0, 1)], dedup_key="t/0/sent")
+    again = record_on(store, done.document, [NewEvent(E.SENT, T0, 1)], dedup_key="t/0/sent")
+    assert again.written == []
+    assert again.document == done.document
+    assert len(history(store, "d1", "c1")) == 2

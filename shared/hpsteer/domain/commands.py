@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field
 
@@ -46,6 +46,7 @@ from hpsteer.domain.instants import instant_or_none, parse_instant
 from hpsteer.errors import IllegalTransition
 
 __all__ = [
+    "EVENTS_FIELD",
     "REMEDIATION",
     "TERMINAL_STATES",
     "TRANSITIONS",
@@ -114,9 +115,14 @@ TRANSITIONS: dict[tuple[CommandState, CommandEventType], CommandState] = {
 }
 """Every legal (state, event) pair and the state it leads to; anything else is illegal."""
 
+EVENTS_FIELD = "events"
+"""The field of a command's document that holds its history: a map from each event's sequence
+number (``{seq:08d}``, so that key order is history order) to the event."""
+
 
 class CommandEvent(Record):
-    """One immutable lifecycle event, stored at ``…/commands/{command_id}/events/{seq:08d}``."""
+    """One immutable lifecycle event, stored in its command's document under
+    ``events.{seq:08d}`` (:data:`EVENTS_FIELD`)."""
 
     command_id: str = Field(min_length=1, max_length=200)
     seq: int = Field(ge=1)
@@ -134,7 +140,11 @@ class CommandEvent(Record):
 
 
 class Command(Record):
-    """The materialized state of one command (``devices/{device_id}/commands/{command_id}``)."""
+    """The materialized state of one command (``devices/{device_id}/commands/{command_id}``).
+
+    The same document holds the command's history beside the state, in the map
+    :data:`EVENTS_FIELD` (:mod:`hpsteer.services.command_log`); :meth:`parse` reads the state
+    and leaves the history."""
 
     command_id: str = Field(min_length=1, max_length=200)
     device_id: str = Field(min_length=1, max_length=128)
@@ -175,6 +185,14 @@ class Command(Record):
     manufacturer_reference: str | None = None
     last_seq: int = Field(default=1, ge=1)
     last_dedup_key: str | None = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Self:
+        """The state of a stored command document (its history, :data:`EVENTS_FIELD`, is not
+        part of the state: :func:`hpsteer.services.command_log.events_of` reads it)."""
+        if isinstance(data, Mapping) and EVENTS_FIELD in data:
+            data = {k: v for k, v in data.items() if k != EVENTS_FIELD}
+        return super().parse(data)
 
 
 def next_state(state: CommandState, event: CommandEventType) -> CommandState:

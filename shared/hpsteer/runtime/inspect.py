@@ -290,7 +290,7 @@ def inspect_command(
 ) -> int:
     """Print one command's state, history and alerts; 1 if it is missing or ambiguous."""
     from hpsteer.domain.commands import Command
-    from hpsteer.services.command_log import history
+    from hpsteer.services.command_log import events_of
 
     found = _find_commands(store, command_id, device_id)
     owners = sorted({doc.path.split("/")[1] for doc in found})
@@ -306,7 +306,7 @@ def inspect_command(
         )
         return 1
     command = Command.parse(found[0].data)
-    events = history(store, owners[0], command_id)
+    events = events_of(found[0].data)
     near = [Filter("device_id", "==", owners[0]), Filter("command_id", "==", command_id)]
     state = {k: v for k, v in command.to_document().items() if v is not None}
     view: dict[str, Any] = {

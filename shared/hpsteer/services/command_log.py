@@ -1,15 +1,29 @@
 """Commands as event logs in the document store.
 
-``devices/{device_id}/commands/{command_id}`` holds the materialized :class:`Command`;
-``…/events/{seq:08d}`` the immutable :class:`CommandEvent` history. Every change is one
-transaction that reads the command, checks the transition against the table, creates the next
-event document (``create``: a second writer of the same sequence number fails, so history cannot
-fork) and writes the new state. Nothing here calls a manufacturer: callers do that outside the
-transaction and record what happened afterwards.
+``devices/{device_id}/commands/{command_id}`` holds the materialized :class:`Command` and, in
+the same document, its immutable :class:`CommandEvent` history: the map ``events`` (field
+:data:`~hpsteer.domain.commands.EVENTS_FIELD`), one entry per event keyed by its sequence number
+(``{seq:08d}``, so the Firestore console lists them in order). Every change reads the command,
+checks the transition against the table, adds the next entries (an update of the field paths
+``events.{seq:08d}``: entries already there are never written again) and writes the new state,
+in one write of one document that holds only if the document is still as read: in a
+transaction, or as one update conditional on the ``update_time`` the caller read
+(:func:`record_on`). A second writer that read the same state fails (its transaction retries and
+decides again on what the first wrote, or its precondition fails), so history cannot fork.
+Nothing here calls a manufacturer: callers do that outside the transaction and record what
+happened afterwards.
+
+Why one document and not an ``events/{seq}`` sub-collection: every event would be a second
+document write in its transaction, doubling a command's writes (about ten instead of five over
+a lifecycle) for nothing the store needs. A command's history is short (a created event, a
+few attempts, a verification: about 2 KiB, far below Firestore's 1 MiB per document); it is
+read whenever the command is (the console shows state and history together); and the fleet-wide
+history, which a sub-collection's collection-group query would have served, is the analytics
+``command_events`` table below.
 
 Recording is idempotent where redelivery makes it matter: creating a command that exists returns
 it unchanged, and an event whose ``dedup_key`` the command already recorded is not recorded twice.
-Several events that happen together (``verified`` then ``completed``) are one transaction. A
+Several events that happen together (``verified`` then ``completed``) are one write. A
 caller that changes several commands of one device together (a plan's release: supersede some,
 create others, all while the plan is the device's current one) builds its own transaction from
 the same pieces: :func:`read_command`, :func:`events_after`, :func:`write_events` and
@@ -23,38 +37,52 @@ unique per device; appending again adds nothing).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from hpsteer.domain.commands import Command, CommandEvent, CommandEventType, apply, fold
+from hpsteer.domain.commands import (
+    EVENTS_FIELD,
+    Command,
+    CommandEvent,
+    CommandEventType,
+    apply,
+    fold,
+)
 from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
     DocumentNotFound,
+    IllegalTransition,
+    PreconditionFailed,
     TransientError,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
-from hpsteer.ports.store import DocumentStore, Order, Transaction, every_page
+from hpsteer.ports.store import Document, DocumentStore, Transaction
 
 __all__ = [
     "COMMAND_EVENTS",
     "NewEvent",
     "Recorded",
+    "RecordedOn",
     "append_event_rows",
     "command_document",
     "command_path",
     "create_command",
     "create_in",
+    "event_changes",
     "event_rows",
     "events_after",
+    "events_of",
     "export_events",
     "history",
     "load_command",
     "read_command",
     "record_event",
     "record_events",
+    "record_on",
+    "recorded_key",
     "write_events",
 ]
 
@@ -103,25 +131,36 @@ def command_path(device_id: str, command_id: str) -> str:
     return f"devices/{device_id}/commands/{command_id}"
 
 
-def _event_path(device_id: str, command_id: str, seq: int) -> str:
-    return f"{command_path(device_id, command_id)}/events/{seq:08d}"
+def _event_key(seq: int) -> str:
+    return f"{seq:08d}"
+
+
+def event_changes(command: Command, written: Sequence[CommandEvent]) -> dict[str, Any]:
+    """The update that records ``written`` on a stored command: the new state, and one field
+    path ``events.{seq:08d}`` per event (the entries before them are left as they are)."""
+    return {
+        **command_document(command),
+        **{f"{EVENTS_FIELD}.{_event_key(e.seq)}": e.to_document() for e in written},
+    }
 
 
 def create_in(tx: Transaction, created: CommandEvent) -> tuple[Command, CommandEvent]:
-    """Create a command and its first event in ``tx`` (``create()``: the transaction fails
+    """Create a command with its first event in ``tx`` (``create()``: the transaction fails
     whole with DocumentAlreadyExists if the command exists); the command, and the event as
     stored."""
     command = fold([created])
     created = created.model_copy(update={"state": command.state})
-    tx.create(_event_path(command.device_id, command.command_id, 1), created.to_document())
-    tx.create(command_path(command.device_id, command.command_id), command_document(command))
+    tx.create(
+        command_path(command.device_id, command.command_id),
+        {**command_document(command), EVENTS_FIELD: {_event_key(1): created.to_document()}},
+    )
     return command, created
 
 
 def create_command(store: DocumentStore, created: CommandEvent) -> tuple[Command, bool]:
     """Store a new command from its ``created`` event: (the command, whether this call created
-    it). An existing command is returned as it is. The common case reads nothing: both documents
-    are created in one transaction, which fails whole if the command exists."""
+    it). An existing command is returned as it is. The common case reads nothing: the document
+    is created in one transaction, which fails if the command exists."""
 
     def run(tx: Transaction) -> Command:
         return create_in(tx, created)[0]
@@ -189,11 +228,26 @@ def read_command(tx: Transaction, device_id: str, command_id: str) -> Command | 
 def write_events(
     tx: Transaction, device_id: str, command: Command, written: Sequence[CommandEvent]
 ) -> None:
-    """Write :func:`events_after`'s result in ``tx``: each event with ``create()`` (a second
-    writer of the same sequence number fails the transaction) and the new state."""
-    for event in written:
-        tx.create(_event_path(device_id, command.command_id, event.seq), event.to_document())
-    tx.set(command_path(device_id, command.command_id), command_document(command))
+    """Write :func:`events_after`'s result in ``tx`` (which read the command): the new state
+    and each event's entry, one update of the command's document."""
+    tx.update(command_path(device_id, command.command_id), event_changes(command, written))
+
+
+def _decided(
+    data: Mapping[str, Any],
+    new_events: Sequence[NewEvent],
+    dedup_key: str | None,
+    expected_seq: int | None,
+) -> tuple[Command, list[CommandEvent]]:
+    command = Command.parse(data)
+    if dedup_key is not None and command.last_dedup_key == dedup_key:
+        return command, []
+    if expected_seq is not None and command.last_seq != expected_seq:
+        raise ConcurrencyConflict(
+            f"command {command.command_id} moved on to seq {command.last_seq} since seq "
+            f"{expected_seq} was read"
+        )
+    return events_after(command, new_events, dedup_key)
 
 
 def record_events(
@@ -218,27 +272,89 @@ def record_events(
     """
     if not new_events:
         raise ValueError("record_events needs at least one event")
+    path = command_path(device_id, command_id)
 
     def run(tx: Transaction) -> tuple[Command, list[CommandEvent]]:
-        path = command_path(device_id, command_id)
         if guard is not None:
             guard(tx)
         snapshot = tx.get(path)
         if snapshot is None:
             raise DocumentNotFound(f"no command {command_id} for device {device_id}")
-        command = Command.parse(snapshot.data)
-        if dedup_key is not None and command.last_dedup_key == dedup_key:
-            return command, []
-        if expected_seq is not None and command.last_seq != expected_seq:
-            raise ConcurrencyConflict(
-                f"command {command_id} moved on to seq {command.last_seq} since seq "
-                f"{expected_seq} was read"
-            )
-        command, written = events_after(command, new_events, dedup_key)
-        write_events(tx, device_id, command, written)
+        command, written = _decided(snapshot.data, new_events, dedup_key, expected_seq)
+        if written:
+            tx.update(path, event_changes(command, written))
         return command, written
 
     return store.run_transaction(run)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOn:
+    """What :func:`record_on` did: the command after it, the events it wrote (none: the
+    delivery had recorded them already), and the command's document as it now stands, to
+    record on next (None when that is not known without a read: read it again)."""
+
+    command: Command
+    written: list[CommandEvent]
+    document: Document | None
+
+
+def record_on(
+    store: DocumentStore,
+    read: Document,
+    new_events: Sequence[NewEvent],
+    *,
+    dedup_key: str | None = None,
+    expected_seq: int | None = None,
+) -> RecordedOn:
+    """:func:`record_events` on the command document the caller has just read (or written):
+    the decision is made on ``read`` and written by one update on the condition that the
+    document is still as read, so recording reads nothing. Only when another writer wrote it
+    since does a transaction read it again and decide anew (``expected_seq`` then makes that a
+    ConcurrencyConflict, as in :func:`record_events`); so does an event not legal from the
+    state read (it may be from a state written since)."""
+    if not new_events:
+        raise ValueError("record_on needs at least one event")
+    command = Command.parse(read.data)
+    try:
+        command, written = _decided(read.data, new_events, dedup_key, expected_seq)
+    except IllegalTransition:
+        pass  # perhaps legal from a state written since: the transaction decides
+    else:
+        if not written:
+            return RecordedOn(command, written, read)
+        changes = event_changes(command, written)
+        try:
+            result = store.update(read.path, changes, if_update_time=read.update_time)
+        except PreconditionFailed:
+            pass  # written since: decide again on the document as it is now
+        else:
+            document = Document(
+                read.path, _updated(read.data, changes), read.create_time, result.update_time
+            )
+            return RecordedOn(command, written, document)
+    command, written = record_events(
+        store,
+        command.device_id,
+        command.command_id,
+        new_events,
+        dedup_key=dedup_key,
+        expected_seq=expected_seq,
+    )
+    return RecordedOn(command, written, None)
+
+
+def _updated(data: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` after :func:`event_changes`' update (top-level fields and ``events.{key}``)."""
+    after = dict(data)
+    events = dict(after.get(EVENTS_FIELD) or {})
+    for name, value in changes.items():
+        if name.startswith(f"{EVENTS_FIELD}."):
+            events[name.split(".", 1)[1]] = value
+        else:
+            after[name] = value
+    after[EVENTS_FIELD] = events
+    return after
 
 
 Recorded = tuple[Command, list[CommandEvent]]
@@ -250,17 +366,26 @@ def load_command(store: DocumentStore, device_id: str, command_id: str) -> Comma
     return None if snapshot is None else Command.parse(snapshot.data)
 
 
-def history(store: DocumentStore, device_id: str, command_id: str) -> list[CommandEvent]:
-    """Every event of a command, oldest first (paged, so long histories are read whole)."""
-    pages = every_page(
-        lambda cursor: store.query(
-            f"{command_path(device_id, command_id)}/events",
-            order_by=[Order("seq")],
-            limit=200,
-            cursor=cursor,
-        )
+def events_of(data: Mapping[str, Any]) -> list[CommandEvent]:
+    """The history held in a stored command's document, oldest first."""
+    entries = data.get(EVENTS_FIELD) or {}
+    if not isinstance(entries, Mapping):
+        return []
+    return sorted((CommandEvent.parse(e) for e in entries.values()), key=lambda e: e.seq)
+
+
+def recorded_key(data: Mapping[str, Any], dedup_key: str) -> bool:
+    """Whether a stored command's history has an event recorded by ``dedup_key``."""
+    entries = data.get(EVENTS_FIELD) or {}
+    return isinstance(entries, Mapping) and any(
+        isinstance(e, Mapping) and e.get("dedup_key") == dedup_key for e in entries.values()
     )
-    return [CommandEvent.parse(doc.data) for doc in pages]
+
+
+def history(store: DocumentStore, device_id: str, command_id: str) -> list[CommandEvent]:
+    """Every event of a command, oldest first (none if there is no such command)."""
+    snapshot = store.get(command_path(device_id, command_id))
+    return [] if snapshot is None else events_of(snapshot.data)
 
 
 def event_rows(command: Command, events: Sequence[CommandEvent]) -> list[dict[str, Any]]:

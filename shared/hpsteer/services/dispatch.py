@@ -37,17 +37,20 @@ and the next delivery finds the command where the crash left it.
 
 **Verification** (:func:`handle_verify`, purpose ``verify``): an ``acknowledged`` command is
 checked against the device (read budget and breaker as above). The intended mode →
-``verified`` and ``completed`` (one transaction). The household changed it in the app →
+``verified`` and ``completed`` (one write). The household changed it in the app →
 ``superseded`` (never a failure), the sighting written to the device for reconciliation. Another
 mode → one remediation (``retry_scheduled`` with cause ``verification_mismatch`` and a new
 dispatch task), and a second mismatch → ``failed`` with an alert. A later mode change already
 due → ``superseded`` (verifying the older mode would fight the newer one).
 
-Every event is one transaction (:mod:`hpsteer.services.command_log`) keyed by the delivery
-(``dedup_key`` = task name and retry count), and is also appended to ``command_events``. It
-expects the command as this delivery last saw it: when another delivery moved it meanwhile (Cloud
-Tasks may run a task twice at once), nothing is written and this delivery answers 503 and leaves
-the command to the other (so an attempt number is never computed from a stale view).
+Every event is one write of the command's document (:mod:`hpsteer.services.command_log`)
+keyed by the delivery (``dedup_key`` = task name and retry count), and is also appended to
+``command_events``. It is written on the condition that the document is still as this delivery
+last read or wrote it: so a delivery reads the command once, and records ``sent`` and
+``acknowledged`` (or ``verified`` and ``completed``) without reading it again. When another
+delivery moved it meanwhile (Cloud Tasks may run a task twice at once), nothing is written and
+this delivery answers 503 and leaves the command to the other (so an attempt number is never
+computed from a stale view).
 ``checkpoint(step)`` is called between steps; tests raise from it to crash the handler there.
 """
 
@@ -99,15 +102,15 @@ from hpsteer.observability.metrics import (
     metrics,
 )
 from hpsteer.observability.tracing import continued, span
-from hpsteer.ports.store import Filter
+from hpsteer.ports.store import Document
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import failure_alert, raise_alert
 from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
     command_path,
-    load_command,
-    record_events,
+    record_on,
+    recorded_key,
 )
 from hpsteer.services.command_tasks import (
     dispatch_task,
@@ -225,6 +228,8 @@ class _Run:
         self.metrics = counters
         self.now = deps.clock.now()
         self.command: Command
+        self.document: Document | None = None
+        """The command's document as this delivery last read or wrote it (None: unknown)."""
         self.device: Mapping[str, Any] = {}
         self.ref: DeviceRef
 
@@ -232,19 +237,30 @@ class _Run:
 
     def record(self, *events: NewEvent) -> bool:
         """Record events as this delivery; False when it recorded them already (redelivery).
-        The first names the plan that adopted the command, if its history does not yet."""
-        command, written = record_events(
+        The first names the plan that adopted the command, if its history does not yet.
+        Recorded on the command's document as this delivery last read or wrote it (one
+        conditional update, no read)."""
+        read = self.document or self.read_again()
+        done = record_on(
             self.deps.store,
-            self.command.device_id,
-            self.command.command_id,
+            read,
             [self.noting_adoption(events[0]), *events[1:]],
             dedup_key=f"{self.delivery.dedup_key}/{events[-1].type.value}",
             expected_seq=self.command.last_seq,  # another delivery moved it: this one stops
         )
-        self.command = command
-        if written:
-            append_event_rows(self.deps.analytics, command, written)
-        return bool(written)
+        self.command, self.document = done.command, done.document
+        if done.written:
+            append_event_rows(self.deps.analytics, done.command, done.written)
+        return bool(done.written)
+
+    def read_again(self) -> Document:
+        """The command's document as it is now (after a write whose result is not known)."""
+        document = self.deps.store.get(
+            command_path(self.command.device_id, self.command.command_id)
+        )
+        if document is None:
+            raise ConcurrencyConflict(f"command {self.command.command_id} vanished")
+        return document
 
     def event(
         self,
@@ -377,10 +393,7 @@ class _Run:
         key = f"{self.delivery.dedup_key}/{E.SENT.value}"
         if self.command.last_dedup_key == key:
             return True
-        events = f"{command_path(self.command.device_id, self.command.command_id)}/events"
-        return bool(
-            self.deps.store.query(events, [Filter("dedup_key", "==", key)], limit=1).documents
-        )
+        return recorded_key((self.document or self.read_again()).data, key)
 
     def in_intended_mode(self, state: DeviceState) -> bool:
         intended = self.command.generic_action.mode
@@ -669,12 +682,13 @@ def _start(
     if task.purpose != purpose:
         _log.error("a %s task reached the %s route: dropped", task.purpose, purpose)
         return Reply(200, "wrong_route")
-    command = load_command(deps.store, task.device_id, task.command_id)
-    if command is None:
+    document = deps.store.get(command_path(task.device_id, task.command_id))
+    if document is None:
         _log.error("task %s names no command %s", delivery.task_name, task.command_id)
         return Reply(200, "unknown_command")
+    command = Command.parse(document.data)
     run = _Run(deps, delivery, gateway or gateway_for(deps), checkpoint, counters)
-    run.command = command
+    run.command, run.document = command, document
     device = deps.store.get(device_path(task.device_id))
     run.device = device.data if device is not None else {"steering_enabled": False}
     try:

@@ -244,11 +244,15 @@ def _update_write(
     for field_path, value in changes.items():
         segments = split_field_path(field_path)
         parsed.append((segments, normalize_value(value, f"{path}:{field_path}")))
-    seen = [p for p, _ in parsed]
-    for i, a in enumerate(seen):
-        for b in seen[i + 1 :]:
-            if a[: len(b)] == b or b[: len(a)] == a:
-                raise InvalidInput(f"update of {path!r} names overlapping fields {a} and {b}")
+    # Two field paths overlap when one is a prefix of the other (the keys are distinct): look
+    # each path's proper prefixes up among the paths (linear in the fields, not quadratic).
+    named = {p for p, _ in parsed}
+    for segments, _ in parsed:
+        for end in range(1, len(segments)):
+            if segments[:end] in named:
+                raise InvalidInput(
+                    f"update of {path!r} names overlapping fields {segments[:end]} and {segments}"
+                )
     when = None if if_update_time is None else ensure_utc(if_update_time, field="if_update_time")
     return _Write("update", path, changes=tuple(parsed), if_update_time=when)
 

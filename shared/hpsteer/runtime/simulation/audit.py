@@ -30,7 +30,7 @@ from hpsteer.observability.logging import bound_ids
 from hpsteer.ports.store import DocumentStore, every_page
 from hpsteer.runtime.simulation.record import FUNNEL_STAGES
 from hpsteer.services.alerts import alert_path
-from hpsteer.services.command_log import history
+from hpsteer.services.command_log import events_of
 
 __all__ = ["CommandAudit", "CountingGateway", "audit_commands"]
 
@@ -74,10 +74,11 @@ class CommandAudit:
     """(device id, command id, manufacturer, final state) of every command."""
 
 
-def _all_commands(store: DocumentStore) -> Iterator[Command]:
+def _all_commands(store: DocumentStore) -> Iterator[tuple[Command, list[CommandEvent]]]:
+    """Every command with the history its document holds."""
     pages = every_page(lambda cursor: store.collection_group("commands", limit=500, cursor=cursor))
     for document in pages:
-        yield Command.parse(document.data)
+        yield Command.parse(document.data), events_of(document.data)
 
 
 def _history_problem(stored: Command, events: list[CommandEvent]) -> str | None:
@@ -111,7 +112,7 @@ def _unreleased(store: DocumentStore, end_at: datetime) -> Iterator[str]:
 def audit_commands(store: DocumentStore, end_at: datetime) -> CommandAudit:
     """Every command's final state, stages and history; lost and forked ones named."""
     audit = CommandAudit()
-    for command in _all_commands(store):
+    for command, events in _all_commands(store):
         audit.commands += 1
         audit.by_state[command.state.value] += 1
         audit.listed.append(
@@ -125,7 +126,7 @@ def audit_commands(store: DocumentStore, end_at: datetime) -> CommandAudit:
         if command.command_id.startswith("remedy-"):
             audit.remediations.append((command.device_id, command.created_at))
         name = f"{command.device_id}/{command.command_id}"
-        problem = _history_problem(command, history(store, command.device_id, command.command_id))
+        problem = _history_problem(command, events)
         if problem is not None:
             audit.forked.append(problem)
         slot = command.slot_start_at or command.created_at

@@ -28,7 +28,7 @@ from hpsteer.domain.operator_views import (
 from hpsteer.errors import MalformedMessage
 from hpsteer.ports.store import Order
 from hpsteer.runtime.bootstrap import Dependencies
-from hpsteer.services.command_log import history
+from hpsteer.services.command_log import events_of
 from hpsteer.services.operator.alerts import device_alerts
 from hpsteer.services.operator.errors import UnknownTarget
 from hpsteer.services.operator.views import (
@@ -86,7 +86,7 @@ def _recent_commands(deps: Dependencies, device_id: str) -> list[CommandView]:
     views = []
     for document in page.documents:
         command = Command.parse(document.data)
-        views.append(command_view(command, history(deps.store, device_id, command.command_id)))
+        views.append(command_view(command, events_of(document.data)))
     return views
 
 
