@@ -90,13 +90,13 @@ class CountingStore:
         self.writes += 1
         return self.inner.create(path, data)
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
         self.writes += 1
         return self.inner.set(path, data, merge=merge)
 
     def update(
         self, path: str, changes: Mapping[str, Any], *, if_update_time: datetime | None = None
-    ) -> Document:
+    ) -> datetime:
         self.writes += 1
         return self.inner.update(path, changes, if_update_time=if_update_time)
 

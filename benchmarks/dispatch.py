@@ -211,13 +211,13 @@ class PhasedCountingStore(CountingStore):
         self.tally.add(self.phase, path, "write")
         return super().create(path, data)
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
         self.tally.add(self.phase, path, "write")
         return super().set(path, data, merge=merge)
 
     def update(
         self, path: str, changes: Mapping[str, Any], *, if_update_time: datetime | None = None
-    ) -> Document:
+    ) -> datetime:
         self.tally.add(self.phase, path, "write")
         return super().update(path, changes, if_update_time=if_update_time)
 

@@ -71,12 +71,12 @@ class RecordingStore:
     def create(self, path: str, data: Mapping[str, Any]) -> Document:
         return self.inner.create(path, data)
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
         return self.inner.set(path, data, merge=merge)
 
     def update(
         self, path: str, changes: Mapping[str, Any], *, if_update_time: datetime | None = None
-    ) -> Document:
+    ) -> datetime:
         return self.inner.update(path, changes, if_update_time=if_update_time)
 
     def delete(self, path: str) -> None:
@@ -281,7 +281,7 @@ def test_forgetting_moves_the_device_documents_epoch_after_deleting_the_values(
     seen: list[tuple[str, int]] = []
     inner_update = deployment.store.update
 
-    def update(path: str, changes: Mapping[str, Any], **kw: Any) -> Document:
+    def update(path: str, changes: Mapping[str, Any], **kw: Any) -> datetime:
         left = len(deployment.store.inner.query("manufacturers/viessmann/baselines").documents)
         seen.append((path, left))
         return inner_update(path, changes, **kw)

@@ -25,7 +25,7 @@ from hpsteer.errors import (
     PreconditionFailed,
 )
 from hpsteer.ports.clock import SimulatedClock
-from hpsteer.ports.store import DocumentStore, Filter, Order, Transaction
+from hpsteer.ports.store import Document, DocumentStore, Filter, Order, Transaction
 from tests.support.firestore import (  # noqa: F401 - pytest finds fixtures by name in the module
     PROJECT,
     firestore_emulator,
@@ -86,30 +86,38 @@ def test_create_of_an_existing_document_raises_and_writes_nothing(store: Documen
     assert store.get("devices/d1") == before
 
 
+def read(store: DocumentStore, path: str) -> Document:
+    document = store.get(path)
+    assert document is not None
+    return document
+
+
 def test_set_replaces_the_document_keeping_create_time(store: DocumentStore) -> None:
-    first = store.set("devices/d1", {"a": 1, "b": {"c": 2}})
-    second = store.set("devices/d1", {"b": {"d": 3}})
+    store.set("devices/d1", {"a": 1, "b": {"c": 2}})
+    first = read(store, "devices/d1")
+    store.set("devices/d1", {"b": {"d": 3}})
+    second = read(store, "devices/d1")
     assert second.data == {"b": {"d": 3}}
     assert second.create_time == first.create_time
     assert second.update_time > first.update_time
-    assert store.get("devices/d1") == second
 
 
 def test_set_with_merge_deep_merges_maps(store: DocumentStore) -> None:
     store.set("devices/d1", {"a": 1, "m": {"x": 1, "y": {"z": 1}}, "k": {"j": 1}})
-    merged = store.set("devices/d1", {"m": {"y": {"w": 2}}, "k": 5, "n": [1]}, merge=True)
+    store.set("devices/d1", {"m": {"y": {"w": 2}}, "k": 5, "n": [1]}, merge=True)
     expected = {"a": 1, "m": {"x": 1, "y": {"z": 1, "w": 2}}, "k": 5, "n": [1]}
-    assert merged.data == expected
-    assert store.get("devices/d1") == merged
+    assert read(store, "devices/d1").data == expected
 
 
 def test_set_with_merge_creates_a_missing_document(store: DocumentStore) -> None:
-    assert store.set("devices/d1", {"a": {"b": 1}}, merge=True).data == {"a": {"b": 1}}
+    store.set("devices/d1", {"a": {"b": 1}}, merge=True)
+    assert read(store, "devices/d1").data == {"a": {"b": 1}}
 
 
 def test_update_changes_named_fields_through_dotted_paths(store: DocumentStore) -> None:
     first = store.create("devices/d1", {"a": 1, "m": {"x": 1, "y": 2}, "s": "keep"})
-    updated = store.update("devices/d1", {"a": 2, "m.y": 3, "m.new.deep": True, "s2": None})
+    store.update("devices/d1", {"a": 2, "m.y": 3, "m.new.deep": True, "s2": None})
+    updated = read(store, "devices/d1")
     assert updated.data == {
         "a": 2,
         "m": {"x": 1, "y": 3, "new": {"deep": True}},
@@ -118,12 +126,12 @@ def test_update_changes_named_fields_through_dotted_paths(store: DocumentStore) 
     }
     assert updated.create_time == first.create_time
     assert updated.update_time > first.update_time
-    assert store.get("devices/d1") == updated
 
 
 def test_update_with_a_map_value_replaces_that_map(store: DocumentStore) -> None:
     store.create("devices/d1", {"m": {"x": 1, "y": 2}})
-    assert store.update("devices/d1", {"m": {"z": 3}}).data == {"m": {"z": 3}}
+    store.update("devices/d1", {"m": {"z": 3}})
+    assert read(store, "devices/d1").data == {"m": {"z": 3}}
 
 
 def test_update_of_a_missing_document_raises_and_creates_nothing(store: DocumentStore) -> None:
@@ -136,15 +144,49 @@ def test_update_of_a_missing_document_raises_and_creates_nothing(store: Document
 
 def test_update_with_the_current_update_time_succeeds(store: DocumentStore) -> None:
     first = store.create("devices/d1", {"a": 1})
-    assert store.update("devices/d1", {"a": 2}, if_update_time=first.update_time).data == {"a": 2}
+    store.update("devices/d1", {"a": 2}, if_update_time=first.update_time)
+    assert read(store, "devices/d1").data == {"a": 2}
 
 
 def test_update_with_a_stale_update_time_raises_and_writes_nothing(store: DocumentStore) -> None:
     first = store.create("devices/d1", {"a": 1})
-    second = store.update("devices/d1", {"a": 2})
+    store.update("devices/d1", {"a": 2})
+    second = read(store, "devices/d1")
     with pytest.raises(PreconditionFailed):
         store.update("devices/d1", {"a": 3}, if_update_time=first.update_time)
     assert store.get("devices/d1") == second
+
+
+def test_set_and_update_return_the_update_time_a_following_get_reports(
+    store: DocumentStore,
+) -> None:
+    created = store.create("devices/d1", {"a": 1})
+    set_at = store.set("devices/d1", {"a": 2, "m": {"x": 1}})
+    assert read(store, "devices/d1").update_time == set_at
+    merged_at = store.set("devices/d1", {"m": {"y": 2}}, merge=True)
+    assert read(store, "devices/d1").update_time == merged_at
+    updated_at = store.update("devices/d1", {"m.x": 3})
+    assert read(store, "devices/d1").update_time == updated_at
+    assert created.update_time < set_at < merged_at < updated_at
+    made_at = store.set("devices/d2", {"a": 1})  # a set that creates the document
+    made = read(store, "devices/d2")
+    assert made.update_time == made.create_time == made_at
+    for when in (set_at, merged_at, updated_at, made_at):
+        assert type(when) is datetime
+        assert when.tzinfo == UTC
+
+
+def test_the_time_a_write_returns_is_the_precondition_of_the_next_update(
+    store: DocumentStore,
+) -> None:
+    set_at = store.set("devices/d1", {"a": 1})
+    updated_at = store.update("devices/d1", {"a": 2}, if_update_time=set_at)
+    store.update("devices/d1", {"a": 3}, if_update_time=updated_at)
+    with pytest.raises(PreconditionFailed):
+        store.update("devices/d1", {"a": 4}, if_update_time=updated_at)
+    with pytest.raises(PreconditionFailed):
+        store.update("devices/d1", {"a": 4}, if_update_time=set_at)
+    assert read(store, "devices/d1").data == {"a": 3}
 
 
 def test_precondition_failed_is_a_concurrency_conflict() -> None:
@@ -156,18 +198,21 @@ def test_every_write_that_changes_a_document_moves_update_time_forward(
 ) -> None:
     times = [store.create("devices/d1", {"n": 0}).update_time]
     for n in range(1, 6):
-        times.append(store.update("devices/d1", {"n": n}).update_time)
-        times.append(store.set("devices/d1", {"n": -n}, merge=True).update_time)
-        times.append(store.set("devices/d1", {"n": float(-n)}).update_time)
+        times.append(store.update("devices/d1", {"n": n}))
+        times.append(store.set("devices/d1", {"n": -n}, merge=True))
+        times.append(store.set("devices/d1", {"n": float(-n)}))
     assert times == sorted(times)
     assert len(set(times)) == len(times)
 
 
 def test_a_write_that_changes_nothing_keeps_update_time(store: DocumentStore) -> None:
     first = store.create("devices/d1", {"n": 1, "m": {"a": [1]}})
-    assert store.set("devices/d1", {"n": 1, "m": {"a": [1]}}) == first
-    assert store.update("devices/d1", {"m.a": [1]}) == first
-    assert store.set("devices/d1", {"m": {}}, merge=True) != first
+    assert store.set("devices/d1", {"n": 1, "m": {"a": [1]}}) == first.update_time
+    assert store.get("devices/d1") == first
+    assert store.update("devices/d1", {"m.a": [1]}) == first.update_time
+    assert store.get("devices/d1") == first
+    assert store.set("devices/d1", {"m": {}}, merge=True) > first.update_time
+    assert store.get("devices/d1") != first
 
 
 def test_delete_removes_and_deleting_a_missing_document_is_fine(store: DocumentStore) -> None:
@@ -672,9 +717,11 @@ def test_bad_queries_are_refused(store: DocumentStore, bad: dict[str, Any]) -> N
 def test_local_update_times_increase_even_when_the_clock_stands_still() -> None:
     local = LocalDocumentStore(clock=SimulatedClock(T0))
     first = local.create("a/1", {"n": 1})
-    second = local.update("a/1", {"n": 2})
+    updated_at = local.update("a/1", {"n": 2})
+    second = local.get("a/1")
+    assert second is not None
     assert first.create_time == T0
-    assert second.update_time > first.update_time
+    assert updated_at == second.update_time > first.update_time
     assert second.create_time == T0
 
 

@@ -72,7 +72,7 @@ class TallyStore:
             self.budget_transactions += 1
         return result
 
-    def set(self, path: str, data: Any, *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Any, *, merge: bool = False) -> datetime:
         if self.fail_done and path.startswith("reconcile_runs/"):
             raise StoreUnavailable(f"{path}: the store did not answer")
         return self.inner.set(path, data, merge=merge)

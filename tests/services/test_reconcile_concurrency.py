@@ -23,7 +23,7 @@ from hpsteer.domain.messages import ReconcileRequest, Topic
 from hpsteer.errors import StoreUnavailable
 from hpsteer.observability.logging import log_context
 from hpsteer.observability.tracing import span
-from hpsteer.ports.store import Document, DocumentStore
+from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_tasks import VERIFY_QUEUE, dispatch_queue
 from hpsteer.services.outbox import release_plan
@@ -47,7 +47,7 @@ class FailingUpdates:
         self.inner = inner
         self.failing: set[str] = set()
 
-    def update(self, path: str, changes: Any, **kwargs: Any) -> Document:
+    def update(self, path: str, changes: Any, **kwargs: Any) -> datetime:
         if path in self.failing:
             raise StoreUnavailable(f"{path}: the store did not answer")
         return self.inner.update(path, changes, **kwargs)

@@ -85,7 +85,7 @@ class Counting:
             if any(p.startswith("devices/") and p.count("/") == 1 for p in read):
                 self.transactions += 1
 
-    def update(self, path: str, changes: Any, **kwargs: Any) -> Document:
+    def update(self, path: str, changes: Any, **kwargs: Any) -> datetime:
         if kwargs.get("if_update_time") is not None and path.startswith("devices/"):
             self.conditional_updates += 1
         return self.inner.update(path, changes, **kwargs)
@@ -328,7 +328,7 @@ def test_a_redelivered_page_records_each_poll_once_and_stores_it_once() -> None:
     set_document = store.set
     lost: list[str] = []
 
-    def run_record_lost(path: str, data: Any, **kwargs: Any) -> Document:
+    def run_record_lost(path: str, data: Any, **kwargs: Any) -> datetime:
         if path.startswith("reconcile_runs/") and not lost:
             lost.append(path)
             raise StoreUnavailable("the run record's write did not answer")

@@ -570,9 +570,7 @@ class CredentialStore:
                 _ACCESS_EXPIRES_AT: access[1],
             }
             try:
-                update_time = self._store.update(
-                    path, changes, if_update_time=used.update_time
-                ).update_time
+                update_time = self._store.update(path, changes, if_update_time=used.update_time)
                 written = True
             except (PreconditionFailed, DocumentNotFound):
                 written = False

@@ -14,6 +14,10 @@ Promises every backend keeps (checked by ``tests/contract/test_store_contract.py
   raises :class:`~hpsteer.errors.DocumentNotFound` if it is missing, and
   :class:`~hpsteer.errors.PreconditionFailed` if ``if_update_time`` is given and the document
   was written since.
+- ``create`` returns the document it made; ``set`` and ``update`` return only the document's
+  ``update_time`` after the write (UTC; what a following ``get`` reports, so it serves as the
+  next ``if_update_time``): knowing the whole document would cost Firestore a read after the
+  write. Whoever needs the data reads it.
 - Every write that changes a document moves ``update_time`` forward; ``create_time`` stays.
   A write that leaves the document exactly as it was keeps its ``update_time`` (Firestore does).
 - ``run_transaction(fn)`` runs ``fn(tx)`` so that its reads and writes are atomic: all writes
@@ -113,7 +117,9 @@ class DocumentStore(Protocol):
 
     def create(self, path: str, data: Mapping[str, Any]) -> Document: ...
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document: ...
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
+        """Write the document; return its ``update_time`` after the write."""
+        ...
 
     def update(
         self,
@@ -121,7 +127,9 @@ class DocumentStore(Protocol):
         changes: Mapping[str, Any],
         *,
         if_update_time: datetime | None = None,
-    ) -> Document: ...
+    ) -> datetime:
+        """Change the named fields; return the document's ``update_time`` after the write."""
+        ...
 
     def delete(self, path: str) -> None:
         """Delete if present; deleting a missing document is not an error (as in Firestore)."""

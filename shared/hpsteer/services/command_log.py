@@ -325,12 +325,12 @@ def record_on(
             return RecordedOn(command, written, read)
         changes = event_changes(command, written)
         try:
-            result = store.update(read.path, changes, if_update_time=read.update_time)
+            written_at = store.update(read.path, changes, if_update_time=read.update_time)
         except PreconditionFailed:
             pass  # written since: decide again on the document as it is now
         else:
             document = Document(
-                read.path, _updated(read.data, changes), read.create_time, result.update_time
+                read.path, _updated(read.data, changes), read.create_time, written_at
             )
             return RecordedOn(command, written, document)
     command, written = record_events(

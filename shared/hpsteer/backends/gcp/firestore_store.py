@@ -3,6 +3,8 @@
 :class:`FirestoreDocumentStore` checks paths and values with the port's validators before calling
 Firestore, returns plain timezone-aware UTC datetimes (never ``DatetimeWithNanoseconds``), and
 translates ``google.api_core`` exceptions into :mod:`hpsteer.errors` at this boundary.
+A write outside a transaction reads nothing back: ``set`` and ``update`` return the write result's
+``update_time``, ``create`` builds its document from the data it wrote.
 Transactions run in a retry loop with jittered backoff (the emulator resolves lock contention
 only by timing transactions out, so two retries in lock step would collide forever); queries
 name every order explicitly, ending with ``__name__``, so the opaque cursor (base64 JSON of the
@@ -117,6 +119,13 @@ def _document(snapshot: Any) -> Document | None:
     )
 
 
+def _written_at(result: Any) -> datetime:
+    """A ``WriteResult``'s ``update_time`` as the port's: the document's ``update_time`` after
+    the write (the one before it when the write changed nothing), what a ``get`` then reports."""
+    when: datetime = _plain(result.update_time)
+    return when
+
+
 def _update_changes(path: str, changes: Mapping[str, Any]) -> dict[str, Any]:
     validate_document_path(path)
     if not isinstance(changes, Mapping) or not changes:
@@ -197,14 +206,6 @@ class FirestoreDocumentStore:
 
     # -- single documents ----------------------------------------------------------------------
 
-    def _read_back(self, path: str, at: datetime) -> Document:
-        """The document as the write at ``at`` left it (a read at that instant)."""
-        with _translated(f"read back {path}"):
-            document = _document(self._client.document(path).get(read_time=at))
-        if document is None:  # pragma: no cover - a read at the write's own time sees it
-            raise StoreUnavailable(f"{path} was written at {at} but cannot be read back")
-        return document
-
     def get(self, path: str) -> Document | None:
         validate_document_path(path)
         with _translated(f"get {path}"):
@@ -215,15 +216,15 @@ class FirestoreDocumentStore:
         checked = normalize_data(data)
         with _translated(f"create {path}"):
             result = self._client.document(path).create(checked)
-        when = _plain(result.update_time)
+        when = _written_at(result)
         return Document(path, _plain(checked), when, when)
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
         validate_document_path(path)
         checked = normalize_data(data)
         with _translated(f"set {path}"):
             result = self._client.document(path).set(checked, merge=merge)
-        return self._read_back(path, result.update_time)
+        return _written_at(result)
 
     def update(
         self,
@@ -231,7 +232,7 @@ class FirestoreDocumentStore:
         changes: Mapping[str, Any],
         *,
         if_update_time: datetime | None = None,
-    ) -> Document:
+    ) -> datetime:
         checked = _update_changes(path, changes)
         option = None
         if if_update_time is not None:
@@ -244,7 +245,7 @@ class FirestoreDocumentStore:
             if self.get(path) is None:
                 raise DocumentNotFound(f"update {path}: not found") from err
             raise
-        return self._read_back(path, result.update_time)
+        return _written_at(result)
 
     def delete(self, path: str) -> None:
         validate_document_path(path)

@@ -709,12 +709,13 @@ class LocalDocumentStore:
             self._by_parent[parent].discard(path)
             self._by_group[parent.rsplit("/", 1)[-1]].discard(path)
 
-    def _write_one(self, write: _Write) -> Document:
+    def _write_one(self, write: _Write) -> _Stored:
+        """Commit one write (not a delete); the document's version after it."""
         with self._lock:
             changed = self._commit([write])
             stored = changed[write.path] if write.path in changed else self._docs[write.path]
         assert stored is not None  # only deletes store None
-        return stored.to_document(write.path)
+        return stored
 
     # -- the port ------------------------------------------------------------------------------
 
@@ -729,11 +730,11 @@ class LocalDocumentStore:
 
     def create(self, path: str, data: Mapping[str, Any]) -> Document:
         validate_document_path(path)
-        return self._write_one(_Write("create", path, normalize_data(data)))
+        return self._write_one(_Write("create", path, normalize_data(data))).to_document(path)
 
-    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> Document:
+    def set(self, path: str, data: Mapping[str, Any], *, merge: bool = False) -> datetime:
         validate_document_path(path)
-        return self._write_one(_Write("set", path, normalize_data(data), merge=merge))
+        return self._write_one(_Write("set", path, normalize_data(data), merge=merge)).update_time
 
     def update(
         self,
@@ -741,8 +742,8 @@ class LocalDocumentStore:
         changes: Mapping[str, Any],
         *,
         if_update_time: datetime | None = None,
-    ) -> Document:
-        return self._write_one(_update_write(path, changes, if_update_time))
+    ) -> datetime:
+        return self._write_one(_update_write(path, changes, if_update_time)).update_time
 
     def delete(self, path: str) -> None:
         validate_document_path(path)
