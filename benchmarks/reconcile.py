@@ -94,7 +94,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
-from hpsteer.adapters.budget import Schedule, plan_windows
+from hpsteer.adapters.budget import BookedCall, Booking, Schedule, plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway
 from hpsteer.adapters.protocol import DeviceRef, DeviceState, RateLimitConfig, ValidationResult
 from hpsteer.backends.local.bus import LocalMessageBus
@@ -292,9 +292,11 @@ class CountingGateway(ManufacturerGateway):
         finally:
             self.calls[(self.phase, device.manufacturer, call, outcome)] += 1
 
-    def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
+    def read_state(
+        self, device: DeviceRef, *, for_command: bool = False, booked: BookedCall | None = None
+    ) -> DeviceState:
         with self._tally("read_state", device):
-            return super().read_state(device, for_command=for_command)
+            return super().read_state(device, for_command=for_command, booked=booked)
 
     def poll_state(self, device: DeviceRef, schedule: Schedule) -> DeviceState:
         """Reconciliation's polls (paid by a booking): a read of the state as ``read_state``."""
@@ -307,9 +309,18 @@ class CountingGateway(ManufacturerGateway):
         with self._tally("prepare", device):
             return super().prepare(device, action, admitted=admitted)
 
-    def admit_command(self, device: DeviceRef, *, with_read: bool = False) -> None:
+    def admit_command(
+        self,
+        device: DeviceRef,
+        *,
+        with_read: bool = False,
+        verify_at: datetime | None = None,
+        holder: str = "",
+    ) -> Booking | None:
         with self._tally("admit_command", device):
-            super().admit_command(device, with_read=with_read)
+            return super().admit_command(
+                device, with_read=with_read, verify_at=verify_at, holder=holder
+            )
 
 
 def count_gateway_calls(local: LocalFleet) -> CountingGateway:

@@ -196,8 +196,9 @@ resource "google_firestore_field" "past_weather_forecasts" {
 # power, temperature and prices of every slot of its horizon), its inputs (the versions it was
 # made from), its inputs_key (the long string its id hashes) and its outbox of mode changes
 # (rewritten as they are released, hpsteer.services.outbox); a command's history (its events map,
-# every field of every event, hpsteer.services.command_log) and manufacturer_payload (what was
-# sent); a stored forecast's points
+# every field of every event, hpsteer.services.command_log), manufacturer_payload (what was
+# sent) and verification_booking (the budget's booking of its verification read, a map copied
+# from its sent event, hpsteer.adapters.budget); a stored forecast's points
 # (hpsteer.services.ingest_weather).
 resource "google_firestore_field" "plans_slots" {
   database   = google_firestore_database.main.name
@@ -243,6 +244,14 @@ resource "google_firestore_field" "commands_manufacturer_payload" {
   database   = google_firestore_database.main.name
   collection = "commands"
   field      = "manufacturer_payload"
+
+  index_config {}
+}
+
+resource "google_firestore_field" "commands_verification_booking" {
+  database   = google_firestore_database.main.name
+  collection = "commands"
+  field      = "verification_booking"
 
   index_config {}
 }

@@ -45,37 +45,66 @@ as fit, in one transaction that writes the booking to the account's document (``
 a copy to the holder's (the device: field ``poll_booking``). Every later poll finds the copy on
 the device document, which reconciliation reads anyway, and is paid by it with no store
 operation at all: the copy pays only for one of its own instants, while ``now`` lies within that
-instant's span, for its own account, kind and number of units. What is not on a schedule (a
-read's retries, the command path's reads, a poll that comes late, one of a page delivered again)
-is counted call by call as before. Why it stays right:
+instant's span, for its own account, kind and number of units.
+
+A command's verification read is booked too, one instant at a time: it comes
+``verify_delay_seconds`` after the send, and paying it with its own transaction made a completed
+command cost two budget transactions. :meth:`RateBudget.acquire_and_book` counts the send's
+calls (the send and its translation's read) and books the verification's read at its instant in
+the same transaction: one write, of the account's document only. The holder is the command's
+document, which only the command log writes, so the budget writes no copy there: dispatch
+carries the booking to it in the ``sent`` event it records anyway
+(:mod:`hpsteer.services.dispatch`), and :meth:`RateBudget.take_booked` pays the read with it,
+no store operation. When the calls of now fit but the instant does not, they are counted and
+nothing is booked.
+
+What is not on a schedule or booked (a read's retries, settling a command's unknown outcome, a
+poll or verification that comes late, one of a page or a verification delivered again) is
+counted call by call as before. Why it stays right:
 
 - *Never over-admitting.* Each booked instant's span counts against every window from the moment
   it is booked, whether its call is made or not, exactly as a bucket does; the call is made
-  within the span (checked against the clock just before) or not on the booking at all.
-- *Each booked call made once.* The schedule's holder promises to make the call of an instant at
-  most once; reconciliation keeps that promise by letting only the first delivery of a page of
-  a tick poll on bookings (:mod:`hpsteer.services.reconcile`).
-- *Shares.* A booking is of one kind (reads) and counts only against that kind's share.
+  within the span (checked against the clock just before) or not on the booking at all. A
+  verification's instant is checked after the send's calls are counted, so both fit together
+  (ViCare: the send's bucket and an instant 10 minutes ahead share windows).
+- *Each booked call made once.* The holder promises to make the call of an instant at most
+  once; reconciliation keeps that promise by letting only the first delivery of a page of
+  a tick poll on bookings (:mod:`hpsteer.services.reconcile`); verification by letting only
+  the first delivery (retry count 0) of the attempt's own verification task read on the
+  booking. Cloud Tasks delivers at least once: a duplicate of that very delivery running at the
+  same moment would read on it too, and nothing short of a write tells the two apart; that
+  rare second read is the one call a booking can leave uncounted.
+- *Shares.* A booking is of one kind (polls: reads; verifications: commands) and counts only
+  against that kind's share.
 - *Instances.* A booking is in the store (both documents); any instance that reads the device
   uses it, and an instance that dies holds nothing. Two instances booking the same device at once
   meet in the transaction (both read the holder), so the second takes the first one's booking up.
+  A verification's booking that never reaches its command (a crash before ``sent`` is recorded,
+  or another delivery recorded it first) is never used: it over-counts.
 - *Expiry.* A booking ends with its last instant's span and is forgotten (at the account's next
   write) once no window can count it any more. Instants not used (fresh telemetry made the poll
   unneeded, steering paused, the device was deleted) stay counted until then: an unused booking
   over-counts, never under-counts. Nothing is refunded early, because an instance that read the
   device before a refund could still use an instant refunded.
 - *Blocks.* ``block_until`` marks the copy of every holder with a live booking too
-  (``blocked_until``): its booked calls are refused until then. A poll whose page read the
-  device just before, like a call admitted just before, may still go out.
+  (``blocked_until``): its booked calls are refused until then. A booking whose holder the
+  budget may not write names a document to mark instead (``marked_on``; a verification's: the
+  device's, which the verification reads anyway) and ``block_until`` sets its field
+  :data:`BLOCKED_FIELD`. A booked call whose caller read the device just before (a poll's page,
+  a verification), like a call admitted just before, may still go out.
 - *How much it over-counts.* An instant counts over its span plus the window, where a call
   counted on its own counts over its bucket plus the window. At a 10-minute interval ViCare's
   10-minute window counts two polls of a device where one is made (of 36), its day 145 of 144
   (of 435); Onecta's day 49 of 48 (of 60: 11 left for retries and late polls); myUplink's minute
   one poll (2 units of 8). An account with several devices books for each; one that finds too
   little room books as many instants as fit (at least :data:`MIN_BOOKED_SLOTS`), else its polls
-  are counted one by one as before.
+  are counted one by one as before. A verification's instant counts over its span (5
+  minutes, ``VERIFY_BOOKING_SPAN`` of :mod:`hpsteer.adapters.gateway`) plus the window: 15
+  minutes of ViCare's 10-minute window instead of 10 to 11, 6 of a minute window instead of 1
+  to 1.1; a day about the same.
 - Deleting an account's budget document (an operator resetting it) forgets its bookings as it
-  forgets every count; a device's copy then pays for calls nothing counts, until it ends.
+  forgets every count; a device's or a command's copy then pays for calls nothing counts, until
+  it ends.
 
 Alternatives weighed: a *lease* of k read units held by one instance for a short time saves
 nothing for the usual account (one household, one device, polled once an interval by whichever
@@ -87,7 +116,11 @@ device's copy* needs that read to find it. Measured (``benchmarks.cloud_cost``, 
 week, everything else the same): reconcile's store operations on budgets went from 91.2 reads +
 91.2 writes per device-day to 7.2 + 7.2 (two bookings a device-day, each a read and a write of
 the account's document and of the device's; 3.3 retries of reads, counted one by one), and the
-total from $0.0293 to $0.0262 per device-month.
+total from $0.0293 to $0.0262 per device-month. For verifications, *reading* the account's
+document to learn of a block would cost a read per command; the mark on the device's document
+costs nothing until a block. Measured (``benchmarks.dispatch``, 1,200 commands): the budget's
+store operations per completed command went from 2 reads + 2 writes to 1 + 1, the totals from
+9.88 reads + 8.58 writes to 8.88 + 7.58.
 
 Why hand-written: rate-limit libraries (limits, pyrate-limiter, ratelimit) keep one window per
 limiter in process memory or Redis; we need several windows at once, shares per kind, bookings,
@@ -104,17 +137,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Final, Literal, TypeGuard
+from typing import Any, Final, Literal
 
 from hpsteer.adapters.protocol import RateLimitConfig, RateWindow
-from hpsteer.domain.instants import format_instant
+from hpsteer.domain.instants import format_instant, instant_or_none
 from hpsteer.errors import InvalidInput, OemRateLimited
 from hpsteer.ports.clock import Clock
 from hpsteer.ports.store import Document, DocumentStore, Transaction
 
 __all__ = [
+    "BLOCKED_FIELD",
     "BOOKING_FIELD",
     "MIN_BOOKED_SLOTS",
+    "BookedCall",
     "Booking",
     "BudgetKind",
     "RateBudget",
@@ -133,6 +168,9 @@ _DAY_S: Final = 86_400
 
 BOOKING_FIELD: Final = "poll_booking"
 """The field of the holder's document (``devices/{id}``) that carries its booking."""
+BLOCKED_FIELD: Final = "budget_blocked_until"
+"""The field of a booking's ``marked_on`` document (``devices/{id}``, for the bookings of its
+commands' verification reads) where :meth:`RateBudget.block_until` records the block."""
 MIN_BOOKED_SLOTS: Final = 2
 """Fewer slots than this fit: the call is counted on its own instead (a booking of one slot
 would cost the holder's write for nothing)."""
@@ -242,6 +280,10 @@ class Booking:
     blocked_until: datetime | None = None
     """Set on the holder's copy when the manufacturer blocked the account (:meth:`RateBudget.
     block_until`): the booking pays for nothing before then."""
+    marked_on: str | None = None
+    """Where :meth:`RateBudget.block_until` marks a block for this booking when the budget may not
+    write the holder (a command's document, which only the command log writes): that
+    document's field :data:`BLOCKED_FIELD`. ``None``: on the holder's copy, as above."""
 
     @property
     def last_at(self) -> datetime:
@@ -277,21 +319,36 @@ class Booking:
         }
         if self.blocked_until is not None:
             document["blocked_until"] = self.blocked_until
+        if self.marked_on is not None:
+            document["marked_on"] = self.marked_on
         return document
+
+    def to_json(self) -> dict[str, Any]:
+        """:meth:`to_document` with its instants as ISO strings, for a copy that travels inside a
+        JSON record (a command event's detail); :meth:`parse` reads both."""
+        return {
+            key: format_instant(value) if isinstance(value, datetime) else value
+            for key, value in self.to_document().items()
+        }
 
     @classmethod
     def parse(cls, data: Any) -> Booking | None:
-        """A booking as :meth:`to_document` wrote it; ``None`` for anything else."""
+        """A booking as :meth:`to_document` or :meth:`to_json` wrote it; ``None`` for anything
+        else."""
         if not isinstance(data, Mapping):
             return None
-        first_at, blocked, kind = data.get("first_at"), data.get("blocked_until"), data.get("kind")
+        first_at, kind = instant_or_none(data.get("first_at")), data.get("kind")
+        blocked_at = data.get("blocked_until")
+        blocked = instant_or_none(blocked_at)
+        marked_on = data.get("marked_on")
         units, period_s, span_s, slots = (
             _positive(data.get(key)) for key in ("units", "period_seconds", "span_seconds", "slots")
         )
         booking_id, budget_path, holder = (data.get(key) for key in ("id", "budget", "holder"))
         if (
-            not _aware(first_at)
-            or not (blocked is None or _aware(blocked))
+            first_at is None
+            or (blocked_at is not None and blocked is None)
+            or not (marked_on is None or isinstance(marked_on, str))
             or not isinstance(kind, str)
             or kind not in _KIND
             or not units
@@ -313,16 +370,34 @@ class Booking:
             slots=slots,
             span=timedelta(seconds=span_s),
             blocked_until=blocked,
+            marked_on=marked_on,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BookedCall:
+    """A call its caller means to pay with a booking of one instant
+    (:meth:`RateBudget.acquire_and_book`): the booking as its holder carries it, the holder's
+    path (the caller's own: a booking held elsewhere pays nothing here), and the document the
+    booking's blocks are marked on (its ``marked_on``), as the caller read it."""
+
+    booking: Booking
+    holder: str
+    marked_path: str
+    marked: Mapping[str, Any]
+
+    @property
+    def blocked_until(self) -> datetime | None:
+        """Until when the account is blocked, as far as the holder's copy and the marked document
+        tell (the later of the two)."""
+        marked = instant_or_none(self.marked.get(BLOCKED_FIELD))
+        found = [at for at in (self.booking.blocked_until, marked) if at is not None]
+        return max(found, default=None)
 
 
 def _positive(value: Any) -> int:
     """``value`` if it is a positive integer, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _aware(value: Any) -> TypeGuard[datetime]:
-    return isinstance(value, datetime) and value.tzinfo is not None
 
 
 _Entry = tuple[datetime, datetime, int]
@@ -612,18 +687,26 @@ class RateBudget:
 
         def attempt(tx: Transaction) -> tuple[_Decision, BudgetKind]:
             document = tx.get(self.path)
-            budget = self._budget(document)
-            for kind, n in counts.items():
-                decision, updated = self._decide(budget, kind, n, now)
-                if updated is None:
-                    return decision, kind
-                budget = updated
-            self._write(tx, document, budget)
-            return _Decision(True), next(iter(counts))
+            decision, kind, counted = self._count_all(self._budget(document), counts, now)
+            if counted is not None:
+                self._write(tx, document, counted)
+            return decision, kind
 
         decision, kind = self._store.run_transaction(attempt, max_attempts=self._max_attempts)
         if not decision.admitted:
             raise self._refusal(kind, decision)
+
+    def _count_all(
+        self, budget: dict[str, Any], counts: Mapping[BudgetKind, int], now: datetime
+    ) -> tuple[_Decision, BudgetKind, dict[str, Any] | None]:
+        """``counts`` counted now, all or none: the budget as it will be, or the refusal and the
+        kind refused."""
+        for kind, n in counts.items():
+            decision, updated = self._decide(budget, kind, n, now)
+            if updated is None:
+                return decision, kind, None
+            budget = updated
+        return _Decision(True), next(iter(counts)), budget
 
     # -- bookings ---------------------------------------------------------------------------------
 
@@ -716,6 +799,84 @@ class RateBudget:
             span=schedule.span,
         )
 
+    def acquire_and_book(
+        self,
+        counts: Mapping[BudgetKind, int],
+        kind: BudgetKind,
+        units: int,
+        at: datetime,
+        span: timedelta,
+        holder: str,
+        marked_on: str,
+    ) -> Booking | None:
+        """Count ``counts`` now, as :meth:`acquire_all` does, and in the same transaction (one
+        write of the account's document) book ``units`` calls of ``kind`` at the one instant
+        ``at``, to be made within ``span`` of it (module docstring, "Bookings"). The booking is
+        written to the account's document only, not to ``holder``'s: the caller carries it
+        there itself (a command's verification read: the command log writes the command), and
+        :meth:`block_until` marks a block for it on ``marked_on`` (field
+        :data:`BLOCKED_FIELD`), a document the caller reads before it pays with the booking
+        (:meth:`take_booked`). Raises :class:`OemRateLimited` as :meth:`acquire_all` does (and
+        books nothing); when the calls of now fit but the booked instant does not, they are
+        counted and ``None`` is returned: the later call is then counted on its own."""
+        self._check(counts)
+        self._check({kind: units})
+        if at.tzinfo is None:
+            raise InvalidInput("a booked instant must be aware")
+        if not holder or not marked_on:
+            raise InvalidInput("a booking needs its holder and the document its blocks mark")
+        one = Schedule(at=at, period=span, span=span, horizon=span, holder=holder)
+        now = self._clock.now()
+
+        def attempt(tx: Transaction) -> tuple[_Decision, BudgetKind, Booking | None]:
+            document = tx.get(self.path)
+            decision, refused, counted = self._count_all(self._budget(document), counts, now)
+            if counted is None:
+                return decision, refused, None
+            booking = None
+            if self._slots_that_fit(counted, kind, units, one, now) == 1:
+                booking = replace(self._booking(kind, units, one, 1, now), marked_on=marked_on)
+                counted = {
+                    **counted,
+                    "bookings": [*self._live_bookings(counted, now), booking.to_document()],
+                }
+            self._write(tx, document, counted)
+            return decision, refused, booking
+
+        decision, refused, booking = self._store.run_transaction(
+            attempt, max_attempts=self._max_attempts
+        )
+        if not decision.admitted:
+            raise self._refusal(refused, decision)
+        return booking
+
+    def take_booked(self, kind: BudgetKind, units: int, booked: BookedCall) -> bool:
+        """Whether ``booked`` pays for ``units`` calls of ``kind`` now, with no store operation:
+        a booking of this account, held by ``booked.holder``, of one instant, of this kind and
+        number of units, whose span holds now, and whose marked document (``marked_on``) is
+        the one the caller read. ``False``: the caller counts the calls on its own
+        (:meth:`acquire_all`). Raises :class:`OemRateLimited` while a block marked for it lasts.
+        The holder promises to make the booked call at most once."""
+        self._check({kind: units})
+        now = self._clock.now()
+        booking = booked.booking
+        if (
+            booking.budget_path != self.path
+            or booking.holder != booked.holder
+            or booking.marked_on is None
+            or booking.marked_on != booked.marked_path
+            or booking.kind != kind
+            or booking.units != units
+            or booking.slots != 1
+            or not booking.covers(booking.first_at, now)
+        ):
+            return False
+        blocked_until = booked.blocked_until
+        if blocked_until is not None and now < blocked_until:
+            reason = "the manufacturer blocked this account"
+            raise self._refusal(kind, _Decision(False, blocked_until, reason))
+        return True
+
     def bookings(self) -> list[Booking]:
         """The bookings the account's document holds now."""
         return _bookings(self._budget(self._store.get(self.path)))
@@ -724,8 +885,10 @@ class RateBudget:
 
     def block_until(self, until: datetime, reason: str = "") -> None:
         """Refuse every call until ``until`` (the manufacturer said so); a later block wins. The
-        holders of the account's bookings are told too (their copy's ``blocked_until``), since
-        a booked call asks nothing of the account's document."""
+        live bookings are told too, since a booked call asks nothing of the account's document:
+        the holder's copy (its ``blocked_until``), or, for a booking whose holder the budget may
+        not write, its ``marked_on`` document (field :data:`BLOCKED_FIELD`). Documents that no
+        longer exist are left alone."""
         if until.tzinfo is None:
             raise InvalidInput("block_until needs an aware instant")
         now = self._clock.now()
@@ -736,13 +899,23 @@ class RateBudget:
             current = budget.get("blocked_until")
             if current is not None and current >= until:
                 return
-            holders: dict[str, Booking] = {}
-            for booking in _bookings(budget):
-                if booking.ends_at > now and booking.holder not in holders:
-                    held = tx.get(booking.holder)
-                    found = Booking.parse(None if held is None else held.data.get(BOOKING_FIELD))
-                    if found is not None and found.budget_path == self.path:
-                        holders[booking.holder] = found
+            live = [booking for booking in _bookings(budget) if booking.ends_at > now]
+            holders = {booking.holder for booking in live if booking.marked_on is None}
+            marked = {booking.marked_on for booking in live if booking.marked_on is not None}
+            changes: dict[str, dict[str, Any]] = {}
+            for path in sorted(holders | marked):
+                found = tx.get(path)
+                if found is None:
+                    continue
+                change: dict[str, Any] = {}
+                held = Booking.parse(found.data.get(BOOKING_FIELD))
+                if path in holders and held is not None and held.budget_path == self.path:
+                    change[BOOKING_FIELD] = replace(held, blocked_until=until).to_document()
+                seen = instant_or_none(found.data.get(BLOCKED_FIELD))
+                if path in marked and (seen is None or seen < until):
+                    change[BLOCKED_FIELD] = until
+                if change:
+                    changes[path] = change
             blocked = {
                 **budget,
                 "blocked_until": until,
@@ -750,9 +923,8 @@ class RateBudget:
                 "updated_at": now,
             }
             self._write(tx, document, blocked)
-            for path, held_booking in holders.items():
-                marked = replace(held_booking, blocked_until=until)
-                tx.update(path, {BOOKING_FIELD: marked.to_document()})
+            for path, change in changes.items():
+                tx.update(path, change)
 
         self._store.run_transaction(attempt, max_attempts=self._max_attempts)
 

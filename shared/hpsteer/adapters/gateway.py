@@ -7,7 +7,8 @@ Every call a service makes to a manufacturer goes through a :class:`Manufacturer
 2. takes one unit of the account's :class:`~hpsteer.adapters.budget.RateBudget` of the call's
    kind, command or read (spent: :class:`~hpsteer.errors.OemRateLimited` with ``retry_at``; the
    breaker's probe slot is freed); a poll on reconciliation's schedule (:meth:`poll_state`)
-   takes its units from the device's booking,
+   takes its units from the device's booking, and a command's verification read from the
+   booking its send made (:meth:`admit_command`, :meth:`read_state` with ``booked``),
 3. calls the adapter and tells the breaker how it went; a limit the manufacturer itself reports
    (429 with a reset time) blocks the account's budget until then, so no instance calls again
    before.
@@ -15,31 +16,34 @@ Every call a service makes to a manufacturer goes through a :class:`Manufacturer
 Commands take three steps: :meth:`prepare` (translate and validate; a read, since translating
 may read the device's current setting), :meth:`admit_command`, then :meth:`send`, because the
 dispatcher records the attempt between the last two (a refusal must not leave an attempt in the
-history). A permanent error of the adapter (a rejected command) does not count against the
-breaker; :class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). A state read that
-meets a 5xx or a timeout is tried again at once, up to :data:`READ_ATTEMPTS` times (a command
-never is: its retries belong to the command path, which records each attempt). One gateway per
+history); :meth:`admit_command` can book the read of the command's verification in the same
+budget write, and the dispatcher carries the booking to the command with that record. A
+permanent error of the adapter (a rejected command) does not count against the breaker;
+:class:`~hpsteer.errors.DeviceOffline` neither (the breaker's rule). A state read that meets a
+5xx or a timeout is tried again at once, up to :data:`READ_ATTEMPTS` times (a command never is:
+its retries belong to the command path, which records each attempt). One gateway per
 function instance: breakers and budgets are cached here; their shared state is in the store.
 What an instance keeps in memory to spare the store, and why it stays right when many instances
 and several threads share it: the breaker's state (:mod:`~hpsteer.adapters.breaker`), the
 households' baselines (:mod:`~hpsteer.adapters.baseline`, invalidated across instances by
 :meth:`ManufacturerGateway.forget_baseline`'s epoch) and each account's access token
 (:class:`~hpsteer.adapters.oauth.AccessTokenKeeper`). The rate budget keeps nothing in memory:
-a call is one transaction on the account's document, except a poll on a schedule, which a
-booking in the store pays (:mod:`~hpsteer.adapters.budget`, "Bookings": its copy travels on the
-device document the caller has read, so such a poll costs the store nothing).
+a call is one transaction on the account's document, except a poll on a schedule and a booked
+verification read, which a booking in the store pays (:mod:`~hpsteer.adapters.budget`,
+"Bookings": its copy travels on the document the caller has read, the device's or the
+command's, so such a call costs the store nothing).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
 
 from hpsteer.adapters.breaker import BreakerConfig, CircuitBreaker
-from hpsteer.adapters.budget import BudgetKind, RateBudget, Schedule
+from hpsteer.adapters.budget import BookedCall, Booking, BudgetKind, RateBudget, Schedule
 from hpsteer.adapters.protocol import (
     AdapterContext,
     CommandResult,
@@ -54,7 +58,15 @@ from hpsteer.errors import DocumentNotFound, InvalidInput, OemRateLimited, OemUn
 from hpsteer.observability.metrics import OEM_API_ERRORS_TOTAL, OEM_API_LATENCY_SECONDS, metrics
 from hpsteer.observability.tracing import span
 
-__all__ = ["BASELINE_FORGOTTEN_FIELD", "READ_ATTEMPTS", "ManufacturerGateway", "device_ref"]
+__all__ = [
+    "BASELINE_FORGOTTEN_FIELD",
+    "READ_ATTEMPTS",
+    "VERIFY_BOOKING_SPAN",
+    "ManufacturerGateway",
+    "device_ref",
+]
+
+T = TypeVar("T")
 
 BASELINE_FORGOTTEN_FIELD = "baseline_forgotten_at"
 """The field of ``devices/{id}`` that :meth:`ManufacturerGateway.forget_baseline` sets to the
@@ -65,6 +77,16 @@ READ_ATTEMPTS = 3
 nothing, so trying again at once is safe. Each try is paid from the budget (none left: no more
 tries); the breaker sees the read's outcome once, so scattered errors that a retry absorbs do not
 open it, while a manufacturer that is down fails every try and opens it as fast as before."""
+
+
+VERIFY_BOOKING_SPAN: Final = timedelta(minutes=5)
+"""How long after its booked instant a command's verification read may still be paid by the
+booking (:meth:`ManufacturerGateway.admit_command`). The verification task is due a little after
+that instant (its delay counts from the acknowledgement, after the send's calls) and Cloud Tasks
+delivers it within seconds, so five minutes leave room for a slow manufacturer and a queue
+running behind; a later delivery counts its read on its own. A longer span would hold the
+booked units longer in the short windows (an instant counts over its span plus the window: 15
+minutes of ViCare's 10-minute window, 6 minutes of myUplink's and Onecta's minute)."""
 
 
 def device_ref(device_id: str, device: Mapping[str, Any]) -> DeviceRef:
@@ -127,22 +149,13 @@ class ManufacturerGateway:
                 key, RateBudget(self._store, manufacturer, account_id, limits, self.context.clock)
             )
 
-    def _admit(
-        self,
-        device: DeviceRef,
-        counts: Mapping[BudgetKind, int],
-        schedule: Schedule | None = None,
-    ) -> None:
-        """Breaker first, then the budget: ``counts`` one unit at a time, or, with ``schedule``,
-        the read share through its booking; a refusal frees the breaker's probe slot."""
+    def _admit(self, device: DeviceRef, pay: Callable[[RateBudget], T]) -> T:
+        """Breaker first, then ``pay`` from the account's budget; a refusal frees the breaker's
+        probe slot."""
         breaker = self.breaker(device.manufacturer)
         breaker.before_call()
         try:
-            budget = self.budget(device.manufacturer, device.account_id)
-            if schedule is None:
-                budget.acquire_all(counts)
-            else:
-                budget.take_scheduled("read", counts["read"], schedule)
+            return pay(self.budget(device.manufacturer, device.account_id))
         except BaseException:
             breaker.cancel()
             raise
@@ -150,11 +163,36 @@ class ManufacturerGateway:
     def _state_read_calls(self, device: DeviceRef) -> int:
         return self.adapter(device.manufacturer).rate_limits.calls_per_state_read
 
-    def admit_command(self, device: DeviceRef, *, with_read: bool = False) -> None:
+    def admit_command(
+        self,
+        device: DeviceRef,
+        *,
+        with_read: bool = False,
+        verify_at: datetime | None = None,
+        holder: str = "",
+    ) -> Booking | None:
         """Reserve a command call (and, ``with_read``, the read its translation makes, in the
         same budget write): raises CircuitOpen or OemRateLimited (both with retry_at). A
-        command's own reads count against the command share: polling never starves them."""
-        self._admit(device, {"command": 2 if with_read else 1})
+        command's own reads count against the command share: polling never starves them.
+
+        With ``verify_at`` and ``holder`` (the document that will carry the booking: the
+        command's), the same write also books the state read of the command's verification at
+        ``verify_at`` (:meth:`~hpsteer.adapters.budget.RateBudget.acquire_and_book`: one
+        instant, :data:`VERIFY_BOOKING_SPAN`, the command share), its blocks marked on the
+        device's document, and returns the booking for the caller to carry to ``holder``;
+        ``None`` when it did not fit (the verification then counts its read on its own)."""
+        counts: dict[BudgetKind, int] = {"command": 2 if with_read else 1}
+        if verify_at is None or not holder or not device.device_id:
+            self._admit(device, lambda budget: budget.acquire_all(counts))
+            return None
+        calls = self._state_read_calls(device)
+        marked_on = f"devices/{device.device_id}"
+        return self._admit(
+            device,
+            lambda budget: budget.acquire_and_book(
+                counts, "command", calls, verify_at, VERIFY_BOOKING_SPAN, holder, marked_on
+            ),
+        )
 
     def cancel(self, device: DeviceRef) -> None:
         """An admitted call will not happen after all (frees a half-open probe slot)."""
@@ -189,7 +227,7 @@ class ManufacturerGateway:
         (its current setting is the baseline of an offset), so it takes a unit of the command
         share, unless ``admitted`` (:meth:`admit_command` ``with_read`` took it already)."""
         if not admitted:
-            self._admit(device, {"command": 1})
+            self._admit(device, lambda budget: budget.acquire_all({"command": 1}))
         adapter = self.adapter(device.manufacturer)
 
         def translate() -> tuple[dict[str, Any], ValidationResult]:
@@ -227,14 +265,25 @@ class ManufacturerGateway:
         except DocumentNotFound:
             return
 
-    def read_state(self, device: DeviceRef, *, for_command: bool = False) -> DeviceState:
+    def read_state(
+        self, device: DeviceRef, *, for_command: bool = False, booked: BookedCall | None = None
+    ) -> DeviceState:
         """Admit a read (breaker, budget) and read the device's state. A read for a command (its
         verification, settling an unknown outcome) takes from the command share, a poll from
         the read share; either way as many units as the read makes API calls, in one
-        transaction on the account's budget."""
+        transaction on the account's budget, unless ``booked`` pays for them (the booking
+        :meth:`admit_command` made for a verification:
+        :meth:`~hpsteer.adapters.budget.RateBudget.take_booked`, no store operation; refused
+        while a block marked for it lasts). The caller promises to pay with a booking at most
+        once; a retry of the read takes further units one by one."""
         kind: BudgetKind = "command" if for_command else "read"
         calls = self._state_read_calls(device)
-        self._admit(device, {kind: calls})
+
+        def pay(budget: RateBudget) -> None:
+            if booked is None or not budget.take_booked(kind, calls, booked):
+                budget.acquire_all({kind: calls})
+
+        self._admit(device, pay)
         return self._read(device, kind, calls, for_command=for_command)
 
     def poll_state(self, device: DeviceRef, schedule: Schedule) -> DeviceState:
@@ -245,7 +294,7 @@ class ManufacturerGateway:
         ahead). The caller promises to poll a device at most once per instant; a retry of the
         read takes further units one by one, as :meth:`read_state` does."""
         calls = self._state_read_calls(device)
-        self._admit(device, {"read": calls}, schedule)
+        self._admit(device, lambda budget: budget.take_scheduled("read", calls, schedule))
         return self._read(device, "read", calls, for_command=False)
 
     def _read(

@@ -50,6 +50,7 @@ __all__ = [
     "REMEDIATION",
     "TERMINAL_STATES",
     "TRANSITIONS",
+    "VERIFICATION_BOOKING",
     "Command",
     "CommandEvent",
     "CommandEventType",
@@ -90,6 +91,10 @@ class CommandEventType(StrEnum):
 
 REMEDIATION = "verification_mismatch"
 """``detail.cause`` of a ``retry_scheduled`` event that re-sends after a failed verification."""
+
+VERIFICATION_BOOKING = "verification_booking"
+"""``detail`` of a ``sent`` event: the budget's booking of the state read that verifies this
+attempt (:meth:`hpsteer.adapters.budget.Booking.to_json`), made in the send's budget write."""
 
 TERMINAL_STATES = frozenset({CommandState.COMPLETED, CommandState.FAILED, CommandState.SUPERSEDED})
 
@@ -183,6 +188,9 @@ class Command(Record):
     remediations: int = Field(default=0, ge=0)
     """Re-sends after a verification found the device in another mode."""
     manufacturer_reference: str | None = None
+    verification_booking: dict[str, Any] | None = None
+    """The budget's booking of the read that verifies the last attempt, as its ``sent`` event
+    carried it (:data:`VERIFICATION_BOOKING`; ``None``: that send booked nothing)."""
     last_seq: int = Field(default=1, ge=1)
     last_dedup_key: str | None = None
 
@@ -262,6 +270,9 @@ def apply(command: Command, event: CommandEvent) -> Command:
             changes["remediations"] = command.remediations + 1
     if event.type is CommandEventType.SENT and "manufacturer_payload" in event.detail:
         changes["manufacturer_payload"] = event.detail["manufacturer_payload"]
+    if event.type is CommandEventType.SENT:
+        booking = event.detail.get(VERIFICATION_BOOKING)
+        changes["verification_booking"] = dict(booking) if isinstance(booking, Mapping) else None
     if event.type is CommandEventType.ACKNOWLEDGED and event.detail.get("manufacturer_reference"):
         changes["manufacturer_reference"] = str(event.detail["manufacturer_reference"])
     if event.error is not None:

@@ -25,18 +25,26 @@ and the next delivery finds the command where the crash left it.
    Tasks delivers at least once): 503, nothing sent, so one queue attempt makes at most one
    call and a task at most ``max_attempts`` (one read, only for a command sent before).
 3. The manufacturer's breaker (open: 503) and the account's command budget (spent: 429), both
-   with ``Retry-After``.
+   with ``Retry-After``. The budget's one write counts the send and its translation's read and
+   books the read of the attempt's verification, ``verify_delay`` ahead (when it fits:
+   :meth:`~hpsteer.adapters.gateway.ManufacturerGateway.admit_command`).
 4. A command left ``sent`` by an earlier delivery (its outcome unknown: a crash after the
    manufacturer may have accepted) is first checked on the device: already in the intended
    mode → ``acknowledged``; otherwise it is settled (``retry_scheduled``) and sent anew.
-5. ``sent`` (attempt n+1, the payload) is recorded, *then* the adapter is called, outside any
-   transaction. Success → ``acknowledged`` → a verification task ``verify_delay`` later.
+5. ``sent`` (attempt n+1, the payload, the verification's booking as ``verification_booking``)
+   is recorded, *then* the adapter is called, outside any transaction. A crash between the
+   budget's write and this record leaves the booking unused (it over-counts). Success →
+   ``acknowledged`` → a verification task ``verify_delay`` later.
    A transient failure → ``retry_scheduled`` and 503 (429 when rate limited), or on the queue's
    last attempt ``failed`` with an alert. A permanent failure (invalid for this device,
    rejected, credentials refused) → ``failed`` with an alert, 200.
 
 **Verification** (:func:`handle_verify`, purpose ``verify``): an ``acknowledged`` command is
-checked against the device (read budget and breaker as above). The intended mode →
+checked against the device (command budget and breaker as above). The first delivery of the
+attempt's verification task (retry count 0) reads on the booking its ``sent`` carries, with no
+store operation on the budget, while its span lasts and no block is marked on the device
+document (:mod:`hpsteer.adapters.budget`, "Bookings"); any other delivery, or one without a
+usable booking, counts its read in a budget transaction of its own. The intended mode →
 ``verified`` and ``completed`` (one write). The household changed it in the app →
 ``superseded`` (never a failure), the sighting written to the device for reconciliation. Another
 mode → one remediation (``retry_scheduled`` with cause ``verification_mismatch`` and a new
@@ -69,10 +77,12 @@ from typing import Any, Literal
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
+from hpsteer.adapters.budget import BookedCall, Booking
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import (
     REMEDIATION,
+    VERIFICATION_BOOKING,
     Command,
     CommandEventType,
     CommandState,
@@ -476,8 +486,16 @@ class _Run:
             settled = self.settle_unknown_outcome()
             if settled is not None:
                 return settled
-        try:  # the send and its translation's read, in one budget write
-            self.gateway.admit_command(self.ref, with_read=True)
+        verify_at = self.deps.clock.now() + timedelta(
+            seconds=self.deps.settings.verify_delay_seconds
+        )
+        try:  # the send, its translation's read and its verification's, in one budget write
+            booking = self.gateway.admit_command(
+                self.ref,
+                with_read=True,
+                verify_at=verify_at,
+                holder=command_path(command.device_id, command.command_id),
+            )
         except TransientError as err:
             return self.transient(err, sent=False)
         self.checkpoint("admitted")
@@ -496,8 +514,11 @@ class _Run:
         self.checkpoint("prepared")
         attempt = self.command.attempt + 1
         try:
+            booked: dict[str, Any] = {}
+            if booking is not None:  # the verification's read, paid with this write
+                booked[VERIFICATION_BOOKING] = booking.to_json()
             recorded = self.record(
-                self.event(E.SENT, attempt=attempt, manufacturer_payload=payload)
+                self.event(E.SENT, attempt=attempt, manufacturer_payload=payload, **booked)
             )
         except (IllegalTransition, ConcurrencyConflict):
             recorded = False
@@ -584,7 +605,7 @@ class _Run:
             return self.supersede(stale[0], **stale[1])
         self.checkpoint("checked")
         try:
-            state = self.gateway.read_state(self.ref, for_command=True)
+            state = self.gateway.read_state(self.ref, for_command=True, booked=self.booked_read())
         except TransientError as err:
             if self.delivery.last_attempt:
                 return self.fail(f"verification impossible: {type(err).__name__}: {err}", "verify")
@@ -623,6 +644,25 @@ class _Run:
         self.checkpoint("remediation_recorded")
         self.schedule_remediation()
         return Reply(200, "remediating")
+
+    def booked_read(self) -> BookedCall | None:
+        """The verification read that dispatch booked with the send (the ``sent`` event's
+        ``verification_booking``), for the first delivery of this attempt's verification task
+        only (not a redelivery, nor a task the sweep made again): the booked call is made at most
+        once, the others count on their own. Its blocks are marked on the device's document,
+        which this delivery read."""
+        command = self.command
+        task = verify_task_name(command.device_id, command.command_id, command.attempt)
+        booking = Booking.parse(command.verification_booking)
+        delivered = self.delivery.task_name.rsplit("/", 1)[-1]  # a stand-in sends the full path
+        if booking is None or self.delivery.retry_count != 0 or delivered != task:
+            return None
+        return BookedCall(
+            booking,
+            holder=command_path(command.device_id, command.command_id),
+            marked_path=device_path(command.device_id),
+            marked=self.device,
+        )
 
     def changed_by_household(self, state: DeviceState) -> bool:
         """The manufacturer says the household changed it; or, where it cannot say, the device
