@@ -29,8 +29,11 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TextIO
+
+from opentelemetry import trace
 
 __all__ = ["CHATTY_LIBRARIES", "JsonFormatter", "bound_ids", "configure_logging", "log_context"]
 
@@ -71,15 +74,18 @@ def bound_ids() -> Mapping[str, Any]:
     return _CONTEXT.get()
 
 
+@lru_cache(maxsize=4096)
+def _secret(key: str) -> bool:
+    """Whether a field's name suggests a credential (decided once per name: the same few dozen
+    names come back on every line)."""
+    return any(hint in key.lower() for hint in _SECRET_HINTS)
+
+
 def _redact(key: str, value: Any) -> Any:
-    return "***" if any(hint in key.lower() for hint in _SECRET_HINTS) else value
+    return "***" if _secret(key) else value
 
 
 def _trace_fields(project: str | None) -> dict[str, Any]:
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - opentelemetry-api is a dependency
-        return {}
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return {}

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import math
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -415,9 +416,21 @@ def _field_test(op: str, value: Any) -> _Test:
     if op == "array-contains":
         equal = _equals(value)
         return lambda actual: isinstance(actual, list) and any(equal(item) for item in actual)
+    if isinstance(value, datetime):  # the type rank of timestamps holds datetimes only
+        compare = _DATETIME_INEQUALITIES[op]
+        return lambda actual: isinstance(actual, datetime) and compare(actual, value)
     rank = _type_rank(value)
     wanted = {"<": (-1,), "<=": (-1, 0), ">": (1,), ">=": (1, 0)}[op]
     return lambda actual: _type_rank(actual) == rank and _sign(_compare(actual, value)) in wanted
+
+
+_DATETIME_INEQUALITIES: dict[str, Callable[[datetime, datetime], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+"""An inequality of two timestamps: what ``_compare`` (chronological order) makes of it."""
 
 
 def _sign(result: int) -> int:
@@ -801,19 +814,24 @@ class LocalDocumentStore:
         hits: list[tuple[list[Any], str, _Stored]] = []
         for path, stored in snapshot:
             data = stored.data
-            if not all(test(data) for test in tests):
-                continue
-            key = _sort_key_values(query, path, stored.data)
-            if key is None:
-                continue
-            if after is not None and _compare_keys(query, key, after) <= 0:
-                continue
-            hits.append((key, path, stored))
+            for test in tests:  # a loop, not all(…): no generator per document of the scan
+                if not test(data):
+                    break
+            else:
+                key = _sort_key_values(query, path, data)
+                if key is None:
+                    continue
+                if after is not None and _compare_keys(query, key, after) <= 0:
+                    continue
+                hits.append((key, path, stored))
 
         def by_key(a: tuple[list[Any], str, _Stored], b: tuple[list[Any], str, _Stored]) -> int:
             return _compare_keys(query, a[0], b[0])
 
-        hits.sort(key=functools.cmp_to_key(by_key))
+        if query.orders:
+            hits.sort(key=functools.cmp_to_key(by_key))
+        else:  # ordered by name alone (paths are unique): the same order, compared in C
+            hits.sort(key=lambda hit: _path_key(hit[1]), reverse=query.name_descending)
         next_cursor = None
         if query.limit is not None and len(hits) > query.limit:
             hits = hits[: query.limit]

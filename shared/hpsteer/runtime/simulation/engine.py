@@ -30,10 +30,19 @@ a Pub/Sub handler's work fails its acknowledgement (Pub/Sub delivers it again).
 After the last day the run **settles** for :data:`SETTLE` (tasks and reconciliation go on, no
 new prices or weather), so commands in flight at the end can finish; costs, comfort and samples
 cover the simulated days only. Ctrl-C stops the loop; what was simulated so far is reported.
+
+While the loop runs, Python's cyclic garbage collector is tuned for a long run over a large heap
+(:func:`_collector_for_a_long_run`): what was built before it (the fleet, the area's data, the
+modules) is frozen out of its scans, and it collects every :data:`GC_YOUNG_THRESHOLD` container
+allocations rather than every 700, so the collections of the whole heap come far less often
+(at the default settings, collecting took about 8 % of the time around the planner in a run
+of 80 homes for 3 days). Its settings are restored when the run ends. Nothing the run computes
+depends on when garbage is collected.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -41,6 +50,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -200,6 +210,28 @@ class _SimulatedTime(logging.Filter):
         return True
 
 
+GC_YOUNG_THRESHOLD = 20_000
+"""Container allocations (net of deallocations) between two collections of the youngest
+generation during a run (Python's default: 700); the older generations keep their own
+thresholds, so they are collected proportionally less often too."""
+
+
+@contextmanager
+def _collector_for_a_long_run() -> Iterator[None]:
+    """The cyclic garbage collector tuned for the run's loop (module docstring), restored after:
+    garbage from the build is collected, what survives is frozen (never scanned again until the
+    run ends), and young collections come every :data:`GC_YOUNG_THRESHOLD` allocations."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def _ignore_interrupts() -> None:
     """Ctrl-C is the simulation's to handle: a planner worker ignores it and is shut down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -350,7 +382,8 @@ class Simulation:
         for handler in handlers:
             handler.addFilter(stamp)
         try:
-            self._loop(progress)
+            with _collector_for_a_long_run():
+                self._loop(progress)
         except KeyboardInterrupt:
             self.interrupted = True
         finally:

@@ -89,6 +89,10 @@ class Observer:
     open: dict[str, Drift] = field(default_factory=dict)
     closed: list[Drift] = field(default_factory=list)
     changes: list[HouseholdChange] = field(default_factory=list)
+    _changes_of: dict[str, list[HouseholdChange]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    """:attr:`changes` by device (:meth:`paused` looks at one home's, at every sample)."""
     load: list[LoadPoint] = field(default_factory=list)
     samples: dict[str, list[HomeSample]] = field(default_factory=dict)
     last_sample_at: datetime | None = None
@@ -101,6 +105,8 @@ class Observer:
             self.truth[home.home_id] = self._now_of(home)
             if home.home_id in self.sampled_homes:
                 self.samples[home.home_id] = []
+        for change in self.changes:
+            self._changes_of.setdefault(change.device_id, []).append(change)
         self.last_sample_at = self.started_at
 
     @staticmethod
@@ -141,7 +147,7 @@ class Observer:
         return delivery_day_bounds(self.area, market_date_of(self.area, at))[1]
 
     def paused(self, device_id: str, at: datetime) -> bool:
-        return any(c.device_id == device_id and c.at <= at < c.pause_until for c in self.changes)
+        return any(c.at <= at < c.pause_until for c in self._changes_of.get(device_id, ()))
 
     def _sample_home(
         self, home: Home, at: datetime, before: _Truth, now: _Truth, device: Mapping[str, Any]
@@ -149,7 +155,9 @@ class Observer:
         if now.household != before.household:
             exact = home.changed_by == "user" and home.changed_at is not None
             when = home.changed_at if exact and home.changed_at else self.last_sample_at or at
-            self.changes.append(HouseholdChange(home.home_id, when, self._pause_until(when)))
+            change = HouseholdChange(home.home_id, when, self._pause_until(when))
+            self.changes.append(change)
+            self._changes_of.setdefault(home.home_id, []).append(change)
         intended_state, _ = intended_now(device, at)
         intended = intended_state.mode
         actual = true_mode(home)
