@@ -134,28 +134,27 @@ def test_a_verification_on_its_booking_reads_and_writes_nothing_of_the_budget(
     assert rig.budget_operations("verify0") == (0, 0)
 
 
-def test_a_redelivered_verification_counts_its_read_on_its_own(rig: Rig) -> None:
-    home, command_id = rig.sent_and_acknowledged("viessmann")
-    rig.local.fleet.advance(VERIFY_AT)
-    reply = rig.verify(home, command_id, retry=1)  # the first delivery crashed after its read
+@pytest.mark.parametrize(
+    ("manufacturer", "at", "delivery"),
+    [
+        # The first delivery crashed after its read: the booked call was made.
+        pytest.param("viessmann", VERIFY_AT, {"retry": 1}, id="a redelivery"),
+        # The queue ran late: the booking's span has passed.
+        pytest.param(
+            "daikin_onecta", VERIFY_AT + VERIFY_BOOKING_SPAN, {}, id="after the booking ended"
+        ),
+        # Not the task this booking is for.
+        pytest.param("nibe_myuplink", VERIFY_AT, {"attempt": 2}, id="another attempt's task"),
+    ],
+)
+def test_a_verification_the_booking_is_not_for_counts_its_read_on_its_own(
+    rig: Rig, manufacturer: str, at: datetime, delivery: dict[str, int]
+) -> None:
+    home, command_id = rig.sent_and_acknowledged(manufacturer)
+    rig.local.fleet.advance(at)
+    reply = rig.verify(home, command_id, **delivery)
     assert (reply.status, reply.outcome) == (200, "completed")
-    assert rig.budget_operations("verify1") == (1, 1)
-
-
-def test_a_verification_after_its_booking_ended_counts_its_read_on_its_own(rig: Rig) -> None:
-    home, command_id = rig.sent_and_acknowledged("daikin_onecta")
-    rig.local.fleet.advance(VERIFY_AT + VERIFY_BOOKING_SPAN)  # the queue ran late
-    reply = rig.verify(home, command_id)
-    assert (reply.status, reply.outcome) == (200, "completed")
-    assert rig.budget_operations("verify0") == (1, 1)
-
-
-def test_another_attempts_verification_task_counts_its_read_on_its_own(rig: Rig) -> None:
-    home, command_id = rig.sent_and_acknowledged("nibe_myuplink")
-    rig.local.fleet.advance(VERIFY_AT)
-    reply = rig.verify(home, command_id, attempt=2)  # not the task this booking is for
-    assert (reply.status, reply.outcome) == (200, "completed")
-    assert rig.budget_operations("verify0") == (1, 1)
+    assert rig.budget_operations(f"verify{delivery.get('retry', 0)}") == (1, 1)
 
 
 def test_a_block_after_the_send_stops_the_booked_verification_until_it_ends(rig: Rig) -> None:
