@@ -234,12 +234,13 @@ def write_events(
 
 
 def _decided(
-    data: Mapping[str, Any],
+    command: Command,
     new_events: Sequence[NewEvent],
     dedup_key: str | None,
     expected_seq: int | None,
 ) -> tuple[Command, list[CommandEvent]]:
-    command = Command.parse(data)
+    """The command after ``new_events`` and the events to write (none: ``dedup_key`` recorded
+    them already); ConcurrencyConflict if it moved on since ``expected_seq``."""
     if dedup_key is not None and command.last_dedup_key == dedup_key:
         return command, []
     if expected_seq is not None and command.last_seq != expected_seq:
@@ -280,9 +281,11 @@ def record_events(
         snapshot = tx.get(path)
         if snapshot is None:
             raise DocumentNotFound(f"no command {command_id} for device {device_id}")
-        command, written = _decided(snapshot.data, new_events, dedup_key, expected_seq)
+        command, written = _decided(
+            Command.parse(snapshot.data), new_events, dedup_key, expected_seq
+        )
         if written:
-            tx.update(path, event_changes(command, written))
+            write_events(tx, device_id, command, written)
         return command, written
 
     return store.run_transaction(run)
@@ -317,13 +320,13 @@ def record_on(
         raise ValueError("record_on needs at least one event")
     command = Command.parse(read.data)
     try:
-        command, written = _decided(read.data, new_events, dedup_key, expected_seq)
+        after, written = _decided(command, new_events, dedup_key, expected_seq)
     except IllegalTransition:
         pass  # perhaps legal from a state written since: the transaction decides
     else:
         if not written:
-            return RecordedOn(command, written, read)
-        changes = event_changes(command, written)
+            return RecordedOn(after, written, read)
+        changes = event_changes(after, written)
         try:
             written_at = store.update(read.path, changes, if_update_time=read.update_time)
         except PreconditionFailed:
@@ -332,7 +335,7 @@ def record_on(
             document = Document(
                 read.path, _updated(read.data, changes), read.create_time, written_at
             )
-            return RecordedOn(command, written, document)
+            return RecordedOn(after, written, document)
     command, written = record_events(
         store,
         command.device_id,
@@ -366,20 +369,20 @@ def load_command(store: DocumentStore, device_id: str, command_id: str) -> Comma
     return None if snapshot is None else Command.parse(snapshot.data)
 
 
+def _entries(data: Mapping[str, Any]) -> list[Any]:
+    """The stored entries of a command document's history, as stored (in no particular order)."""
+    entries = data.get(EVENTS_FIELD)
+    return list(entries.values()) if isinstance(entries, Mapping) else []
+
+
 def events_of(data: Mapping[str, Any]) -> list[CommandEvent]:
     """The history held in a stored command's document, oldest first."""
-    entries = data.get(EVENTS_FIELD) or {}
-    if not isinstance(entries, Mapping):
-        return []
-    return sorted((CommandEvent.parse(e) for e in entries.values()), key=lambda e: e.seq)
+    return sorted((CommandEvent.parse(e) for e in _entries(data)), key=lambda e: e.seq)
 
 
 def recorded_key(data: Mapping[str, Any], dedup_key: str) -> bool:
     """Whether a stored command's history has an event recorded by ``dedup_key``."""
-    entries = data.get(EVENTS_FIELD) or {}
-    return isinstance(entries, Mapping) and any(
-        isinstance(e, Mapping) and e.get("dedup_key") == dedup_key for e in entries.values()
-    )
+    return any(isinstance(e, Mapping) and e.get("dedup_key") == dedup_key for e in _entries(data))
 
 
 def history(store: DocumentStore, device_id: str, command_id: str) -> list[CommandEvent]:
