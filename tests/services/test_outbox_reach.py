@@ -137,6 +137,37 @@ def test_a_plans_release_moves_and_then_clears_its_due_time_in_the_update_markin
     assert sweep(local.deps).released_plans == 0
 
 
+def recorded_queries(monkeypatch: pytest.MonkeyPatch, store: DocumentStore) -> list[str]:
+    """The collection of every query made on ``store`` from now on."""
+    queried: list[str] = []
+    real = store.query
+
+    def record(collection: str, *args: Any, **kw: Any) -> Any:
+        queried.append(collection)
+        return real(collection, *args, **kw)
+
+    monkeypatch.setattr(store, "query", record)
+    return queried
+
+
+def test_a_plans_later_release_queries_no_commands_since_its_first_release_settled_the_older(
+    monkeypatch: pytest.MonkeyPatch, local: LocalFleet, device_id: str
+) -> None:
+    publish(local, device_id, "p1", [(1, MAX), (2, MIN)])
+    publish(local, device_id, "p2", [(1, MAX), (2, MID), (4, MIN)])  # adopts p1's 1 h command
+    assert state(local, device_id, "p1", 2) is CommandState.SUPERSEDED
+    queried = recorded_queries(monkeypatch, local.deps.store)
+
+    local.move_to(T0 + 2 * HOUR)
+    assert sweep(local.deps).released_plans == 1  # the 4 h change came within reach
+
+    assert f"devices/{device_id}/commands" not in queried
+    assert statuses(local, device_id, "p2") == ["queued", "queued", "queued"]
+    assert state(local, device_id, "p2", 4) is CommandState.PENDING
+    assert state(local, device_id, "p2", 1) is None  # adopted, never made again
+    assert state(local, device_id, "p1", 1) is CommandState.PENDING
+
+
 def test_the_sweep_releases_each_change_as_it_comes_within_reach_and_all_are_carried_out(
     local: LocalFleet, home: Home, device_id: str
 ) -> None:

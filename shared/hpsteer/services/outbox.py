@@ -35,7 +35,10 @@ release fields, the release's one update of the plan marks its entries, moves ``
 to the next such entry's instant minus the reach, and clears ``release_superseded_command_ids``
 (their rows are appended by then). The sweep, every 30 minutes, releases a plan whose
 ``release_due_at`` has come, so each change becomes a command and a task 1.5 to 2 hours before its
-instant; the release that leaves no entry pending concludes as above. A plan replaced before its
+instant; the release that leaves no entry pending concludes as above. Such a later release
+neither adopts nor supersedes (the plan's first release settled the older commands, and none of
+them is for an instant beyond its reach), so it creates its commands without querying the
+device's commands (:func:`_older_settled`). A plan replaced before its
 later changes came within reach never makes them commands: when its release comes due, the sweep
 finds the plan no longer current and drops it (clears its release fields). Should the sweep stop,
 the changes already released still go out and reconciliation corrects a device left in a mode its
@@ -464,6 +467,7 @@ def release_plan(
             fresh=fresh,
             recorded_before=superseded_before,
             carried={str(e["command_id"]) for e in entries if e.get("command_id")},
+            older_settled=_older_settled(plan),
         )
         if settled is None:
             # A newer plan became current during this release: it created and superseded
@@ -549,6 +553,16 @@ def release_plan(
 
 def _bind_send(deps: Dependencies, command: Command, name: str, at: datetime) -> Callable[[], None]:
     return lambda: _enqueue_send(deps, command, name, at)
+
+
+def _older_settled(plan: Mapping[str, Any]) -> bool:
+    """Whether an earlier release of the plan already settled the device's older commands: one
+    concluded (it marked an entry ``queued`` or ``skipped``, which it does only after
+    :func:`_settle` ran). Then no older command is left to supersede or to adopt: the older
+    plans' commands were created while their plans were current, so before this one became
+    current, and none of them is for an instant later than that release's reach, which every
+    entry still pending lies beyond. So its later releases (the sweep's) query nothing."""
+    return any(e.get("status") in ("queued", "skipped") for e in plan.get("outbox", []))
 
 
 def _releasable(device: Mapping[str, Any], plan_id: str) -> bool:
@@ -675,6 +689,7 @@ def _settle(
     fresh: bool,
     recorded_before: Sequence[str] = (),
     carried: Set[str] = frozenset(),
+    older_settled: bool = False,
 ) -> _Settled | None:
     """Decide, for the device's open commands of other plans, which the plan adopts and which
     it supersedes, and create the commands of its ``due`` entries that adopt none; None if the
@@ -695,8 +710,12 @@ def _settle(
     A command that is sent, or moved on meanwhile (a dispatch sent it), is never superseded
     here: the dispatcher decides; nor is one of ``carried``, the commands the plan's entries
     already name (an earlier release of this plan adopted them). ``fresh``: no command of this
-    plan can exist yet (a release that meets one anyway runs again reading them)."""
+    plan can exist yet (a release that meets one anyway runs again reading them).
+    ``older_settled``: an earlier release of this plan settled the older commands
+    (:func:`_older_settled`): the due entries' commands are created without the query."""
     store = deps.store
+    if older_settled:
+        return _create_alone(store, due, fresh=fresh)
     now = deps.clock.now()
     page = store.query(
         f"devices/{device_id}/commands", [Filter("state", "in", _MOVING)], limit=_PAGE
