@@ -46,19 +46,23 @@ def test_taking_both_is_all_or_nothing(document_store: DocumentStore) -> None:
     assert budget.usage("command") == {p.key: 0 for p in budget.plans}  # nothing counted
 
 
-def test_a_found_baseline_is_read_from_the_store_once_per_instance(
+def test_a_baseline_is_read_from_the_store_at_most_once_per_instance_and_not_by_its_learner(
     document_store: DocumentStore,
 ) -> None:
     store = CountingStore(document_store)
     clock = SimulatedClock(T0)
-    book = StoreBaselineBook(store, "viessmann", clock)
-    book.put("dev-1/program", {"targetTemperature": 21.0})
+    learner = StoreBaselineBook(store, "viessmann", clock)
+    learner.put("dev-1/program", {"targetTemperature": 21.0})
+    other = StoreBaselineBook(store, "viessmann", clock)  # another function instance
     reads = store.reads
     for _ in range(5):
-        assert book.get("dev-1/program") == {"targetTemperature": 21.0}
-    assert store.reads == reads + 1
+        assert learner.get("dev-1/program") == {"targetTemperature": 21.0}
+    assert store.reads == reads  # the learner keeps what it wrote
+    for _ in range(5):
+        assert other.get("dev-1/program") == {"targetTemperature": 21.0}
+    assert store.reads == reads + 1  # found once, then kept
     clock.advance(timedelta(minutes=11))  # past the cache's life: read again
-    book.get("dev-1/program")
+    learner.get("dev-1/program")
     assert store.reads == reads + 2
 
 

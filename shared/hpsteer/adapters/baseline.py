@@ -117,9 +117,9 @@ class StoreBaselineBook:
 
     The first value learnt for a key wins (``create``): two instances steering the same device
     for the first time cannot overwrite the household's value with an already shifted one, and
-    the loser uses the winner's value. Values found are kept in this instance as the module
-    docstring says (every command translation and every poll reads its baseline: this saves a
-    store read each); this instance's own :meth:`forget` drops them at once.
+    the loser uses the winner's value. Values found or learnt are kept in this instance as the
+    module docstring says (every command translation and every poll reads its baseline: this
+    saves a store read each); this instance's own :meth:`forget` drops them at once.
     """
 
     def __init__(
@@ -197,7 +197,10 @@ class StoreBaselineBook:
                 return learnt
             self._keep(key, stored, epoch)
             return dict(stored)
-        return learnt  # kept when first read back (the next poll or command)
+        # Kept as if read back at once: the store holds exactly these values now, under the
+        # caller's epoch (a forget deletes them and then moves the epoch, as for a value read).
+        self._keep(key, learnt, epoch)
+        return learnt
 
     def forget(self, key_prefix: str) -> None:
         with self._lock:
