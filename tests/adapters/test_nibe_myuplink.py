@@ -29,6 +29,7 @@ from hpsteer.adapters.nibe_myuplink import (
     client_id_secret_name,
     client_secret_secret_name,
 )
+from hpsteer.adapters.nibe_myuplink.adapter import CONNECTION_STATE_MAX_AGE
 from hpsteer.adapters.nibe_myuplink.params import Point, PointSet, family_of
 from hpsteer.adapters.protocol import AdapterContext, DeviceRef, ManufacturerAdapter, RateWindow
 from hpsteer.adapters.registry import default_registry
@@ -346,11 +347,11 @@ def test_each_mode_patches_the_heating_offset_to_its_baseline_plus_the_mode_step
     assert patch.headers["Content-Type"] == "application/json-patch+json"
     assert result.accepted_at == rig.clock.now()
     assert result.response == {"47011": "modified"}
-    # translate/validate share one cached read; send re-reads the connection state only.
+    # translate, validate and send share one read (send takes its connection state: it is
+    # moments old).
     assert [r.url.path for r in rig.fake.api_requests() if r.method == "GET"] == [
         DEVICE_PATH,
         POINTS_PATH,
-        DEVICE_PATH,
     ]
 
 
@@ -519,9 +520,34 @@ def test_a_command_to_a_disconnected_device_is_device_offline_and_writes_nothing
 ) -> None:
     payload = rig.adapter.translate_generic_command(GenericAction.SET_MODE_MAX, DEVICE)
     rig.fake.device["connectionState"] = "Disconnected"
+    rig.clock.advance(CONNECTION_STATE_MAX_AGE + timedelta(seconds=1))  # the read is too old
     with pytest.raises(DeviceOffline, match=r"connectionState Disconnected, nothing written"):
         rig.adapter.send_command(GenericAction.SET_MODE_MAX, payload, DEVICE)
     assert rig.fake.patches() == []
+    assert [r.url.path for r in rig.fake.api_requests()][-1] == DEVICE_PATH
+
+
+def test_a_device_read_disconnected_after_the_translation_is_not_sent_to(rig: Rig) -> None:
+    payload = rig.adapter.translate_generic_command(GenericAction.SET_MODE_MAX, DEVICE)
+    rig.fake.device["connectionState"] = "Disconnected"
+    assert rig.adapter.get_device_state(DEVICE).online is False  # newer than the translation's
+    with pytest.raises(DeviceOffline, match=r"connectionState Disconnected, nothing written"):
+        rig.adapter.send_command(GenericAction.SET_MODE_MAX, payload, DEVICE)
+    assert rig.fake.patches() == []
+
+
+def test_a_command_sent_moments_after_its_translation_takes_that_reads_connection_state(
+    rig: Rig,
+) -> None:
+    payload = rig.adapter.translate_generic_command(GenericAction.SET_MODE_MAX, DEVICE)
+    rig.fake.device["connectionState"] = "Disconnected"  # after the read: not seen
+    rig.clock.advance(CONNECTION_STATE_MAX_AGE)
+    rig.adapter.send_command(GenericAction.SET_MODE_MAX, payload, DEVICE)
+    assert len(rig.fake.patches()) == 1
+    assert [r.url.path for r in rig.fake.api_requests() if r.method == "GET"] == [
+        DEVICE_PATH,
+        POINTS_PATH,
+    ]
 
 
 # -- tokens -------------------------------------------------------------------------------------
@@ -723,8 +749,7 @@ def test_a_failed_command_raises_the_protocol_error(
     rig: Rig, answer: httpx.Response | Exception, error: type[HpsteerError], message: str
 ) -> None:
     payload = rig.adapter.translate_generic_command(GenericAction.SET_MODE_MAX, DEVICE)
-    rig.fake.scripted.append(httpx.Response(200, json=rig.fake.device))  # the connection check
-    rig.fake.scripted.append(answer)
+    rig.fake.scripted.append(answer)  # the PATCH (the connection state is the translation's)
 
     with pytest.raises(error, match=message) as raised:
         rig.adapter.send_command(GenericAction.SET_MODE_MAX, payload, DEVICE)

@@ -9,8 +9,10 @@ Promises:
   ``availableFeatures``; ``GET …/points``: which points exist, are writable, their limits) and the
   table in :mod:`hpsteer.adapters.nibe_myuplink.params`. Both are cached per device for
   ``cache_max_age`` (default 5 min: myUplink refreshes values about every 5 minutes anyway);
-  :meth:`get_device_state` always reads afresh, :meth:`send_command` always re-reads the device's
-  connection state, and a sent command drops the device's cache.
+  :meth:`get_device_state` always reads afresh, :meth:`send_command` re-reads the device's
+  connection state unless it was read within :data:`CONNECTION_STATE_MAX_AGE` (the
+  translation's read moments before, in the same dispatch: one call of six saved per command),
+  and a sent command drops the device's cache.
 - ``set_mode_min/mid/max`` PATCH the heating offset to baseline -2/0/+2 steps (one step ≈ 1 K of
   room: see :mod:`~hpsteer.adapters.nibe_myuplink.params`); ``boost_dhw`` PATCHes the hot-water
   boost point to 1. Payloads are ``{"action", "body", "parameter_id", "point", …}`` where
@@ -78,7 +80,13 @@ from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.errors import CommandRejected, DeviceOffline, UnknownDevice
 from hpsteer.ports.clock import Clock
 
-__all__ = ["RATE_LIMITS", "BaselineBook", "MemoryBaselineBook", "NibeMyUplinkAdapter"]
+__all__ = [
+    "CONNECTION_STATE_MAX_AGE",
+    "RATE_LIMITS",
+    "BaselineBook",
+    "MemoryBaselineBook",
+    "NibeMyUplinkAdapter",
+]
 
 RATE_LIMITS: Final = RateLimitConfig(
     windows=(RateWindow(limit=25, window=timedelta(minutes=1)),),
@@ -92,6 +100,10 @@ window length, and whether it is keyed per user or per *application* (then the w
 it), are **unconfirmed**: find out before serving more than a few households with one app."""
 
 CONNECTED: Final = "Connected"
+CONNECTION_STATE_MAX_AGE: Final = timedelta(seconds=30)
+"""How old a read of the device may be for :meth:`NibeMyUplinkAdapter.send_command` to take its
+``connectionState`` instead of reading the device again (a dispatch translates and sends within
+a second; a command sent later reads afresh)."""
 _TOKEN_PATH: Final = "/oauth/token"
 _MODE_POINT: Final = HEATING_OFFSET
 _BOOST_POINT: Final = DHW_BOOST
@@ -279,7 +291,7 @@ class NibeMyUplinkAdapter:
             raise CommandRejected(f"{_label(device)}: {action.value} payload lacks a body")
         _, device_id = _ids(device)
         client = self._client(device)
-        state = client.device(device_id).get("connectionState")
+        state = self._connection_state(device, client, device_id)
         if state != CONNECTED:
             raise DeviceOffline(f"{_label(device)}: connectionState {state!s}, nothing written")
         try:
@@ -298,6 +310,8 @@ class NibeMyUplinkAdapter:
         client = self._client(device)
         info = client.device(device_id)
         if info.get("connectionState") != CONNECTED:
+            with self._lock:  # a kept read says connected: this newer one wins
+                self._cache.pop(_cache_key(device), None)
             return DeviceState(device=device, observed_at=self._clock.now(), online=False)
         snapshot = self._store(device, info, client.points(device_id))
         points = snapshot.points
@@ -346,6 +360,13 @@ class NibeMyUplinkAdapter:
                 )
                 self._clients[device.account_id] = client
             return client
+
+    def _connection_state(self, device: DeviceRef, client: MyUplinkClient, device_id: str) -> Any:
+        with self._lock:
+            cached = self._cache.get(_cache_key(device))
+        if cached is not None and self._clock.now() - cached[0] <= CONNECTION_STATE_MAX_AGE:
+            return cached[1].info.get("connectionState")
+        return client.device(device_id).get("connectionState")
 
     def _snapshot(self, device: DeviceRef) -> _Snapshot:
         now = self._clock.now()
