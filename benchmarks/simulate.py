@@ -13,7 +13,14 @@ included through ``RUSAGE_CHILDREN`` of the run's process). Figures per backend:
   everything else (ingestion, fan-out, dispatch, verification, reconciliation, telemetry, the
   simulated manufacturers and homes), goal ≤ 5;
 - ``peak_rss_mib``: the largest resident set of the run's process or of any planner worker,
-  goal ≤ 2,048.
+  goal ≤ 2,048;
+- ``simulator_s``: the part of the overhead that is the simulator's, not hpsteer's: the
+  simulated manufacturers answering the adapters' calls (their side of each call, which in the
+  cloud runs on the manufacturers' servers; :attr:`~hpsteer.sim.transport.SimTransport.served_s`)
+  and stepping and observing the homes at each sample;
+- ``pipeline_ms_per_device_day``: the overhead without ``simulator_s``, what hpsteer's own code
+  costs per device-day (the adapters' HTTP client side included). For reading the overhead
+  only: the goal is on ``overhead_ms_per_device_day``.
 
 The same for 50 homes and 1 day on the Firestore and Pub/Sub emulators (``emulators``; the
 emulators' own Java processes are not in ``peak_rss_mib``).
@@ -63,6 +70,8 @@ def _run(devices: int, days: int, backend: str, out: str, queue: Any) -> None:
         else:
             simulation = Simulation.build(options, data)
             simulation.run()
+    simulator_s = simulation.manufacturer_apis_s + simulation.homes_s
+    device_days = devices * days
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     queue.put(
@@ -75,6 +84,10 @@ def _run(devices: int, days: int, backend: str, out: str, queue: Any) -> None:
                 1000.0 * (simulation.wall_s - simulation.planning_s) / (devices * days), 2
             ),
             "peak_rss_mib": round(max(own, workers) / 1024.0, 1),
+            "simulator_s": round(simulator_s, 1),
+            "pipeline_ms_per_device_day": round(
+                1000.0 * (simulation.wall_s - simulation.planning_s - simulator_s) / device_days, 2
+            ),
         }
     )
 

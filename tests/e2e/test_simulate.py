@@ -122,6 +122,10 @@ def test_the_run_leaves_its_summary_record_report_and_store(
     assert record["funnel"]
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "store.sqlite").exists()
+    # The simulator's share of the run's time is told apart from the pipeline's (the benchmark).
+    assert simulation.manufacturer_apis_s > 0.0
+    assert simulation.homes_s > 0.0
+    assert simulation.manufacturer_apis_s + simulation.homes_s < simulation.wall_s
     series = json.loads((out / "metrics.json").read_text())["series"]
     assert sum(p["value"] for p in series["commands_sent_total"]) > 0
     assert {p["labels"]["oem"] for p in series["estimated_cost_savings_eur"]} == {

@@ -198,6 +198,20 @@ def test_latency_is_reported_and_slept_only_when_asked(make_rig: Callable[..., R
     assert rig.transport.latency_s == pytest.approx(0.02)  # the token endpoint has no latency
 
 
+def test_the_transport_adds_up_the_time_the_simulated_manufacturers_took_to_answer(
+    make_rig: Callable[..., Rig],
+) -> None:
+    rig = make_rig()
+    assert rig.transport.served_s == 0.0
+    rig.adapter("viessmann").get_device_state(rig.home("viessmann").ref())
+    after_one = rig.transport.served_s
+    assert after_one > 0.0
+    rig.fault("viessmann", FaultSpec(timeout_rate=1.0))
+    with pytest.raises(OemUnavailable):  # a dropped answer was still the simulator's time
+        rig.adapter("viessmann").get_device_state(rig.home("viessmann").ref())
+    assert rig.transport.served_s > after_one
+
+
 def test_faults_per_device_override_the_manufacturer_and_other_homes_stay_healthy(
     make_rig: Callable[..., Rig],
 ) -> None:

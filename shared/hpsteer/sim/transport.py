@@ -7,7 +7,10 @@ sockets: the fastest path, for tests and benchmarks). What it promises beyond a 
 - a timeout fault raises ``httpx.ReadTimeout`` (as a real client would after its timeout);
 - a latency fault sleeps for real only when ``honour_latency`` is true (default false, so a
   simulation is not slowed down); the latency asked is added to :attr:`SimTransport.latency_s`;
-- the request's path is decoded and its query parsed as a server would.
+- the request's path is decoded and its query parsed as a server would;
+- :attr:`SimTransport.served_s` adds up the wall time the application took to answer (the
+  simulated manufacturers' side of every call, their homes' physics stepped on the way), so a
+  run can tell the simulator's share of its time from the client's.
 """
 
 from __future__ import annotations
@@ -28,18 +31,22 @@ class SimTransport(httpx.BaseTransport):
         self.app = app
         self.honour_latency = honour_latency
         self.latency_s = 0.0
+        self.served_s = 0.0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        answer = self.app.handle(
-            Request(
-                method=request.method,
-                path=url.path,
-                query=dict(url.params) if url.query else {},
-                headers=_headers(request.headers),
-                body=request.read(),
-            )
+        asked = Request(
+            method=request.method,
+            path=url.path,
+            query=dict(url.params) if url.query else {},
+            headers=_headers(request.headers),
+            body=request.read(),
         )
+        began = time.perf_counter()
+        try:
+            answer = self.app.handle(asked)
+        finally:
+            self.served_s += time.perf_counter() - began
         if answer.delay_s:
             self.latency_s += answer.delay_s
             if self.honour_latency:

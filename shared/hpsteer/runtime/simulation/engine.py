@@ -83,6 +83,7 @@ from hpsteer.runtime.simulation.observer import Observer
 from hpsteer.runtime.simulation.options import AreaData, SimulationOptions
 from hpsteer.runtime.simulation.tariffs import bill_price, run_tariff
 from hpsteer.runtime.simulation.topology import TRIGGERS, load_entry_point
+from hpsteer.sim.transport import SimTransport
 
 __all__ = ["SETTLE", "Simulation", "Tick"]
 
@@ -257,6 +258,10 @@ class Simulation:
     interrupted: bool = False
     wall_s: float = 0.0
     planning_s: float = 0.0
+    homes_s: float = 0.0
+    """Wall time spent stepping every home's physics to each sample and observing it (the
+    simulator's, not the pipeline's; the physics a manufacturer's answer steps is in
+    :attr:`manufacturer_apis_s`)."""
     home_figures: dict[str, dict[str, float]] = field(default_factory=dict)
     tariff_id: str | None = None
     """The tariff every home's device carries (None: planned and billed at spot)."""
@@ -397,6 +402,13 @@ class Simulation:
             self.wall_s = time.perf_counter() - began
 
     @property
+    def manufacturer_apis_s(self) -> float:
+        """Wall time the simulated manufacturers took to answer the adapters' calls (their side
+        of each call, in-process here; in the cloud it is theirs)."""
+        transport = self.local.gateway.context.transport
+        return transport.served_s if isinstance(transport, SimTransport) else 0.0
+
+    @property
     def judged_until(self) -> datetime:
         """Commands whose slot began before this must have ended: the last day's end, or for an
         interrupted run the settling time before the interruption."""
@@ -434,8 +446,10 @@ class Simulation:
             self.local.move_to(at)
             self.chaos.apply_outage(at)
             if next_sample <= end and at >= next_sample:
+                began = time.perf_counter()
                 self.local.fleet.advance(at)
                 self.observer.sample(at)
+                self.homes_s += time.perf_counter() - began
                 if at >= end:
                     self._close_books()
                 next_sample += self.interval
