@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from hpsteer.backends.local.store import LocalDocumentStore
+from hpsteer.domain.instants import format_instant, parse_instant
 from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
@@ -186,6 +187,20 @@ def test_the_time_a_write_returns_is_the_precondition_of_the_next_update(
         store.update("devices/d1", {"a": 4}, if_update_time=updated_at)
     with pytest.raises(PreconditionFailed):
         store.update("devices/d1", {"a": 4}, if_update_time=set_at)
+    assert read(store, "devices/d1").data == {"a": 3}
+
+
+def test_a_write_time_carried_as_text_elsewhere_is_still_the_precondition_of_the_next_update(
+    store: DocumentStore,
+) -> None:
+    """A task body may carry the version of the document it was made from (its ISO text)."""
+    created = store.create("devices/d1", {"a": 1}).update_time
+    assert created is not None
+    carried = parse_instant(format_instant(created))
+    updated_at = store.update("devices/d1", {"a": 2}, if_update_time=carried)
+    store.update("devices/d1", {"a": 3}, if_update_time=parse_instant(format_instant(updated_at)))
+    with pytest.raises(PreconditionFailed):
+        store.update("devices/d1", {"a": 4}, if_update_time=carried)
     assert read(store, "devices/d1").data == {"a": 3}
 
 

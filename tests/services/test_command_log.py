@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hpsteer.backends.local.analytics import SqliteAnalytics
+from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.commands import CommandEvent, CommandEventType, CommandState
 from hpsteer.errors import ConcurrencyConflict, DocumentNotFound, IllegalTransition
 from hpsteer.services.command_log import (
@@ -13,8 +14,11 @@ from hpsteer.services.command_log import (
     NewEvent,
     command_path,
     create_command,
+    create_stored,
     export_events,
     history,
+    known_command,
+    known_document,
     load_command,
     record_event,
     record_events,
@@ -236,3 +240,33 @@ def test_a_delivery_that_recorded_already_writes_nothing_on_the_document_it_read
     assert again.written == []
     assert again.document == done.document
     assert len(history(store, "d1", "c1")) == 2
+
+
+def test_a_command_is_created_by_one_write_that_reads_nothing_and_tells_its_version(store):
+    recording = ReadRecordingStore(store)
+    made = create_stored(recording, created())
+    assert made.is_new
+    assert recording.read == []
+    assert made.document.update_time == store.get(command_path("d1", "c1")).update_time
+    again = create_stored(recording, created())  # a redelivered release
+    assert not again.is_new
+    assert again.command == made.command
+    assert again.document.update_time == made.document.update_time
+
+
+def test_a_command_a_task_carries_is_recorded_on_without_a_read_while_no_one_wrote_it(store):
+    made = create_stored(store, created())
+    carried = known_command(made.command, made.document)  # what the release's task carries
+    recording = ReadRecordingStore(store)
+    sent = record_on(recording, known_document(carried), [NewEvent(E.SENT, T0, 1)], expected_seq=1)
+    assert recording.read == []
+    assert sent.command == load_command(store, "d1", "c1")
+    # Once written, the carried version is stale: a second delivery cannot record on it.
+    with pytest.raises(ConcurrencyConflict):
+        record_on(store, known_document(carried), [NewEvent(E.SENT, T0, 1)], expected_seq=1)
+    assert [e.type for e in history(store, "d1", "c1")] == [E.CREATED, E.SENT]
+
+
+def test_no_version_is_carried_without_a_document():
+    command, _ = create_command(LocalDocumentStore(), created())
+    assert known_command(command, None) is None

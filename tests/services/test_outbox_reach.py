@@ -131,7 +131,8 @@ def test_a_plans_release_moves_and_then_clears_its_due_time_in_the_update_markin
     local.move_to(T0 + HOUR)
     assert sweep(local.deps).released_plans == 1  # the last change came within reach
 
-    assert writes == [("update", plan)]
+    # Its command (one create, no transaction), then the plan once.
+    assert writes == [("create", f"devices/{device_id}/commands/p1-s003"), ("update", plan)]
     assert statuses(local, device_id, "p1") == ["queued", "queued"]
     assert due(local, device_id, "p1") is None  # concluded: the sweep's query no longer finds it
     assert sweep(local.deps).released_plans == 0

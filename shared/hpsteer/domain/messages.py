@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from hpsteer.domain.base import Record, UtcDatetime
+from hpsteer.domain.commands import Command
 from hpsteer.domain.market import PriceArea, Resolution
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "AlertSeverity",
     "CommandSweepRequest",
     "CommandTask",
+    "KnownCommand",
     "OptimizeRequest",
     "PriceIngestRequest",
     "ReconcileRequest",
@@ -106,16 +108,30 @@ class ReconcileRequest(Record):
     shard_size: int = Field(default=200, ge=1, le=1000)
 
 
+class KnownCommand(Record):
+    """A command as the maker of a task has just written (or read) it, and that document's
+    ``update_time``: the version the task was made from."""
+
+    command: Command
+    update_time: UtcDatetime
+
+
 class CommandTask(Record):
     """The body of a Cloud Task for one command: dispatch it (``send``) or check it (``verify``).
 
     The task's name (derived from device, plan and slot, or command and attempt) makes creating
-    it idempotent; the body only says which command, since the command document holds the rest.
+    it idempotent. The command document holds the truth; ``known`` is the command as the task's
+    maker left it (a release that created it, a dispatch that recorded its acknowledgement), so
+    that the task's first delivery need not read it: it records on that version, by an update
+    conditional on its ``update_time``, and if anyone wrote the command since, that update fails
+    and the delivery reads the command as it is (:mod:`hpsteer.services.dispatch`). Absent
+    (tasks the sweep makes again, tasks of older releases): the delivery reads the command.
     """
 
     device_id: str = Field(min_length=1, max_length=128)
     command_id: str = Field(min_length=1, max_length=200)
     purpose: Literal["send", "verify"]
+    known: KnownCommand | None = None
 
 
 class CommandSweepRequest(Record):

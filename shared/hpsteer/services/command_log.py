@@ -50,6 +50,7 @@ from hpsteer.domain.commands import (
     apply,
     fold,
 )
+from hpsteer.domain.messages import KnownCommand
 from hpsteer.errors import (
     ConcurrencyConflict,
     DocumentAlreadyExists,
@@ -63,6 +64,7 @@ from hpsteer.ports.store import Document, DocumentStore, Transaction
 
 __all__ = [
     "COMMAND_EVENTS",
+    "Created",
     "NewEvent",
     "Recorded",
     "RecordedOn",
@@ -71,12 +73,15 @@ __all__ = [
     "command_path",
     "create_command",
     "create_in",
+    "create_stored",
     "event_changes",
     "event_rows",
     "events_after",
     "events_of",
     "export_events",
     "history",
+    "known_command",
+    "known_document",
     "load_command",
     "read_command",
     "record_event",
@@ -148,32 +153,66 @@ def create_in(tx: Transaction, created: CommandEvent) -> tuple[Command, CommandE
     """Create a command with its first event in ``tx`` (``create()``: the transaction fails
     whole with DocumentAlreadyExists if the command exists); the command, and the event as
     stored."""
-    command = fold([created])
-    created = created.model_copy(update={"state": command.state})
-    tx.create(
-        command_path(command.device_id, command.command_id),
-        {**command_document(command), EVENTS_FIELD: {_event_key(1): created.to_document()}},
-    )
+    command, created, data = _new_command(created)
+    tx.create(command_path(command.device_id, command.command_id), data)
     return command, created
 
 
-def create_command(store: DocumentStore, created: CommandEvent) -> tuple[Command, bool]:
-    """Store a new command from its ``created`` event: (the command, whether this call created
-    it). An existing command is returned as it is. The common case reads nothing: the document
-    is created in one transaction, which fails if the command exists."""
+def _new_command(created: CommandEvent) -> tuple[Command, CommandEvent, dict[str, Any]]:
+    """A command made by its ``created`` event: the command, the event as stored, and the
+    document to create."""
+    command = fold([created])
+    created = created.model_copy(update={"state": command.state})
+    data = {**command_document(command), EVENTS_FIELD: {_event_key(1): created.to_document()}}
+    return command, created, data
 
-    def run(tx: Transaction) -> Command:
-        return create_in(tx, created)[0]
 
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What :func:`create_stored` found: the command, whether this call created it, and its
+    document as created (or as found), whose ``update_time`` a task may carry
+    (:class:`~hpsteer.domain.messages.KnownCommand`)."""
+
+    command: Command
+    is_new: bool
+    document: Document
+
+
+def create_stored(store: DocumentStore, created: CommandEvent) -> Created:
+    """Store a new command from its ``created`` event. An existing command is returned as it
+    is. The common case reads nothing: one ``create()``, which fails if the command exists."""
+    command, _, data = _new_command(created)
+    path = command_path(command.device_id, command.command_id)
     try:
-        command = store.run_transaction(run)
+        document = store.create(path, data)
     except DocumentAlreadyExists:  # this command was created before (a redelivered outbox)
-        path = command_path(fold([created]).device_id, created.command_id)
         existing = store.get(path)
         if existing is None:  # deleted in between: let the caller's redelivery decide
             raise ConcurrencyConflict(f"{path} vanished while being created") from None
-        return Command.parse(existing.data), False
-    return command, True
+        return Created(Command.parse(existing.data), False, existing)
+    return Created(command, True, document)
+
+
+def create_command(store: DocumentStore, created: CommandEvent) -> tuple[Command, bool]:
+    """:func:`create_stored`: (the command, whether this call created it)."""
+    made = create_stored(store, created)
+    return made.command, made.is_new
+
+
+def known_command(command: Command, document: Document | None) -> KnownCommand | None:
+    """``command`` as ``document`` holds it, for a task to carry (None: no document known)."""
+    if document is None:
+        return None
+    return KnownCommand(command=command, update_time=document.update_time)
+
+
+def known_document(known: KnownCommand) -> Document:
+    """The command document a task's :class:`~hpsteer.domain.messages.KnownCommand` stands
+    for (its history left out: it is not part of the state), to record on with :func:`record_on`.
+    """
+    command = known.command
+    path = command_path(command.device_id, command.command_id)
+    return Document(path, command_document(command), known.update_time, known.update_time)
 
 
 def record_event(

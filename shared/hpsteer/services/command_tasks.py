@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from hpsteer.config import Settings
-from hpsteer.domain.messages import CommandTask
+from hpsteer.domain.messages import CommandTask, KnownCommand
 from hpsteer.ports.tasks import QueueConfig, RateLimits, RetryConfig, TaskQueue, TaskRequest
 
 __all__ = [
@@ -151,8 +151,9 @@ def dispatch_task(
     command_id: str,
     at: datetime,
     traceparent: str | None = None,
+    known: KnownCommand | None = None,
 ) -> TaskRequest:
-    body = CommandTask(device_id=device_id, command_id=command_id, purpose="send")
+    body = CommandTask(device_id=device_id, command_id=command_id, purpose="send", known=known)
     queue = dispatch_queue(manufacturer).name
     return _request(settings, queue, name, settings.dispatch_url, at, body, traceparent)
 
@@ -164,6 +165,7 @@ def verify_task(
     command_id: str,
     at: datetime,
     traceparent: str | None = None,
+    known: KnownCommand | None = None,
 ) -> TaskRequest:
-    body = CommandTask(device_id=device_id, command_id=command_id, purpose="verify")
+    body = CommandTask(device_id=device_id, command_id=command_id, purpose="verify", known=known)
     return _request(settings, VERIFY_QUEUE.name, name, settings.verify_url, at, body, traceparent)

@@ -58,7 +58,13 @@ last read or wrote it: so a delivery reads the command once, and records ``sent`
 ``acknowledged`` (or ``verified`` and ``completed``) without reading it again. When another
 delivery moved it meanwhile (Cloud Tasks may run a task twice at once), nothing is written and
 this delivery answers 503 and leaves the command to the other (so an attempt number is never
-computed from a stale view).
+computed from a stale view). A task that carries the command as its maker left it
+(:class:`~hpsteer.domain.messages.KnownCommand`: the release's dispatch tasks, and the
+verification and remediation tasks made here) is not read at all on its first delivery (retry
+count 0): the delivery decides on that version and records on its ``update_time``. If anyone
+wrote the command since, that write fails the same way (503, and the retry reads): nothing is
+ever sent on a stale view, though a repeated first delivery may take a budget unit, or a
+verification read on its booking, before it finds out.
 ``checkpoint(step)`` is called between steps; tests raise from it to crash the handler there.
 """
 
@@ -119,6 +125,8 @@ from hpsteer.services.command_log import (
     NewEvent,
     append_event_rows,
     command_path,
+    known_command,
+    known_document,
     record_on,
     recorded_key,
 )
@@ -423,6 +431,7 @@ class _Run:
                     command.device_id,
                     command.command_id,
                     at,
+                    known=known_command(command, self.document),
                 )
             )
 
@@ -438,6 +447,7 @@ class _Run:
                     command.device_id,
                     command.command_id,
                     self.deps.clock.now(),
+                    known=known_command(command, self.document),
                 )
             )
 
@@ -722,7 +732,9 @@ def _start(
     if task.purpose != purpose:
         _log.error("a %s task reached the %s route: dropped", task.purpose, purpose)
         return Reply(200, "wrong_route")
-    document = deps.store.get(command_path(task.device_id, task.command_id))
+    document = _known(task, delivery) or deps.store.get(
+        command_path(task.device_id, task.command_id)
+    )
     if document is None:
         _log.error("task %s names no command %s", delivery.task_name, task.command_id)
         return Reply(200, "unknown_command")
@@ -736,6 +748,19 @@ def _start(
     except PermanentError:
         run.ref = DeviceRef(command.manufacturer, "", "unknown", task.device_id)
     return run
+
+
+def _known(task: CommandTask, delivery: TaskDelivery) -> Document | None:
+    """The command as the task carries it, for its first delivery only (a retry follows a
+    delivery that may have written it: it reads); None: read the command."""
+    known = task.known
+    if known is None or delivery.retry_count != 0:
+        return None
+    command = known.command
+    if (command.device_id, command.command_id) != (task.device_id, task.command_id):
+        _log.warning("task %s carries another command than it names: read", delivery.task_name)
+        return None
+    return known_document(known)
 
 
 def _handle(

@@ -46,28 +46,28 @@ current plan does not want.
 
 The device's older commands that were never sent (``pending``/``retrying`` of another plan) and
 that no entry adopts are **superseded**, and their tasks deleted (best effort: a task that still
-runs finds its command superseded and sends nothing). Adopting, superseding and creating the
-plan's own commands are one transaction (:func:`_settle`) that first checks that this plan is
-still the device's current one and judges adoption by the device's ``current_plan_*`` fields,
-exactly as dispatch will; it names the superseded commands in the plan's release fields
+runs finds its command superseded and sends nothing). Adopting, superseding and creating the plan's
+own commands are one transaction (:func:`_settle`) that first checks that this plan is still the
+device's current one and judges adoption by the device's ``current_plan_*`` fields, exactly as
+dispatch will; it names the superseded commands in the plan's release fields
 (``release_superseded_command_ids``, an update of the plan, which the transaction does not read)
-and makes the release due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE` after it
-ran. So a plan's commands exist only if they were created while it was current, and the
-release of any newer plan, which starts after that plan became current, sees them: no change
-ends up with two commands that dispatch would both send. (A device with no older command open,
-e.g. its first plan, skips that check: its commands are created in one transaction that reads
-nothing. Such a release overtaken by a newer plan creates commands that
-are younger than the newer plan, which dispatch never takes for the newer plan's, unless the
-newer plan was planned, made current and released within this release's one query: a window
-this layer accepts rather than a device read per release. Likewise a release delayed past the
-change's instant (a crash, then the sweep, more than a verification's delay later) may find the
-older command already completed under the newer plan's run and create the change again: the
-device is sent a mode it is already in, once, as a new command; never the same command and
-attempt twice.) An older command already sent
-or acknowledged is adopted when it makes the change (so it is not sent twice), never superseded
-here: dispatch and verification settle it. A release's Cloud Tasks calls (its new tasks, the
-superseded ones' deletions) go out together on a few threads (:data:`REMOTE_CALL_THREADS`), not
-one after the other.
+and makes the release due :data:`~hpsteer.services.outbox_markers.RELEASE_GRACE` after it ran. So a
+plan's commands exist only if they were created while it was current, and the release of any newer
+plan, which starts after that plan became current, sees them: no change ends up with two commands
+that dispatch would both send. (A device with no older command open, e.g. its first plan, skips
+that check: its commands are created by one ``create()`` each, which reads nothing, and their tasks
+carry them as created, so that dispatch need not read them either
+(:class:`~hpsteer.domain.messages.KnownCommand`). Such a release overtaken by a newer plan creates
+commands that are younger than the newer plan, which dispatch never takes for the newer plan's,
+unless the newer plan was planned, made current and released within this release's one query: a
+window this layer accepts rather than a device read per release. Likewise a release delayed past
+the change's instant (a crash, then the sweep, more than a verification's delay later) may find the
+older command already completed under the newer plan's run and create the change again: the device
+is sent a mode it is already in, once, as a new command; never the same command and attempt twice.)
+An older command already sent or acknowledged is adopted when it makes the change (so it is not
+sent twice), never superseded here: dispatch and verification settle it. A release's Cloud Tasks
+calls (its new tasks, the superseded ones' deletions) go out together on a few threads
+(:data:`REMOTE_CALL_THREADS`), not one after the other.
 
 **Analytics rows.** Every event recorded here is a row of ``command_events`` (insert id
 ``{device}/{command}/{seq:08d}``). The rows wait in a :class:`ReleaseBatch` (an optimize shard
@@ -126,7 +126,7 @@ from hpsteer.domain.commands import (
     CommandState,
     CurrentPlan,
 )
-from hpsteer.domain.messages import CommandSweepRequest
+from hpsteer.domain.messages import CommandSweepRequest, KnownCommand
 from hpsteer.errors import (
     DocumentAlreadyExists,
     DocumentNotFound,
@@ -145,8 +145,8 @@ from hpsteer.services.command_log import (
     COMMAND_EVENTS,
     NewEvent,
     Recorded,
-    create_command,
     create_in,
+    create_stored,
     events_after,
     export_events,
     load_command,
@@ -323,7 +323,15 @@ class _TaskCalls:
             raise errors[0]
 
 
-def _enqueue_send(deps: Dependencies, command: Command, name: str, at: datetime) -> None:
+def _enqueue_send(
+    deps: Dependencies,
+    command: Command,
+    name: str,
+    at: datetime,
+    known: KnownCommand | None = None,
+) -> None:
+    """The command's dispatch task; ``known``: the command's version it carries (the release
+    created or found it just now), so that its first delivery does not read it."""
     with contextlib.suppress(TaskAlreadyExists):
         deps.tasks.create_task(
             dispatch_task(
@@ -333,6 +341,7 @@ def _enqueue_send(deps: Dependencies, command: Command, name: str, at: datetime)
                 command.device_id,
                 command.command_id,
                 at,
+                known=known,
             )
         )
 
@@ -499,7 +508,9 @@ def release_plan(
             # before its rows were surely appended; its created row again (same insert id).
             _rows(batch.analytics, command, [first or _created_as_stored(command)])
             if command.state is CommandState.PENDING and command.task_name:
-                calls.add(_bind_send(deps, command, command.task_name, max(due_entry.at, now)))
+                known = settled.known.get(due_entry.index)
+                at = max(due_entry.at, now)
+                calls.add(_bind_send(deps, command, command.task_name, at, known))
             entry.update(
                 status="queued", command_id=command.command_id, task_name=command.task_name
             )
@@ -551,8 +562,10 @@ def release_plan(
     return outcome
 
 
-def _bind_send(deps: Dependencies, command: Command, name: str, at: datetime) -> Callable[[], None]:
-    return lambda: _enqueue_send(deps, command, name, at)
+def _bind_send(
+    deps: Dependencies, command: Command, name: str, at: datetime, known: KnownCommand | None
+) -> Callable[[], None]:
+    return lambda: _enqueue_send(deps, command, name, at, known)
 
 
 def _older_settled(plan: Mapping[str, Any]) -> bool:
@@ -657,6 +670,9 @@ class _Settled:
     superseded: list[Recorded] = field(default_factory=list)
     created: dict[int, tuple[Command, CommandEvent | None]] = field(default_factory=dict)
     """Entry index → its command and its ``created`` event (None: it existed already)."""
+    known: dict[int, KnownCommand] = field(default_factory=dict)
+    """Entry index → its command's version as created (or found) outside a transaction, for
+    its task to carry."""
 
 
 def supersede_older(deps: Dependencies, device_id: str, plan_id: str) -> list[str]:
@@ -697,8 +713,8 @@ def _settle(
 
     One query finds the older open commands (``pending``, ``retrying``, ``sent``,
     ``acknowledged``; usually only the unsent changes of the plan before). If none is unsent
-    and none makes a change of ``due``, the commands are created in one transaction without
-    reading anything (the common case of a device's first plan). Otherwise one transaction
+    and none makes a change of ``due``, the commands are created without reading anything, one
+    ``create()`` each (the common case of a device's first plan). Otherwise one transaction
     first checks that the plan is still current, reading the device, and from the device's
     ``current_plan_*`` fields (:class:`~hpsteer.domain.commands.CurrentPlan`, as dispatch will
     judge them) lets each due entry adopt the older command that makes its change (one already
@@ -715,7 +731,7 @@ def _settle(
     (:func:`_older_settled`): the due entries' commands are created without the query."""
     store = deps.store
     if older_settled:
-        return _create_alone(store, due, fresh=fresh)
+        return _create_alone(store, due)
     now = deps.clock.now()
     page = store.query(
         f"devices/{device_id}/commands", [Filter("state", "in", _MOVING)], limit=_PAGE
@@ -733,7 +749,7 @@ def _settle(
     ]
     unsent = [c for c in older if c.state.value in _UNSENT and c.command_id not in carried]
     if not candidates and not unsent:
-        return _create_alone(store, due, fresh=fresh)
+        return _create_alone(store, due)
     by_change: dict[tuple[datetime, GenericAction], list[Command]] = {}
     for command in sorted(candidates, key=_adoption_order):
         assert command.slot_start_at is not None
@@ -814,25 +830,18 @@ def _adoption_order(command: Command) -> tuple[bool, datetime, str]:
     return (command.state.value in _UNSENT, command.created_at, command.command_id)
 
 
-def _create_alone(store: DocumentStore, due: Sequence[_Due], *, fresh: bool) -> _Settled:
-    """The due entries' commands when no older command needs deciding: one transaction that
-    reads nothing for a fresh plan, else one per command (each finding an existing one)."""
+def _create_alone(store: DocumentStore, due: Sequence[_Due]) -> _Settled:
+    """The due entries' commands when no older command needs deciding: one ``create()`` each,
+    which reads nothing (a command an earlier release of this outbox created is read and kept as
+    it is). Each command's version is known, so its task carries it."""
     settled = _Settled()
-    if fresh and due:
-
-        def run(tx: Transaction) -> dict[int, tuple[Command, CommandEvent | None]]:
-            return {entry.index: create_in(tx, entry.created) for entry in due}
-
-        try:
-            settled.created = store.run_transaction(run)
-            return settled
-        except DocumentAlreadyExists:
-            pass
     for entry in due:
-        command, is_new = create_command(store, entry.created)
-        settled.created[entry.index] = (
-            command,
-            entry.created.model_copy(update={"state": command.state}) if is_new else None,
+        made = create_stored(store, entry.created)
+        command = made.command
+        first = entry.created.model_copy(update={"state": command.state}) if made.is_new else None
+        settled.created[entry.index] = (command, first)
+        settled.known[entry.index] = KnownCommand(
+            command=command, update_time=made.document.update_time
         )
     return settled
 
