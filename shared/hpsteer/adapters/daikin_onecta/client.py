@@ -53,6 +53,9 @@ Unconfirmed: token lifetimes and rotation, whether the token endpoint accepts HT
 authentication instead of the form fields (we send the form fields, OAuth2
 ``client_secret_post``), the status and body of a PATCH to a unit that is offline, the body of a
 429, and the unit of ``RateLimit-Reset`` (read as seconds, as in the IETF RateLimit header draft).
+
+The Onecta particulars are here; the request with its retry after a 401 and the token
+endpoint's POST are :class:`~hpsteer.adapters.oem_api_client.OemApiClient`'s.
 """
 
 from __future__ import annotations
@@ -60,14 +63,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import AccessToken, AccessTokenKeeper, access_token_for
+from hpsteer.adapters.oem_api_client import OemApiClient, json_or_none, short
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -75,7 +76,6 @@ from hpsteer.errors import (
     OemUnavailable,
     UnknownDevice,
 )
-from hpsteer.ports.clock import Clock
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -96,11 +96,6 @@ _CHARACTERISTIC_PATH: Final = (
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 _MINUTE: Final = timedelta(minutes=1)
 
-_URLS_KEPT: Final = 1024
-"""Request URLs kept parsed (one or two per device: a function instance's devices fit)."""
-
-_log = logging.getLogger(__name__)
-
 
 def client_id_secret_name() -> str:
     """The secret holding hpsteer's client id from Daikin's developer portal (per application)."""
@@ -112,35 +107,14 @@ def client_secret_secret_name() -> str:
     return "onecta-client-secret"
 
 
-class _Unauthorized(Exception):
-    """Internal: a 401, answered by one refresh and retry."""
-
-
-class OnectaClient:
+class OnectaClient(OemApiClient):
     """One Onecta account's API access (its tokens, its quota)."""
 
-    def __init__(
-        self,
-        account_id: str,
-        credentials: CredentialStore,
-        clock: Clock,
-        *,
-        http: httpx.Client,
-        base_url: str = DEFAULT_BASE_URL,
-        token_url: str = DEFAULT_TOKEN_URL,
-        timeout_s: float = 15.0,
-    ) -> None:
-        self.account_id = account_id
-        self._credentials = credentials
-        self._clock = clock
-        self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._token_url = token_url
-        self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._obtain)
-
-    def __repr__(self) -> str:
-        return f"OnectaClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
+    label = "Onecta"
+    oem = MANUFACTURER
+    default_base_url = DEFAULT_BASE_URL
+    default_token_url = DEFAULT_TOKEN_URL
+    _log = logging.getLogger(__name__)  # log lines name this module
 
     # -- the API --------------------------------------------------------------------------
 
@@ -173,78 +147,16 @@ class OnectaClient:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Mapping[str, Any] | None = None,
-        is_command: bool = False,
-    ) -> Any:
-        token = self._tokens.token()
-        try:
-            return self._attempt(method, path, json_body, is_command, token)
-        except _Unauthorized:
-            _log.debug("Onecta access token refused; refreshing once", extra=_extra(method, path))
-        token = self._tokens.token(refused=token)
-        try:
-            return self._attempt(method, path, json_body, is_command, token)
-        except _Unauthorized:
-            raise CredentialsInvalid(
-                f"Onecta {method} {path}: HTTP 401 after a token refresh; "
-                f"account {self.account_id} needs a new consent"
-            ) from None
+    def _answer_fields(self, response: httpx.Response) -> dict[str, str | None]:
+        return {
+            "remaining_minute": response.headers.get("X-RateLimit-Remaining-minute"),
+            "remaining_day": response.headers.get("X-RateLimit-Remaining-day"),
+        }
 
-    def _attempt(
-        self,
-        method: str,
-        path: str,
-        json_body: Mapping[str, Any] | None,
-        is_command: bool,
-        token: str,
-    ) -> Any:
-        try:
-            response = self._http.request(
-                method,
-                _parsed_url(self._base_url + path),
-                json=json_body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"Onecta {method} {path}: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"Onecta {method} {path}: connection failed ({type(err).__name__})"
-            ) from None
-        if _log.isEnabledFor(logging.DEBUG):  # build the record's fields only when it is kept
-            _log.debug(
-                "Onecta answered",
-                extra={
-                    **_extra(method, path),
-                    "status": response.status_code,
-                    "remaining_minute": response.headers.get("X-RateLimit-Remaining-minute"),
-                    "remaining_day": response.headers.get("X-RateLimit-Remaining-day"),
-                },
-            )
-        if response.status_code == 401:
-            raise _Unauthorized
+    def _answer(self, response: httpx.Response, method: str, path: str, *, is_command: bool) -> Any:
         return _translate(response, method, path, is_command=is_command, now=self._clock.now())
 
     # -- tokens ---------------------------------------------------------------------------
-
-    def _obtain(self, refused: frozenset[str]) -> AccessToken:
-        """An access token none of ``refused``: the stored one or a refreshed one (the keeper
-        calls this one thread at a time per account)."""
-        return access_token_for(
-            self._credentials,
-            self._credentials.require(MANUFACTURER, self.account_id),
-            self._refresher,
-            label="Onecta",
-            refused=refused,
-        )
 
     def _refresher(self) -> Callable[[str], dict[str, Any]]:
         client_id = self._credentials.app_secret(client_id_secret_name())
@@ -254,55 +166,16 @@ class OnectaClient:
     def _token_request(
         self, client_id: str, client_secret: str, refresh_token: str
     ) -> dict[str, Any]:
-        try:
-            response = self._http.post(
-                self._token_url,
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": client_id,
-                    "client_secret": client_secret,
-                    "refresh_token": refresh_token,
-                },
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"Onecta token endpoint: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"Onecta token endpoint: connection failed ({type(err).__name__})"
-            ) from None
-        status = response.status_code
-        _log.debug(
-            "Onecta token endpoint answered",
-            extra={"oem": "daikin_onecta", "account_id": self.account_id, "status": status},
+        return self._post_token_form(
+            {
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
+            what="the refresh",
+            retry_at=lambda response, _body, now: _retry_at(response, now),
         )
-        document = _json_or_none(response)
-        if status == 429:
-            raise OemRateLimited(
-                "Onecta token endpoint: rate limited (HTTP 429)",
-                retry_at=_retry_at(response, self._clock.now()),
-            )
-        if status >= 500 or status == 408:
-            raise OemUnavailable(f"Onecta token endpoint: HTTP {status}")
-        if status >= 400:
-            error = document.get("error") if isinstance(document, dict) else None
-            raise CredentialsInvalid(
-                f"Onecta token endpoint refused the refresh for account {self.account_id}: "
-                f"HTTP {status} {_short(error)}; a person must consent again"
-            )
-        if not isinstance(document, dict):
-            raise OemUnavailable(f"Onecta token endpoint: HTTP {status} with a non-JSON body")
-        return document
-
-
-@lru_cache(maxsize=_URLS_KEPT)
-def _parsed_url(text: str) -> httpx.URL:
-    """``text`` parsed once: given a string, httpx parses the URL again on every request, which
-    cost a fifth of a request's own time (an ``httpx.URL`` is immutable: sharing it is safe)."""
-    return httpx.URL(text)
 
 
 # -- response translation -------------------------------------------------------------------
@@ -316,13 +189,13 @@ def _translate(
     if 200 <= status < 300:
         if is_command:
             return status  # 204 No Content; any 2xx means the cloud accepted it
-        document = _json_or_none(response)
+        document = json_or_none(response)
         if document is None:
             raise OemUnavailable(f"{label}: HTTP {status} with a non-JSON body")
         return document
-    document = _json_or_none(response)
+    document = json_or_none(response)
     body = document if isinstance(document, dict) else {}
-    detail = f"HTTP {status} {_short(body.get('code'))}: {_short(body.get('message'))}"
+    detail = f"HTTP {status} {short(body.get('code'))}: {short(body.get('message'))}"
     if status == 429:
         raise OemRateLimited(
             f"{label}: rate limit exceeded (HTTP 429, {_windows_spent(response)})",
@@ -357,19 +230,3 @@ def _retry_at(response: httpx.Response, now: datetime) -> datetime | None:
     if response.headers.get("X-RateLimit-Remaining-minute", "").strip() == "0":
         return now + _MINUTE
     return None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = " ".join(str(value).split()) if value is not None else "-"
-    return text[:limit] + ("…" if len(text) > limit else "")
-
-
-def _extra(method: str, path: str) -> dict[str, str]:
-    return {"oem": "daikin_onecta", "method": method, "path": path}

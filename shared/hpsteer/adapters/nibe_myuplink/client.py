@@ -54,6 +54,9 @@ Unconfirmed (reference/manufacturer-apis.md §2): the error bodies' shape (messa
 120 characters of whatever comes back), whether ``RateLimit-Reset`` counts seconds from now (as
 jaroschek/home-assistant-myuplink reads it; a value above 10⁹ is taken as epoch seconds), and
 whether the limit is keyed per application or per user.
+
+The myUplink particulars are here; the request with its retry after a 401 and the token
+endpoint's POST are :class:`~hpsteer.adapters.oem_api_client.OemApiClient`'s.
 """
 
 from __future__ import annotations
@@ -62,19 +65,13 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import (
-    AccessToken,
-    AccessTokenKeeper,
-    access_token_for,
-    access_token_from,
-)
+from hpsteer.adapters.oauth import AccessToken, access_token_for, access_token_from
+from hpsteer.adapters.oem_api_client import OemApiClient, json_or_none, short
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -82,7 +79,6 @@ from hpsteer.errors import (
     OemUnavailable,
     UnknownDevice,
 )
-from hpsteer.ports.clock import Clock
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -104,11 +100,6 @@ _JSON_PATCH: Final = "application/json-patch+json"  # what the reference clients
 _EPOCH_THRESHOLD_S: Final = 1_000_000_000
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 
-_URLS_KEPT: Final = 1024
-"""Request URLs kept parsed (one or two per device: a function instance's devices fit)."""
-
-_log = logging.getLogger(__name__)
-
 
 def client_id_secret_name() -> str:
     """The secret holding hpsteer's myUplink app's client id (per application)."""
@@ -120,35 +111,14 @@ def client_secret_secret_name() -> str:
     return "myuplink-client-secret"
 
 
-class _Unauthorized(Exception):
-    """Internal: a 401, answered by one refresh and retry."""
-
-
-class MyUplinkClient:
+class MyUplinkClient(OemApiClient):
     """One myUplink account's API access (its tokens)."""
 
-    def __init__(
-        self,
-        account_id: str,
-        credentials: CredentialStore,
-        clock: Clock,
-        *,
-        http: httpx.Client,
-        base_url: str = DEFAULT_BASE_URL,
-        token_url: str = DEFAULT_TOKEN_URL,
-        timeout_s: float = 15.0,
-    ) -> None:
-        self.account_id = account_id
-        self._credentials = credentials
-        self._clock = clock
-        self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._token_url = token_url
-        self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._obtain)
-
-    def __repr__(self) -> str:
-        return f"MyUplinkClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
+    label = "myUplink"
+    oem = MANUFACTURER
+    default_base_url = DEFAULT_BASE_URL
+    default_token_url = DEFAULT_TOKEN_URL
+    _log = logging.getLogger(__name__)  # log lines name this module
 
     # -- the API --------------------------------------------------------------------------
 
@@ -188,7 +158,7 @@ class MyUplinkClient:
             answer = document.get(parameter_id)
             if answer != PATCH_ACCEPTED:
                 raise CommandRejected(
-                    f"myUplink PATCH {path}: point {parameter_id} answered {_short(answer)}, "
+                    f"myUplink PATCH {path}: point {parameter_id} answered {short(answer)}, "
                     f"not {PATCH_ACCEPTED!r}"
                 )
         return document
@@ -209,69 +179,29 @@ class MyUplinkClient:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Mapping[str, Any] | None = None,
-        is_command: bool = False,
-    ) -> Any:
-        token = self._tokens.token()
-        try:
-            return self._attempt(method, path, params, json_body, is_command, token)
-        except _Unauthorized:
-            _log.debug("myUplink access token refused; refreshing once", extra=_extra(method, path))
-        token = self._tokens.token(refused=token)
-        try:
-            return self._attempt(method, path, params, json_body, is_command, token)
-        except _Unauthorized:
-            raise CredentialsInvalid(
-                f"myUplink {method} {path}: HTTP 401 after a token refresh; "
-                f"account {self.account_id} needs a new consent"
-            ) from None
-
-    def _attempt(
+    def _request(
         self,
         method: str,
         path: str,
         params: Mapping[str, str] | None,
         json_body: Mapping[str, Any] | None,
-        is_command: bool,
         token: str,
-    ) -> Any:
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if json_body is not None:
             headers["Content-Type"] = _JSON_PATCH
-        try:
-            response = self._http.request(
-                method,
-                _parsed_url(self._base_url + path),
-                params=params,
-                content=_json_bytes(json_body) if json_body is not None else None,
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"myUplink {method} {path}: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"myUplink {method} {path}: connection failed ({type(err).__name__})"
-            ) from None
-        if _log.isEnabledFor(logging.DEBUG):  # build the record's fields only when it is kept
-            _log.debug(
-                "myUplink answered",
-                extra={
-                    **_extra(method, path),
-                    "status": response.status_code,
-                    "ratelimit_remaining": response.headers.get("RateLimit-Remaining"),
-                },
-            )
-        if response.status_code == 401:
-            raise _Unauthorized
+        return self._send(
+            method,
+            path,
+            params=params,
+            content=_json_bytes(json_body) if json_body is not None else None,
+            headers=headers,
+        )
+
+    def _answer_fields(self, response: httpx.Response) -> dict[str, str | None]:
+        return {"ratelimit_remaining": response.headers.get("RateLimit-Remaining")}
+
+    def _answer(self, response: httpx.Response, method: str, path: str, *, is_command: bool) -> Any:
         return _translate(response, method, path, is_command=is_command, now=self._clock.now())
 
     # -- tokens ---------------------------------------------------------------------------
@@ -314,51 +244,12 @@ class MyUplinkClient:
     def _token_request(
         self, form: Mapping[str, str], *, auth: tuple[str, str] | None = None
     ) -> dict[str, Any]:
-        try:
-            response = self._http.post(
-                self._token_url,
-                data=dict(form),
-                auth=httpx.BasicAuth(*auth) if auth is not None else httpx.USE_CLIENT_DEFAULT,
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"myUplink token endpoint: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"myUplink token endpoint: connection failed ({type(err).__name__})"
-            ) from None
-        status = response.status_code
-        _log.debug(
-            "myUplink token endpoint answered",
-            extra={"oem": "nibe_myuplink", "account_id": self.account_id, "status": status},
+        return self._post_token_form(
+            form,
+            what=f"the {form.get('grant_type')} grant",
+            retry_at=lambda response, _body, now: _retry_at(response, now),
+            auth=auth,
         )
-        document = _json_or_none(response)
-        if status == 429:
-            raise OemRateLimited(
-                "myUplink token endpoint: rate limited (HTTP 429)",
-                retry_at=_retry_at(response, self._clock.now()),
-            )
-        if status >= 500 or status == 408:
-            raise OemUnavailable(f"myUplink token endpoint: HTTP {status}")
-        if status >= 400:
-            error = document.get("error") if isinstance(document, dict) else None
-            raise CredentialsInvalid(
-                f"myUplink token endpoint refused the {form.get('grant_type')} grant for account "
-                f"{self.account_id}: HTTP {status} {_short(error)}; a person must consent again"
-            )
-        if not isinstance(document, dict):
-            raise OemUnavailable(f"myUplink token endpoint: HTTP {status} with a non-JSON body")
-        return document
-
-
-@lru_cache(maxsize=_URLS_KEPT)
-def _parsed_url(text: str) -> httpx.URL:
-    """``text`` parsed once: given a string, httpx parses the URL again on every request, which
-    cost a fifth of a request's own time (an ``httpx.URL`` is immutable: sharing it is safe)."""
-    return httpx.URL(text)
 
 
 # -- response translation -------------------------------------------------------------------
@@ -369,7 +260,7 @@ def _translate(
 ) -> Any:
     status = response.status_code
     label = f"myUplink {method} {path}"
-    document = _json_or_none(response)
+    document = json_or_none(response)
     if 200 <= status < 300:
         if document is None:
             if is_command and not response.content.strip():
@@ -417,28 +308,12 @@ def _detail(document: Any, response: httpx.Response) -> str:
     if isinstance(document, dict):
         for key in ("title", "detail", "message", "error", "errors"):
             if document.get(key):
-                return _short(document.get(key))
-        return _short(document)
+                return short(document.get(key))
+        return short(document)
     if document is not None:
-        return _short(document)
+        return short(document)
     return "with a non-JSON body" if response.content.strip() else "with an empty body"
 
 
 def _json_bytes(body: Mapping[str, Any]) -> bytes:
     return json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = " ".join(str(value).split()) if value is not None else "-"
-    return text[:limit] + ("…" if len(text) > limit else "")
-
-
-def _extra(method: str, path: str) -> dict[str, str]:
-    return {"oem": "nibe_myuplink", "method": method, "path": path}

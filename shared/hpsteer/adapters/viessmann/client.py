@@ -45,6 +45,9 @@ Unconfirmed (see reference/manufacturer-apis.md §1): whether the API needs ``Ac
 application/vnd.siren+json`` (PyViCare sends it; we send ``application/json``), the exact
 success body of a command, the status code of ``PACKAGE_NOT_PAID_FOR``, the shape of validation
 errors, and whether a 429 carries ``Retry-After``.
+
+The ViCare particulars are here; the request with its retry after a 401 and the token
+endpoint's POST are :class:`~hpsteer.adapters.oem_api_client.OemApiClient`'s.
 """
 
 from __future__ import annotations
@@ -52,14 +55,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.oauth import AccessToken, AccessTokenKeeper, access_token_for
+from hpsteer.adapters.oem_api_client import OemApiClient, json_or_none, short
 from hpsteer.errors import (
     CommandRejected,
     CredentialsInvalid,
@@ -68,7 +69,6 @@ from hpsteer.errors import (
     OemUnavailable,
     UnknownDevice,
 )
-from hpsteer.ports.clock import Clock
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -86,46 +86,20 @@ _INSTALLATIONS_PATH: Final = "/iot/v2/equipment/installations"
 _OFFLINE_REASONS: Final = frozenset({"DEVICE_OFFLINE", "GATEWAY_OFFLINE"})
 _REFUSED_COMMAND_STATUSES: Final = frozenset({400, 404, 409, 422})
 
-_URLS_KEPT: Final = 1024
-"""Request URLs kept parsed (one or two per device: a function instance's devices fit)."""
-
-_log = logging.getLogger(__name__)
-
 
 def client_id_secret_name() -> str:
     """The secret holding hpsteer's client id from ViCare's developer portal (per application)."""
     return "vicare-client-id"
 
 
-class _Unauthorized(Exception):
-    """Internal: a 401, answered by one refresh and retry."""
-
-
-class ViCareClient:
+class ViCareClient(OemApiClient):
     """One ViCare account's API access (its tokens, its quota)."""
 
-    def __init__(
-        self,
-        account_id: str,
-        credentials: CredentialStore,
-        clock: Clock,
-        *,
-        http: httpx.Client,
-        base_url: str = DEFAULT_BASE_URL,
-        token_url: str = DEFAULT_TOKEN_URL,
-        timeout_s: float = 15.0,
-    ) -> None:
-        self.account_id = account_id
-        self._credentials = credentials
-        self._clock = clock
-        self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._token_url = token_url
-        self._timeout = httpx.Timeout(timeout_s)
-        self._tokens = AccessTokenKeeper(clock, self._obtain)
-
-    def __repr__(self) -> str:
-        return f"ViCareClient(account_id={self.account_id!r}, base_url={self._base_url!r})"
+    label = "ViCare"
+    oem = MANUFACTURER
+    default_base_url = DEFAULT_BASE_URL
+    default_token_url = DEFAULT_TOKEN_URL
+    _log = logging.getLogger(__name__)  # log lines name this module
 
     # -- the API --------------------------------------------------------------------------
 
@@ -160,7 +134,7 @@ class ViCareClient:
         if isinstance(data, dict) and data.get("success") is False:
             raise CommandRejected(
                 f"ViCare refused {feature}/{command}: success=false, "
-                f"reason {_short(data.get('reason'))}, message {_short(data.get('message'))}"
+                f"reason {short(data.get('reason'))}, message {short(data.get('message'))}"
             )
         return data if isinstance(data, dict) else {}
 
@@ -174,130 +148,21 @@ class ViCareClient:
             dev=quote(device_id, safe=""),
         )
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Mapping[str, Any] | None = None,
-        is_command: bool = False,
-    ) -> Any:
-        token = self._tokens.token()
-        try:
-            return self._attempt(method, path, params, json_body, is_command, token)
-        except _Unauthorized:
-            _log.debug("ViCare access token refused; refreshing once", extra=_extra(method, path))
-        token = self._tokens.token(refused=token)
-        try:
-            return self._attempt(method, path, params, json_body, is_command, token)
-        except _Unauthorized:
-            raise CredentialsInvalid(
-                f"ViCare {method} {path}: HTTP 401 after a token refresh; "
-                f"account {self.account_id} needs a new consent"
-            ) from None
-
-    def _attempt(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        json_body: Mapping[str, Any] | None,
-        is_command: bool,
-        token: str,
-    ) -> Any:
-        try:
-            response = self._http.request(
-                method,
-                _parsed_url(self._base_url + path),
-                params=params,
-                json=json_body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"ViCare {method} {path}: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"ViCare {method} {path}: connection failed ({type(err).__name__})"
-            ) from None
-        if _log.isEnabledFor(logging.DEBUG):  # build the record's fields only when it is kept
-            _log.debug(
-                "ViCare answered",
-                extra={**_extra(method, path), "status": response.status_code},
-            )
-        if response.status_code == 401:
-            raise _Unauthorized
+    def _answer(self, response: httpx.Response, method: str, path: str, *, is_command: bool) -> Any:
         return _translate(response, method, path, is_command=is_command, now=self._clock.now())
 
     # -- tokens ---------------------------------------------------------------------------
-
-    def _obtain(self, refused: frozenset[str]) -> AccessToken:
-        """An access token none of ``refused``: the stored one or a refreshed one (the keeper
-        calls this one thread at a time per account)."""
-        return access_token_for(
-            self._credentials,
-            self._credentials.require(MANUFACTURER, self.account_id),
-            self._refresher,
-            label="ViCare",
-            refused=refused,
-        )
 
     def _refresher(self) -> Callable[[str], dict[str, Any]]:
         client_id = self._credentials.app_secret(client_id_secret_name())
         return lambda refresh_token: self._token_request(client_id, refresh_token)
 
     def _token_request(self, client_id: str, refresh_token: str) -> dict[str, Any]:
-        try:
-            response = self._http.post(
-                self._token_url,
-                data={
-                    "grant_type": "refresh_token",
-                    "client_id": client_id,
-                    "refresh_token": refresh_token,
-                },
-                headers={"Accept": "application/json"},
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException as err:
-            raise OemUnavailable(
-                f"ViCare token endpoint: timed out ({type(err).__name__})"
-            ) from None
-        except httpx.TransportError as err:
-            raise OemUnavailable(
-                f"ViCare token endpoint: connection failed ({type(err).__name__})"
-            ) from None
-        status = response.status_code
-        _log.debug(
-            "ViCare token endpoint answered",
-            extra={"oem": "viessmann", "account_id": self.account_id, "status": status},
+        return self._post_token_form(
+            {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token},
+            what="the refresh",
+            retry_at=_retry_at,
         )
-        document = _json_or_none(response)
-        if status == 429:
-            raise OemRateLimited(
-                "ViCare token endpoint: rate limited (HTTP 429)",
-                retry_at=_retry_at(response, document, self._clock.now()),
-            )
-        if status >= 500 or status == 408:
-            raise OemUnavailable(f"ViCare token endpoint: HTTP {status}")
-        if status >= 400:
-            error = document.get("error") if isinstance(document, dict) else None
-            raise CredentialsInvalid(
-                f"ViCare token endpoint refused the refresh for account {self.account_id}: "
-                f"HTTP {status} {_short(error)}; a person must consent again"
-            )
-        if not isinstance(document, dict):
-            raise OemUnavailable(f"ViCare token endpoint: HTTP {status} with a non-JSON body")
-        return document
-
-
-@lru_cache(maxsize=_URLS_KEPT)
-def _parsed_url(text: str) -> httpx.URL:
-    """``text`` parsed once: given a string, httpx parses the URL again on every request, which
-    cost a fifth of a request's own time (an ``httpx.URL`` is immutable: sharing it is safe)."""
-    return httpx.URL(text)
 
 
 # -- response translation -------------------------------------------------------------------
@@ -307,7 +172,7 @@ def _translate(
     response: httpx.Response, method: str, path: str, *, is_command: bool, now: datetime
 ) -> Any:
     status = response.status_code
-    document = _json_or_none(response)
+    document = json_or_none(response)
     label = f"ViCare {method} {path}"
     if 200 <= status < 300:
         if document is None:
@@ -319,12 +184,12 @@ def _translate(
     extended = extended if isinstance(extended, dict) else {}
     reason = extended.get("reason")
     detail = (
-        f"HTTP {status} {_short(error_type)} reason {_short(reason)}: {_short(body.get('message'))}"
+        f"HTTP {status} {short(error_type)} reason {short(reason)}: {short(body.get('message'))}"
     )
     if status == 429 or error_type == "RATE_LIMIT_EXCEEDED":
         limit = extended.get("name")
         raise OemRateLimited(
-            f"{label}: rate limit {_short(limit)} exceeded (HTTP {status})",
+            f"{label}: rate limit {short(limit)} exceeded (HTTP {status})",
             retry_at=_retry_at(response, body, now),
         )
     if error_type == "DEVICE_COMMUNICATION_ERROR" and reason in _OFFLINE_REASONS:
@@ -359,18 +224,11 @@ def _validation_errors(body: Mapping[str, Any]) -> str:
     if not isinstance(errors, list) or not errors:
         return ""
     parts = [
-        f"{_short(e.get('path'))} {_short(e.get('message'))}"
+        f"{short(e.get('path'))} {short(e.get('message'))}"
         for e in errors[:3]
         if isinstance(e, dict)
     ]
     return "; validation: " + ", ".join(parts)
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _data_list(document: Any, what: str) -> list[dict[str, Any]]:
@@ -378,12 +236,3 @@ def _data_list(document: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise OemUnavailable(f"ViCare {what}: answer without a data list")
     return [item for item in data if isinstance(item, dict)]
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = " ".join(str(value).split()) if value is not None else "-"
-    return text[:limit] + ("…" if len(text) > limit else "")
-
-
-def _extra(method: str, path: str) -> dict[str, str]:
-    return {"oem": "viessmann", "method": method, "path": path}
