@@ -179,3 +179,11 @@ def test_a_task_carrying_another_command_than_it_names_reads_the_one_it_names(
     stored = load_command(local.deps.store, home.home_id, second)
     assert stored is not None
     assert stored.generic_action is GenericAction.SET_MODE_MAX
+
+
+def test_a_task_body_with_fields_this_version_does_not_know_is_delivered_not_dropped() -> None:
+    """A newer optimize may make tasks before this dispatch is replaced by the newer one."""
+    body = b'{"schema_version": 1, "device_id": "d1", "command_id": "c1", "purpose": "send", '
+    body += b'"hint_from_a_newer_version": {"anything": 1}}'
+    task = CommandTask.parse_json(body)
+    assert (task.device_id, task.command_id, task.known) == ("d1", "c1", None)

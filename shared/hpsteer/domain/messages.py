@@ -14,7 +14,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from hpsteer.domain.base import Record, UtcDatetime
 from hpsteer.domain.commands import Command
@@ -126,7 +126,13 @@ class CommandTask(Record):
     conditional on its ``update_time``, and if anyone wrote the command since, that update fails
     and the delivery reads the command as it is (:mod:`hpsteer.services.dispatch`). Absent
     (tasks the sweep makes again, tasks of older releases): the delivery reads the command.
+
+    Fields this version does not know are ignored, not refused: the functions that make tasks
+    (optimize, reconcile, dispatch) are deployed side by side with the one that takes them, and a
+    task a newer maker made must not be dropped as malformed by an older dispatch.
     """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True)
 
     device_id: str = Field(min_length=1, max_length=128)
     command_id: str = Field(min_length=1, max_length=200)
