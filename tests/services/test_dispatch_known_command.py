@@ -15,6 +15,7 @@ local store and on Firestore (its emulator).
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 
 import pytest
@@ -23,10 +24,10 @@ from hpsteer.backends.local.tasks import DispatchedRequest, DispatchResult
 from hpsteer.config import Settings
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import Command, CommandState
-from hpsteer.domain.messages import CommandTask, KnownCommand
+from hpsteer.domain.messages import CommandTask
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
-from hpsteer.services.command_log import history, load_command
+from hpsteer.services.command_log import history, known_command, load_command
 from hpsteer.services.dispatch import TaskDelivery, handle_dispatch
 from hpsteer.sim.fleet import Home
 from tests.support.outboxes import PLAN_START, publish
@@ -108,9 +109,9 @@ def test_a_released_command_is_sent_verified_and_completed_without_being_read(
     (send, _), (verify, _) = seen
     send_known, verify_known = body_of(send).known, body_of(verify).known
     assert send_known is not None
-    assert send_known.command.state is S.PENDING
+    assert send_known.command["state"] == S.PENDING.value
     assert verify_known is not None
-    assert verify_known.command.state is S.ACKNOWLEDGED
+    assert verify_known.command["state"] == S.ACKNOWLEDGED.value
     assert home.commands_received == 1
 
 
@@ -138,7 +139,7 @@ def carried(local: LocalFleet, device_id: str, command_id: str, *, names: str) -
     path = f"devices/{device_id}/commands/{command_id}"
     stored = local.deps.store.get(path)
     assert stored is not None
-    known = KnownCommand(command=Command.parse(stored.data), update_time=stored.update_time)
+    known = known_command(Command.parse(stored.data), stored)
     body = CommandTask(device_id=device_id, command_id=names, purpose="send", known=known)
     return TaskDelivery(body=body.model_dump_json().encode(), task_name="t", queue_name="q")
 
@@ -187,3 +188,22 @@ def test_a_task_body_with_fields_this_version_does_not_know_is_delivered_not_dro
     body += b'"hint_from_a_newer_version": {"anything": 1}}'
     task = CommandTask.parse_json(body)
     assert (task.device_id, task.command_id, task.known) == ("d1", "c1", None)
+
+
+def test_a_task_carrying_a_command_this_version_cannot_read_is_delivered_by_reading_it(
+    local: LocalFleet, home: Home, recording: ReadRecordingStore
+) -> None:
+    """A newer maker's command may have a field this version does not know: read instead."""
+    [command_id] = publish(local, home.home_id, "p1", [(1, Mode.MIN)]).queued
+    delivery = carried(local, home.home_id, command_id, names=command_id)
+    body = json.loads(delivery.body)
+    body["known"]["command"]["colour_of_a_newer_version"] = "red"
+    delivery = dataclasses.replace(delivery, body=json.dumps(body).encode())
+    local.move_to(SLOT)
+    recording.read.clear()
+
+    reply = handle_dispatch(delivery, local.deps, gateway=local.gateway)
+
+    assert (reply.status, reply.outcome) == (200, "acknowledged")
+    assert f"devices/{home.home_id}/commands/{command_id}" in recording.read
+    assert home.commands_received == 1

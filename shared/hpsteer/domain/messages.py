@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from hpsteer.domain.base import Record, UtcDatetime
-from hpsteer.domain.commands import Command
 from hpsteer.domain.market import PriceArea, Resolution
 
 __all__ = [
@@ -110,9 +109,16 @@ class ReconcileRequest(Record):
 
 class KnownCommand(Record):
     """A command as the maker of a task has just written (or read) it, and that document's
-    ``update_time``: the version the task was made from."""
+    ``update_time``: the version the task was made from.
 
-    command: Command
+    ``command`` is the command's document form (:meth:`Command.to_document`), kept as plain data
+    and parsed by the delivery: a command this version cannot read (a newer maker's, with a field
+    it does not know) only means that the delivery reads the command, never that the task is
+    dropped as malformed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True)
+
+    command: dict[str, Any]
     update_time: UtcDatetime
 
 

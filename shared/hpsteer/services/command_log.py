@@ -56,6 +56,7 @@ from hpsteer.errors import (
     DocumentAlreadyExists,
     DocumentNotFound,
     IllegalTransition,
+    MalformedMessage,
     PreconditionFailed,
     TransientError,
 )
@@ -203,14 +204,17 @@ def known_command(command: Command, document: Document | None) -> KnownCommand |
     """``command`` as ``document`` holds it, for a task to carry (None: no document known)."""
     if document is None:
         return None
-    return KnownCommand(command=command, update_time=document.update_time)
+    return KnownCommand(command=command.to_document(), update_time=document.update_time)
 
 
-def known_document(known: KnownCommand) -> Document:
+def known_document(known: KnownCommand) -> Document | None:
     """The command document a task's :class:`~hpsteer.domain.messages.KnownCommand` stands
-    for (its history left out: it is not part of the state), to record on with :func:`record_on`.
-    """
-    command = known.command
+    for (its history left out: it is not part of the state), to record on with :func:`record_on`;
+    None when this version cannot read the carried command (then read the command)."""
+    try:
+        command = Command.parse(known.command)
+    except MalformedMessage:
+        return None
     path = command_path(command.device_id, command.command_id)
     return Document(path, command_document(command), known.update_time, known.update_time)
 

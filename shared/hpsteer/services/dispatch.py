@@ -756,11 +756,14 @@ def _known(task: CommandTask, delivery: TaskDelivery) -> Document | None:
     known = task.known
     if known is None or delivery.retry_count != 0:
         return None
-    command = known.command
-    if (command.device_id, command.command_id) != (task.device_id, task.command_id):
+    document = known_document(known)
+    if document is None:
+        _log.info("task %s carries a command this version cannot read: read", delivery.task_name)
+        return None
+    if document.path != command_path(task.device_id, task.command_id):
         _log.warning("task %s carries another command than it names: read", delivery.task_name)
         return None
-    return known_document(known)
+    return document
 
 
 def _handle(

@@ -149,6 +149,7 @@ from hpsteer.services.command_log import (
     create_stored,
     events_after,
     export_events,
+    known_command,
     load_command,
     read_command,
     write_events,
@@ -840,9 +841,9 @@ def _create_alone(store: DocumentStore, due: Sequence[_Due]) -> _Settled:
         command = made.command
         first = entry.created.model_copy(update={"state": command.state}) if made.is_new else None
         settled.created[entry.index] = (command, first)
-        settled.known[entry.index] = KnownCommand(
-            command=command, update_time=made.document.update_time
-        )
+        known = known_command(command, made.document)
+        if known is not None:
+            settled.known[entry.index] = known
     return settled
 
 
