@@ -333,6 +333,7 @@ def test_each_mode_patches_the_setpoint_to_its_baseline_plus_the_mode_offset(
         "lever": lever,
         "offset_k": action.mode.setpoint_offset_k,
         "baseline": baseline,
+        "found_mode": "mid",  # the household's own setting: the baseline, learnt just now
     }
     assert rig.adapter.validate_command(action, payload, ref(unit)).valid
     result = rig.adapter.send_command(action, payload, ref(unit))

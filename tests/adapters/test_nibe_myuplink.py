@@ -337,6 +337,7 @@ def test_each_mode_patches_the_heating_offset_to_its_baseline_plus_the_mode_step
         "offset_k": action.mode.setpoint_offset_k,
         "offset_steps": steps,
         "baseline": 1.0,
+        "found_mode": "mid",  # the household's own setting: the baseline, learnt just now
     }
     assert rig.adapter.validate_command(action, payload, DEVICE).valid
     result = rig.adapter.send_command(action, payload, DEVICE)

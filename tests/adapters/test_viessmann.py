@@ -317,6 +317,7 @@ def test_each_mode_sets_the_comfort_program_to_its_baseline_plus_the_mode_offset
         "lever": "program_" + lever.rsplit(".", 1)[1],
         "offset_k": action.mode.setpoint_offset_k,
         "baseline": {"targetTemperature": baseline},
+        "found_mode": "mid",  # the household's own setting: the baseline, learnt just now
     }
     assert rig.adapter.validate_command(action, payload, DEVICE).valid
     result = rig.adapter.send_command(action, payload, DEVICE)

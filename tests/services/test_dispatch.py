@@ -619,6 +619,37 @@ def test_fresh_telemetry_showing_the_households_own_setting_stops_the_send(
     assert device.data["override_seen"]["at"] == seen_at
 
 
+@pytest.mark.parametrize("manufacturer", ["viessmann", "nibe_myuplink", "daikin_onecta"])
+def test_a_device_the_household_set_to_none_of_our_modes_is_not_sent_to_before_any_poll_saw_it(
+    make_local: Callable[..., LocalFleet], manufacturer: str
+) -> None:
+    local = make_local()
+    home = home_of(local, manufacturer)
+    later = SLOT + timedelta(hours=1)
+    [first, second] = publish_plan(
+        local,
+        home.home_id,
+        "p1",
+        [(SLOT, GenericAction.SET_MODE_MAX), (later, GenericAction.SET_MODE_MIN)],
+    )
+    local.run_until(SLOT + timedelta(minutes=30))
+    assert command(local, home.home_id, first).state is S.COMPLETED
+    # The household turns it up by one step in the app; no poll sees it before the next change.
+    local.fleet.user_changes_setpoint(home.home_id, home.shown_lever + 1.0)
+
+    local.run_until(later + timedelta(minutes=1))
+
+    superseded = command(local, home.home_id, second)
+    assert superseded.state is S.SUPERSEDED
+    assert [e.detail.get("reason") for e in history(local.deps.store, home.home_id, second)][
+        -1
+    ] == "household_change"
+    assert home.commands_received == 1  # the first command only: the household is not fought
+    device = local.deps.store.get(f"devices/{home.home_id}")
+    assert device is not None
+    assert device.data["override_seen"]["command_id"] == second
+
+
 def test_telemetry_older_than_the_command_does_not_stop_it(
     make_local: Callable[..., LocalFleet],
 ) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from hpsteer.adapters.credentials import CredentialStore
-from hpsteer.adapters.protocol import AdapterContext, ManufacturerAdapter
+from hpsteer.adapters.protocol import FOUND_MODE, AdapterContext, ManufacturerAdapter
 from hpsteer.adapters.registry import default_registry
 from hpsteer.backends.local.secrets import FileSecretStore
 from hpsteer.backends.local.store import LocalDocumentStore
@@ -196,6 +196,24 @@ def test_latency_is_reported_and_slept_only_when_asked(make_rig: Callable[..., R
     rig.fault("viessmann", FaultSpec(latency_s=0.02))
     rig.adapter("viessmann").get_device_state(rig.home("viessmann").ref())
     assert rig.transport.latency_s == pytest.approx(0.02)  # the token endpoint has no latency
+
+
+@manufacturers
+def test_a_translation_tells_which_of_our_modes_it_found_the_device_in(
+    make_rig: Callable[..., Rig], manufacturer: str
+) -> None:
+    rig = make_rig()
+    home, adapter = rig.home(manufacturer), rig.adapter(manufacturer)
+    first = adapter.translate_generic_command(GenericAction.SET_MODE_MAX, home.ref())
+    assert first[FOUND_MODE] == Mode.MID.value  # the household's setting, learnt as the baseline
+    rig.send(manufacturer, GenericAction.SET_MODE_MAX)
+    rig.fleet.advance(T0 + timedelta(minutes=10))  # applied, and every read kept is too old
+    found = adapter.translate_generic_command(GenericAction.SET_MODE_MIN, home.ref())
+    assert found[FOUND_MODE] == Mode.MAX.value
+    rig.fleet.user_changes_setpoint(home.home_id, home.shown_lever + 1.0)  # none of ours
+    rig.fleet.advance(T0 + timedelta(minutes=20))
+    found = adapter.translate_generic_command(GenericAction.SET_MODE_MIN, home.ref())
+    assert found[FOUND_MODE] is None
 
 
 def test_the_transport_adds_up_the_time_the_simulated_manufacturers_took_to_answer(

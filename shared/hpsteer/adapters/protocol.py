@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.ports.clock import Clock
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from hpsteer.adapters.credentials import CredentialStore
 
 __all__ = [
+    "FOUND_MODE",
     "AdapterContext",
     "AdapterFactory",
     "Capabilities",
@@ -47,6 +48,12 @@ __all__ = [
     "RateWindow",
     "ValidationResult",
 ]
+
+
+FOUND_MODE: Final = "found_mode"
+"""The payload key of the mode a translation found the device in (``None``: none of ours: the
+household, or its own control, set it; the key is absent where nothing was read, e.g. a
+hot-water boost)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +148,11 @@ class ManufacturerAdapter(Protocol):
 
     def capabilities(self, device: DeviceRef) -> Capabilities: ...
 
-    def translate_generic_command(
-        self, action: GenericAction, device: DeviceRef
-    ) -> dict[str, Any]: ...
+    def translate_generic_command(self, action: GenericAction, device: DeviceRef) -> dict[str, Any]:
+        """The manufacturer payload of ``action``. For a mode, it also tells under
+        :data:`FOUND_MODE` which of our modes the device's setting was in, as the translation
+        read it (its value, or ``None``: a setting none of our modes makes)."""
+        ...
 
     def validate_command(
         self, action: GenericAction, payload: Mapping[str, Any], device: DeviceRef

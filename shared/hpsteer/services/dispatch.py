@@ -10,7 +10,8 @@ and the next delivery finds the command where the crash left it.
 
 1. A terminal command: 200, nothing sent (a failed one makes sure its alert went out).
    Acknowledged or verified: 200 after making sure its verification task exists.
-2. Stale: fresh telemetry newer than the command shows the household's own setting
+2. Stale: fresh telemetry newer than the command shows the household's own setting, or the
+   translation's read of the device (step 3) finds it at a setting none of our modes makes
    (``superseded``, and ``override_seen`` for reconciliation: never fight the household); the
    device's current plan no longer wants its change, its slot has passed, steering is off, or
    the household overrides: ``superseded``, 200. The current plan wants a command of its own
@@ -85,7 +86,7 @@ from opentelemetry.trace import StatusCode
 
 from hpsteer.adapters.budget import BookedCall, Booking
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
-from hpsteer.adapters.protocol import AdapterContext, DeviceRef, DeviceState
+from hpsteer.adapters.protocol import FOUND_MODE, AdapterContext, DeviceRef, DeviceState
 from hpsteer.domain.commands import (
     REMEDIATION,
     VERIFICATION_BOOKING,
@@ -465,18 +466,7 @@ class _Run:
         stale = self.stale_reason()
         household = self.household_change_in_telemetry() if stale is None else None
         if household is not None:
-            self.deps.store.update(
-                device_path(command.device_id),
-                {
-                    "override_seen": {
-                        "at": household,
-                        "command_id": command.command_id,
-                        "observed_mode": None,
-                        "room_setpoint_c": None,
-                    }
-                },
-            )
-            return self.supersede("household_change", seen_at=household.isoformat())
+            return self.household_changed(household)
         if stale is not None and stale[0] == "slot_passed" and command.last_error is not None:
             # Trouble kept it from taking effect in its slot: that is a failure, not a
             # replacement, and a person hears of it.
@@ -521,6 +511,11 @@ class _Run:
         if not validation.valid:
             self.gateway.cancel(self.ref)
             return self.fail(f"invalid for this device: {validation.reason}", "invalid_command")
+        if action.mode is not None and FOUND_MODE in payload and payload[FOUND_MODE] is None:
+            # The translation read the device at a setting none of our modes makes: the
+            # household changed it (or its own control did). Never fight it.
+            self.gateway.cancel(self.ref)
+            return self.household_changed(self.deps.clock.now())
         self.checkpoint("prepared")
         attempt = self.command.attempt + 1
         try:
@@ -563,6 +558,23 @@ class _Run:
         self.schedule_verification()
         self.checkpoint("verification_scheduled")
         return Reply(200, "acknowledged", detail={"attempt": attempt})
+
+    def household_changed(self, seen_at: datetime) -> Reply:
+        """The household's own setting was seen (``seen_at``): leave the sighting for
+        reconciliation (issue 7), which pauses steering, and supersede the command unsent."""
+        command = self.command
+        self.deps.store.update(
+            device_path(command.device_id),
+            {
+                "override_seen": {
+                    "at": seen_at,
+                    "command_id": command.command_id,
+                    "observed_mode": None,
+                    "room_setpoint_c": None,
+                }
+            },
+        )
+        return self.supersede("household_change", seen_at=seen_at.isoformat())
 
     def settle_unknown_outcome(self) -> Reply | None:
         """The last attempt's outcome is unknown: if the device shows it applied, it was sent;

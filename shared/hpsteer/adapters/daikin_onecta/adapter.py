@@ -71,6 +71,7 @@ from hpsteer.adapters.daikin_onecta.params import (
 )
 from hpsteer.adapters.http import http_client
 from hpsteer.adapters.protocol import (
+    FOUND_MODE,
     AdapterContext,
     Capabilities,
     CommandResult,
@@ -242,6 +243,10 @@ class DaikinOnectaAdapter:
         if steering is None:
             raise CommandRejected(f"{_label(device)}: cannot steer the setpoint: {why_not}")
         baseline = self._baseline(device, steering, remember=True)
+        current = number(steering.spec.get("value"))
+        found = next(
+            (m for m in _MODES_BY_PREFERENCE if _target(steering, baseline, m) == current), None
+        )
         return {
             "action": action.value,
             "embedded_id": steering.embedded_id,
@@ -251,6 +256,7 @@ class DaikinOnectaAdapter:
             "lever": steering.lever.name,
             "offset_k": mode.setpoint_offset_k,
             "baseline": _plain(baseline),
+            FOUND_MODE: found.value if found is not None else None,
         }
 
     def validate_command(

@@ -67,6 +67,7 @@ from hpsteer.adapters.nibe_myuplink.params import (
     family_of,
 )
 from hpsteer.adapters.protocol import (
+    FOUND_MODE,
     AdapterContext,
     Capabilities,
     CommandResult,
@@ -248,6 +249,9 @@ class NibeMyUplinkAdapter:
             raise CommandRejected(f"{_label(device)}: no writable heating offset point")
         baseline = self._baseline(device, offset, remember=True)
         steps = _steps(offset, mode)
+        found = next(
+            (m for m in Mode if math.isclose(baseline + _steps(offset, m), offset.value)), None
+        )
         return {
             "action": action.value,
             "body": {offset.parameter_id: display_text(baseline + steps)},
@@ -256,6 +260,7 @@ class NibeMyUplinkAdapter:
             "offset_k": mode.setpoint_offset_k,
             "offset_steps": steps,
             "baseline": baseline,
+            FOUND_MODE: found.value if found is not None else None,
         }
 
     def validate_command(

@@ -42,6 +42,7 @@ from hpsteer.adapters.baseline import BaselineBook, MemoryBaselineBook
 from hpsteer.adapters.credentials import CredentialStore
 from hpsteer.adapters.http import http_client
 from hpsteer.adapters.protocol import (
+    FOUND_MODE,
     AdapterContext,
     Capabilities,
     CommandResult,
@@ -207,6 +208,10 @@ class ViessmannAdapter:
         feature = lever.feature_for(circuit)
         params = {name: baseline[name] for name in lever.carried_params}
         params[lever.value_param] = _target(features, lever, circuit, baseline, mode)
+        current = features.number(feature, lever.value_property)
+        shown = next(
+            (m for m in Mode if _target(features, lever, circuit, baseline, m) == current), None
+        )
         return {
             "action": action.value,
             "feature": feature,
@@ -216,6 +221,7 @@ class ViessmannAdapter:
             "lever": lever.name,
             "offset_k": mode.setpoint_offset_k,
             "baseline": {name: _plain(value) for name, value in baseline.items()},
+            FOUND_MODE: shown.value if shown is not None else None,
         }
 
     def validate_command(
