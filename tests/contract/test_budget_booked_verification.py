@@ -21,18 +21,11 @@ from hpsteer.adapters.protocol import RateLimitConfig, RateWindow
 from hpsteer.errors import InvalidInput, OemRateLimited
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
+from tests.support.budgets import VICARE
 
 T0 = datetime(2024, 1, 15, 6, 0, tzinfo=UTC)
 DELAY = timedelta(minutes=10)
 SPAN = timedelta(minutes=5)
-VICARE = RateLimitConfig(
-    windows=(
-        RateWindow(limit=120, window=timedelta(minutes=10)),
-        RateWindow(limit=1450, window=timedelta(hours=24)),
-    ),
-    read_share=0.3,
-)
-"""ViCare: 84 commands per 10 minutes and 1,015 a day are the command share."""
 HOLDER = "devices/d1/commands/c1"
 DEVICE = "devices/d1"
 SEND: dict[BudgetKind, int] = {"command": 2}

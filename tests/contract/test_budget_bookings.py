@@ -26,17 +26,10 @@ from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.errors import ConcurrencyConflict, InvalidInput, OemRateLimited
 from hpsteer.ports.clock import SimulatedClock
 from hpsteer.ports.store import DocumentStore
+from tests.support.budgets import VICARE
 
 T0 = datetime(2024, 1, 15, 6, 0, tzinfo=UTC)
 INTERVAL = timedelta(minutes=10)
-VICARE = RateLimitConfig(
-    windows=(
-        RateWindow(limit=120, window=timedelta(minutes=10)),
-        RateWindow(limit=1450, window=timedelta(hours=24)),
-    ),
-    read_share=0.3,
-)
-"""ViCare: 36 reads per 10 minutes and 435 a day are the read share."""
 ONECTA = RateLimitConfig(
     windows=(
         RateWindow(limit=20, window=timedelta(minutes=1)),
