@@ -269,6 +269,24 @@ def test_a_half_open_breaker_lets_one_probe_through_at_a_time(
     assert breaker.state() == "half_open"
 
 
+def test_a_probe_whose_caller_never_reported_frees_its_slot_when_its_lease_ends(
+    store: DocumentStore, clock: SimulatedClock
+) -> None:
+    """The caller that a probe was admitted for may never report (its handler raised between
+    admission and the call): its own instance must not refuse probes for ever after."""
+    breaker = _breaker(store, clock)
+    _fail(breaker, 3)
+    clock.advance(CONFIG.open_timeout)
+    breaker.before_call()  # admitted, and then nothing: no verdict, no cancel
+    with pytest.raises(CircuitOpen, match="a probe is in flight"):
+        breaker.before_call()
+    clock.advance(CONFIG.probe_lease)
+    breaker.before_call()  # the lease ended: this instance probes again
+    breaker.record_success()
+    _succeed(breaker, 1)
+    assert breaker.state() == "closed"
+
+
 def test_two_instances_sharing_a_store_see_the_same_state(
     store: DocumentStore, clock: SimulatedClock
 ) -> None:

@@ -45,7 +45,11 @@ reopens it; every other instance is refused until the lease ends. If the holder 
 first instance to call after ``probe_lease_until`` takes the lease over (again in a transaction).
 Guaranteed across instances: at most one holder per lease; within the holder, one call in flight
 at a time. A probe still running when its lease ends may overlap the next holder's, so
-``probe_lease`` must exceed the adapter's request timeout.
+``probe_lease`` must exceed the adapter's request timeout. A call admitted but never reported
+(its caller raised between admission and the call, without ``cancel``) holds the holder's slot
+only until the lease ends: the next call after it claims a new lease, which frees the slot.
+Without that, one such caller kept its instance refusing every probe, and renewing the lease
+kept every other instance out too: a manufacturer cut off for good after a one-hour outage.
 
 Which errors count: :class:`~hpsteer.errors.OemUnavailable` (5xx, timeouts, gateway pages), but
 not :class:`~hpsteer.errors.OemRateLimited` (the rate budget handles spent limits). A device or
@@ -345,7 +349,11 @@ class CircuitBreaker:
 
         if seen.state == "open":
             self._probe_successes = 0
-        record, _ = self._change(applies, make)
+        record, wrote = self._change(applies, make)
+        if wrote:
+            # A new lease: whatever this instance admitted under the old one (a caller that
+            # never reported) no longer holds the slot.
+            self._probe_in_flight = False
         return record
 
     def _holds_probe(self, record: BreakerRecord) -> bool:
