@@ -480,3 +480,78 @@ def test_a_store_outage_is_raised_after_the_shard_for_redelivery(ready: Dependen
     store.get = failing_get  # type: ignore[method-assign]  # induce an outage on this instance
     with pytest.raises(StoreUnavailable, match="1 of 1 devices failed transiently"):
         plan_shard(shard("d1"), ready)
+
+
+# -- the mode a new plan starts from ----------------------------------------------------------
+
+
+def _first_mode(deps: Dependencies) -> Mode:
+    """The first slot's mode of the plan this test's prices and weather give a fresh device."""
+    register(deps, "probe")
+    (outcome,) = plan_shard(shard("probe"), deps)
+    stored = deps.store.get(plan_path("probe", str(outcome.plan_id)))
+    assert stored is not None
+    return Mode(stored.data["slots"][0]["mode"])
+
+
+def _telemetry(mode: Mode, at: str = "2023-01-15T12:20:00Z") -> dict[str, object]:
+    return {"indoor_temp_c": 21.0, "observed_mode": mode.value, "observed_at": at}
+
+
+def _held_in(mode: Mode) -> dict[str, object]:
+    """A current plan that holds the device in ``mode`` from before NOW to tomorrow."""
+    return {
+        "current_plan_id": "older",
+        "current_plan_start_at": NOW - timedelta(hours=3),
+        "current_plan_created_at": NOW - timedelta(hours=3),
+        "current_plan_end_at": NOW + timedelta(hours=20),
+        "current_plan_modes": [{"at": NOW - timedelta(hours=3), "mode": mode.value}],
+    }
+
+
+def _outbox(deps: Dependencies, device_id: str) -> list[dict[str, Any]]:
+    (outcome,) = plan_shard(shard(device_id), deps)
+    stored = deps.store.get(plan_path(device_id, str(outcome.plan_id)))
+    assert stored is not None
+    outbox: list[dict[str, Any]] = stored.data["outbox"]
+    return outbox
+
+
+def test_a_device_seen_and_held_in_the_first_slots_mode_gets_no_command_for_it(
+    ready: Dependencies,
+) -> None:
+    first = _first_mode(ready)
+    register(ready, "d1", last_telemetry=_telemetry(first), **_held_in(first))
+    assert _outbox(ready, "d1")[0]["slot_index"] > 0
+
+
+def test_a_sighting_the_current_plan_disagrees_with_does_not_spare_the_first_command(
+    ready: Dependencies,
+) -> None:
+    """The telemetry shows the first slot's mode, but our plan has held the device in another
+    since (a command after the sighting, or a drift not corrected yet): the mode is unknown, so
+    the first mode is set explicitly."""
+    first = _first_mode(ready)
+    other = next(m for m in Mode if m is not first)
+    register(ready, "d1", last_telemetry=_telemetry(first), **_held_in(other))
+    outbox = _outbox(ready, "d1")
+    assert outbox[0]["slot_index"] == 0
+    assert outbox[0]["action"] == first.action.value
+
+
+def test_a_sighting_older_than_the_telemetry_age_limit_tells_no_mode(ready: Dependencies) -> None:
+    options = PlanningOptions()
+    stale = (NOW - options.max_telemetry_age - timedelta(minutes=1)).isoformat()
+    register(ready, "d1", last_telemetry=_telemetry(Mode.MIN, at=stale))
+    register(ready, "d2", last_telemetry=_telemetry(Mode.MIN))
+    assert load_device(ready.store, "d1", now=NOW, options=options).observed_mode is None
+    assert load_device(ready.store, "d2", now=NOW, options=options).observed_mode is Mode.MIN
+
+
+def test_with_no_plan_holding_the_device_its_sighting_is_the_mode_it_starts_from(
+    ready: Dependencies,
+) -> None:
+    first = _first_mode(ready)
+    ended = {**_held_in(next(m for m in Mode if m is not first)), "current_plan_end_at": NOW}
+    register(ready, "d1", last_telemetry=_telemetry(first), **ended)
+    assert _outbox(ready, "d1")[0]["slot_index"] > 0

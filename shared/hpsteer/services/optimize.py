@@ -141,6 +141,7 @@ from hpsteer.services.plans_store import (
     PLANS,
     cost_by_day,
     make_current,
+    mode_to_start_from,
     plan_document,
     plan_from_document,
     plan_path,
@@ -697,9 +698,12 @@ def solve_plan(
         solver_gap=None if math.isnan(result.gap) else result.gap,  # NaN: no LP bound
     )
     held = inputs.weather_held_after_at
+    record = inputs.record
     document = plan_document(
         plan,
-        inputs.record.observed_mode,
+        mode_to_start_from(
+            record.observed_mode, record.snapshot.data if record.snapshot else None, plan.start_at
+        ),
         {
             "solve_ms": result.solve_ms,
             "solver_termination": result.termination,

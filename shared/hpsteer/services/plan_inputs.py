@@ -27,7 +27,9 @@ What a plan is built from, and what happens when an input is missing or absurd:
   **estimated equal to it** (no sensor measures it). Telemetry older than ``max_telemetry_age``
   or without an indoor temperature is ignored, and the plant's steady state under the first
   slot's conditions in the current mode is used instead. ``observed_mode`` is the current mode
-  (unknown: ``mid`` for the planner, and the outbox then sets the first mode explicitly).
+  (unknown, or from telemetry older than ``max_telemetry_age``: ``mid`` for the planner, and the
+  outbox then sets the first mode explicitly; the outbox also does when the current plan holds
+  the device in another mode: :func:`~hpsteer.services.plans_store.mode_to_start_from`).
 - **Plant.** :func:`~hpsteer.thermal.plant_from_parameters`; a :class:`ValueError` from the
   physics, or a steady state outside -60..80 °C, is :class:`AbsurdThermalParameters`.
 - **The house, from its history.** With a measured air temperature now and a measured history
@@ -227,7 +229,7 @@ def load_device(
         except ValueError:
             mode = None
         if not fresh:
-            observed_at = None
+            observed_at, mode = None, None
     tariff = data.get("tariff_id")
     tariff_id = tariff if isinstance(tariff, str) and tariff else None
     return DeviceRecord(device, indoor, mode, observed_at, tariff_id, snapshot)

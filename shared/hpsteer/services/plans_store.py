@@ -105,6 +105,32 @@ COST_SAVINGS = TableSchema(
 )
 
 
+def mode_to_start_from(
+    observed: Mode | None, device: Mapping[str, Any] | None, start_at: datetime
+) -> Mode | None:
+    """The mode a new plan's outbox may take the device to be in when the plan starts, so that
+    it sends no command for a first slot in that mode; None: it sets its first mode explicitly.
+
+    The observed mode (the device's stored telemetry) counts only when the current plan holds the
+    device in that same mode at ``start_at`` (or no plan holds it at all). When the two disagree,
+    one of them is out of date: the telemetry predates a command we sent since (a remediation, a
+    plan's change), or the device drifted and reconciliation has not corrected it yet. Either way
+    the device's mode is unknown, and a plan that trusted a stale sighting left the device where
+    our last command put it, off the new plan, until reconciliation next read it (campaign seed 3:
+    a reboot's sighting outlived the remediation that corrected it, and the next plan sent nothing).
+    """
+    if observed is None:
+        return None
+    data = device or {}
+    end_at = data.get("current_plan_end_at")
+    if isinstance(end_at, datetime) and end_at <= start_at:
+        return observed  # the current plan no longer holds the device
+    held = _mode_at(data.get("current_plan_modes"), start_at)
+    if held is None or held == observed.value:
+        return observed
+    return None
+
+
 def plan_document(plan: Plan, current_mode: Mode | None, extra: dict[str, Any]) -> dict[str, Any]:
     outbox = [
         {**change.model_dump(mode="json"), "status": "pending"}
