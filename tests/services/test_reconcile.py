@@ -318,6 +318,62 @@ def test_a_device_left_in_the_previous_plans_mode_by_a_failed_command_is_remedia
     assert r.device(home).get("override_until") is None
 
 
+def test_a_device_left_where_an_older_plan_put_it_by_failed_commands_is_remediated_not_paused(
+    rig: Callable[..., Rig],
+) -> None:
+    """Two plans replace each other while every command fails: the device stays in the max of
+    the plan before both, a mode neither current plan names. Our last accepted command put it
+    there, so it is drift, not the household's choice."""
+    r = rig()
+    home = r.home("nibe_myuplink")
+    r.steer(home, Mode.MAX)
+    r.run(SLOT + timedelta(minutes=30))
+    assert home.applied_lever != home.household_lever  # held in max by plan p1
+    r.local.fleet.faults.set_device(
+        home.home_id, FaultSpec(server_error_rate=1.0, wire_faults_on_writes_only=True)
+    )
+    for plan_id, switch in (("p2", SLOT + timedelta(hours=1)), ("p3", SLOT + timedelta(hours=2))):
+        document: dict[str, Any] = {
+            "plan_id": plan_id,
+            "device_id": home.home_id,
+            "end_at": PLAN_END,
+            "outbox": [
+                {
+                    "at": switch.isoformat(),
+                    "action": "set_mode_mid",
+                    "slot_index": 8,
+                    "status": "pending",
+                }
+            ],
+        }
+        r.store.set(f"devices/{home.home_id}/plans/{plan_id}", document)
+        make_current(r.store, home.home_id, plan_id, switch, r.now, [(switch, Mode.MID)], PLAN_END)
+        release_plan(r.local.deps, home.home_id, r.device(home), document)
+        r.run(switch + timedelta(minutes=5))
+    assert r.device(home)["previous_plan_mode"] == "mid"  # p2's: max is in neither plan
+    runs = r.run(SLOT + timedelta(hours=2, minutes=45))  # the writes still fail
+    seen = actions(runs, home)
+    assert ("Override",) not in seen
+    assert any("Remediate" in names for names in seen)
+    assert r.device(home).get("override_until") is None
+
+
+def test_min_or_max_that_no_command_of_ours_set_last_is_the_households_choice(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home, Mode.MAX)
+    r.run(SLOT + timedelta(minutes=30))
+    received = home.commands_received
+    # The app: two kelvin below the setting learnt, which is what our min would set.
+    r.local.fleet.user_changes_setpoint(home.home_id, home.household_lever - 2.0)
+    runs = r.run(SLOT + timedelta(hours=1))
+    assert ("Override",) in actions(runs, home)
+    assert home.commands_received == received  # never fought
+    assert r.device(home)["reconcile"]["last_override"]["observed_mode"] == "min"
+
+
 # -- unreachable and stale --------------------------------------------------------------------
 
 

@@ -16,7 +16,9 @@ first match wins:
 3. **In sync** → ``InSync`` (a metric), and an open alert resolves itself.
 4. **The household's choice** → ``Override``: the manufacturer says the user changed it; or,
    where it cannot say, the device is at a setting that is none of our modes, or at ``min``/
-   ``max`` while we commanded neither recently. Steering pauses until ``pause_until`` and the
+   ``max`` while we commanded neither recently (``Memory.commanded_modes``: the current and
+   previous plans' modes, and the mode of our last accepted command when that is the one seen,
+   which the shell looks up only then). Steering pauses until ``pause_until`` and the
    device is re-planned from the user's choice. Never fought.
 5. **Drift** (reverted to the household's own setting after a reboot, never applied, applied
    then lost) → one ``Remediate`` at a time, at most ``max_remediations`` in a row; then an alert
@@ -100,7 +102,9 @@ class Memory:
     open_alert: AlertKind | None = None
     commanded_modes: frozenset[Mode] = field(default_factory=frozenset)
     """Modes we commanded the device into: the current plan's so far, and the mode the plan
-    before it held the device in (a failed first command of the new plan leaves that one)."""
+    before it held the device in (a failed first command of the new plan leaves that one), and
+    the mode of our last accepted command when the device shows it (failed commands of several
+    plans in a row leave that one)."""
     household_change_seen_at: datetime | None = None
     """When a verification saw the household's own change (not yet acted on), if it did."""
     household_change_mode: Mode | None = None

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hpsteer.domain.actions import Mode
 from hpsteer.domain.commands import (
     EVENTS_FIELD,
     Command,
@@ -57,11 +58,12 @@ from hpsteer.errors import (
     DocumentNotFound,
     IllegalTransition,
     MalformedMessage,
+    PermanentError,
     PreconditionFailed,
     TransientError,
 )
 from hpsteer.ports.analytics import Analytics, Column, TableSchema
-from hpsteer.ports.store import Document, DocumentStore, Transaction
+from hpsteer.ports.store import Document, DocumentStore, Order, Transaction
 
 __all__ = [
     "COMMAND_EVENTS",
@@ -405,6 +407,24 @@ def _updated(data: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, A
 
 Recorded = tuple[Command, list[CommandEvent]]
 """A command as events left it, and the events written."""
+
+
+def last_accepted_mode(store: DocumentStore, device_id: str) -> Mode | None:
+    """The mode of the device's command the manufacturer accepted last (``acknowledged_at``, kept
+    by every later state): where we last put the device. One query of the device's commands on a
+    single-field index (commands never accepted hold ``null`` there and sort last); None: no
+    command of a mode was ever accepted."""
+    page = store.query(
+        f"devices/{device_id}/commands", order_by=[Order("acknowledged_at", "desc")], limit=1
+    )
+    for document in page.documents:
+        if document.data.get("acknowledged_at") is None:
+            return None
+        try:
+            return Command.parse(document.data).generic_action.mode
+        except PermanentError:
+            return None  # a command this version cannot read says nothing
+    return None
 
 
 def load_command(store: DocumentStore, device_id: str, command_id: str) -> Command | None:

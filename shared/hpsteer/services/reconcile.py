@@ -113,6 +113,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import logging
 import math
@@ -180,7 +181,11 @@ from hpsteer.ports.analytics import MAX_ROWS_PER_APPEND
 from hpsteer.ports.store import Document
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.alerts import alert_path, raise_alert
-from hpsteer.services.command_log import append_event_rows, create_command
+from hpsteer.services.command_log import (
+    append_event_rows,
+    create_command,
+    last_accepted_mode,
+)
 from hpsteer.services.command_tasks import dispatch_task
 from hpsteer.services.ingest_telemetry import (
     append_history,
@@ -497,6 +502,8 @@ class _Device:
                 _log.debug("not judged %s: %s", self.device_id, looked)
                 return DeviceOutcome(self.device_id, (looked,), self.read, looked)
             observed = looked
+            if observed is not None:
+                memory = self.with_our_last_mode(memory, intended, observed)
             actions = diff(
                 intended, observed, memory, ctx.now, pause_until=pause_until, policy=ctx.policy
             )
@@ -513,6 +520,31 @@ class _Device:
                 ", ".join(repr(a) for a in actions),
             )
         return DeviceOutcome(self.device_id, names, self.read)
+
+    def with_our_last_mode(self, memory: Memory, intended: Intended, observed: Observed) -> Memory:
+        """``memory`` with the observed ``min`` or ``max`` among our modes when our last accepted
+        command put the device there (:func:`~hpsteer.services.command_log.last_accepted_mode`).
+
+        Only asked when the rules would otherwise call the sighting the household's (rule 4 of
+        :mod:`hpsteer.domain.reconciliation`: ``min``/``max`` outside the modes the current and
+        previous plans commanded, the manufacturer silent on who changed it), so the query is
+        rare. It matters after failed commands: plans that replaced each other while their
+        commands failed (an outage) leave the device where an older plan put it, in a mode no
+        current plan names, and that was taken for the household's choice, pausing steering for
+        the rest of the day (campaign seed 7). A household setting equal to the mode we last set
+        is no change at all."""
+        mode = observed.mode
+        if (
+            observed.changed_by_user is not None
+            or mode is None
+            or mode is Mode.MID
+            or mode is intended.mode
+            or mode in memory.commanded_modes
+        ):
+            return memory
+        if last_accepted_mode(self.ctx.deps.store, self.device_id) is not mode:
+            return memory
+        return dataclasses.replace(memory, commanded_modes=memory.commanded_modes | {mode})
 
     # -- actions ---------------------------------------------------------------------------
 
