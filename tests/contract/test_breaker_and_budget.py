@@ -131,6 +131,39 @@ def test_the_breaker_opens_after_consecutive_manufacturer_failures(
     assert "OemUnavailable: viessmann: 503" in stored["reason"]
 
 
+def test_by_default_a_cloud_failing_30_percent_of_operations_at_random_stays_reachable(
+    clock: SimulatedClock,
+) -> None:
+    """A flaky cloud is not a down one: 5,000 operations, 30 % failing at random (seeded), in
+    bursts of 20 within a second, then a pause; the defaults never open the breaker."""
+    import random
+
+    rng = random.Random(7)
+    breaker = CircuitBreaker(LocalDocumentStore(), "viessmann", clock, metrics=Metrics(None))
+    for _ in range(250):
+        for _ in range(20):
+            breaker.before_call()
+            if rng.random() < 0.3:
+                breaker.record_failure(FAILURE)
+            else:
+                breaker.record_success()
+            clock.advance(timedelta(milliseconds=50))
+        clock.advance(timedelta(minutes=1))
+    assert breaker.state() == "closed"
+
+
+def test_by_default_a_cloud_that_answers_nothing_is_cut_off_after_8_operations(
+    clock: SimulatedClock,
+) -> None:
+    breaker = CircuitBreaker(LocalDocumentStore(), "viessmann", clock, metrics=Metrics(None))
+    _fail(breaker, 7)
+    assert breaker.state() == "closed"
+    _fail(breaker, 1)
+    assert breaker.state() == "open"
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()
+
+
 def test_a_success_restarts_the_count_of_consecutive_failures(
     store: DocumentStore, clock: SimulatedClock
 ) -> None:
