@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from hpsteer.adapters.gateway import READ_ATTEMPTS
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
+from hpsteer.errors import OemRateLimited, OemUnavailable
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
@@ -195,6 +197,57 @@ def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(
     assert actions(runs, home)[-1] == ("InSync",)
     remedy = [c for c in r.commands(home) if c["command_id"].startswith("remedy-")]
     assert [c["state"] for c in remedy] == ["completed"]
+
+
+def test_a_read_that_failed_on_the_manufacturers_5xx_is_tried_again_in_the_same_run(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its three attempts failed; the page looks once more after its other devices, so the
+    drift is still corrected within the interval, and that second read is paid on its own."""
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    r.local.fleet.reboot(home.home_id)
+    adapter = r.local.gateway.adapter("viessmann")
+    read = adapter.get_device_state
+    failures = {"left": READ_ATTEMPTS}
+
+    def flaky(device: Any) -> Any:
+        if device.device_id == home.home_id and failures["left"]:
+            failures["left"] -= 1
+            raise OemUnavailable("viessmann: 503 Service Unavailable")
+        return read(device)
+
+    monkeypatch.setattr(adapter, "get_device_state", flaky)
+    runs = r.run(r.now + INTERVAL)
+    assert failures["left"] == 0
+    assert actions(runs, home) == [("Remediate",)]
+    r.local.run_until(r.now + timedelta(minutes=1))
+    assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
+
+
+def test_a_read_refused_for_a_429_waits_for_the_next_run(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    r.run(SLOT + timedelta(minutes=40))
+    adapter = r.local.gateway.adapter("viessmann")
+    read = adapter.get_device_state
+    calls = {"n": 0}
+
+    def limited(device: Any) -> Any:
+        if device.device_id == home.home_id:
+            calls["n"] += 1
+            raise OemRateLimited("viessmann: 429", retry_at=r.now + timedelta(minutes=1))
+        return read(device)
+
+    monkeypatch.setattr(adapter, "get_device_state", limited)
+    runs = r.run(r.now + INTERVAL)
+    assert actions(runs, home) == [("OemRateLimited",)]
+    assert calls["n"] == 1
 
 
 def test_drift_that_stays_is_alerted_after_three_remediations_and_resolves_when_in_sync(

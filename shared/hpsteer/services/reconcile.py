@@ -13,10 +13,11 @@ whatever its own query found, so a duplicate never doubles or forks the pages af
 Per device (:func:`reconcile_device`): what is intended comes from the device document alone
 (the current plan's mode runs, ``current_plan_modes``, kept there by optimize); what the device
 shows comes from fresh telemetry (``last_telemetry`` younger than the interval) or else one read
-through the manufacturer gateway (breaker and read budget, paid ahead: below; a refused or failed
-read leaves the device for the next run, a device the manufacturer reports offline counts as
-unreachable). The pure :func:`~hpsteer.domain.reconciliation.diff` decides; the actions are
-applied here:
+through the manufacturer gateway (breaker and read budget, paid ahead: below; a read that failed
+on the manufacturer's 5xx is tried once more after the page's other devices, :func:`_second_look`;
+a refused read, or one failed twice, leaves the device for the next run; a device the
+manufacturer reports offline counts as unreachable). The pure
+:func:`~hpsteer.domain.reconciliation.diff` decides; the actions are applied here:
 
 - ``Override``: ``override_until`` on the device (steering pauses: the dispatcher supersedes the
   plan's commands meanwhile), the sighting kept in ``reconcile.last_override``, a
@@ -122,7 +123,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from hpsteer.adapters.budget import BOOKING_FIELD, Schedule, plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
@@ -161,6 +162,7 @@ from hpsteer.domain.telemetry import TelemetrySample
 from hpsteer.errors import (
     DeviceOffline,
     DocumentAlreadyExists,
+    OemUnavailable,
     PermanentError,
     TaskAlreadyExists,
     TransientError,
@@ -734,6 +736,36 @@ def reconcile_all(
     return [future.result() for future in futures]
 
 
+SECOND_LOOK_AFTER: Final = frozenset({OemUnavailable.__name__})
+"""The read failures a page tries once more (:func:`_second_look`): the manufacturer's 5xx and
+timeouts. Not a 429 nor a spent budget (the account is blocked for a while: a second read now
+would be refused), nor an open breaker."""
+
+
+def _second_look(
+    ctx: _Context, documents: Sequence[Document], outcomes: list[DeviceOutcome], workers: int
+) -> list[DeviceOutcome]:
+    """``outcomes`` with the devices whose read failed on the manufacturer's 5xx (after the
+    read's own :data:`~hpsteer.adapters.gateway.READ_ATTEMPTS`) reconciled once more, after every
+    other device of the page, so a few seconds later in the cloud.
+
+    Why: a failed read leaves the device unjudged until the next run, an interval later, and a
+    drift that became visible then is corrected an interval late. Against a cloud failing 30 % of
+    calls (the ``heavy`` profile) a two-call read fails its three attempts often enough to be
+    the commonest cause of such delays after the poll stride (campaign runs). The second look is
+    a plain read, paid unit by unit from the read share (its booked poll was spent), so it costs
+    budget only for reads that failed."""
+    again = [index for index, outcome in enumerate(outcomes) if outcome.error in SECOND_LOOK_AFTER]
+    if not again:
+        return outcomes
+    unbooked = dataclasses.replace(ctx, books=False)
+    second = reconcile_all(unbooked, [documents[i] for i in again], workers)
+    merged = list(outcomes)
+    for index, outcome in zip(again, second, strict=True):
+        merged[index] = outcome
+    return merged
+
+
 def _record_polls(ctx: _Context) -> None:
     """Append the page's polled samples to ``telemetry_history``: one append (per
     :data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` samples). The samples of an append that
@@ -836,10 +868,10 @@ def reconcile_page(
         ),
         books=first and _on_the_grid(tick, settings.reconcile_interval_minutes),
     )
+    workers = settings.reconcile_workers if workers is None else workers
     try:
-        outcomes = reconcile_all(
-            ctx, page.documents, settings.reconcile_workers if workers is None else workers
-        )
+        outcomes = reconcile_all(ctx, page.documents, workers)
+        outcomes = _second_look(ctx, page.documents, outcomes, workers)
     finally:
         _record_polls(ctx)  # the polls were taken: recorded even when the page fails
     # A concurrent duplicate may have finished first: both did the same, idempotently.
