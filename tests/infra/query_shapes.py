@@ -10,8 +10,8 @@ only in production. Listing the queries by hand would go stale; instead:
 - :func:`record_queries` runs a small simulation (5 homes, 1 day, the ``heavy`` fault profile,
   whose redeliveries and crashes make the twin-delivery and sweep queries certain rather than
   likely), then reads its result the way ``hpsteer simulate`` and ``hpsteer inspect`` do, and
-  calls the query paths a day of steering does not reach (the baseline book's ``forget``; what
-  an operator does through the API);
+  calls the query paths a day of steering does not reach (the baseline book's ``forget``;
+  reconciliation's look-up of our last accepted command; what an operator does through the API);
 - :func:`code_call_sites` finds every ``.query(`` / ``.collection_group(`` call in
   ``shared/hpsteer`` (outside the store backends and the port) by parsing the source, so a new
   query the run does not reach fails the coverage test rather than slipping through;
@@ -233,6 +233,7 @@ def record_queries(out: Path) -> QueryRecorder:
     from hpsteer.runtime.simulation.engine import Simulation
     from hpsteer.runtime.simulation.options import SimulationOptions, check_options
     from hpsteer.runtime.simulation.results import build_record
+    from hpsteer.services.command_log import last_accepted_mode
 
     recorder = QueryRecorder()
     options = SimulationOptions(
@@ -262,6 +263,9 @@ def record_queries(out: Path) -> QueryRecorder:
         # for the device; one simulated day does not get there.
         book = StoreBaselineBook(store, "viessmann", simulation.local.clock)
         book.forget(f"{device_id}|")
+        # Reconciliation looks up our last accepted command only for a min or max sighting no
+        # current plan explains; a day may not show one.
+        last_accepted_mode(store, device_id)
         _operate(simulation.local.deps, device_id)
     return recorder
 

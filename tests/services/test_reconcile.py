@@ -70,6 +70,21 @@ class Rig:
         release_plan(self.local.deps, home.home_id, device.data, document)
         return command_id_for(plan_id, 4)
 
+    def replan(self, home: Home, plan_id: str, switch: datetime, mode: Mode) -> None:
+        """A newer current plan made now: ``mode`` from ``switch`` until the plan ends, its one
+        change released."""
+        outbox = {"at": switch.isoformat(), "action": mode.action.value, "slot_index": 8}
+        document: dict[str, Any] = {
+            "plan_id": plan_id,
+            "device_id": home.home_id,
+            "end_at": PLAN_END,
+            "outbox": [{**outbox, "status": "pending"}],
+        }
+        self.store.set(f"devices/{home.home_id}/plans/{plan_id}", document)
+        schedule = [(switch, mode)]
+        make_current(self.store, home.home_id, plan_id, switch, self.now, schedule, PLAN_END)
+        release_plan(self.local.deps, home.home_id, self.device(home), document)
+
     def reconcile(self) -> dict[str, DeviceOutcome]:
         request = ReconcileRequest(scheduled_at=self.now, shard_size=100)
         outcomes = reconcile_page(
@@ -336,10 +351,9 @@ def test_after_an_override_mid_means_the_households_new_setting_not_the_one_lear
     assert home.applied_lever == chosen  # the household's choice, not the old setpoint
 
 
-def test_a_device_left_in_the_previous_plans_mode_by_a_failed_command_is_remediated_not_paused(
-    rig: Callable[..., Rig],
-) -> None:
-    r = rig()
+def held_in_max_with_every_command_failing(r: Rig) -> Home:
+    """A myUplink home that plan p1 put in max, whose cloud now refuses every command (reads
+    still answer)."""
     home = r.home("nibe_myuplink")
     r.steer(home, Mode.MAX)
     r.run(SLOT + timedelta(minutes=30))
@@ -347,23 +361,16 @@ def test_a_device_left_in_the_previous_plans_mode_by_a_failed_command_is_remedia
     r.local.fleet.faults.set_device(
         home.home_id, FaultSpec(server_error_rate=1.0, wire_faults_on_writes_only=True)
     )
+    return home
+
+
+def test_a_device_left_in_the_previous_plans_mode_by_a_failed_command_is_remediated_not_paused(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    home = held_in_max_with_every_command_failing(r)
     switch = SLOT + timedelta(hours=1)
-    document: dict[str, Any] = {
-        "plan_id": "p2",
-        "device_id": home.home_id,
-        "end_at": PLAN_END,
-        "outbox": [
-            {
-                "at": switch.isoformat(),
-                "action": "set_mode_mid",
-                "slot_index": 8,
-                "status": "pending",
-            }
-        ],
-    }
-    r.store.set(f"devices/{home.home_id}/plans/p2", document)
-    make_current(r.store, home.home_id, "p2", switch, r.now, [(switch, Mode.MID)], PLAN_END)
-    release_plan(r.local.deps, home.home_id, r.device(home), document)
+    r.replan(home, "p2", switch, Mode.MID)
     runs = r.run(switch + timedelta(minutes=45))
     seen = actions(runs, home)
     assert ("Override",) not in seen  # max was ours: the household did nothing
@@ -378,30 +385,9 @@ def test_a_device_left_where_an_older_plan_put_it_by_failed_commands_is_remediat
     the plan before both, a mode neither current plan names. Our last accepted command put it
     there, so it is drift, not the household's choice."""
     r = rig()
-    home = r.home("nibe_myuplink")
-    r.steer(home, Mode.MAX)
-    r.run(SLOT + timedelta(minutes=30))
-    assert home.applied_lever != home.household_lever  # held in max by plan p1
-    r.local.fleet.faults.set_device(
-        home.home_id, FaultSpec(server_error_rate=1.0, wire_faults_on_writes_only=True)
-    )
+    home = held_in_max_with_every_command_failing(r)
     for plan_id, switch in (("p2", SLOT + timedelta(hours=1)), ("p3", SLOT + timedelta(hours=2))):
-        document: dict[str, Any] = {
-            "plan_id": plan_id,
-            "device_id": home.home_id,
-            "end_at": PLAN_END,
-            "outbox": [
-                {
-                    "at": switch.isoformat(),
-                    "action": "set_mode_mid",
-                    "slot_index": 8,
-                    "status": "pending",
-                }
-            ],
-        }
-        r.store.set(f"devices/{home.home_id}/plans/{plan_id}", document)
-        make_current(r.store, home.home_id, plan_id, switch, r.now, [(switch, Mode.MID)], PLAN_END)
-        release_plan(r.local.deps, home.home_id, r.device(home), document)
+        r.replan(home, plan_id, switch, Mode.MID)
         r.run(switch + timedelta(minutes=5))
     assert r.device(home)["previous_plan_mode"] == "mid"  # p2's: max is in neither plan
     runs = r.run(SLOT + timedelta(hours=2, minutes=45))  # the writes still fail
