@@ -243,10 +243,7 @@ class DaikinOnectaAdapter:
         if steering is None:
             raise CommandRejected(f"{_label(device)}: cannot steer the setpoint: {why_not}")
         baseline = self._baseline(device, steering, remember=True)
-        current = number(steering.spec.get("value"))
-        found = next(
-            (m for m in _MODES_BY_PREFERENCE if _target(steering, baseline, m) == current), None
-        )
+        found = _mode_shown(steering, baseline, number(steering.spec.get("value")))
         return {
             "action": action.value,
             "embedded_id": steering.embedded_id,
@@ -354,10 +351,7 @@ class DaikinOnectaAdapter:
             baseline = self._stored_baseline(device, steering)
             if current is not None and baseline is not None:
                 offset_k = (current - baseline) / steering.lever.k_per_room_k
-                mode = next(
-                    (m for m in _MODES_BY_PREFERENCE if _target(steering, baseline, m) == current),
-                    None,
-                )
+                mode = _mode_shown(steering, baseline, current)
         operation_mode = GatewayDevice.plain(climate, OPERATION_MODE)
         room = (
             GatewayDevice.setpoint(climate, operation_mode, "roomTemperature")
@@ -506,6 +500,13 @@ def _setpoint_of_path(path: str) -> tuple[str, str] | None:
     if not any(lever.setpoint == parts[4] for lever in SETPOINT_LEVERS):
         return None
     return parts[2], parts[4]
+
+
+def _mode_shown(steering: _Steering, baseline: float, current: float | None) -> Mode | None:
+    """Which of our modes the lever's ``current`` value is (None: a setting none of them
+    makes); the translation and :meth:`DaikinOnectaAdapter.get_device_state` judge alike."""
+    shown = (m for m in _MODES_BY_PREFERENCE if _target(steering, baseline, m) == current)
+    return next(shown, None)
 
 
 def _target(steering: _Steering, baseline: float, mode: Mode) -> float:

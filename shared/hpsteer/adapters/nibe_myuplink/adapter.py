@@ -249,9 +249,7 @@ class NibeMyUplinkAdapter:
             raise CommandRejected(f"{_label(device)}: no writable heating offset point")
         baseline = self._baseline(device, offset, remember=True)
         steps = _steps(offset, mode)
-        found = next(
-            (m for m in Mode if math.isclose(baseline + _steps(offset, m), offset.value)), None
-        )
+        found = _mode_shown(offset, baseline, offset.value)
         return {
             "action": action.value,
             "body": {offset.parameter_id: display_text(baseline + steps)},
@@ -326,10 +324,7 @@ class NibeMyUplinkAdapter:
         baseline = self._stored_baseline(device, offset) if offset is not None else None
         if offset is not None and offset.value is not None and baseline is not None:
             offset_k = (offset.value - baseline) / OFFSET_STEPS_PER_ROOM_K
-            mode = next(
-                (m for m in Mode if math.isclose(baseline + _steps(offset, m), offset.value)),
-                None,
-            )
+            mode = _mode_shown(offset, baseline, offset.value)
         return DeviceState(
             device=device,
             observed_at=self._clock.now(),
@@ -440,6 +435,12 @@ def _boost_point(snapshot: _Snapshot) -> Point | None:
     if snapshot.feature("boostHotWater") is False:
         return None
     return snapshot.points.find(_BOOST_POINT)
+
+
+def _mode_shown(offset: Point, baseline: float, value: float) -> Mode | None:
+    """Which of our modes the offset point's ``value`` is (None: a setting none of them makes);
+    the translation and :meth:`NibeMyUplinkAdapter.get_device_state` judge alike."""
+    return next((m for m in Mode if math.isclose(baseline + _steps(offset, m), value)), None)
 
 
 def _steps(point: Point, mode: Mode) -> float:

@@ -209,9 +209,7 @@ class ViessmannAdapter:
         params = {name: baseline[name] for name in lever.carried_params}
         params[lever.value_param] = _target(features, lever, circuit, baseline, mode)
         current = features.number(feature, lever.value_property)
-        shown = next(
-            (m for m in Mode if _target(features, lever, circuit, baseline, m) == current), None
-        )
+        shown = _mode_shown(features, lever, circuit, baseline, current)
         return {
             "action": action.value,
             "feature": feature,
@@ -290,10 +288,7 @@ class ViessmannAdapter:
             if current is not None and baseline is not None:
                 gain = _gain(lever, baseline)
                 offset_k = (current - baseline[lever.value_param]) / gain
-                mode = next(
-                    (m for m in Mode if _target(features, lever, circuit, baseline, m) == current),
-                    None,
-                )
+                mode = _mode_shown(features, lever, circuit, baseline, current)
         return DeviceState(
             device=device,
             observed_at=self._clock.now(),
@@ -449,6 +444,19 @@ def _gain(lever: SetpointLever, baseline: Mapping[str, float]) -> float:
     if lever.gain_property is None:
         return 1.0
     return 1.0 + baseline.get(lever.gain_property, 0.0)
+
+
+def _mode_shown(
+    features: FeatureSet,
+    lever: SetpointLever,
+    circuit: str,
+    baseline: Mapping[str, float],
+    current: float | None,
+) -> Mode | None:
+    """Which of our modes the lever's ``current`` value is (None: a setting none of them
+    makes); the translation and :meth:`ViessmannAdapter.get_device_state` judge alike."""
+    shown = (m for m in Mode if _target(features, lever, circuit, baseline, m) == current)
+    return next(shown, None)
 
 
 def _target(
