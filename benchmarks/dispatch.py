@@ -77,7 +77,6 @@ from hpsteer.ports.store import Document, DocumentStore, Filter, Order, Page, Tr
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.outbox import release_plan
 from hpsteer.services.plans_store import make_current, plan_document, write_plan
-from hpsteer.sim.transport import SimTransport
 
 T = TypeVar("T")
 T0 = datetime(2025, 1, 15, 6, tzinfo=UTC)
@@ -447,10 +446,8 @@ def run_once(homes: int, seed: int) -> Run:
     handlers = phased(local).handler_seconds
     seconds.update(handlers)
     seconds["queue_and_fleet_physics"] = delivery_s - sum(handlers.values())
-    transport = local.gateway.context.transport
-    served = transport.served_s if isinstance(transport, SimTransport) else 0.0
     states = dict(command_states(local))
-    return Run(homes, queued, states, seconds, store.tally, deliveries, served)
+    return Run(homes, queued, states, seconds, store.tally, deliveries, local.manufacturer_apis_s)
 
 
 def _per(value: float, commands: int) -> float:

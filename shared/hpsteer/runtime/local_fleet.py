@@ -98,6 +98,14 @@ class LocalFleet:
     def __post_init__(self) -> None:
         self._stepped_to = self.clock.now()
 
+    @property
+    def manufacturer_apis_s(self) -> float:
+        """Wall time the simulated manufacturers took to answer the adapters' calls (their side
+        of each call, in-process here; in the cloud it is theirs): the transport's
+        :attr:`~hpsteer.sim.transport.SimTransport.served_s`, 0 with another transport."""
+        transport = self.gateway.context.transport
+        return transport.served_s if isinstance(transport, SimTransport) else 0.0
+
     @classmethod
     def build(
         cls,

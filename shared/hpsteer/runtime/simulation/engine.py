@@ -83,7 +83,6 @@ from hpsteer.runtime.simulation.observer import Observer
 from hpsteer.runtime.simulation.options import AreaData, SimulationOptions
 from hpsteer.runtime.simulation.tariffs import bill_price, run_tariff
 from hpsteer.runtime.simulation.topology import TRIGGERS, load_entry_point
-from hpsteer.sim.transport import SimTransport
 
 __all__ = ["SETTLE", "Simulation", "Tick"]
 
@@ -403,10 +402,8 @@ class Simulation:
 
     @property
     def manufacturer_apis_s(self) -> float:
-        """Wall time the simulated manufacturers took to answer the adapters' calls (their side
-        of each call, in-process here; in the cloud it is theirs)."""
-        transport = self.local.gateway.context.transport
-        return transport.served_s if isinstance(transport, SimTransport) else 0.0
+        """Wall time the simulated manufacturers took to answer the adapters' calls."""
+        return self.local.manufacturer_apis_s
 
     @property
     def judged_until(self) -> datetime:
