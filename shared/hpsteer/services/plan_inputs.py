@@ -76,6 +76,7 @@ envelope estimate. The same inputs give the same key, so a redelivered message f
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -220,16 +221,14 @@ def load_device(
     observed_at: datetime | None = None
     if isinstance(telemetry, Mapping):
         observed_at = instant_or_none(telemetry.get("observed_at"))
-        fresh = observed_at is not None and now - observed_at <= options.max_telemetry_age
-        temp = telemetry.get("indoor_temp_c")
-        if fresh and isinstance(temp, int | float) and np.isfinite(temp):
-            indoor = float(temp)
-        try:
-            mode = Mode(telemetry["observed_mode"]) if telemetry.get("observed_mode") else None
-        except ValueError:
-            mode = None
-        if not fresh:
-            observed_at, mode = None, None
+        if observed_at is not None and now - observed_at <= options.max_telemetry_age:
+            temp = telemetry.get("indoor_temp_c")
+            if isinstance(temp, int | float) and np.isfinite(temp):
+                indoor = float(temp)
+            with contextlib.suppress(ValueError):
+                mode = Mode(telemetry["observed_mode"]) if telemetry.get("observed_mode") else None
+        else:
+            observed_at = None  # too old to tell anything
     tariff = data.get("tariff_id")
     tariff_id = tariff if isinstance(tariff, str) and tariff else None
     return DeviceRecord(device, indoor, mode, observed_at, tariff_id, snapshot)
