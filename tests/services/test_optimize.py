@@ -523,6 +523,10 @@ def test_a_device_seen_and_held_in_the_first_slots_mode_gets_no_command_for_it(
     first = _first_mode(ready)
     register(ready, "d1", last_telemetry=_telemetry(first), **_held_in(first))
     assert _outbox(ready, "d1")[0]["slot_index"] > 0
+    # The same mode run as the older plan's: reconciliation's command window began with it.
+    device = ready.store.get("devices/d1")
+    assert device is not None
+    assert device.data["current_plan_modes"][0]["since"] == NOW - timedelta(hours=3)
 
 
 def test_a_sighting_the_current_plan_disagrees_with_does_not_spare_the_first_command(
@@ -537,6 +541,9 @@ def test_a_sighting_the_current_plan_disagrees_with_does_not_spare_the_first_com
     outbox = _outbox(ready, "d1")
     assert outbox[0]["slot_index"] == 0
     assert outbox[0]["action"] == first.action.value
+    device = ready.store.get("devices/d1")
+    assert device is not None
+    assert "since" not in device.data["current_plan_modes"][0]  # its own command's run
 
 
 def test_a_sighting_older_than_the_telemetry_age_limit_tells_no_mode(ready: Dependencies) -> None:

@@ -29,6 +29,7 @@ from hpsteer.services.reconcile import (
     STATE_DRIFT_DETECTED_TOTAL,
     USER_OVERRIDES_TOTAL,
     DeviceOutcome,
+    intended_now,
     reconcile_page,
 )
 from hpsteer.sim.faults import FaultSpec
@@ -212,6 +213,36 @@ def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(
     assert actions(runs, home)[-1] == ("InSync",)
     remedy = [c for c in r.commands(home) if c["command_id"].startswith("remedy-")]
     assert [c["state"] for c in remedy] == ["completed"]
+
+
+@pytest.mark.parametrize("commanded", [False, True])
+def test_a_replan_that_keeps_the_mode_without_a_command_does_not_blind_reconciliation(
+    rig: Callable[..., Rig], commanded: bool
+) -> None:
+    """Plan p2 at 08:00 keeps the max p1 set at 07:00. Sending no command for it (the device is
+    in max), it leaves the command path's window where the max began: a reboot at 08:01 is
+    corrected at 08:10. A p2 that does command its max has that command in flight: left alone."""
+    r = rig()
+    home = r.home("viessmann")
+    r.steer(home)
+    replan_at = SLOT + timedelta(hours=1)
+    r.run(replan_at)
+    schedule = [(replan_at, Mode.MAX)]
+    make_current(
+        r.store,
+        home.home_id,
+        "p2",
+        replan_at,
+        replan_at,
+        schedule,
+        PLAN_END,
+        first_run_commanded=commanded,
+    )
+    assert intended_now(r.device(home), r.now)[0].since == (replan_at if commanded else SLOT)
+    r.local.run_until(replan_at + timedelta(minutes=1))
+    r.local.fleet.reboot(home.home_id)
+    runs = r.run(replan_at + INTERVAL)
+    assert actions(runs, home) == [("Skip",) if commanded else ("Remediate",)]
 
 
 def test_a_read_that_failed_on_the_manufacturers_5xx_is_tried_again_in_the_same_run(

@@ -140,6 +140,7 @@ from hpsteer.services.plans_store import (
     COST_SAVINGS,
     PLANS,
     cost_by_day,
+    first_run_commanded,
     make_current,
     mode_to_start_from,
     plan_document,
@@ -512,6 +513,7 @@ class _Shard:
             plan.end_at,
             plan.indoor_track(),
             read=read,
+            first_run_commanded=first_run_commanded(document, plan.mode_runs()),
         )
         self.record(plan, document)
         if not moved:

@@ -30,6 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from hpsteer.domain.actions import Mode
+from hpsteer.domain.instants import instant_or_none
 from hpsteer.domain.market import market_date_of
 from hpsteer.domain.plan_track import IndoorTrack
 from hpsteer.domain.plans import Plan, PlanSlot
@@ -48,6 +49,7 @@ __all__ = [
     "PLANS",
     "RELEASE_GRACE",
     "cost_by_day",
+    "first_run_commanded",
     "make_current",
     "plan_document",
     "plan_from_document",
@@ -181,6 +183,7 @@ def make_current(
     track: IndoorTrack | None = None,
     *,
     read: Document | None = None,
+    first_run_commanded: bool = True,
 ) -> bool:
     """Point the device at this plan if it is newer than the current one; True if it moved.
 
@@ -192,6 +195,15 @@ def make_current(
     predicted indoor temperatures, ``current_plan_track``) lets telemetry ingestion ask for a
     re-plan when the home leaves it (:mod:`hpsteer.domain.plan_track`); without one, none is
     asked for this plan.
+
+    ``first_run_commanded``: whether the plan sends a command for its first run (False: its
+    outbox starts later, :func:`mode_to_start_from`). A first run that sends none and continues
+    the mode the outgoing plan holds the device in at ``start_at`` is the same mode run: its
+    stored run carries ``since``, when that run began (under the outgoing plan, or earlier), and
+    reconciliation reckons the command path's window from there (:func:`~hpsteer.services.
+    reconcile.intended_now`). Without it, every re-plan that kept the mode restarted that window,
+    and reconciliation looked at the device for none of its 25 minutes although no command was
+    in flight (a reboot's drift at 11:50, a re-plan at 12:00 keeping min: not judged until 12:30).
 
     ``read``: the device document as the caller read it (optimize, before planning). The decision
     is then made on it and the move is one update conditional on its ``update_time``, with no
@@ -214,13 +226,23 @@ def make_current(
             and (start_at, created_at) <= (current_start, current_created)
         ):
             return None
+        modes: list[dict[str, Any]] = [{"at": at, "mode": mode.value} for at, mode in schedule]
+        held, held_since = _run_at(data.get("current_plan_modes"), start_at)
+        if (
+            not first_run_commanded
+            and modes
+            and held == modes[0]["mode"]
+            and held_since is not None
+            and held_since < modes[0]["at"]
+        ):
+            modes[0]["since"] = held_since  # the same run, begun under the outgoing plan
         move = {
             "current_plan_id": plan_id,
             "current_plan_start_at": start_at,
             "current_plan_created_at": created_at,
             "current_plan_end_at": end_at,
-            "current_plan_modes": [{"at": at, "mode": mode.value} for at, mode in schedule],
-            "previous_plan_mode": _mode_at(data.get("current_plan_modes"), start_at),
+            "current_plan_modes": modes,
+            "previous_plan_mode": held,
             "current_plan_track": None if track is None else track.to_document(),
         }
         return move, True
@@ -234,12 +256,35 @@ def make_current(
 
 def _mode_at(runs: Any, at: datetime) -> str | None:
     """The mode of the last run starting at or before ``at`` in stored ``current_plan_modes``."""
+    return _run_at(runs, at)[0]
+
+
+def _run_at(runs: Any, at: datetime) -> tuple[str | None, datetime | None]:
+    """The mode of the last run starting at or before ``at`` in stored ``current_plan_modes``, and
+    since when it has run (its ``since`` when an earlier plan began it, else its start)."""
     mode: str | None = None
+    since: datetime | None = None
     for run in runs if isinstance(runs, list) else []:
         start = run.get("at") if isinstance(run, dict) else None
         if isinstance(start, datetime) and start <= at:
             mode = str(run.get("mode")) if run.get("mode") is not None else None
-    return mode
+            began = run.get("since")
+            since = began if isinstance(began, datetime) and began <= start else start
+    return mode, since
+
+
+def first_run_commanded(
+    document: Mapping[str, Any], schedule: Sequence[tuple[datetime, Mode]]
+) -> bool:
+    """Whether a plan document's outbox has a change at its first mode run's start."""
+    if not schedule:
+        return False
+    first = schedule[0][0]
+    return any(
+        instant_or_none(entry.get("at")) == first
+        for entry in document.get("outbox") or []
+        if isinstance(entry, Mapping)
+    )
 
 
 def cost_by_day(

@@ -311,9 +311,12 @@ def _mode(value: Any) -> Mode | None:
 
 def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, frozenset[Mode]]:
     """The current plan's mode now (from the device document), and the modes we commanded: the
-    plan's so far and the mode the plan before it held the device in (``previous_plan_mode``)."""
+    plan's so far and the mode the plan before it held the device in (``previous_plan_mode``).
+    The mode's ``since`` is when its run began: the run's start, or, for a first run that
+    continues the outgoing plan's mode without a command of its own, the ``since`` stored with
+    it (:func:`~hpsteer.services.plans_store.make_current`)."""
     runs = [
-        (at, mode)
+        (at, mode, instant_or_none(run.get("since")))
         for run in device.get("current_plan_modes") or []
         if isinstance(run, Mapping)
         and (at := instant_or_none(run.get("at"))) is not None
@@ -321,13 +324,14 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
     ]
     end_at = instant_or_none(device.get("current_plan_end_at"))
     plan_id = device.get("current_plan_id")
-    past = [(at, mode) for at, mode in runs if at <= now]
+    past = [(at, mode, began) for at, mode, began in runs if at <= now]
     if not past or (end_at is not None and now >= end_at):
         return Intended(None, plan_id=plan_id), frozenset()
-    since, mode = past[-1]
-    later = [at for at, _ in runs if at > now]
+    start, mode, began = past[-1]
+    since = began if began is not None and began <= start else start  # begun under an older plan
+    later = [at for at, _, _ in runs if at > now]
     until = later[0] if later else end_at
-    commanded = {m for _, m in past}
+    commanded = {m for _, m, _ in past}
     previous = _mode(device.get("previous_plan_mode"))
     if previous is not None:
         commanded.add(previous)  # the outgoing plan's mode: ours, if the new plan's command failed
