@@ -10,7 +10,7 @@
 # path), not a function of their own, so the two share dispatch's instances.
 #
 # Nothing here is publicly invokable: Pub/Sub pushes with the push account's OIDC token
-# (pubsub.tf), Cloud Tasks calls dispatch (both its routes) with the invoker account's token
+# (pubsub.tf), Cloud Tasks calls dispatch (both its routes) and recheck with the invoker account's token
 # (iam.tf), and the manufacturers' telemetry webhook goes through API Gateway, whose own account
 # is the only invoker of telemetry_webhook (the function checks the Standard Webhooks signature).
 
@@ -26,6 +26,9 @@ locals {
   function_url_prefix = "https://${var.region}-${var.project}.cloudfunctions.net"
   dispatch_url        = "${local.function_url_prefix}/dispatch"
   verify_url          = "${local.dispatch_url}/verify"
+  # The recheck function (functions/reconcile/main.py, entry point recheck): its own URL, the
+  # audience of its tasks' tokens (HPSTEER_RECHECK_URL).
+  recheck_url = "${local.function_url_prefix}/recheck"
   # The operator API's URL, the audience its callers' ID tokens carry (HPSTEER_API_URL).
   api_url = "${local.function_url_prefix}/api"
 
@@ -199,8 +202,31 @@ locals {
         HPSTEER_VERIFY_URL                 = local.verify_url
         HPSTEER_TASKS_SERVICE_ACCOUNT      = google_service_account.tasks_invoker.email
         HPSTEER_TASKS_LOCATION             = var.region
+        HPSTEER_RECHECK_URL                = local.recheck_url
         HPSTEER_RECONCILE_INTERVAL_MINUTES = tostring(var.reconcile_interval_minutes)
         HPSTEER_RECONCILE_WORKERS          = "16"
+      }
+    }
+    # HTTP from Cloud Tasks (recheck-devices): one device reconciled again a minute or so after
+    # a run could not read it (hpsteer.services.recheck). Each is one device document, a read or
+    # two of its manufacturer and perhaps a remediation's command: I/O bound and rare (a failed
+    # read of the run's polls), so 16 per instance and few instances. Timeout 60 s = its task's
+    # dispatch deadline (recheck_tasks), so Cloud Tasks and the function give up together.
+    recheck = {
+      folder        = "reconcile"
+      entry_point   = "recheck"
+      memory        = "512Mi"
+      cpu           = "1"
+      timeout       = 60
+      max_instances = 5
+      concurrency   = 16
+      env = {
+        HPSTEER_DISPATCH_URL               = local.dispatch_url
+        HPSTEER_VERIFY_URL                 = local.verify_url
+        HPSTEER_RECHECK_URL                = local.recheck_url
+        HPSTEER_TASKS_SERVICE_ACCOUNT      = google_service_account.tasks_invoker.email
+        HPSTEER_TASKS_LOCATION             = var.region
+        HPSTEER_RECONCILE_INTERVAL_MINUTES = tostring(var.reconcile_interval_minutes)
       }
     }
     # Pub/Sub device-telemetry: one small transaction and one streaming insert per sample, the

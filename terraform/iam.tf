@@ -78,7 +78,7 @@ resource "google_service_account" "function" {
 resource "google_service_account" "tasks_invoker" {
   account_id   = "hps-${var.environment}-tasks-invoker"
   display_name = "hpsteer Cloud Tasks invoker (${var.environment})"
-  description  = "Cloud Tasks attaches its OIDC token to dispatch calls, commands and their verifications (HPSTEER_TASKS_SERVICE_ACCOUNT); it may invoke the dispatch function and nothing else."
+  description  = "Cloud Tasks attaches its OIDC token to its calls: commands, their verifications, device rechecks (HPSTEER_TASKS_SERVICE_ACCOUNT); it may invoke the dispatch and recheck functions and nothing else."
 }
 
 resource "google_service_account" "pubsub_push" {
@@ -131,9 +131,10 @@ resource "google_service_account_iam_member" "enqueuer_acts_as_invoker" {
   member             = "serviceAccount:${google_service_account.function[each.value].email}"
 }
 
-# Cloud Tasks' invoker may call dispatch (both its routes: commands and /verify), nothing else.
+# Cloud Tasks' invoker may call dispatch (both its routes: commands and /verify) and recheck,
+# nothing else.
 resource "google_cloud_run_v2_service_iam_member" "tasks_invoker" {
-  for_each = toset(["dispatch"])
+  for_each = toset(["dispatch", "recheck"])
   project  = var.project
   location = var.region
   name     = google_cloudfunctions2_function.fn[each.value].service_config[0].service

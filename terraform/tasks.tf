@@ -1,5 +1,6 @@
 # Cloud Tasks queues: one per manufacturer, so one manufacturer's outage or throttling never holds
-# up another's, and the verification queue. Names, retry configs and rates are
+# up another's, the verification queue, and the rechecks of devices a reconcile run could not read
+# (hpsteer.services.recheck_tasks.RECHECK_QUEUE). Names, retry configs and rates are
 # hpsteer.services.command_tasks' (dispatch_queue(m) for every m of
 # hpsteer.adapters.registry.DEFAULT_FACTORIES, and VERIFY_QUEUE): the dispatch handler reads the
 # same retry config to know its last attempt, so the wiring test compares these field by field.
@@ -43,6 +44,16 @@ locals {
       min_backoff               = "30s"
       max_backoff               = "600s"
       max_doublings             = 3
+      max_retry_duration        = "0s"
+    }
+    # hpsteer.services.recheck_tasks.RECHECK_QUEUE: attempts 15 and 30 s apart.
+    "recheck-devices" = {
+      max_dispatches_per_second = 20
+      max_concurrent_dispatches = 20
+      max_attempts              = 3
+      min_backoff               = "15s"
+      max_backoff               = "60s"
+      max_doublings             = 2
       max_retry_duration        = "0s"
     }
   }

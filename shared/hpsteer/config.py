@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     """The URL Cloud Tasks calls for a command (the dispatch function's URL in the cloud)."""
     verify_url: str = "http://127.0.0.1:8080/verify"
     """The URL Cloud Tasks calls to verify a command (the dispatch function's verify route)."""
+    recheck_url: str = "http://127.0.0.1:8080/recheck"
+    """The URL Cloud Tasks calls to reconcile one device again after its poll failed (the
+    ``recheck`` function's URL in the cloud; :mod:`hpsteer.services.recheck`)."""
     tasks_service_account: str | None = None
     """Service account whose OIDC token Cloud Tasks attaches to dispatch calls; dispatch accepts
     tokens of this account only."""

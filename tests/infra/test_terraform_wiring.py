@@ -27,7 +27,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,6 +47,7 @@ from hpsteer.ports.tasks import QueueConfig
 from hpsteer.runtime.simulation.topology import TRIGGERS
 from hpsteer.runtime.task_http import route_paths
 from hpsteer.services.command_tasks import VERIFY_QUEUE, dispatch_queue, dispatch_task, verify_task
+from hpsteer.services.recheck_tasks import RECHECK_QUEUE, recheck_task
 from tests.infra import code_usage
 from tests.support.terraform import blocks, resources
 
@@ -444,7 +445,7 @@ def _as_terraform(config: QueueConfig) -> dict[str, Any]:
 
 
 def test_queues_are_the_codes_queues_field_by_field() -> None:
-    expected = [dispatch_queue(m) for m in DEFAULT_FACTORIES] + [VERIFY_QUEUE]
+    expected = [dispatch_queue(m) for m in DEFAULT_FACTORIES] + [VERIFY_QUEUE, RECHECK_QUEUE]
     declared = tf_locals()["task_queues"]
 
     assert sorted(declared) == sorted(q.name for q in expected)
@@ -595,6 +596,28 @@ def test_functions_that_enqueue_or_take_tasks_know_the_urls_and_the_invoker() ->
         assert function.env["HPSTEER_TASKS_LOCATION"] == "${var.region}"
 
 
+def test_a_recheck_task_goes_to_the_recheck_functions_own_url_which_reconcile_knows() -> None:
+    the_locals = tf_locals()
+    assert the_locals["recheck_url"] == "${local.function_url_prefix}/recheck"
+    functions = deployed_functions()
+    recheck = functions["recheck"]
+    assert (recheck.source_folder, recheck.entry_point) == ("reconcile", "recheck")
+    for key in ("reconcile", "recheck"):  # the maker of the tasks, and their audience
+        assert functions[key].env["HPSTEER_RECHECK_URL"] == "${local.recheck_url}", key
+    # The recheck judges "superseded" by the run's interval, as the scheduler ticks.
+    assert recheck.env["HPSTEER_RECONCILE_INTERVAL_MINUTES"] == (
+        "${tostring(var.reconcile_interval_minutes)}"
+    )
+    settings = Settings(recheck_url="https://europe-west1-acme.cloudfunctions.net/recheck")
+    tick = datetime(2025, 1, 15, 7, 50, tzinfo=UTC)
+    task = recheck_task(settings, "d1", tick, tick + timedelta(minutes=1))
+    assert (task.queue, task.url, task.oidc_audience) == (
+        RECHECK_QUEUE.name,
+        settings.recheck_url,
+        settings.recheck_url,
+    )
+
+
 def test_reconcile_knows_the_interval_it_is_scheduled_at() -> None:
     env = deployed_functions()["reconcile"].env
     assert env["HPSTEER_RECONCILE_INTERVAL_MINUTES"] == (
@@ -648,7 +671,7 @@ def _invoker_grants() -> dict[str, set[str]]:
 def test_each_invoker_account_may_call_exactly_its_functions() -> None:
     pushed = {d.key for d in deployed_functions().values() if d.entry_point in _pushed_entries()}
     assert _invoker_grants() == {
-        "serviceAccount:${google_service_account.tasks_invoker.email}": {"dispatch"},
+        "serviceAccount:${google_service_account.tasks_invoker.email}": {"dispatch", "recheck"},
         "serviceAccount:${google_service_account.pubsub_push.email}": pushed,
         "serviceAccount:${google_service_account.webhook_gateway.email}": {"telemetry_webhook"},
         "var.api_invokers": {"api"},

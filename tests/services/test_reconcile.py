@@ -273,7 +273,7 @@ def test_a_read_that_failed_on_the_manufacturers_5xx_is_tried_again_in_the_same_
     assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
 
 
-def test_a_read_refused_for_a_429_waits_for_the_next_run(
+def test_a_read_refused_for_a_429_is_not_looked_at_again_by_the_same_page(
     rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     r = rig()

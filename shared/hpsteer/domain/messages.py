@@ -27,6 +27,7 @@ __all__ = [
     "KnownCommand",
     "OptimizeRequest",
     "PriceIngestRequest",
+    "RecheckTask",
     "ReconcileRequest",
     "ReplanRequest",
     "SpotPricesUpdated",
@@ -144,6 +145,19 @@ class CommandTask(Record):
     command_id: str = Field(min_length=1, max_length=200)
     purpose: Literal["send", "verify"]
     known: KnownCommand | None = None
+
+
+class RecheckTask(Record):
+    """The body of a Cloud Task that reconciles one device again, soon after the tick whose poll
+    of it failed (:mod:`hpsteer.services.recheck`). Unknown fields are ignored, as in
+    :class:`CommandTask`: reconcile, which makes these tasks, may be deployed before the function
+    that takes them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True)
+
+    device_id: str = Field(min_length=1, max_length=128)
+    tick: UtcDatetime
+    """The reconcile run whose poll failed: the recheck judges the device for that run."""
 
 
 class CommandSweepRequest(Record):

@@ -181,9 +181,11 @@ def local(
         from hpsteer.adapters.registry import DEFAULT_FACTORIES
         from hpsteer.backends.local.tasks import LocalTaskQueue, http_dispatcher
         from hpsteer.services.command_tasks import ensure_queues
+        from hpsteer.services.recheck_tasks import RECHECK_QUEUE
 
         queue = LocalTaskQueue(clock, dispatcher or http_dispatcher())
         ensure_queues(queue, tuple(DEFAULT_FACTORIES))  # what terraform creates in the cloud
+        queue.ensure_queue(RECHECK_QUEUE)
         return queue
 
     def analytics() -> Analytics:

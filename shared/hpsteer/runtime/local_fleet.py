@@ -10,8 +10,9 @@
   :class:`~hpsteer.adapters.gateway.ManufacturerGateway` (real adapters, breakers, budgets) over
   it;
 - a :class:`~hpsteer.backends.local.tasks.LocalTaskQueue` whose deliveries call
-  :func:`~hpsteer.services.dispatch.handle_dispatch` or
-  :func:`~hpsteer.services.dispatch.handle_verify` directly, with the same headers Cloud Tasks
+  :func:`~hpsteer.services.dispatch.handle_dispatch`,
+  :func:`~hpsteer.services.dispatch.handle_verify` or
+  :func:`~hpsteer.services.recheck.handle_recheck` directly, with the same headers Cloud Tasks
   sends (the URL decides which, as in the cloud);
 - ``devices/{id}`` documents for the fleet's homes (:meth:`LocalFleet.register_devices`).
 
@@ -54,6 +55,7 @@ from hpsteer.runtime import bootstrap
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.dispatch import Checkpoint, TaskDelivery, handle_dispatch, handle_verify
 from hpsteer.services.outbox import sweep as sweep_commands
+from hpsteer.services.recheck import handle_recheck
 from hpsteer.sim import MANUFACTURERS, Fleet, SimApp, SimTransport
 from hpsteer.sim.faults import FaultPlan
 from hpsteer.thermal import ARCHETYPES
@@ -179,9 +181,11 @@ class LocalFleet:
     def _deliver_once(self, request: DispatchedRequest) -> DispatchResult:
         delivery = TaskDelivery.from_headers(request.headers, request.body)
         path = _url_path(request.url)
-        handler = (
-            handle_verify if path == _url_path(self.deps.settings.verify_url) else handle_dispatch
-        )
+        settings = self.deps.settings
+        if path == _url_path(settings.recheck_url):
+            reply = handle_recheck(delivery, self.deps, gateway=self.gateway, counters=self.metrics)
+            return DispatchResult(reply.status, reply.headers())
+        handler = handle_verify if path == _url_path(settings.verify_url) else handle_dispatch
         reply = handler(
             delivery,
             self.deps,

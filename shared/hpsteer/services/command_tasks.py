@@ -39,6 +39,7 @@ __all__ = [
     "remediation_task_name",
     "send_task_name",
     "sweep_task_name",
+    "task_name",
     "verify_task",
     "verify_task_name",
 ]
@@ -97,25 +98,27 @@ def ensure_queues(tasks: TaskQueue, manufacturers: tuple[str, ...]) -> None:
     tasks.ensure_queue(VERIFY_QUEUE)
 
 
-def _name(prefix: str, *parts: object) -> str:
+def task_name(prefix: str, *parts: object) -> str:
+    """A task name: a hash of what the task stands for (``parts``), then ``prefix`` (module
+    docstring)."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]
     return f"{digest}-{prefix}"
 
 
 def send_task_name(device_id: str, plan_id: str, slot_index: int) -> str:
-    return _name("send", device_id, plan_id, slot_index)
+    return task_name("send", device_id, plan_id, slot_index)
 
 
 def remediation_task_name(device_id: str, command_id: str, remediation: int) -> str:
-    return _name(f"remedy{remediation}", device_id, command_id)
+    return task_name(f"remedy{remediation}", device_id, command_id)
 
 
 def verify_task_name(device_id: str, command_id: str, attempt: int) -> str:
-    return _name(f"verify{attempt}", device_id, command_id)
+    return task_name(f"verify{attempt}", device_id, command_id)
 
 
 def sweep_task_name(device_id: str, command_id: str, stuck_since: datetime) -> str:
-    return _name("sweep", device_id, command_id, stuck_since.isoformat())
+    return task_name("sweep", device_id, command_id, stuck_since.isoformat())
 
 
 def _request(

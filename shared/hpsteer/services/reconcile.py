@@ -198,6 +198,7 @@ from hpsteer.services.ingest_telemetry import (
     telemetry_options,
 )
 from hpsteer.services.paths import device_path
+from hpsteer.services.recheck_tasks import recheck_at, recheck_task
 from hpsteer.services.replan_requests import publish_replan_request
 
 __all__ = [
@@ -209,8 +210,10 @@ __all__ = [
     "handle_reconcile_request",
     "intended_now",
     "reconcile_all",
+    "reconcile_context",
     "reconcile_device",
     "reconcile_page",
+    "record_polls",
 ]
 
 _log = logging.getLogger(__name__)
@@ -223,11 +226,14 @@ class DeviceOutcome:
     read: bool = False
     """Whether the manufacturer was asked (no fresh telemetry)."""
     error: str | None = None
+    retry_at: datetime | None = None
+    """When the failed read's manufacturer, budget or breaker will let a read through again, if
+    it said so (a 429's ``Retry-After``, the window of a spent share, a breaker's half-open)."""
 
 
 class _Polls:
     """A page's polled samples, stored or not, kept for the history's one append at the page's
-    end (:func:`_record_polls`). Thread-safe: the page's workers add to it."""
+    end (:func:`record_polls`). Thread-safe: the page's workers add to it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -254,7 +260,7 @@ class _Context:
     policy: Policy
     strides: dict[str, int] = field(default_factory=dict)
     polled: _Polls = field(default_factory=_Polls)
-    """The page's polled samples, for :func:`_record_polls`."""
+    """The page's polled samples, for :func:`record_polls`."""
     books: bool = False
     """Whether this page's polls are paid from bookings (:meth:`schedule`): the first delivery
     of a page of a tick on the interval's grid (module docstring, "Polls paid ahead")."""
@@ -430,6 +436,8 @@ class _Device:
         """What must wait until :attr:`changes` are stored (:meth:`save`)."""
         self.state: dict[str, Any] = dict(self.data.get("reconcile") or {})
         self.read = False
+        self.retry_at: datetime | None = None
+        """When a read that failed may pass again, if its failure said so."""
 
     def observe(self) -> Observed | str | None:
         """What the device shows; a string when it could not be judged now (and why)."""
@@ -452,6 +460,7 @@ class _Device:
         except DeviceOffline:
             return None
         except TransientError as err:
+            self.retry_at = getattr(err, "retry_at", None)
             return type(err).__name__
         if state.online and ctx.now - state.observed_at > interval:
             return "StaleTelemetry"  # the manufacturer's figures stopped moving: judge nothing
@@ -506,7 +515,7 @@ class _Device:
                 if looked != NOT_POLLED:
                     ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=looked)
                 _log.debug("not judged %s: %s", self.device_id, looked)
-                return DeviceOutcome(self.device_id, (looked,), self.read, looked)
+                return DeviceOutcome(self.device_id, (looked,), self.read, looked, self.retry_at)
             observed = looked
             if observed is not None:
                 memory = self.with_our_last_mode(memory, intended, observed)
@@ -770,7 +779,61 @@ def _second_look(
     return merged
 
 
-def _record_polls(ctx: _Context) -> None:
+def _schedule_rechecks(ctx: _Context, outcomes: Sequence[DeviceOutcome]) -> None:
+    """A recheck task for every device whose read failed in a way a minute may mend
+    (:func:`~hpsteer.services.recheck_tasks.recheck_at`). One that cannot be queued is logged
+    and left to the next run: the page's work is done and stands."""
+    deps = ctx.deps
+    now = deps.clock.now()
+    for outcome in outcomes:
+        at = recheck_at(outcome.error, outcome.retry_at, now, ctx.scheduled_at, ctx.interval)
+        if at is None:
+            continue
+        task = recheck_task(deps.settings, outcome.device_id, ctx.scheduled_at, at)
+        try:
+            deps.tasks.create_task(task)
+        except TaskAlreadyExists:  # a redelivered page: already queued
+            continue
+        except TransientError as err:
+            _log.warning(
+                "no recheck of %s queued (%s: %s): the next run judges it",
+                outcome.device_id,
+                type(err).__name__,
+                err,
+            )
+
+
+def reconcile_context(
+    deps: Dependencies,
+    tick: datetime,
+    *,
+    gateway: ManufacturerGateway,
+    counters: Metrics = metrics,
+    policy: Policy | None = None,
+    books: bool = False,
+) -> _Context:
+    """What the devices of the run of ``tick`` are reconciled with, from now on (a page's, or
+    a recheck's, :mod:`hpsteer.services.recheck`); the policy from the settings by default."""
+    settings = deps.settings
+    return _Context(
+        deps,
+        gateway,
+        counters,
+        deps.clock.now(),
+        tick,
+        policy
+        or Policy(
+            max_remediations=settings.max_remediations,
+            unreachable_alert_after=timedelta(minutes=settings.unreachable_alert_after_minutes),
+            # A command's send, verification and its one remediation's verification, with margin.
+            command_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
+            remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
+        ),
+        books=books,
+    )
+
+
+def record_polls(ctx: _Context) -> None:
     """Append the page's polled samples to ``telemetry_history``: one append (per
     :data:`~hpsteer.ports.analytics.MAX_ROWS_PER_APPEND` samples). The samples of an append that
     failed are published record-only instead, for ingestion to append (module docstring)."""
@@ -856,20 +919,12 @@ def reconcile_page(
     if next_cursor is not None:
         following = request.model_copy(update={"shard_cursor": next_cursor})
         deps.bus.publish(Topic.RECONCILE_REQUESTS.value, encode_json_message(following))
-    ctx = _Context(
+    ctx = reconcile_context(
         deps,
-        gateway or gateway_for(deps),
-        counters,
-        deps.clock.now(),
         tick,
-        policy
-        or Policy(
-            max_remediations=settings.max_remediations,
-            unreachable_alert_after=timedelta(minutes=settings.unreachable_alert_after_minutes),
-            # A command's send, verification and its one remediation's verification, with margin.
-            command_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
-            remediation_window=timedelta(seconds=2 * settings.verify_delay_seconds + 300),
-        ),
+        gateway=gateway or gateway_for(deps),
+        counters=counters,
+        policy=policy,
         books=first and _on_the_grid(tick, settings.reconcile_interval_minutes),
     )
     workers = settings.reconcile_workers if workers is None else workers
@@ -877,7 +932,8 @@ def reconcile_page(
         outcomes = reconcile_all(ctx, page.documents, workers)
         outcomes = _second_look(ctx, page.documents, outcomes, workers)
     finally:
-        _record_polls(ctx)  # the polls were taken: recorded even when the page fails
+        record_polls(ctx)  # the polls were taken: recorded even when the page fails
+    _schedule_rechecks(ctx, outcomes)
     # A concurrent duplicate may have finished first: both did the same, idempotently.
     store.set(marker, {"done_at": ctx.now, "devices": len(outcomes)}, merge=True)
     return outcomes
