@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hpsteer.adapters.gateway import READ_ATTEMPTS
+from hpsteer.adapters.gateway import READ_ATTEMPTS, device_ref
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
@@ -30,6 +30,7 @@ from hpsteer.services.reconcile import (
     USER_OVERRIDES_TOTAL,
     DeviceOutcome,
     intended_now,
+    reconcile_context,
     reconcile_page,
 )
 from hpsteer.sim.faults import FaultSpec
@@ -191,6 +192,41 @@ def test_a_command_accepted_but_never_applied_is_remediated_by_reconciliation(
     judged = [a for a in actions(runs, home) if a != ("not_polled",)]
     assert judged[-1] == ("InSync",)
     assert r.device(home)["reconcile"]["remediations_in_a_row"] == 0
+
+
+def test_where_polls_come_every_few_runs_the_first_run_after_a_commands_window_still_looks(
+    rig: Callable[..., Rig],
+) -> None:
+    """Onecta's read share pays a poll every third run. A command accepted but never applied is
+    still corrected at the first run after the command path's window (25 minutes), off the
+    device's poll stride, its read paid from the command share."""
+    r = rig()
+    home = r.home("daikin_onecta")
+    ref = device_ref(home.home_id, r.device(home))
+    window = timedelta(minutes=25)
+    gateway = r.local.gateway
+
+    def polled_at(tick: datetime) -> bool:
+        return reconcile_context(r.local.deps, tick, gateway=gateway).poll_due(ref)
+
+    # A slot whose first run after the window is not one of the device's polls.
+    slot = next(
+        SLOT + timedelta(minutes=m)
+        for m in (0, 10, 20)
+        if not polled_at(SLOT + timedelta(minutes=m + 30))
+    )
+    r.steer(home, Mode.MAX, at=slot)
+    r.local.fleet.faults.set_device(home.home_id, FaultSpec(not_applied_rate=1.0))
+    runs = r.run(slot + window)
+    assert ("Remediate",) not in actions(runs, home)  # the command path's window
+    r.local.fleet.faults.clear(home.home_id)
+    budget = gateway.budget("daikin_onecta", ref.account_id)
+    reads_before = budget.usage("read")["86400s"]  # the day's reads
+    runs = r.run(slot + timedelta(minutes=30))
+    assert actions(runs, home) == [("Remediate",)]
+    assert budget.usage("read")["86400s"] == reads_before  # the command share paid for the look
+    r.local.run_until(r.now + timedelta(minutes=1))
+    assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
 
 
 def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from hpsteer.adapters.budget import BOOKING_FIELD, Booking
+from hpsteer.adapters.gateway import device_ref
 from hpsteer.backends.local.store import LocalDocumentStore
 from hpsteer.domain.actions import Mode
 from hpsteer.domain.messages import ReconcileRequest, Topic
@@ -24,7 +25,7 @@ from hpsteer.ports.store import Document, Transaction
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.outbox import release_plan
 from hpsteer.services.plans_store import make_current
-from hpsteer.services.reconcile import DeviceOutcome, reconcile_page
+from hpsteer.services.reconcile import DeviceOutcome, reconcile_context, reconcile_page
 from hpsteer.sim.faults import FaultSpec
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class Rig:
         self.local.register_devices()
         for home in self.local.fleet:
             self.steer(home.home_id)
+        self.ticked: list[datetime] = []
 
     @property
     def now(self) -> datetime:
@@ -131,7 +133,15 @@ class Rig:
         tick = self.now - timedelta(minutes=self.now.minute % 10, seconds=self.now.second)
         while (tick := tick + INTERVAL) <= until:
             self.local.run_until(tick)
+            self.ticked.append(tick)
             yield self.reconcile()
+
+    def on_stride(self, device_id: str, tick: datetime) -> bool:
+        """Whether the device's poll stride has it polled at ``tick``."""
+        document = self.local.deps.store.get(f"devices/{device_id}")
+        assert document is not None
+        ctx = reconcile_context(self.local.deps, tick, gateway=self.local.gateway)
+        return ctx.poll_due(device_ref(device_id, document.data))
 
     def booking(self, device_id: str) -> Booking | None:
         document = self.local.deps.store.get(f"devices/{device_id}")
@@ -150,7 +160,16 @@ def test_a_steered_fleet_books_each_devices_polls_once_then_pays_them_with_no_tr
     devices = {o.device_id for outcomes in runs for o in outcomes if o.read}
     assert len(devices) == 6
     assert polls > 6 * 6  # ViCare and myUplink every tick, Onecta every third, for 3 hours
-    assert r.store.budget_transactions == len(devices)  # each device's first poll booked ahead
+    checks = sum(
+        1
+        for tick, outcomes in zip(r.ticked, runs, strict=True)
+        for o in outcomes
+        if o.read and not r.on_stride(o.device_id, tick)
+    )
+    assert checks > 0  # Onecta read off its stride after its commands' windows
+    # Each device's first poll booked ahead; each post-command check paid on its own, from the
+    # command share.
+    assert r.store.budget_transactions == len(devices) + checks
     for device_id in devices:
         booking = r.booking(device_id)
         assert booking is not None

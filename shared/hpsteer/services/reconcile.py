@@ -48,6 +48,17 @@ minute (a tick off the grid), and a poll later than half an interval after its t
 poll as before; so do the retries of a read (:data:`~hpsteer.adapters.gateway.READ_ATTEMPTS`).
 The claim costs one write per page (200 devices).
 
+**Post-command check.** Where a manufacturer's read share cannot pay a poll every run (Onecta),
+a device is also read, off its stride, at the first run after the command path's window of its
+current mode run (:meth:`_Context.first_after_command_window`): that is when a command that
+failed, or was accepted and not applied, leaves the device off its plan for reconciliation to
+correct, and waiting for the device's next stride tick made that correction up to two intervals
+late. The read is paid from the command share (``for_command``, as the command's verification
+is: it is the command's follow-up), about one read per mode change, which Onecta's command share
+(140 calls a day, of which a day's commands use about 40 to 60) pays, each in one transaction on
+the account's budget as an unbooked verification read is; the read share's bookings stay as they
+were.
+
 **Polled telemetry.** A polled state is telemetry too, and the history (``telemetry_history``)
 keeps every one. One worth storing against the device document the page just read
 (:func:`~hpsteer.services.ingest_telemetry.state_update_needed`: newer, and something decisions
@@ -292,6 +303,17 @@ class _Context:
         offset = int(hashlib.sha256(device.device_id.encode()).hexdigest()[:8], 16)
         return (tick + offset) % stride == 0
 
+    def first_after_command_window(self, intended: Intended) -> bool:
+        """Whether this run is the first after the command path's window of the current mode run
+        (its send, verification and re-send): the run that sees whether the command path brought
+        the device there. A device whose manufacturer is polled only every k-th run is read at
+        that run all the same (:meth:`_Device.observe`, "Post-command check" in the module
+        docstring)."""
+        if intended.since is None:
+            return False
+        opens = intended.since + self.policy.command_window
+        return opens <= self.scheduled_at < opens + self.interval
+
     def schedule(self, device: DeviceRef, data: Mapping[str, Any]) -> Schedule | None:
         """The device's polls from this tick on, as its booking pays for them (``None``: this
         page pays poll by poll): every stride-th tick, each within half an interval of its
@@ -439,7 +461,7 @@ class _Device:
         self.retry_at: datetime | None = None
         """When a read that failed may pass again, if its failure said so."""
 
-    def observe(self) -> Observed | str | None:
+    def observe(self, intended: Intended) -> Observed | str | None:
         """What the device shows; a string when it could not be judged now (and why)."""
         ctx = self.ctx
         interval = timedelta(minutes=ctx.deps.settings.reconcile_interval_minutes)
@@ -448,12 +470,15 @@ class _Device:
         if fresh is not None:
             return fresh
         ref = device_ref(self.device_id, self.data)
-        if not ctx.poll_due(ref):
+        polled = ctx.poll_due(ref)
+        if not polled and not ctx.first_after_command_window(intended):
             return NOT_POLLED
         self.read = True
-        schedule = ctx.schedule(ref, self.data)
+        schedule = ctx.schedule(ref, self.data) if polled else None
         try:
-            if schedule is None:
+            if not polled:  # the post-command check: a read for the command, from its share
+                state = ctx.gateway.read_state(ref, for_command=True)
+            elif schedule is None:
                 state = ctx.gateway.read_state(ref)
             else:
                 state = ctx.gateway.poll_state(ref, schedule)
@@ -510,7 +535,7 @@ class _Device:
         if decided is not None:
             actions = decided  # nothing to read for these: no budget spent
         else:
-            looked = self.observe()
+            looked = self.observe(intended)
             if isinstance(looked, str):
                 if looked != NOT_POLLED:
                     ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=looked)
