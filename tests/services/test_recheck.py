@@ -24,6 +24,7 @@ from hpsteer.services.recheck import handle_recheck
 from hpsteer.services.recheck_tasks import (
     RECHECK_DELAY,
     RECHECK_QUEUE,
+    RECHECK_RETRY,
     recheck_at,
     recheck_task_name,
 )
@@ -177,17 +178,37 @@ def test_a_failure_that_lasts_past_half_an_interval_is_left_to_the_next_run(
     assert r.local.tasks.pending_tasks(RECHECK_QUEUE.name) == []
 
 
-def test_a_recheck_whose_read_fails_again_makes_no_other_and_the_next_run_corrects(
+def test_a_recheck_whose_read_fails_again_is_delivered_again_a_minute_later(
     r: Rig,
     failing: Callable[[Rig, Callable[[], Exception], int], Failing],
 ) -> None:
     home = steered_then_rebooted(r)
-    reads = failing(r, lambda: OemUnavailable("viessmann: 503 Service Unavailable"), 9)
+    reads = failing(r, lambda: OemUnavailable("viessmann: 503 Service Unavailable"), 6 + 3)
     r.run(TICK)
-    r.local.run_until(TICK + timedelta(minutes=5))
+    r.local.run_until(TICK + RECHECK_DELAY + timedelta(seconds=30))
+    assert reads.left == 0  # the run's six reads and the recheck's three failed
+    assert not in_max(home)
+    r.local.run_until(TICK + 2 * RECHECK_DELAY + timedelta(seconds=30))
+    assert reads.calls[-1] >= reads.calls[-2] + RECHECK_DELAY  # its Retry-After
+    assert in_max(home)
+    assert r.local.tasks.failed_tasks() == []
+
+
+def test_a_recheck_that_keeps_failing_ends_with_the_queues_attempts_and_the_next_run_corrects(
+    r: Rig,
+    failing: Callable[[Rig, Callable[[], Exception], int], Failing],
+) -> None:
+    home = steered_then_rebooted(r)
+    attempts = RECHECK_RETRY.max_attempts
+    reads = failing(
+        r, lambda: OemUnavailable("viessmann: 503 Service Unavailable"), 6 + 3 * attempts
+    )
+    r.run(TICK)
+    r.local.run_until(TICK + INTERVAL / 2)
     assert reads.left == 0
-    assert not in_max(home)  # the run's six reads and the recheck's three
+    assert not in_max(home)
     assert r.local.tasks.pending_tasks(RECHECK_QUEUE.name) == []
+    assert r.local.tasks.failed_tasks() == []  # its last attempt answered 200: nothing to retry
     runs = r.run(TICK + INTERVAL)
     assert actions(runs, home) == [("Remediate",)]
 

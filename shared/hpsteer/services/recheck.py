@@ -17,9 +17,13 @@ delivers it to the ``recheck`` function (``functions/reconcile/main.py``), whose
    by the read that failed) and admitted by the manufacturer's breaker. Its poll is stored and
    appended to the history as the run's would be
    (:func:`~hpsteer.services.reconcile.record_polls`).
-4. The answer is 200 whatever the device showed (``judged``, or ``not_judged`` with the error
-   when the read failed again: a recheck makes no further recheck; the next run comes). An
-   exception (a store that failed) is a 5xx, and Cloud Tasks retries it (``RECHECK_RETRY``).
+4. The answer is 200 whatever the device showed (``judged``). A read that failed again in a way a
+   minute may mend is answered 503 with ``Retry-After`` (``retry``): when the failure says a read
+   may pass, at least :data:`~hpsteer.services.recheck_tasks.RECHECK_DELAY` later, so Cloud Tasks
+   delivers the same task again then (its retries, ``RECHECK_RETRY``, bound how often), but only
+   while that is within half an interval of the run's tick and the queue has an attempt left;
+   otherwise 200 (``not_judged``): the next run comes. An exception (a store that failed) is a
+   5xx, and Cloud Tasks retries it too.
 
 Idempotent as a redelivered page is: what a delivery did (a remediation open, an override in
 force, an alert raised, the command and its task) is on the device's documents, and a second
@@ -32,6 +36,7 @@ This module never imports the planner, and neither does the function.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 
 from hpsteer.adapters.gateway import ManufacturerGateway
@@ -42,6 +47,7 @@ from hpsteer.observability.metrics import Metrics, metrics
 from hpsteer.runtime.bootstrap import Dependencies
 from hpsteer.services.dispatch import Reply, TaskDelivery, gateway_for
 from hpsteer.services.paths import device_path
+from hpsteer.services.recheck_tasks import RECHECK_RETRY, recheck_at
 from hpsteer.services.reconcile import reconcile_context, reconcile_device, record_polls
 
 __all__ = ["handle_recheck"]
@@ -83,7 +89,16 @@ def handle_recheck(
         finally:
             record_polls(ctx)
     detail = {"device_id": task.device_id, "actions": list(outcome.actions)}
-    if outcome.error is not None:
-        _log.info("recheck of %s: not judged again (%s)", task.device_id, outcome.error)
-        return Reply(200, "not_judged", detail={**detail, "error": outcome.error})
-    return Reply(200, "judged", detail=detail)
+    if outcome.error is None:
+        return Reply(200, "judged", detail=detail)
+    detail["error"] = outcome.error
+    now = deps.clock.now()
+    last = delivery.retry_count + 1 >= RECHECK_RETRY.max_attempts
+    again = None if last else recheck_at(outcome.error, outcome.retry_at, now, task.tick, interval)
+    if again is None:
+        _log.info(
+            "recheck of %s: not judged (%s), left to the next run", task.device_id, outcome.error
+        )
+        return Reply(200, "not_judged", detail=detail)
+    wait_s = max(1, math.ceil((again - now).total_seconds()))
+    return Reply(503, "retry", retry_after_s=wait_s, detail=detail)

@@ -15,10 +15,12 @@ so later (:mod:`hpsteer.services.recheck`), made by a Cloud Task:
   was not due, or a permanent error (nothing a minute changes).
 - **queue** ``recheck-devices`` (:data:`RECHECK_QUEUE`): one for every manufacturer, since a
   recheck is paid from the same read share and passes the same breaker as the run's poll, which
-  protect each manufacturer; its retries (:data:`RECHECK_RETRY`) only cover the recheck
-  function's own failures (a store error) and end within half an interval.
+  protect each manufacturer; its retries (:data:`RECHECK_RETRY`) carry a recheck whose read
+  failed again (answered 503 with ``Retry-After``: :func:`recheck_at` again) and the recheck
+  function's own failures (a store error).
 - **name**: the device and the run's tick, so a page delivered twice makes one recheck per device
-  (:class:`~hpsteer.errors.TaskAlreadyExists` for the second), and a recheck never makes another.
+  (:class:`~hpsteer.errors.TaskAlreadyExists` for the second); a recheck never makes another
+  task, it is retried.
 - **URL**: ``settings.recheck_url``, the ``recheck`` function (``functions/reconcile/main.py``),
   which is also the OIDC audience of its token.
 """
@@ -58,8 +60,10 @@ RECHECK_RETRY: Final = RetryConfig(
     max_backoff=timedelta(seconds=60),
     max_doublings=2,
 )
-"""Attempts 15 and 30 s apart: a recheck answered 5xx (a store error) is tried again within the
-minute; after that the next run judges the device."""
+"""Three attempts: a recheck whose read failed again is retried after its ``Retry-After`` (a
+minute at least), one whose store failed 15 and 30 s later; the last attempt answers 200 whatever
+happened (the handler knows it from ``X-CloudTasks-TaskRetryCount``), and the next run judges the
+device."""
 
 RECHECK_QUEUE: Final = QueueConfig(
     "recheck-devices",
