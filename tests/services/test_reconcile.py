@@ -194,22 +194,17 @@ def test_a_command_accepted_but_never_applied_is_remediated_by_reconciliation(
     assert r.device(home)["reconcile"]["remediations_in_a_row"] == 0
 
 
-def test_where_polls_come_every_few_runs_the_first_run_after_a_commands_window_still_looks(
-    rig: Callable[..., Rig],
-) -> None:
-    """Onecta's read share pays a poll every third run. A command accepted but never applied is
-    still corrected at the first run after the command path's window (25 minutes), off the
-    device's poll stride, its read paid from the command share."""
-    r = rig()
+def onecta_command_not_applied(r: Rig) -> tuple[Home, datetime]:
+    """An Onecta home whose plan's max at a slot from 07:00 was accepted and not applied (its
+    verifications failed it), the slot chosen so that the first run after the command path's
+    window (25 minutes) is not one of the device's polls (Onecta's read share pays a poll every
+    third run)."""
     home = r.home("daikin_onecta")
     ref = device_ref(home.home_id, r.device(home))
-    window = timedelta(minutes=25)
-    gateway = r.local.gateway
 
     def polled_at(tick: datetime) -> bool:
-        return reconcile_context(r.local.deps, tick, gateway=gateway).poll_due(ref)
+        return reconcile_context(r.local.deps, tick, gateway=r.local.gateway).poll_due(ref)
 
-    # A slot whose first run after the window is not one of the device's polls.
     slot = next(
         SLOT + timedelta(minutes=m)
         for m in (0, 10, 20)
@@ -217,16 +212,59 @@ def test_where_polls_come_every_few_runs_the_first_run_after_a_commands_window_s
     )
     r.steer(home, Mode.MAX, at=slot)
     r.local.fleet.faults.set_device(home.home_id, FaultSpec(not_applied_rate=1.0))
-    runs = r.run(slot + window)
+    runs = r.run(slot + timedelta(minutes=25))
     assert ("Remediate",) not in actions(runs, home)  # the command path's window
     r.local.fleet.faults.clear(home.home_id)
-    budget = gateway.budget("daikin_onecta", ref.account_id)
+    return home, slot
+
+
+def test_where_polls_come_every_few_runs_the_first_run_after_a_commands_window_still_looks(
+    rig: Callable[..., Rig],
+) -> None:
+    """A command accepted but never applied is still corrected at the first run after the
+    command path's window, off the device's poll stride, its read paid from the command share."""
+    r = rig()
+    home, slot = onecta_command_not_applied(r)
+    budget = r.local.gateway.budget(
+        "daikin_onecta", device_ref(home.home_id, r.device(home)).account_id
+    )
     reads_before = budget.usage("read")["86400s"]  # the day's reads
     runs = r.run(slot + timedelta(minutes=30))
     assert actions(runs, home) == [("Remediate",)]
     assert budget.usage("read")["86400s"] == reads_before  # the command share paid for the look
     r.local.run_until(r.now + timedelta(minutes=1))
     assert home.target_c == pytest.approx(home.room_setpoint_c + 2.0)
+
+
+def test_a_post_command_check_that_could_not_read_is_owed_until_a_read_answers(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manufacturer's cloud is down from the check's run for 20 minutes (the command failed
+    for that reason too): every run after it reads the device, off its stride, until one
+    answers; then it is remediated, and the device is back on its stride."""
+    r = rig()
+    home, slot = onecta_command_not_applied(r)
+    adapter = r.local.gateway.adapter("daikin_onecta")
+    read = adapter.get_device_state
+    back_at = slot + timedelta(minutes=50)
+    calls: list[datetime] = []
+
+    def down(device: Any) -> Any:
+        calls.append(r.now)
+        if r.now < back_at:
+            raise OemUnavailable("daikin_onecta: 503 Service Unavailable")
+        return read(device)
+
+    monkeypatch.setattr(adapter, "get_device_state", down)
+    runs = r.run(slot + timedelta(minutes=45))
+    assert not any(a == ("Remediate",) for a in actions(runs, home))
+    assert r.device(home)["reconcile"]["look_owed_for"] == slot
+    assert {c.replace(second=0) for c in calls} >= {slot + timedelta(minutes=m) for m in (30, 40)}
+    runs = r.run(back_at)
+    assert actions(runs, home) == [("Remediate",)]
+    assert r.device(home)["reconcile"]["look_owed_for"] is None
+    runs = r.run(back_at + timedelta(minutes=30))
+    assert ("not_polled",) in actions(runs, home)  # back on its stride
 
 
 def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(

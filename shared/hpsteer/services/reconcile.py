@@ -57,7 +57,9 @@ late. The read is paid from the command share (``for_command``, as the command's
 is: it is the command's follow-up), about one read per mode change, which Onecta's command share
 (140 calls a day, of which a day's commands use about 40 to 60) pays, each in one transaction on
 the account's budget as an unbooked verification read is; the read share's bookings stay as they
-were.
+were. A check whose read fails (an outage: the commands failed for the same reason) is owed:
+``reconcile.look_owed_for`` holds the mode run's ``since`` (one write), and every run reads the
+device off its stride until a read answers (one more write clears it) or the mode run changes.
 
 **Polled telemetry.** A polled state is telemetry too, and the history (``telemetry_history``)
 keeps every one. One worth storing against the device document the page just read
@@ -471,7 +473,9 @@ class _Device:
             return fresh
         ref = device_ref(self.device_id, self.data)
         polled = ctx.poll_due(ref)
-        if not polled and not ctx.first_after_command_window(intended):
+        owed = self.look_owed(intended)
+        checks = owed or ctx.first_after_command_window(intended)
+        if not polled and not checks:
             return NOT_POLLED
         self.read = True
         schedule = ctx.schedule(ref, self.data) if polled else None
@@ -486,7 +490,11 @@ class _Device:
             return None
         except TransientError as err:
             self.retry_at = getattr(err, "retry_at", None)
+            if checks and intended.since is not None:
+                self.set_state(look_owed_for=intended.since)  # until a read answers
             return type(err).__name__
+        if owed:
+            self.set_state(look_owed_for=None)
         if state.online and ctx.now - state.observed_at > interval:
             return "StaleTelemetry"  # the manufacturer's figures stopped moving: judge nothing
         self.share(state)
@@ -496,6 +504,12 @@ class _Device:
             observed_at=state.observed_at,
             changed_by_user=state.changed_by_user,
         )
+
+    def look_owed(self, intended: Intended) -> bool:
+        """Whether the post-command check of the current mode run failed and is still owed
+        (``reconcile.look_owed_for``: the run's ``since``; module docstring)."""
+        owed_for = instant_or_none(self.state.get("look_owed_for"))
+        return owed_for is not None and owed_for == intended.since
 
     def share(self, state: DeviceState) -> None:
         """A polled state is telemetry too: kept for the page's append to the history, and,
@@ -540,6 +554,7 @@ class _Device:
                 if looked != NOT_POLLED:
                     ctx.counters.inc(RECONCILIATION_FAILURE_TOTAL, reason=looked)
                 _log.debug("not judged %s: %s", self.device_id, looked)
+                self.save()  # a post-command check owed, if this read was one
                 return DeviceOutcome(self.device_id, (looked,), self.read, looked, self.retry_at)
             observed = looked
             if observed is not None:
@@ -792,12 +807,15 @@ def _second_look(
     calls (the ``heavy`` profile) a two-call read fails its three attempts often enough to be
     the commonest cause of such delays after the poll stride (campaign runs). The second look is
     a plain read, paid unit by unit from the read share (its booked poll was spent), so it costs
-    budget only for reads that failed."""
+    budget only for reads that failed, and a store read of each such device's document (the
+    first look may have written it)."""
     again = [index for index, outcome in enumerate(outcomes) if outcome.error in SECOND_LOOK_AFTER]
     if not again:
         return outcomes
     unbooked = dataclasses.replace(ctx, books=False)
-    second = reconcile_all(unbooked, [documents[i] for i in again], workers)
+    # As they are now: the first look may have written them (a post-command check owed).
+    fresh = [ctx.deps.store.get(device_path(documents[i].id)) or documents[i] for i in again]
+    second = reconcile_all(unbooked, fresh, workers)
     merged = list(outcomes)
     for index, outcome in zip(again, second, strict=True):
         merged[index] = outcome
