@@ -12,7 +12,6 @@ before anything is read.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +31,8 @@ from hpsteer.runtime.entrypoint import use_dependencies
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.runtime.oidc import GoogleCerts, OidcPolicy, OidcVerifier
 from hpsteer.services.recheck_tasks import RECHECK_QUEUE
+from hpsteer.sim.fleet import Home
+from tests.functions.test_dispatch_function import TASKS_SA, task_headers, token
 from tests.services.test_reconcile import SLOT, T0, Rig
 from tests.support.oidc import SigningKey, make_key
 
@@ -50,9 +51,9 @@ def installed() -> Iterator[None]:
     use_dependencies(None)
 
 
-def test_a_scheduled_request_remediates_a_rebooted_home_through_the_dispatch_queue(
-    installed: None,
-) -> None:
+def rebooted_home() -> tuple[LocalFleet, Home]:
+    """A viessmann home steered to max from 07:00 and rebooted at 07:41, on the local runtime
+    the functions use."""
     local = LocalFleet.build(start=T0, homes=3, seed=21)
     local.register_devices()
     rig = Rig(local)
@@ -61,6 +62,13 @@ def test_a_scheduled_request_remediates_a_rebooted_home_through_the_dispatch_que
     local.run_until(SLOT + timedelta(minutes=41))
     local.fleet.reboot(home.home_id)
     use_dependencies(local.deps)
+    return local, home
+
+
+def test_a_scheduled_request_remediates_a_rebooted_home_through_the_dispatch_queue(
+    installed: None,
+) -> None:
+    local, home = rebooted_home()
     request = ReconcileRequest(scheduled_at=local.clock.now(), shard_size=100)
     event = pubsub_cloudevent(
         topic=Topic.RECONCILE_REQUESTS.value,
@@ -98,7 +106,6 @@ def test_a_malformed_request_is_acknowledged(installed: None) -> None:
 # -- recheck ----------------------------------------------------------------------------------
 
 RECHECK_URL = "https://europe-west1-acme-energy-prod.cloudfunctions.net/recheck"
-TASKS_SA = "tasks-invoker@acme-energy-prod.iam.gserviceaccount.com"
 
 
 def post_task(body: bytes, headers: dict[str, str], path: str = "/") -> tuple[int, dict[str, Any]]:
@@ -107,33 +114,20 @@ def post_task(body: bytes, headers: dict[str, str], path: str = "/") -> tuple[in
     return response.status_code, response.get_json(silent=True) or {}
 
 
-def task_headers(authorization: str | None = None) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "X-CloudTasks-TaskName": "r1",
-        "X-CloudTasks-QueueName": RECHECK_QUEUE.name,
-        "X-CloudTasks-TaskRetryCount": "0",
-        "X-CloudTasks-TaskExecutionCount": "0",
-    }
+def recheck_headers(authorization: str | None = None) -> dict[str, str]:
+    headers = task_headers("r1", RECHECK_QUEUE.name)
     if authorization is not None:
         headers["Authorization"] = authorization
     return headers
 
 
 def test_locally_a_recheck_post_remediates_a_rebooted_home(installed: None) -> None:
-    local = LocalFleet.build(start=T0, homes=3, seed=21)
-    local.register_devices()
-    rig = Rig(local)
-    home = rig.home("viessmann")
-    rig.steer(home)
-    local.run_until(SLOT + timedelta(minutes=41))
-    local.fleet.reboot(home.home_id)
-    use_dependencies(local.deps)
+    local, home = rebooted_home()
     tick = SLOT + timedelta(minutes=50)
     local.run_until(tick + timedelta(minutes=1))
     body = RecheckTask(device_id=home.home_id, tick=tick).model_dump_json().encode()
 
-    status, answer = post_task(body, task_headers())
+    status, answer = post_task(body, recheck_headers())
 
     assert (status, answer["outcome"], answer["actions"]) == (200, "judged", ["Remediate"])
     local.run_until(local.clock.now() + timedelta(minutes=1))
@@ -159,21 +153,6 @@ def production(google_key: SigningKey) -> bootstrap.Dependencies:
     return deps
 
 
-def token(key: SigningKey, **claims: Any) -> str:
-    now = int(time.time())
-    return key.sign(
-        {
-            "iss": "https://accounts.google.com",
-            "aud": RECHECK_URL,
-            "email": TASKS_SA,
-            "email_verified": True,
-            "iat": now,
-            "exp": now + 3600,
-            **claims,
-        }
-    )
-
-
 @pytest.mark.parametrize(
     ("claims", "status"),
     [
@@ -187,9 +166,10 @@ def test_in_production_a_recheck_without_a_token_for_its_own_url_is_refused_unre
 ) -> None:
     deps = production(google_key)
     use_dependencies(deps)
+    claims = None if claims is None else {"aud": RECHECK_URL, **claims}
     authorization = None if claims is None else f"Bearer {token(google_key, **claims)}"
 
-    code, answer = post_task(b'{"this body": "must not be read"}', task_headers(authorization))
+    code, answer = post_task(b'{"this body": "must not be read"}', recheck_headers(authorization))
 
     assert code == status
     assert answer["error"] in ("AuthenticationFailed", "AccessDenied")
@@ -200,7 +180,7 @@ def test_in_production_a_valid_token_reaches_the_recheck_and_other_paths_are_404
     installed: None, google_key: SigningKey
 ) -> None:
     use_dependencies(production(google_key))
-    headers = task_headers(f"Bearer {token(google_key)}")
+    headers = recheck_headers(f"Bearer {token(google_key, aud=RECHECK_URL)}")
     status, answer = post_task(b"{not json", headers)
     assert (status, answer["outcome"]) == (200, "malformed")  # past the check, into the handler
     assert post_task(b"{}", headers, path="/verify")[0] == 404
