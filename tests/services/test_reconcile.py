@@ -17,7 +17,7 @@ from hpsteer.adapters.gateway import READ_ATTEMPTS, device_ref
 from hpsteer.domain.actions import GenericAction, Mode
 from hpsteer.domain.commands import CommandState
 from hpsteer.domain.messages import ReconcileRequest, Topic
-from hpsteer.errors import OemRateLimited, OemUnavailable
+from hpsteer.errors import DeviceOffline, OemRateLimited, OemUnavailable
 from hpsteer.ports.store import DocumentStore
 from hpsteer.runtime.local_fleet import LocalFleet
 from hpsteer.services.command_log import load_command
@@ -265,6 +265,28 @@ def test_a_post_command_check_that_could_not_read_is_owed_until_a_read_answers(
     assert r.device(home)["reconcile"]["look_owed_for"] is None
     runs = r.run(back_at + timedelta(minutes=30))
     assert ("not_polled",) in actions(runs, home)  # back on its stride
+
+
+def test_an_owed_post_command_check_ends_when_the_manufacturer_says_the_device_is_offline(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig()
+    home, slot = onecta_command_not_applied(r)
+    adapter = r.local.gateway.adapter("daikin_onecta")
+    cloud_back = {"yes": False}
+
+    def down(device: Any) -> Any:
+        if not cloud_back["yes"]:
+            raise OemUnavailable("daikin_onecta: 503 Service Unavailable")
+        raise DeviceOffline("daikin_onecta: the device's gateway does not answer")
+
+    monkeypatch.setattr(adapter, "get_device_state", down)
+    r.run(slot + timedelta(minutes=35))
+    assert r.device(home)["reconcile"]["look_owed_for"] == slot
+    cloud_back["yes"] = True
+    runs = r.run(slot + timedelta(minutes=45))
+    assert actions(runs, home) == [("MarkUnreachable",)]
+    assert r.device(home)["reconcile"]["look_owed_for"] is None  # no read every run meanwhile
 
 
 def test_applied_then_reverted_by_a_reboot_is_corrected_within_one_interval(

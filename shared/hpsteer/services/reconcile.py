@@ -487,6 +487,8 @@ class _Device:
             else:
                 state = ctx.gateway.poll_state(ref, schedule)
         except DeviceOffline:
+            if owed:  # answered: the device is offline, and unreachability is judged instead
+                self.set_state(look_owed_for=None)
             return None
         except TransientError as err:
             self.retry_at = getattr(err, "retry_at", None)
