@@ -40,6 +40,7 @@ __all__ = [
     "send_task_name",
     "sweep_task_name",
     "task_name",
+    "task_request",
     "verify_task",
     "verify_task_name",
 ]
@@ -121,6 +122,36 @@ def sweep_task_name(device_id: str, command_id: str, stuck_since: datetime) -> s
     return task_name("sweep", device_id, command_id, stuck_since.isoformat())
 
 
+def task_request(
+    settings: Settings,
+    queue: str,
+    name: str,
+    url: str,
+    at: datetime,
+    body: bytes,
+    traceparent: str | None,
+    *,
+    audience: str,
+) -> TaskRequest:
+    """A JSON task for one of our functions: the tasks' service account's OIDC token with
+    ``audience`` (the called function's own URL), the trace context, a 60 s deadline (the
+    functions' timeout)."""
+    headers = {"Content-Type": "application/json"}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return TaskRequest(
+        queue=queue,
+        name=name,
+        url=url,
+        schedule_at=at,
+        body=body,
+        headers=headers,
+        oidc_service_account=settings.tasks_service_account,
+        oidc_audience=audience,
+        dispatch_deadline=timedelta(seconds=60),
+    )
+
+
 def _request(
     settings: Settings,
     queue: str,
@@ -130,19 +161,16 @@ def _request(
     body: CommandTask,
     traceparent: str | None,
 ) -> TaskRequest:
-    headers = {"Content-Type": "application/json"}
-    if traceparent:
-        headers["traceparent"] = traceparent
-    return TaskRequest(
-        queue=queue,
-        name=name,
-        url=url,
-        schedule_at=at,
-        body=body.model_dump_json().encode(),
-        headers=headers,
-        oidc_service_account=settings.tasks_service_account,
-        oidc_audience=settings.dispatch_url,
-        dispatch_deadline=timedelta(seconds=60),
+    """A command's task: both routes are the dispatch function's, whose URL is the audience."""
+    return task_request(
+        settings,
+        queue,
+        name,
+        url,
+        at,
+        body.model_dump_json().encode(),
+        traceparent,
+        audience=settings.dispatch_url,
     )
 
 

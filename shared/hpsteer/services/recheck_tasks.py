@@ -33,7 +33,7 @@ from typing import Final
 from hpsteer.config import Settings
 from hpsteer.domain.messages import RecheckTask
 from hpsteer.ports.tasks import QueueConfig, RateLimits, RetryConfig, TaskRequest
-from hpsteer.services.command_tasks import task_name
+from hpsteer.services.command_tasks import task_name, task_request
 
 __all__ = [
     "RECHECK_AFTER",
@@ -99,17 +99,9 @@ def recheck_task_name(device_id: str, tick: datetime) -> str:
 def recheck_task(
     settings: Settings, device_id: str, tick: datetime, at: datetime, traceparent: str | None = None
 ) -> TaskRequest:
-    headers = {"Content-Type": "application/json"}
-    if traceparent:
-        headers["traceparent"] = traceparent
-    return TaskRequest(
-        queue=RECHECK_QUEUE.name,
-        name=recheck_task_name(device_id, tick),
-        url=settings.recheck_url,
-        schedule_at=at,
-        body=RecheckTask(device_id=device_id, tick=tick).model_dump_json().encode(),
-        headers=headers,
-        oidc_service_account=settings.tasks_service_account,
-        oidc_audience=settings.recheck_url,
-        dispatch_deadline=timedelta(seconds=60),
+    body = RecheckTask(device_id=device_id, tick=tick).model_dump_json().encode()
+    name = recheck_task_name(device_id, tick)
+    url = settings.recheck_url
+    return task_request(
+        settings, RECHECK_QUEUE.name, name, url, at, body, traceparent, audience=url
     )
