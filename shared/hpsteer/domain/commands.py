@@ -59,6 +59,7 @@ __all__ = [
     "Wanted",
     "apply",
     "fold",
+    "mode_run_since",
     "next_state",
 ]
 
@@ -306,6 +307,14 @@ class Wanted:
     """When the change stops being wanted (the plan's next change or its end); None: no end."""
     adopted_by: str | None = None
     """The current plan's id when it wants an older plan's command (adoption), else None."""
+
+
+def mode_run_since(run: Mapping[str, Any], start: datetime) -> datetime:
+    """Since when a stored mode run of ``current_plan_modes`` (starting at ``start``) has run: its
+    ``since`` when an earlier plan began it (:func:`hpsteer.services.plans_store.make_current`;
+    never after its start), else its start."""
+    began = instant_or_none(run.get("since"))
+    return began if began is not None and began <= start else start
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from hpsteer.domain.actions import Mode
+from hpsteer.domain.commands import mode_run_since
 from hpsteer.domain.instants import instant_or_none
 from hpsteer.domain.market import market_date_of
 from hpsteer.domain.plan_track import IndoorTrack
@@ -268,8 +269,7 @@ def _run_at(runs: Any, at: datetime) -> tuple[str | None, datetime | None]:
         start = run.get("at") if isinstance(run, dict) else None
         if isinstance(start, datetime) and start <= at:
             mode = str(run.get("mode")) if run.get("mode") is not None else None
-            began = run.get("since")
-            since = began if isinstance(began, datetime) and began <= start else start
+            since = mode_run_since(run, start)
     return mode, since
 
 

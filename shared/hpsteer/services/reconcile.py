@@ -142,7 +142,7 @@ from hpsteer.adapters.budget import BOOKING_FIELD, Schedule, plan_windows
 from hpsteer.adapters.gateway import ManufacturerGateway, device_ref
 from hpsteer.adapters.protocol import DeviceRef, DeviceState, RateLimitConfig
 from hpsteer.domain.actions import Mode
-from hpsteer.domain.commands import CommandEvent, CommandEventType
+from hpsteer.domain.commands import CommandEvent, CommandEventType, mode_run_since
 from hpsteer.domain.instants import instant_or_none
 from hpsteer.domain.market import PriceArea, delivery_day_bounds, market_date_of
 from hpsteer.domain.messages import (
@@ -346,7 +346,7 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
     continues the outgoing plan's mode without a command of its own, the ``since`` stored with
     it (:func:`~hpsteer.services.plans_store.make_current`)."""
     runs = [
-        (at, mode, instant_or_none(run.get("since")))
+        (at, mode, mode_run_since(run, at))
         for run in device.get("current_plan_modes") or []
         if isinstance(run, Mapping)
         and (at := instant_or_none(run.get("at"))) is not None
@@ -354,11 +354,10 @@ def intended_now(device: Mapping[str, Any], now: datetime) -> tuple[Intended, fr
     ]
     end_at = instant_or_none(device.get("current_plan_end_at"))
     plan_id = device.get("current_plan_id")
-    past = [(at, mode, began) for at, mode, began in runs if at <= now]
+    past = [(at, mode, since) for at, mode, since in runs if at <= now]
     if not past or (end_at is not None and now >= end_at):
         return Intended(None, plan_id=plan_id), frozenset()
-    start, mode, began = past[-1]
-    since = began if began is not None and began <= start else start  # begun under an older plan
+    _, mode, since = past[-1]  # since: begun under an older plan, or at its start
     later = [at for at, _, _ in runs if at > now]
     until = later[0] if later else end_at
     commanded = {m for _, m, _ in past}
